@@ -1,0 +1,158 @@
+//! Request extractors: a JSON body that fails as a problem naming the field,
+//! and the context every command records in its events' metadata.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::mime;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::problem::{ApiError, FieldError};
+
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// A JSON request body. Content type, size and shape are checked before a
+/// handler runs; every failure is a problem that names the offending field.
+pub struct ValidJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let is_json = is_json_content_type(req);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !is_json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            let bytes = body.await.map_err(body_error)?;
+            parse_json(&bytes).map(ValidJson)
+        })
+    }
+}
+
+fn is_json_content_type(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(mime) = value.to_str().unwrap_or_default().parse::<mime::Mime>() else {
+        return false;
+    };
+    mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+}
+
+fn body_error(error: actix_web::Error) -> ApiError {
+    match error.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
+        _ => ApiError::MalformedJson("the body could not be read".into()),
+    }
+}
+
+/// Query-string parameters, with unknown or malformed ones named in a 400 problem.
+pub struct ValidQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(req.query_string().as_bytes()));
+        let parsed = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let message = error.into_inner().to_string();
+            ApiError::BadRequest(vec![FieldError::new(field_of(&path, &message), message)])
+        });
+        std::future::ready(parsed.map(ValidQuery))
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if !inner.is_data() {
+            return ApiError::MalformedJson(inner.to_string());
+        }
+        let field = field_of(&path, &inner.to_string());
+        ApiError::BadRequest(vec![FieldError::new(field, strip_position(&inner))])
+    })
+}
+
+/// serde names unknown and missing fields only in its message, in backticks.
+fn field_of(path: &str, message: &str) -> String {
+    let quoted = message.split('`').nth(1).filter(|_| {
+        message.starts_with("unknown field") || message.starts_with("missing field")
+    });
+    match (path, quoted) {
+        (".", Some(name)) => name.to_string(),
+        (_, Some(name)) => format!("{path}.{name}"),
+        _ => path.to_string(),
+    }
+}
+
+fn strip_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message,
+    }
+}
+
+/// Who asked, and from where: recorded in the metadata of every event a command writes.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub correlation_id: String,
+    pub request_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl RequestContext {
+    /// Metadata for one command's events; `causation_id` identifies the command.
+    pub fn metadata_for(&self, command_id: Uuid) -> bus::EventMetadata {
+        bus::EventMetadata {
+            actor_id: None,
+            correlation_id: Some(self.correlation_id.clone()),
+            causation_id: Some(command_id.to_string()),
+            request_ip: self.request_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            occurred_at: Some(Utc::now()),
+        }
+    }
+}
+
+impl FromRequest for RequestContext {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(Self {
+            correlation_id: correlation_id(req),
+            request_ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+            user_agent: header_text(req, header::USER_AGENT.as_str(), 256),
+        }))
+    }
+}
+
+/// The caller's correlation id when it is sane, a new one otherwise.
+fn correlation_id(req: &HttpRequest) -> String {
+    header_text(req, CORRELATION_HEADER, 128)
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| Uuid::new_v4().to_string())
+}
+
+fn header_text(req: &HttpRequest, name: &str, max_chars: usize) -> Option<String> {
+    let value = req.headers().get(name)?.to_str().ok()?;
+    Some(value.chars().take(max_chars).collect())
+}

@@ -1,0 +1,118 @@
+//! Read-your-writes: how far a projection has got, and waiting (bounded)
+//! until it has applied a given global position.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infra::event_log::{self, LogPosition};
+use infra::shutdown::Shutdown;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::problem::ApiError;
+
+/// Re-read the checkpoint at least this often while waiting, in case a
+/// notification was missed (the listener reconnects after a failure).
+const RECHECK_EVERY: Duration = Duration::from_millis(200);
+
+pub struct Freshness {
+    pool: PgPool,
+    projection: &'static str,
+    advanced: Arc<Notify>,
+    max_wait: Duration,
+}
+
+impl Freshness {
+    /// Starts listening for the projector's checkpoint notifications.
+    pub fn start(
+        pool: PgPool,
+        projection: &'static str,
+        max_wait: Duration,
+        shutdown: Shutdown,
+    ) -> Self {
+        let advanced = Arc::new(Notify::new());
+        tokio::spawn(listen(pool.clone(), advanced.clone(), shutdown));
+        Self {
+            pool,
+            projection,
+            advanced,
+            max_wait,
+        }
+    }
+
+    pub async fn applied(&self) -> Result<LogPosition, ApiError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, global_position FROM projection_checkpoints WHERE projection = $1",
+        )
+        .bind(self.projection)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(ApiError::internal)?;
+        let (transaction_id, global_position) = row.unwrap_or_default();
+        Ok(LogPosition {
+            transaction_id,
+            global_position,
+        })
+    }
+
+    /// The applied position once it includes `min_position` (if given);
+    /// `NotYetProjected` after the configured bound.
+    pub async fn wait_for(&self, min_position: Option<i64>) -> Result<LogPosition, ApiError> {
+        let applied = self.applied().await?;
+        let Some(target) = min_position.filter(|p| *p > 0) else {
+            return Ok(applied);
+        };
+        // The projector applies events in publishing order, so the target is
+        // compared in that order when the event exists.
+        let target = event_log::position_of(&self.pool, target)
+            .await
+            .map_err(ApiError::internal)?;
+        let reached = |applied: &LogPosition| match target {
+            Some(target) => *applied >= target,
+            None => applied.global_position >= min_position.unwrap_or_default(),
+        };
+        let started = Instant::now();
+        let mut applied = applied;
+        while !reached(&applied) {
+            let remaining = self.max_wait.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return Err(ApiError::NotYetProjected {
+                    position: min_position.unwrap_or_default(),
+                    waited_ms: self.max_wait.as_millis(),
+                });
+            }
+            let notified = self.advanced.notified();
+            let _ = tokio::time::timeout(remaining.min(RECHECK_EVERY), notified).await;
+            applied = self.applied().await?;
+        }
+        Ok(applied)
+    }
+}
+
+async fn listen(pool: PgPool, advanced: Arc<Notify>, shutdown: Shutdown) {
+    while !shutdown.is_triggered() {
+        if let Err(error) = relay_notifications(&pool, &advanced, &shutdown).await {
+            tracing::warn!(%error, "projection listener failed; reconnecting");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn relay_notifications(
+    pool: &PgPool,
+    advanced: &Notify,
+    shutdown: &Shutdown,
+) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen("projection_advanced").await?;
+    loop {
+        tokio::select! {
+            notification = listener.recv() => {
+                notification?;
+                advanced.notify_waiters();
+            }
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}

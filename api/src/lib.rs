@@ -1,0 +1,14 @@
+//! The identity service's HTTP API: commands through cqrs-es and postgres-es,
+//! queries on read models, and the outbox relay that publishes the event log.
+
+pub mod claims;
+pub mod extract;
+pub mod freshness;
+pub mod password;
+pub mod problem;
+pub mod relay;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod user_commands;
+pub mod user_queries;

@@ -1,0 +1,23 @@
+//! argon2id hashing. It is deliberately slow, so it always runs on the
+//! blocking pool, never on an actix worker thread.
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use domain::{Password, PasswordHash};
+
+/// OWASP's recommended argon2id parameters: 19 MiB, 2 passes, 1 lane.
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub async fn hash(password: Password) -> anyhow::Result<PasswordHash> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = hasher()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map_err(|error| anyhow::anyhow!("argon2 failed: {error}"))?;
+        Ok(PasswordHash::new(hash.to_string()))
+    })
+    .await?
+}

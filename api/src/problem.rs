@@ -1,0 +1,151 @@
+//! The one place where errors become HTTP: every failure a client can see is
+//! an `ApiError`, answered as RFC 7807 `application/problem+json`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+const TYPE_BASE: &str = "https://identity.example/problems/";
+
+/// A rule a field of the request broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl ToString) -> Self {
+        Self {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{}", describe(.0))]
+    BadRequest(Vec<FieldError>),
+    #[error("{}", describe(.0))]
+    Validation(Vec<FieldError>),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    RuleViolated(String),
+    #[error("the aggregate was changed by another request; retry")]
+    ConcurrencyConflict,
+    #[error("the read model did not reach position {position} within {waited_ms} ms")]
+    NotYetProjected { position: i64, waited_ms: u128 },
+    #[error("an internal error occurred")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+
+    pub fn invalid(field: &str, message: impl ToString) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// Stable, documented problem type (the last segment of `type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed-json",
+            Self::BadRequest(_) => "bad-request",
+            Self::Validation(_) => "validation-failed",
+            Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::NotFound(_) => "not-found",
+            Self::Conflict(_) => "conflict",
+            Self::RuleViolated(_) => "rule-violated",
+            Self::ConcurrencyConflict => "concurrency-conflict",
+            Self::NotYetProjected { .. } => "projection-timeout",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "Malformed JSON",
+            Self::BadRequest(_) => "Bad request",
+            Self::Validation(_) => "Validation failed",
+            Self::PayloadTooLarge { .. } => "Payload too large",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::NotFound(_) => "Not found",
+            Self::Conflict(_) => "Conflict",
+            Self::RuleViolated(_) => "Rule violated",
+            Self::ConcurrencyConflict => "Concurrency conflict",
+            Self::NotYetProjected { .. } => "Read model not yet up to date",
+            Self::Internal(_) => "Internal error",
+        }
+    }
+
+    fn field_errors(&self) -> Option<&[FieldError]> {
+        match self {
+            Self::BadRequest(errors) | Self::Validation(errors) => Some(errors),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::RuleViolated(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) | Self::ConcurrencyConflict => StatusCode::CONFLICT,
+            Self::NotYetProjected { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(error) = self {
+            tracing::error!(error = ?error, "request failed");
+        }
+        let status = self.status_code();
+        let problem = Problem {
+            type_uri: format!("{TYPE_BASE}{}", self.kind()),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: self.field_errors(),
+        };
+        HttpResponse::build(status)
+            .insert_header((header::CONTENT_TYPE, "application/problem+json"))
+            .body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}

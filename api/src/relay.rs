@@ -1,0 +1,207 @@
+//! The outbox relay: the event table is the outbox. The one active relay
+//! (a PostgreSQL advisory lock) reads committed events in publishing order,
+//! publishes each batch with publisher confirms, and only then advances its
+//! checkpoint. A crash in between re-publishes; consumers are idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::{Envelope, Publisher, Topology};
+use cqrs_es::Aggregate;
+use domain::{User, UserEvent};
+use infra::broker::BrokerLink;
+use infra::event_log::{self, LogPosition};
+use infra::shutdown::Shutdown;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+
+/// Key of the advisory lock that elects the active relay ("relay" in ASCII).
+const LEADER_LOCK: i64 = 0x72_656c_6179;
+const CHECKPOINT: &str = "amqp";
+/// How soon to look again when rows exist that an older, still running
+/// transaction holds back.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    pub batch_size: i64,
+    /// Fallback when a notification is missed; publishing never waits for it.
+    pub poll_interval: Duration,
+}
+
+/// Publishes one batch at a time from a checkpoint.
+pub struct Relay {
+    pool: PgPool,
+    publisher: Publisher,
+    settings: RelaySettings,
+    checkpoint: LogPosition,
+}
+
+impl Relay {
+    pub async fn new(
+        pool: PgPool,
+        connection: &lapin::Connection,
+        topology: &Topology,
+        settings: RelaySettings,
+    ) -> anyhow::Result<Self> {
+        let channel = connection.create_channel().await?;
+        topology.declare_exchange(&channel).await?;
+        let publisher = Publisher::new(connection, &topology.exchange).await?;
+        let checkpoint = load_checkpoint(&pool).await?;
+        Ok(Self {
+            pool,
+            publisher,
+            settings,
+            checkpoint,
+        })
+    }
+
+    pub fn checkpoint(&self) -> LogPosition {
+        self.checkpoint
+    }
+
+    /// Publishes the next batch and returns where it ends, without saving
+    /// that as the checkpoint. `None` when nothing is ready to publish.
+    pub async fn publish_next_batch(&mut self) -> anyhow::Result<Option<LogPosition>> {
+        let mut batch =
+            event_log::read_committed_after(&self.pool, self.checkpoint, self.settings.batch_size)
+                .await?;
+        let Some(last) = batch.last().map(LogPosition::of) else {
+            return Ok(None);
+        };
+        for envelope in &mut batch {
+            redact_secrets(envelope)?;
+        }
+        self.publisher.publish_batch(&batch).await?;
+        tracing::debug!(
+            events = batch.len(),
+            up_to = last.global_position,
+            "published"
+        );
+        Ok(Some(last))
+    }
+
+    pub async fn save_checkpoint(&mut self, position: LogPosition) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (relay, transaction_id, global_position, updated_at) \
+             VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (relay) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+               global_position = EXCLUDED.global_position, updated_at = now()",
+        )
+        .bind(CHECKPOINT)
+        .bind(position.transaction_id)
+        .bind(position.global_position)
+        .execute(&self.pool)
+        .await?;
+        self.checkpoint = position;
+        Ok(())
+    }
+
+    /// Publishes everything ready; true when a full batch suggests more is waiting.
+    async fn drain_once(&mut self) -> anyhow::Result<bool> {
+        match self.publish_next_batch().await? {
+            Some(last) => {
+                self.save_checkpoint(last).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+async fn load_checkpoint(pool: &PgPool) -> sqlx::Result<LogPosition> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id, global_position FROM relay_checkpoints WHERE relay = $1",
+    )
+    .bind(CHECKPOINT)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row
+        .map(|(transaction_id, global_position)| LogPosition {
+            transaction_id,
+            global_position,
+        })
+        .unwrap_or_default())
+}
+
+/// Password hashes stay in the event store; the broker never carries them.
+fn redact_secrets(envelope: &mut Envelope) -> anyhow::Result<()> {
+    if envelope.aggregate_type == User::TYPE {
+        let mut event: UserEvent = serde_json::from_value(envelope.payload.take())?;
+        event.redact_secrets();
+        envelope.payload = serde_json::to_value(event)?;
+    }
+    Ok(())
+}
+
+/// Runs the relay until shutdown: waits to become the leader, then publishes,
+/// restarting after any failure.
+pub async fn run(
+    pool: PgPool,
+    broker: Arc<BrokerLink>,
+    topology: Topology,
+    settings: RelaySettings,
+    shutdown: Shutdown,
+) {
+    while !shutdown.is_triggered() {
+        if let Err(error) = lead_when_elected(&pool, &broker, &topology, &settings, &shutdown).await
+        {
+            tracing::error!(error = %error, "relay failed; restarting");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+    }
+}
+
+async fn lead_when_elected(
+    pool: &PgPool,
+    broker: &BrokerLink,
+    topology: &Topology,
+    settings: &RelaySettings,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    // A connection of its own: the session lock lives as long as it does.
+    let mut lock = pool.acquire().await?.detach();
+    while !try_lock(&mut lock).await? {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.poll_interval) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+    tracing::info!("relay elected; publishing");
+    let connection = broker.connection().await?;
+    let mut relay = Relay::new(pool.clone(), &connection, topology, settings.clone()).await?;
+    let mut appended = PgListener::connect_with(pool).await?;
+    appended.listen("events_appended").await?;
+    while !shutdown.is_triggered() {
+        if relay.drain_once().await? {
+            continue;
+        }
+        let wait = if event_log::has_rows_held_back(pool, relay.checkpoint()).await? {
+            HELD_BACK_RETRY
+        } else {
+            settings.poll_interval
+        };
+        tokio::select! {
+            notification = appended.recv() => { notification?; }
+            _ = tokio::time::sleep(wait) => { still_locked(&mut lock).await?; }
+            _ = shutdown.wait() => {}
+        }
+    }
+    Ok(())
+}
+
+async fn try_lock(connection: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LEADER_LOCK)
+        .fetch_one(connection)
+        .await
+}
+
+/// Fails when the lock's connection is gone, so that the relay stops
+/// publishing once another may have been elected.
+async fn still_locked(connection: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1").execute(connection).await.map(|_| ())
+}

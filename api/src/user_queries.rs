@@ -1,0 +1,57 @@
+//! Reads of the `users_view` read model. Never folds events.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, FromRow)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub status: String,
+    pub registered_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Sequence of the user's last applied event (its version).
+    pub version: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub status: Option<String>,
+    pub email_key: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, email, display_name, status, registered_at, updated_at, sequence AS version";
+
+pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<UserView>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users_view WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Up to `limit` users after `cursor`, in id order (ids are UUIDv7, so this
+/// is registration order). Returns one extra row to tell if more follow.
+pub async fn list(
+    pool: &PgPool,
+    filter: &UserFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<UserView>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users_view \
+         WHERE ($1::text IS NULL OR status = $1) \
+           AND ($2::text IS NULL OR email_key = $2) \
+           AND ($3::uuid IS NULL OR id > $3) \
+         ORDER BY id LIMIT $4"
+    ))
+    .bind(&filter.status)
+    .bind(&filter.email_key)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,13 @@
+//! Event envelope, AMQP topology, publisher with confirms and the consumer loop.
+
+mod consumer;
+mod envelope;
+mod error;
+mod publisher;
+mod topology;
+
+pub use consumer::{run_consumer, BatchHandler, ConsumerOptions, HandlerError};
+pub use envelope::{Envelope, EventMetadata};
+pub use error::BusError;
+pub use publisher::Publisher;
+pub use topology::{connect, ConsumerGroup, Topology};

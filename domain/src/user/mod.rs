@@ -1,0 +1,11 @@
+mod aggregate;
+mod commands;
+mod errors;
+mod events;
+mod values;
+
+pub use aggregate::{User, UserStatus};
+pub use commands::UserCommand;
+pub use errors::UserError;
+pub use events::UserEvent;
+pub use values::{DisplayName, Email, Password, PasswordHash};

@@ -1,0 +1,45 @@
+use std::sync::{Arc, Mutex};
+
+use lapin::Connection;
+
+/// The process's connection to RabbitMQ, reopened on demand after a failure.
+/// Readiness reports whether it is currently connected.
+pub struct BrokerLink {
+    url: String,
+    current: Mutex<Option<Arc<Connection>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl BrokerLink {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The open connection, connecting first if there is none or it died.
+    pub async fn connection(&self) -> Result<Arc<Connection>, bus::BusError> {
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(connection) = self.open_connection() {
+            return Ok(connection);
+        }
+        let connection = Arc::new(bus::connect(&self.url).await?);
+        *self.current.lock().expect("broker link poisoned") = Some(connection.clone());
+        Ok(connection)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.open_connection().is_some()
+    }
+
+    fn open_connection(&self) -> Option<Arc<Connection>> {
+        self.current
+            .lock()
+            .expect("broker link poisoned")
+            .as_ref()
+            .filter(|connection| connection.status().connected())
+            .cloned()
+    }
+}

@@ -1,0 +1,11 @@
+//! Process plumbing shared by the `api` and `projector` binaries: settings
+//! common to both, telemetry, the database pool and migrations, reads of the
+//! event log, the broker link and the health endpoints.
+
+pub mod broker;
+pub mod db;
+pub mod event_log;
+pub mod health;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,75 @@
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use infra::settings::CommonSettings;
+
+/// Builds the read models from the broker; rebuilds them from the event store.
+#[derive(Parser, Debug)]
+#[command(name = "projector", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub settings: ProjectorSettings,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Consume `projector.read_models` and keep the read models current (the default).
+    Run,
+    /// Rebuild a read model from the event store, swap it in, then keep consuming.
+    Rebuild {
+        /// The view to rebuild (default and, for now, only: users_view).
+        view: Option<String>,
+        /// Exit after the swap instead of consuming from the broker.
+        #[arg(long)]
+        exit: bool,
+    },
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ProjectorSettings {
+    #[command(flatten)]
+    pub common: CommonSettings,
+
+    /// Address of the health endpoints (port 0 picks a free port).
+    #[arg(long, env = "PROJECTOR_ADDR", default_value = "127.0.0.1:8081")]
+    pub projector_addr: String,
+
+    /// Deliveries of one message before it goes to the dead-letter queue.
+    #[arg(long, env = "PROJECTOR_DELIVERY_LIMIT", default_value_t = 10)]
+    pub delivery_limit: u32,
+
+    /// Unacknowledged messages the broker may send ahead.
+    #[arg(long, env = "PROJECTOR_PREFETCH", default_value_t = 256)]
+    pub prefetch: u16,
+
+    /// Most events applied in one transaction.
+    #[arg(long, env = "PROJECTOR_MAX_BATCH", default_value_t = 128)]
+    pub max_batch: usize,
+
+    /// First retry delay of a failed event, in milliseconds; doubles per try.
+    #[arg(long, env = "PROJECTOR_RETRY_BASE_MS", default_value_t = 100)]
+    pub retry_base_ms: u64,
+}
+
+impl ProjectorSettings {
+    pub fn consumer_group(&self) -> bus::ConsumerGroup {
+        bus::ConsumerGroup {
+            name: "projector.read_models".into(),
+            binding_keys: vec!["user.*".into()],
+            delivery_limit: self.delivery_limit,
+        }
+    }
+
+    pub fn consumer_options(&self) -> bus::ConsumerOptions {
+        bus::ConsumerOptions {
+            prefetch: self.prefetch,
+            max_batch: self.max_batch.max(1),
+            backoff_base: Duration::from_millis(self.retry_base_ms),
+            backoff_max: Duration::from_secs(10),
+            consumer_tag: format!("projector-{}", std::process::id()),
+        }
+    }
+}
