@@ -66,8 +66,9 @@ impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(req.query_string().as_bytes()));
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(
+            req.query_string().as_bytes(),
+        ));
         let parsed = serde_path_to_error::deserialize(deserializer).map_err(|error| {
             let path = error.path().to_string();
             let message = error.into_inner().to_string();
@@ -90,12 +91,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// serde names unknown and missing fields only in its message, in backticks.
+/// The path names an unknown field itself; a missing field only appears in
+/// serde's message, in backticks, below the path of its parent.
 fn field_of(path: &str, message: &str) -> String {
-    let quoted = message.split('`').nth(1).filter(|_| {
-        message.starts_with("unknown field") || message.starts_with("missing field")
-    });
-    match (path, quoted) {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
         (".", Some(name)) => name.to_string(),
         (_, Some(name)) => format!("{path}.{name}"),
         _ => path.to_string(),

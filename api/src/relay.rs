@@ -203,5 +203,8 @@ async fn try_lock(connection: &mut PgConnection) -> sqlx::Result<bool> {
 /// Fails when the lock's connection is gone, so that the relay stops
 /// publishing once another may have been elected.
 async fn still_locked(connection: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT 1").execute(connection).await.map(|_| ())
+    sqlx::query("SELECT 1")
+        .execute(connection)
+        .await
+        .map(|_| ())
 }

@@ -27,7 +27,8 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: ApiSettings) -> anyhow::Result<Self> {
         let common = &settings.common;
-        let pool = infra::db::connect(&common.database_url, common.database_max_connections).await?;
+        let pool =
+            infra::db::connect(&common.database_url, common.database_max_connections).await?;
         if common.migrate_on_start {
             infra::db::migrate(&pool).await?;
         }

@@ -62,7 +62,12 @@ impl Default for ConsumerOptions {
 }
 
 /// Consumes `queue` in batches until `shutdown` becomes true (or its sender is dropped),
-/// then finishes the batch in hand, cancels the consumer and returns `Ok`.
+/// then finishes the batch in hand, cancels the consumer, handles the deliveries the
+/// broker had already pushed (at most `prefetch`), closes the channel and returns `Ok`.
+///
+/// A batch the handler rejects is retried event by event; each failing event is
+/// requeued after a backoff and dead-lettered by the queue's delivery limit.
+/// Undecodable messages are dead-lettered at once.
 ///
 /// Returns `Err` when the channel fails or the broker cancels the consumer; the caller
 /// is expected to reconnect and call it again. Delivery is at-least-once: the handler
@@ -97,7 +102,7 @@ struct Worker<'a, H> {
 }
 
 impl<H: BatchHandler> Worker<'_, H> {
-    async fn consume(mut self, channel: &Channel) -> Result<(), BusError> {
+    async fn consume(self, channel: &Channel) -> Result<(), BusError> {
         channel
             .basic_qos(self.opts.prefetch, BasicQosOptions::default())
             .await?;
@@ -120,7 +125,7 @@ impl<H: BatchHandler> Worker<'_, H> {
     }
 
     /// The batch loop; returns `Ok` once shutdown is requested (batch in hand finished).
-    async fn run(&mut self, consumer: &mut Consumer) -> Result<(), BusError> {
+    async fn run(&self, consumer: &mut Consumer) -> Result<(), BusError> {
         loop {
             let next = tokio::select! {
                 biased;
@@ -180,7 +185,10 @@ impl<H: BatchHandler> Worker<'_, H> {
     ) -> Result<(), BusError> {
         match self.handler.handle(events).await {
             Ok(()) => ack_all(deliveries).await,
-            Err(err) if events.len() == 1 => self.retry_later(&deliveries[0], &err).await,
+            Err(err) if events.len() == 1 => {
+                let retry = self.retry_later(&deliveries[0], &err);
+                retry.instrument(event_span(&events[0])).await
+            }
             Err(err) => {
                 warn!(error = %err, "batch failed; handling its events one at a time");
                 self.handle_one_by_one(deliveries, events).await
@@ -235,10 +243,7 @@ async fn shutdown_signalled(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-fn into_delivery(
-    next: Option<lapin::Result<Delivery>>,
-    queue: &str,
-) -> Result<Delivery, BusError> {
+fn into_delivery(next: Option<lapin::Result<Delivery>>, queue: &str) -> Result<Delivery, BusError> {
     match next {
         Some(Ok(delivery)) => Ok(delivery),
         Some(Err(err)) => Err(err.into()),

@@ -95,7 +95,7 @@ async fn check_confirm(event_id: Uuid, confirm: PublisherConfirm) -> Result<(), 
 }
 
 /// AMQP properties of an event message (persistent JSON, ids and tracing headers).
-pub(crate) fn properties(event: &Envelope) -> BasicProperties {
+fn properties(event: &Envelope) -> BasicProperties {
     let mut props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())

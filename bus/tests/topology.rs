@@ -9,8 +9,14 @@ async fn declare_group_is_idempotent() {
     let fx = Fixture::new(5).await;
     let channel = fx.conn.create_channel().await.unwrap();
     fx.topology.declare_exchange(&channel).await.unwrap();
-    fx.topology.declare_group(&channel, &fx.group).await.unwrap();
-    fx.topology.declare_group(&channel, &fx.group).await.unwrap();
+    fx.topology
+        .declare_group(&channel, &fx.group)
+        .await
+        .unwrap();
+    fx.topology
+        .declare_group(&channel, &fx.group)
+        .await
+        .unwrap();
 
     let passive = QueueDeclareOptions {
         passive: true,

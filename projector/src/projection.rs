@@ -74,8 +74,6 @@ pub async fn advance_checkpoint(
 #[async_trait]
 impl BatchHandler for ReadModels {
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
-        self.apply_batch(events)
-            .await
-            .map_err(|error| HandlerError::new(error))
+        self.apply_batch(events).await.map_err(HandlerError::new)
     }
 }

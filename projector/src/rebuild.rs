@@ -48,7 +48,10 @@ async fn rebuild_users_view(pool: &PgPool) -> Result<Rebuilt, RebuildError> {
     .await?;
     let mut conn = pool.acquire().await?;
     let (mut events, mut up_to) = replay(&mut conn, LogPosition::default()).await?;
-    tracing::info!(events, "replayed the event store; swapping in the rebuilt table");
+    tracing::info!(
+        events,
+        "replayed the event store; swapping in the rebuilt table"
+    );
 
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("LOCK TABLE {LIVE_TABLE} IN ACCESS EXCLUSIVE MODE"))

@@ -27,7 +27,10 @@ impl Application {
         Self::build_with_pool(settings, pool).await
     }
 
-    pub async fn build_with_pool(settings: ProjectorSettings, pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn build_with_pool(
+        settings: ProjectorSettings,
+        pool: PgPool,
+    ) -> anyhow::Result<Self> {
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(&settings.common.amqp_url));
         let consumer = tokio::spawn(consume(

@@ -159,7 +159,11 @@ async fn update(
             Some(UserStatus::Deactivated.as_str().into()),
             None,
         ),
-        UserEvent::Reactivated => ("status = $5", Some(UserStatus::Active.as_str().into()), None),
+        UserEvent::Reactivated => (
+            "status = $5",
+            Some(UserStatus::Active.as_str().into()),
+            None,
+        ),
         _ => ("id = id", None, None),
     };
     let sql = format!(
@@ -178,5 +182,8 @@ async fn update(
 }
 
 fn occurred_at(envelope: &Envelope) -> DateTime<Utc> {
-    envelope.metadata.occurred_at.unwrap_or(envelope.recorded_at)
+    envelope
+        .metadata
+        .occurred_at
+        .unwrap_or(envelope.recorded_at)
 }

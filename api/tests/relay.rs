@@ -1,0 +1,293 @@
+//! The outbox relay against the real database and broker: a crash between
+//! publish and checkpoint re-publishes and the projector applies once; a
+//! transaction that commits out of position order is never skipped.
+
+mod support;
+
+use std::time::Duration;
+
+use api::extract::RequestContext;
+use api::relay::{Relay, RelaySettings};
+use api::user_commands::UserCommands;
+use bus::{ConsumerGroup, Envelope};
+use domain::{DisplayName, Email, Password, PasswordHash, UserEvent};
+use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use sqlx::{Connection, PgConnection};
+use support::{projector_group, GOOD_PASSWORD};
+use uuid::Uuid;
+
+fn tap_group() -> ConsumerGroup {
+    ConsumerGroup {
+        name: "tap".into(),
+        binding_keys: vec!["#".into()],
+        delivery_limit: 10,
+    }
+}
+
+struct Fixture {
+    db: TestDatabase,
+    topology: TestTopology,
+    connection: lapin::Connection,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let db = TestDatabase::create().await;
+        let topology = TestTopology::new(vec![projector_group(), tap_group()]);
+        let connection = bus::connect(&amqp_url()).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        topology.topology.declare_exchange(&channel).await.unwrap();
+        for group in &topology.groups {
+            topology
+                .topology
+                .declare_group(&channel, group)
+                .await
+                .unwrap();
+        }
+        Self {
+            db,
+            topology,
+            connection,
+        }
+    }
+
+    async fn relay(&self) -> Relay {
+        let settings = RelaySettings {
+            batch_size: 100,
+            poll_interval: Duration::from_millis(100),
+        };
+        Relay::new(
+            self.db.pool.clone(),
+            &self.connection,
+            &self.topology.topology,
+            settings,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Takes exactly `count` messages from the tap queue, in order.
+    async fn tapped(&self, count: usize) -> Vec<Envelope> {
+        let queue = self.topology.topology.queue_name(&tap_group());
+        let channel = self.connection.create_channel().await.unwrap();
+        let mut taken = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while taken.len() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} messages",
+                taken.len()
+            );
+            match channel
+                .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+            {
+                Some(message) => {
+                    message.ack(BasicAckOptions::default()).await.unwrap();
+                    taken.push(Envelope::from_json(&message.data).unwrap());
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let extra = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap();
+        assert!(extra.is_none(), "more than {count} messages published");
+        taken
+    }
+}
+
+async fn register_users(pool: &sqlx::PgPool, count: usize) {
+    let commands = UserCommands::new(pool.clone());
+    let context = RequestContext {
+        correlation_id: "relay-test".into(),
+        request_ip: None,
+        user_agent: None,
+    };
+    for n in 0..count {
+        commands
+            .register(
+                &context,
+                Email::parse(&format!("u{n}@example.com")).unwrap(),
+                DisplayName::parse("U").unwrap(),
+                Password::parse(GOOD_PASSWORD).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_publish_and_checkpoint_republishes_and_applies_once() {
+    let fixture = Fixture::new().await;
+    register_users(&fixture.db.pool, 3).await;
+
+    let mut crashed = fixture.relay().await;
+    let published = crashed
+        .publish_next_batch()
+        .await
+        .unwrap()
+        .expect("a batch");
+    drop(crashed); // before save_checkpoint: the crash
+
+    let mut restarted = fixture.relay().await;
+    assert_eq!(restarted.checkpoint().global_position, 0);
+    let again = restarted
+        .publish_next_batch()
+        .await
+        .unwrap()
+        .expect("a batch");
+    assert_eq!(again, published);
+    restarted.save_checkpoint(again).await.unwrap();
+    assert!(restarted.publish_next_batch().await.unwrap().is_none());
+
+    let tapped = fixture.tapped(6).await;
+    for envelope in &tapped {
+        let event: UserEvent = serde_json::from_value(envelope.payload.clone()).unwrap();
+        let UserEvent::Registered { password_hash, .. } = event else {
+            panic!("unexpected {event:?}");
+        };
+        assert!(password_hash.is_redacted(), "hash left the event store");
+        assert_eq!(
+            envelope.metadata.correlation_id.as_deref(),
+            Some("relay-test")
+        );
+    }
+
+    spawn_projector(&fixture).await;
+    let pool = &fixture.db.pool;
+    eventually(Duration::from_secs(10), "projection", || async {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT global_position FROM projection_checkpoints WHERE projection = 'users_view'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        (applied == published.global_position).then_some(())
+    })
+    .await;
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT sequence FROM users_view")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(1,), (1,), (1,)], "each user applied once");
+}
+
+async fn spawn_projector(fixture: &Fixture) {
+    let settings = support::api_settings(&fixture.db, &fixture.topology, &[]);
+    let settings = projector::settings::ProjectorSettings {
+        common: settings.common,
+        projector_addr: "127.0.0.1:0".into(),
+        delivery_limit: 10,
+        prefetch: 64,
+        max_batch: 32,
+        retry_base_ms: 20,
+    };
+    let projector = projector::startup::Application::build(settings)
+        .await
+        .unwrap();
+    tokio::spawn(projector.run_until_stopped());
+}
+
+async fn begin(url: &str) -> PgConnection {
+    let mut connection = PgConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+    connection
+}
+
+async fn commit(connection: &mut PgConnection) {
+    sqlx::query("COMMIT").execute(connection).await.unwrap();
+}
+
+/// Appends a registration inside the open transaction; returns its position.
+async fn append_registration(connection: &mut PgConnection) -> i64 {
+    let user_id = Uuid::now_v7();
+    let event = UserEvent::Registered {
+        user_id,
+        email: Email::parse(&format!("{user_id}@example.com")).unwrap(),
+        display_name: DisplayName::parse("Raw").unwrap(),
+        password_hash: PasswordHash::new("$argon2id$test".into()),
+    };
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('user', $1, 1, 'user.registered', '1', $2, '{}') RETURNING global_position",
+    )
+    .bind(user_id.to_string())
+    .bind(serde_json::to_value(event).unwrap())
+    .fetch_one(connection)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_lower_position_that_commits_later_is_published_not_skipped() {
+    let fixture = Fixture::new().await;
+    let mut relay = fixture.relay().await;
+    let mut first = begin(&fixture.db.url).await;
+    let mut second = begin(&fixture.db.url).await;
+    let lower = append_registration(&mut first).await;
+    let higher = append_registration(&mut second).await;
+    assert!(lower < higher);
+    commit(&mut second).await;
+
+    // The open transaction could still gain rows below: nothing is published yet.
+    assert_eq!(relay.publish_next_batch().await.unwrap(), None);
+    commit(&mut first).await;
+    let last = relay.publish_next_batch().await.unwrap().expect("batch");
+    relay.save_checkpoint(last).await.unwrap();
+
+    let positions: Vec<i64> = fixture
+        .tapped(2)
+        .await
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, vec![lower, higher]);
+}
+
+#[tokio::test]
+async fn an_older_transaction_with_a_higher_position_does_not_hide_a_lower_one() {
+    let fixture = Fixture::new().await;
+    let mut relay = fixture.relay().await;
+    let mut older = begin(&fixture.db.url).await;
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut older)
+        .await
+        .unwrap();
+    let mut younger = begin(&fixture.db.url).await;
+    let lower = append_registration(&mut younger).await;
+    let higher = append_registration(&mut older).await;
+    assert!(lower < higher);
+    commit(&mut older).await;
+
+    let last = relay
+        .publish_next_batch()
+        .await
+        .unwrap()
+        .expect("older batch");
+    assert_eq!(last.global_position, higher);
+    relay.save_checkpoint(last).await.unwrap();
+    commit(&mut younger).await;
+    let last = relay
+        .publish_next_batch()
+        .await
+        .unwrap()
+        .expect("younger batch");
+    assert_eq!(
+        last.global_position, lower,
+        "a position-ordered reader would skip it"
+    );
+    relay.save_checkpoint(last).await.unwrap();
+
+    let positions: Vec<i64> = fixture
+        .tapped(2)
+        .await
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, vec![higher, lower]);
+}

@@ -1,0 +1,228 @@
+//! Users from the HTTP command through the event store, the relay, the
+//! broker and the projector back to the query endpoints.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{assert_problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn register_then_read_your_write() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/v1/users",
+            &json!({"email": " Alice@Example.COM ", "password": support::GOOD_PASSWORD, "display_name": "Alice"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = response.json().await.unwrap();
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(location, format!("/v1/users/{id}"));
+    let position = body["position"].as_i64().unwrap();
+    assert!(position > 0);
+
+    let response = app
+        .get(&format!("{location}?min_position={position}"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let applied: i64 = response.headers()["projection-position"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(applied >= position);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["id"], id);
+    assert_eq!(user["email"], "Alice@example.com");
+    assert_eq!(user["display_name"], "Alice");
+    assert_eq!(user["status"], "active");
+    assert_eq!(user["version"], 1);
+    assert!(user.get("password_hash").is_none());
+}
+
+#[tokio::test]
+async fn list_filters_and_paginates_with_a_cursor() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    let mut last = 0;
+    for n in 0..5 {
+        let (id, position) = app
+            .register(&format!("user{n}@example.com"), &format!("User {n}"))
+            .await;
+        ids.push(id);
+        last = position;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/users?limit=2&min_position={last}");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key("projection-position"));
+        let page: Value = response.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|u| u["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every user once, in registration order");
+
+    let page: Value = app
+        .get("/v1/users?email=USER3@example.com")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], ids[3].as_str());
+}
+
+#[tokio::test]
+async fn patch_changes_profile_and_frees_the_old_email() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("old@example.com", "Old").await;
+    let response = app
+        .patch_json(
+            &format!("/v1/users/{id}"),
+            &json!({"email": "new@example.com", "display_name": "New"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let user = app.user_at(&id, body["position"].as_i64().unwrap()).await;
+    assert_eq!(user["email"], "new@example.com");
+    assert_eq!(user["display_name"], "New");
+    assert_eq!(user["version"], 3);
+
+    // The old address is free again, the new one is taken.
+    app.register("old@example.com", "Someone else").await;
+    let taken = app
+        .post_json(
+            "/v1/users",
+            &json!({"email": "NEW@example.com", "password": support::GOOD_PASSWORD, "display_name": "X"}),
+        )
+        .await;
+    assert_problem(taken, 409, "conflict", None).await;
+}
+
+#[tokio::test]
+async fn patch_to_a_taken_email_changes_nothing() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("first@example.com", "First").await;
+    app.register("second@example.com", "Second").await;
+    let events = app.event_count().await;
+    let response = app
+        .patch_json(
+            &format!("/v1/users/{id}"),
+            &json!({"email": "second@example.com", "display_name": "Renamed"}),
+        )
+        .await;
+    assert_problem(response, 409, "conflict", None).await;
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "display name not half-written"
+    );
+    assert_eq!(app.claim_count().await, 2);
+}
+
+#[tokio::test]
+async fn deactivate_and_reactivate() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("d@example.com", "D").await;
+    let response = app.post_empty(&format!("/v1/users/{id}/deactivate")).await;
+    assert_eq!(response.status(), 200);
+    let position = response.json::<Value>().await.unwrap()["position"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(app.user_at(&id, position).await["status"], "deactivated");
+    let page: Value = app
+        .get(&format!(
+            "/v1/users?status=deactivated&min_position={position}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+
+    let again = app.post_empty(&format!("/v1/users/{id}/deactivate")).await;
+    assert_problem(again, 409, "conflict", None).await;
+    let patch = app
+        .patch_json(&format!("/v1/users/{id}"), &json!({"display_name": "Z"}))
+        .await;
+    assert_problem(patch, 409, "conflict", None).await;
+
+    let response = app.post_empty(&format!("/v1/users/{id}/reactivate")).await;
+    assert_eq!(response.status(), 200);
+    let position = response.json::<Value>().await.unwrap()["position"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(app.user_at(&id, position).await["status"], "active");
+    let again = app.post_empty(&format!("/v1/users/{id}/reactivate")).await;
+    assert_problem(again, 409, "conflict", None).await;
+}
+
+#[tokio::test]
+async fn a_position_not_reached_in_time_is_a_504_problem() {
+    let app = spawn_app_with(&["--read-your-writes-timeout-ms=300"]).await;
+    let (id, position) = app.register("slow@example.com", "Slow").await;
+    let far = position + 1_000_000;
+    let started = std::time::Instant::now();
+    let response = app.get(&format!("/v1/users/{id}?min_position={far}")).await;
+    assert_problem(response, 504, "projection-timeout", None).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let response = app.get(&format!("/v1/users?min_position={far}")).await;
+    assert_problem(response, 504, "projection-timeout", None).await;
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_one_user_conflict_but_never_fail() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("busy@example.com", "Busy").await;
+    let path = format!("/v1/users/{id}");
+    let requests = (0..20).map(|n| {
+        let body = json!({"display_name": format!("Name {n}")});
+        let path = path.clone();
+        let app = &app;
+        async move { app.patch_json(&path, &body).await }
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    let accepted = statuses.iter().filter(|s| **s == 200).count() as i64;
+    assert!(accepted >= 1);
+    assert_eq!(app.event_count().await, 1 + accepted);
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/health/live").await.status(), 200);
+    let body: Value = infra::testing::eventually(support::SHORT, "ready", || async {
+        let ready = app.get("/health/ready").await;
+        if ready.status() == 200 {
+            ready.json().await.ok()
+        } else {
+            None
+        }
+    })
+    .await;
+    assert_eq!(body["checks"]["database"], true);
+    assert_eq!(body["checks"]["broker"], true);
+}
