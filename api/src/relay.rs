@@ -19,8 +19,8 @@ use sqlx::{PgConnection, PgPool};
 const LEADER_LOCK: i64 = 0x72_656c_6179;
 const CHECKPOINT: &str = "amqp";
 /// How soon to look again when rows exist that an older, still running
-/// transaction holds back.
-const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
+/// transaction holds back; doubles (up to the poll interval) while it runs.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
@@ -175,12 +175,15 @@ async fn lead_when_elected(
     let mut relay = Relay::new(pool.clone(), &connection, topology, settings.clone()).await?;
     let mut appended = PgListener::connect_with(pool).await?;
     appended.listen("events_appended").await?;
+    let mut held_back_retry = HELD_BACK_RETRY;
     while !shutdown.is_triggered() {
         if relay.drain_once().await? {
+            held_back_retry = HELD_BACK_RETRY;
             continue;
         }
         let wait = if event_log::has_rows_held_back(pool, relay.checkpoint()).await? {
-            HELD_BACK_RETRY
+            held_back_retry = (held_back_retry * 2).min(settings.poll_interval);
+            held_back_retry / 2
         } else {
             settings.poll_interval
         };

@@ -1,7 +1,8 @@
 use clap::{Args, ValueEnum};
 
 /// Options every process of the service takes, each from an environment variable.
-#[derive(Args, Clone, Debug)]
+/// `Debug` leaves the URLs out: they may carry passwords.
+#[derive(Args, Clone)]
 pub struct CommonSettings {
     /// PostgreSQL connection URL; the database is created if it does not exist.
     #[arg(
@@ -46,6 +47,20 @@ pub struct CommonSettings {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+impl std::fmt::Debug for CommonSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonSettings")
+            .field("database_url", &"[redacted]")
+            .field("database_max_connections", &self.database_max_connections)
+            .field("amqp_url", &"[redacted]")
+            .field("amqp_exchange", &self.amqp_exchange)
+            .field("amqp_queue_prefix", &self.amqp_queue_prefix)
+            .field("log_format", &self.log_format)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
 }
 
 impl CommonSettings {
