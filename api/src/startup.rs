@@ -43,10 +43,6 @@ impl Application {
                 shutdown.clone(),
             ))
         });
-        if !settings.relay_enabled {
-            // Readiness still reports the broker, so connect anyway.
-            let _ = broker.connection().await;
-        }
         let listener = TcpListener::bind(&settings.api_addr)?;
         let port = listener.local_addr()?.port();
         let server = http_server(listener, pool, broker, &settings, shutdown.clone())?;

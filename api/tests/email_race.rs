@@ -3,71 +3,19 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
+use infra::testing::{TestDatabase, TestTopology};
 use serde_json::json;
-use support::{projector_group, GOOD_PASSWORD};
-
-struct ApiProcess {
-    child: Child,
-    address: String,
-}
-
-impl Drop for ApiProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("free port")
-}
-
-fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess {
-    let address = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_api"))
-        .env("DATABASE_URL", &db.url)
-        .env("AMQP_URL", amqp_url())
-        .env("AMQP_EXCHANGE", &topology.topology.exchange)
-        .env("AMQP_QUEUE_PREFIX", &topology.topology.queue_prefix)
-        .env("API_ADDR", &address)
-        .env("MIGRATE_ON_START", "false")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start api");
-    ApiProcess {
-        child,
-        address: format!("http://{address}"),
-    }
-}
+use support::{projector_group, start_api, GOOD_PASSWORD};
 
 #[tokio::test]
 async fn twenty_concurrent_registrations_of_one_email_across_two_processes() {
     let db = TestDatabase::create().await;
     let topology = TestTopology::new(vec![projector_group()]);
-    let processes = [start_api(&db, &topology), start_api(&db, &topology)];
+    let processes = [
+        start_api(&db, &topology).await,
+        start_api(&db, &topology).await,
+    ];
     let client = reqwest::Client::new();
-    for process in &processes {
-        let url = format!("{}/health/live", process.address);
-        eventually(Duration::from_secs(20), "api started", || async {
-            client
-                .get(&url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-        })
-        .await;
-    }
 
     let attempts = (0..20).map(|n| {
         let url = format!("{}/v1/users", processes[n % 2].address);

@@ -14,7 +14,7 @@ use domain::{DisplayName, Email, Password, PasswordHash, UserEvent};
 use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use sqlx::{Connection, PgConnection};
-use support::{projector_group, GOOD_PASSWORD};
+use support::{projector_group, start_api, GOOD_PASSWORD};
 use uuid::Uuid;
 
 fn tap_group() -> ConsumerGroup {
@@ -290,4 +290,40 @@ async fn an_older_transaction_with_a_higher_position_does_not_hide_a_lower_one()
         .map(|e| e.global_position)
         .collect();
     assert_eq!(positions, vec![higher, lower]);
+}
+
+async fn register_over_http(address: &str, email: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{address}/v1/users"))
+        .json(&serde_json::json!({"email": email, "password": GOOD_PASSWORD, "display_name": "H"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
+async fn one_relay_publishes_and_another_takes_over_when_it_dies() {
+    let fixture = Fixture::new().await;
+    // The first process takes the relay lock; the second waits for it.
+    let mut leader = start_api(&fixture.db, &fixture.topology).await;
+    let standby = start_api(&fixture.db, &fixture.topology).await;
+    for n in 0..3 {
+        register_over_http(&leader.address, &format!("l{n}@example.com")).await;
+        register_over_http(&standby.address, &format!("s{n}@example.com")).await;
+    }
+    assert_eq!(
+        fixture.tapped(6).await.len(),
+        6,
+        "each event published once"
+    );
+
+    leader.child.kill().unwrap();
+    leader.child.wait().unwrap();
+    register_over_http(&standby.address, "after@example.com").await;
+    let tapped = fixture.tapped(1).await;
+    let event: UserEvent = serde_json::from_value(tapped[0].payload.clone()).unwrap();
+    assert!(
+        matches!(event, UserEvent::Registered { email, .. } if email.as_str() == "after@example.com")
+    );
 }

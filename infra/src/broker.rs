@@ -30,10 +30,6 @@ impl BrokerLink {
         Ok(connection)
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.open_connection().is_some()
-    }
-
     fn open_connection(&self) -> Option<Arc<Connection>> {
         self.current
             .lock()

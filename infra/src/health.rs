@@ -6,6 +6,8 @@ use sqlx::PgPool;
 
 use crate::broker::BrokerLink;
 
+const BROKER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What `/health/ready` checks: PostgreSQL answers and the broker link is up.
 #[derive(Clone)]
 pub struct Readiness {
@@ -27,7 +29,10 @@ async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
         .execute(&readiness.pool)
         .await
         .is_ok();
-    let broker = readiness.broker.is_connected();
+    // Reconnects when the link is down, so readiness recovers by itself.
+    let broker = tokio::time::timeout(BROKER_CHECK_TIMEOUT, readiness.broker.connection())
+        .await
+        .is_ok_and(|connection| connection.is_ok());
     let body = json!({
         "status": if database && broker { "ok" } else { "unavailable" },
         "checks": { "database": database, "broker": broker },

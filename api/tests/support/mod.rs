@@ -3,11 +3,13 @@
 
 #![allow(dead_code)]
 
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use api::settings::ApiSettings;
 use clap::Parser;
-use infra::testing::{amqp_url, TestDatabase, TestTopology};
+use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
 use serde_json::{json, Value};
 
 pub const GOOD_PASSWORD: &str = "correct horse battery staple";
@@ -201,3 +203,58 @@ pub async fn assert_problem(
 }
 
 pub const SHORT: Duration = Duration::from_secs(10);
+
+/// A real `api` process, killed when dropped.
+pub struct ApiProcess {
+    pub child: Child,
+    pub address: String,
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("free port")
+}
+
+/// Starts the `api` binary on the test's database and names, and waits
+/// until it answers.
+pub async fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess {
+    let address = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_api"))
+        .env("DATABASE_URL", &db.url)
+        .env("AMQP_URL", amqp_url())
+        .env("AMQP_EXCHANGE", &topology.topology.exchange)
+        .env("AMQP_QUEUE_PREFIX", &topology.topology.queue_prefix)
+        .env("API_ADDR", &address)
+        .env("MIGRATE_ON_START", "false")
+        .env("RELAY_POLL_INTERVAL_MS", "200")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start api");
+    let process = ApiProcess {
+        child,
+        address: format!("http://{address}"),
+    };
+    let url = format!("{}/health/ready", process.address);
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "api ready", || async {
+        client
+            .get(&url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .await;
+    process
+}
