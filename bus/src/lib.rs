@@ -3,10 +3,12 @@
 mod consumer;
 mod envelope;
 mod error;
+mod dead_letters;
 mod publisher;
 mod topology;
 
 pub use consumer::{run_consumer, BatchHandler, ConsumerOptions, HandlerError};
+pub use dead_letters::{count_dead_letters, replay_dead_letters};
 pub use envelope::{Envelope, EventMetadata};
 pub use error::BusError;
 pub use publisher::Publisher;

@@ -1,0 +1,173 @@
+//! `projector rebuild`: the table replayed from the event store equals the one
+//! the live projector built, also when the live projector keeps writing.
+
+mod support;
+
+use infra::event_log::LogPosition;
+use infra::testing::{eventually, TestDatabase};
+use projector::rebuild::{rebuild, RebuildError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use support::run::InProcessProjector;
+use support::view::{self, checkpoint, index_definitions, table_snapshot};
+use support::writer::Writer;
+use support::{Fixture, Relay, TIMEOUT};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_reproduces_the_live_table_row_for_row() {
+    let fx = Fixture::new(|_| {}).await;
+    let writer = Writer::new(fx.pool());
+    let mut users = writer.register(40).await;
+    writer.advance(&mut users, |position| position % 11).await;
+    let events = Relay::default().forward(&fx).await;
+    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    view::wait_for_fold(fx.pool()).await;
+    let last = LogPosition::of(events.last().unwrap());
+    eventually(
+        TIMEOUT,
+        "the checkpoint to reach the last event",
+        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
+    )
+    .await;
+    let live = table_snapshot(fx.pool()).await;
+    let indexes = index_definitions(fx.pool()).await;
+
+    let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild");
+
+    assert_eq!(rebuilt.view, "users_view");
+    assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
+    assert_eq!(rebuilt.up_to, last);
+    assert_eq!(table_snapshot(fx.pool()).await, live);
+    assert_eq!(index_definitions(fx.pool()).await, indexes);
+    assert_eq!(checkpoint(fx.pool()).await, last);
+    // Twice in a row works as well (the previous rebuild left nothing behind).
+    rebuild(fx.pool(), None).await.expect("second rebuild");
+    assert_eq!(table_snapshot(fx.pool()).await, live);
+    assert_eq!(index_definitions(fx.pool()).await, indexes);
+}
+
+/// `application_name` of the connections of the rebuild under test.
+const REBUILD_APP: &str = "rebuild-under-test";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
+    let fx = Fixture::new(|settings| settings.max_batch = 16).await;
+    let writer = Writer::new(fx.pool());
+    let mut relay = Relay::default();
+    let mut users = writer.register(30).await;
+    writer.advance(&mut users, |position| position % 5).await;
+    relay.forward(&fx).await;
+    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    view::wait_for_fold(fx.pool()).await;
+
+    // A backlog the live projector works through while the rebuild replays.
+    let mut newcomers = writer.register(100).await;
+    writer
+        .advance(&mut newcomers, |position| position % 3)
+        .await;
+    relay.forward(&fx).await;
+
+    // The rebuild gets a pool of two connections and the test holds one:
+    // after its replay the rebuild waits for a second one, before it locks
+    // the live table to catch up and swap.
+    let options: PgConnectOptions = fx.db.url.parse().expect("database url");
+    let rebuild_pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.application_name(REBUILD_APP))
+        .await
+        .expect("rebuild pool");
+    let gate = rebuild_pool.acquire().await.expect("gate connection");
+    let rebuilding = tokio::spawn(async move { rebuild(&rebuild_pool, None).await });
+    wait_for_replay_to_finish(fx.pool()).await;
+
+    // Events the live projector applies to the old table meanwhile: only the
+    // catch-up under the lock can bring them to the new one.
+    let mut meanwhile = writer.register(10).await;
+    writer
+        .advance(&mut meanwhile, |position| position % 3)
+        .await;
+    writer.advance(&mut users, |position| position % 2).await;
+    relay.forward(&fx).await;
+    view::wait_for_fold(fx.pool()).await;
+    // And some the live projector is applying while the rebuild swaps.
+    writer
+        .advance(&mut newcomers, |position| position % 2)
+        .await;
+    relay.forward(&fx).await;
+    drop(gate);
+    let rebuilt = rebuilding.await.expect("rebuild task").expect("rebuild");
+
+    assert_eq!(
+        view::view_rows(fx.pool()).await,
+        view::expected_rows(fx.pool()).await,
+        "the swapped-in table misses events"
+    );
+    assert_eq!(rebuilt.up_to, relay.position);
+
+    // More traffic after it, for the live projector on the new table.
+    for round in 0..3 {
+        let mut late = writer.register(5).await;
+        writer.advance(&mut late, |_| round).await;
+        writer
+            .advance(&mut users, |position| (position + round) % 2)
+            .await;
+        relay.forward(&fx).await;
+        users.extend(late);
+    }
+    users.extend(newcomers);
+    users.extend(meanwhile);
+
+    let rows = view::wait_for_fold(fx.pool()).await;
+    assert_eq!(rows.len(), users.len());
+    eventually(
+        TIMEOUT,
+        "the checkpoint to reach the last event",
+        || async { (checkpoint(fx.pool()).await == relay.position).then_some(()) },
+    )
+    .await;
+    fx.assert_delivered_and_none_dead().await;
+}
+
+/// Waits until the rebuild has replayed everything into its new table and
+/// read the log once more without finding anything: its last statement.
+async fn wait_for_replay_to_finish(pool: &PgPool) {
+    let expected = view::expected_rows(pool).await;
+    eventually(TIMEOUT, "the rebuild to finish its replay", || async {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('users_view_next') IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if !exists || view::table_rows(pool, "users_view_next").await != expected {
+            return None;
+        }
+        let read_last: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+               WHERE datname = current_database() AND application_name = $1 \
+                 AND state = 'idle' AND query LIKE 'SELECT event_id%')",
+        )
+        .bind(REBUILD_APP)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        read_last.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_of_an_unknown_view_is_refused() {
+    let db = TestDatabase::create().await;
+    let result = rebuild(&db.pool, Some("nope")).await;
+    assert!(
+        matches!(&result, Err(RebuildError::UnknownView(view)) if view == "nope"),
+        "{result:?}"
+    );
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables \
+         WHERE schemaname = current_schema() AND tablename LIKE 'users_view%'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["users_view"], "nothing was created or swapped");
+}

@@ -1,0 +1,88 @@
+//! The real binary killed with SIGKILL in the middle of the stream, with a
+//! batch transaction open and deliveries unacked, then started again.
+
+mod support;
+
+use infra::event_log::LogPosition;
+use infra::testing::eventually;
+use support::run::ProjectorProcess;
+use support::view::{self, checkpoint, view_count};
+use support::writer::Writer;
+use support::{Fixture, Relay, TIMEOUT};
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
+    let fx = Fixture::new(|settings| settings.max_batch = 32).await;
+    let writer = Writer::new(fx.pool());
+    // Two waves, so that registrations are spread over the whole log.
+    let mut users = Vec::new();
+    for _ in 0..2 {
+        let mut wave = writer.register(160).await;
+        writer.advance(&mut wave, |position| position % 4).await;
+        users.extend(wave);
+    }
+    let events = Relay::default().forward(&fx).await;
+    let total = i64::try_from(users.len()).unwrap();
+
+    // A registration half-way through the stream. An uncommitted row of that
+    // user holds the projector's insert, so it is certainly mid-stream when
+    // killed: earlier batches committed, one transaction open, the rest of
+    // the queue delivered or waiting.
+    let held = events[events.len() / 2..]
+        .iter()
+        .find(|event| event.sequence == 1)
+        .expect("a registration in the second half");
+    let held_id = Uuid::parse_str(&held.aggregate_id).unwrap();
+    let mut barrier = fx.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO users_view (id, email, email_key, display_name, status, registered_at, \
+           updated_at, sequence, global_position) \
+         VALUES ($1, 'held@example.com', 'held@example.com', 'Held', 'active', now(), now(), 0, 0)",
+    )
+    .bind(held_id)
+    .execute(&mut *barrier)
+    .await
+    .unwrap();
+
+    let mut projector = ProjectorProcess::spawn(&fx.settings, 1);
+    eventually(TIMEOUT, "the projector to be held mid-stream", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(fx.pool())
+        .await
+        .unwrap();
+        let applied = view_count(fx.pool()).await;
+        (waiting > 0 && applied > 0).then_some(())
+    })
+    .await;
+    assert!(projector.is_running());
+    projector.kill();
+    barrier.rollback().await.unwrap();
+
+    let applied = view_count(fx.pool()).await;
+    assert!(
+        0 < applied && applied < total,
+        "{applied} of {total} users applied"
+    );
+    let last = LogPosition::of(events.last().unwrap());
+    assert!(checkpoint(fx.pool()).await < last);
+
+    let mut restarted = ProjectorProcess::spawn(&fx.settings, 2);
+    let rows = view::wait_for_fold(fx.pool()).await;
+    assert_eq!(rows.len(), users.len(), "exactly one row per user");
+    let mut ids: Vec<Uuid> = users.iter().map(|user| user.id).collect();
+    ids.sort();
+    assert_eq!(rows.iter().map(|row| row.id).collect::<Vec<_>>(), ids);
+    eventually(
+        TIMEOUT,
+        "the checkpoint to reach the last event",
+        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
+    )
+    .await;
+    assert!(restarted.is_running());
+    restarted.terminate();
+    fx.assert_all_acked().await;
+}
