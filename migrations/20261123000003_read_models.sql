@@ -12,8 +12,10 @@ CREATE TABLE users_view
     global_position bigint      NOT NULL
 );
 
-CREATE INDEX users_view_email_key ON users_view (email_key);
-CREATE INDEX users_view_status ON users_view (status, id);
+-- Named as `CREATE TABLE ... (LIKE users_view INCLUDING ALL)` names them, so
+-- that a rebuilt table (projector rebuild) ends with the same index names.
+CREATE INDEX users_view_email_key_idx ON users_view (email_key);
+CREATE INDEX users_view_status_id_idx ON users_view (status, id);
 
 -- How far each projection has got, written in the transaction that writes its
 -- rows. Ordered like the relay publishes: (transaction_id, global_position).

@@ -1,9 +1,9 @@
 //! Event envelope, AMQP topology, publisher with confirms and the consumer loop.
 
 mod consumer;
+mod dead_letters;
 mod envelope;
 mod error;
-mod dead_letters;
 mod publisher;
 mod topology;
 

@@ -79,7 +79,10 @@ impl Publisher {
     }
 }
 
-pub(crate) async fn check_confirm(event_id: Uuid, confirm: PublisherConfirm) -> Result<(), BusError> {
+pub(crate) async fn check_confirm(
+    event_id: Uuid,
+    confirm: PublisherConfirm,
+) -> Result<(), BusError> {
     match confirm.await? {
         Confirmation::Ack(None) => Ok(()),
         Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {

@@ -11,6 +11,8 @@ use sqlx::{PgConnection, PgPool};
 use crate::users_view::{self, ApplyError};
 
 pub const USERS_VIEW: &str = "users_view";
+/// Events examined per query when advancing the checkpoint.
+const PREFIX_SCAN: i64 = 1000;
 
 pub struct ReadModels {
     pool: PgPool,
@@ -27,9 +29,8 @@ impl ReadModels {
         for envelope in events {
             apply_to(&mut tx, users_view::LIVE_TABLE, envelope).await?;
         }
-        if let Some(last) = events.iter().map(LogPosition::of).max() {
-            advance_checkpoint(&mut tx, USERS_VIEW, last).await?;
-        }
+        let applied = applied_prefix_end(&mut tx).await?;
+        advance_checkpoint(&mut tx, USERS_VIEW, applied).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -45,6 +46,60 @@ pub async fn apply_to(
         users_view::apply(db, users_table, envelope).await?;
     }
     Ok(())
+}
+
+/// How far, in publishing order, every event is applied: the checkpoint
+/// must never pass an event that is not, or read-your-writes would answer
+/// before the write is visible. Deliveries can arrive early (a requeued
+/// failure, a second consumer), so this asks the event store and the view
+/// rather than trusting the highest position seen.
+async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> {
+    let mut end = current_checkpoint(db, USERS_VIEW).await?;
+    loop {
+        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT e.transaction_id::text::bigint, e.global_position, \
+                    e.aggregate_type <> $3 OR COALESCE(v.sequence >= e.sequence, false) \
+             FROM events e LEFT JOIN users_view v \
+               ON v.id = CASE WHEN e.aggregate_type = $3 THEN e.aggregate_id::uuid END \
+             WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
+               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY e.transaction_id, e.global_position LIMIT $4",
+        )
+        .bind(end.transaction_id)
+        .bind(end.global_position)
+        .bind(User::TYPE)
+        .bind(PREFIX_SCAN)
+        .fetch_all(&mut *db)
+        .await?;
+        let scanned = rows.len() as i64;
+        for (transaction_id, global_position, applied) in rows {
+            if !applied {
+                return Ok(end);
+            }
+            end = LogPosition {
+                transaction_id,
+                global_position,
+            };
+        }
+        if scanned < PREFIX_SCAN {
+            return Ok(end);
+        }
+    }
+}
+
+async fn current_checkpoint(db: &mut PgConnection, projection: &str) -> sqlx::Result<LogPosition> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id, global_position FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_optional(db)
+    .await?;
+    Ok(row
+        .map(|(transaction_id, global_position)| LogPosition {
+            transaction_id,
+            global_position,
+        })
+        .unwrap_or_default())
 }
 
 /// Moves the checkpoint forward in publishing order; a late duplicate never

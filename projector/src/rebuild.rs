@@ -67,6 +67,7 @@ async fn rebuild_users_view(pool: &PgPool) -> Result<Rebuilt, RebuildError> {
     ] {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
+    restore_index_names(&mut tx).await?;
     advance_checkpoint(&mut tx, USERS_VIEW, up_to).await?;
     tx.commit().await?;
     Ok(Rebuilt {
@@ -74,6 +75,24 @@ async fn rebuild_users_view(pool: &PgPool) -> Result<Rebuilt, RebuildError> {
         events,
         up_to,
     })
+}
+
+/// `LIKE ... INCLUDING ALL` named the copied indexes after the new table;
+/// give them back the live table's names.
+async fn restore_index_names(db: &mut PgConnection) -> sqlx::Result<()> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+    )
+    .bind(LIVE_TABLE)
+    .fetch_all(&mut *db)
+    .await?;
+    for name in names {
+        if let Some(suffix) = name.strip_prefix(NEXT_TABLE) {
+            let statement = format!("ALTER INDEX \"{name}\" RENAME TO \"{LIVE_TABLE}{suffix}\"");
+            sqlx::query(&statement).execute(&mut *db).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies every committed event after `from` to the new table, in the order

@@ -26,6 +26,15 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Count the messages in `projector.read_models.dead`; with `--replay`,
+    /// move them back to the queue (after fixing what made them fail).
+    DeadLetters {
+        #[arg(long)]
+        replay: bool,
+        /// Most messages moved by one replay.
+        #[arg(long, default_value_t = 10_000)]
+        max: usize,
+    },
 }
 
 #[derive(Args, Clone, Debug)]

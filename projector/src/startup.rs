@@ -111,6 +111,7 @@ async fn consume_once(
     let channel = connection.create_channel().await?;
     topology.declare_exchange(&channel).await?;
     topology.declare_group(&channel, &group).await?;
+    channel.close(200, "declared".into()).await?;
     let queue = topology.queue_name(&group);
     tracing::info!(%queue, "consuming");
     bus::run_consumer(

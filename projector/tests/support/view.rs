@@ -61,10 +61,10 @@ pub async fn table_snapshot(pool: &PgPool) -> Vec<serde_json::Value> {
         .expect("snapshot users_view")
 }
 
-/// Definitions of the indexes on `users_view`, without their names.
+/// Definitions of the indexes on `users_view`, names included.
 pub async fn index_definitions(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
-        "SELECT regexp_replace(indexdef, 'INDEX \\S+ ON', 'INDEX ON') FROM pg_indexes \
+        "SELECT indexdef FROM pg_indexes \
          WHERE schemaname = current_schema() AND tablename = 'users_view' ORDER BY 1",
     )
     .fetch_all(pool)
