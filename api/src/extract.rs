@@ -12,10 +12,10 @@ use chrono::Utc;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::correlation::CORRELATION_HEADER;
 use crate::problem::{ApiError, FieldError};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// A JSON request body. Content type, size and shape are checked before a
 /// handler runs; every failure is a problem that names the offending field.
@@ -147,11 +147,10 @@ impl FromRequest for RequestContext {
     }
 }
 
-/// The caller's correlation id when it is sane, a new one otherwise.
+/// Set on every request by `correlation::assign`; a fresh id only if that
+/// middleware is missing.
 fn correlation_id(req: &HttpRequest) -> String {
-    header_text(req, CORRELATION_HEADER, 128)
-        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_graphic()))
-        .unwrap_or_else(|| Uuid::new_v4().to_string())
+    header_text(req, CORRELATION_HEADER, 128).unwrap_or_else(|| Uuid::new_v4().to_string())
 }
 
 fn header_text(req: &HttpRequest, name: &str, max_chars: usize) -> Option<String> {

@@ -2,6 +2,7 @@
 //! queries on read models, and the outbox relay that publishes the event log.
 
 pub mod claims;
+pub mod correlation;
 pub mod extract;
 pub mod freshness;
 pub mod password;

@@ -2,7 +2,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_web::{middleware, web, App, HttpServer};
 use infra::broker::BrokerLink;
 use infra::health::{self, Readiness};
 use infra::shutdown::Shutdown;
@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
+use crate::correlation::{self, CorrelatedRootSpan};
 use crate::extract::MAX_BODY_BYTES;
 use crate::freshness::Freshness;
 use crate::settings::ApiSettings;
@@ -91,7 +92,9 @@ fn http_server(
     let pool = web::Data::new(pool);
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<CorrelatedRootSpan>::new())
+            // Registered last, so it runs first: the span sees the id.
+            .wrap(middleware::from_fn(correlation::assign))
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(readiness.clone())
             .app_data(freshness.clone())

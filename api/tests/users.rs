@@ -226,3 +226,30 @@ async fn health_endpoints_answer() {
     assert_eq!(body["checks"]["database"], true);
     assert_eq!(body["checks"]["broker"], true);
 }
+
+#[tokio::test]
+async fn the_correlation_id_reaches_the_event_and_comes_back() {
+    let app = spawn_app().await;
+    let body =
+        json!({"email": "c@example.com", "password": support::GOOD_PASSWORD, "display_name": "C"});
+    let response = app
+        .client
+        .post(app.url("/v1/users"))
+        .header("x-correlation-id", "trace-me-123")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-correlation-id"], "trace-me-123");
+
+    let unnamed = app.get("/v1/users").await;
+    let generated = unnamed.headers()["x-correlation-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok());
+
+    let stored: String = sqlx::query_scalar("SELECT metadata ->> 'correlation_id' FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "trace-me-123");
+}
