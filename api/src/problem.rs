@@ -37,6 +37,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -75,6 +77,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::RuleViolated(_) => "rule-violated",
             Self::ConcurrencyConflict => "concurrency-conflict",
@@ -91,6 +94,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::NotFound(_) => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict(_) => "Conflict",
             Self::RuleViolated(_) => "Rule violated",
             Self::ConcurrencyConflict => "Concurrency conflict",
@@ -126,6 +130,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::ConcurrencyConflict => StatusCode::CONFLICT,
             Self::NotYetProjected { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

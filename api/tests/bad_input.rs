@@ -241,3 +241,55 @@ async fn bad_query_parameters_are_400_naming_them() {
         assert_problem(response, 400, "bad-request", Some(field)).await;
     }
 }
+
+#[tokio::test]
+async fn an_unserved_method_is_405() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .delete(app.url("/v1/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 405, "method-not-allowed", None).await;
+    let id = uuid::Uuid::now_v7();
+    let response = app
+        .client
+        .put(app.url(&format!("/v1/users/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 405, "method-not-allowed", None).await;
+}
+
+/// A process that crashed between claiming an email and running the command
+/// leaves a pending claim; it blocks the address only for a while.
+#[tokio::test]
+async fn a_pending_claim_blocks_until_it_is_stale_then_is_taken_over() {
+    let app = spawn_app().await;
+    let claim = "INSERT INTO unique_claims (scope, value, owner_id, claimed_at) \
+                 VALUES ('user.email', $1, 'crashed-process', now() - make_interval(secs => $2))";
+    for (email, age_seconds) in [("fresh@example.com", 1.0), ("stale@example.com", 120.0)] {
+        sqlx::query(claim)
+            .bind(email)
+            .bind(age_seconds)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+    }
+    let fresh = app
+        .post_json(
+            "/v1/users",
+            &registration("fresh@example.com", GOOD_PASSWORD, "F"),
+        )
+        .await;
+    assert_problem(fresh, 409, "conflict", None).await;
+    let (id, _) = app.register("stale@example.com", "S").await;
+    let owner: String = sqlx::query_scalar(
+        "SELECT owner_id FROM unique_claims WHERE value = 'stale@example.com' AND confirmed",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(owner, id);
+}

@@ -10,3 +10,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub async fn not_found() -> Result<actix_web::HttpResponse, crate::problem::ApiError> {
     Err(crate::problem::ApiError::NotFound("resource"))
 }
+
+/// A known path asked with a method it does not serve.
+pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, crate::problem::ApiError> {
+    Err(crate::problem::ApiError::MethodNotAllowed)
+}

@@ -21,12 +21,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/users")
             .route(web::post().to(register))
-            .route(web::get().to(list)),
+            .route(web::get().to(list))
+            .default_service(web::to(super::method_not_allowed)),
     )
     .service(
         web::resource("/users/{id}")
             .route(web::get().to(get))
-            .route(web::patch().to(update_profile)),
+            .route(web::patch().to(update_profile))
+            .default_service(web::to(super::method_not_allowed)),
     )
     .route("/users/{id}/deactivate", web::post().to(deactivate))
     .route("/users/{id}/reactivate", web::post().to(reactivate));
