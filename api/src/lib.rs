@@ -5,6 +5,7 @@ pub mod claims;
 pub mod correlation;
 pub mod extract;
 pub mod freshness;
+pub mod http_metrics;
 pub mod password;
 pub mod problem;
 pub mod relay;

@@ -73,6 +73,11 @@ impl Relay {
             redact_secrets(envelope)?;
         }
         self.publisher.publish_batch(&batch).await?;
+        metrics::counter!("relay_events_published_total").increment(batch.len() as u64);
+        if let Some(newest) = batch.iter().map(|e| e.recorded_at).max() {
+            let lag = (chrono::Utc::now() - newest).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::gauge!("relay_lag_seconds").set(lag);
+        }
         tracing::debug!(
             events = batch.len(),
             up_to = last.global_position,
@@ -97,15 +102,16 @@ impl Relay {
         Ok(())
     }
 
-    /// Publishes everything ready; true when a full batch suggests more is waiting.
+    /// Publishes what is ready; true when it published something (more may wait).
     async fn drain_once(&mut self) -> anyhow::Result<bool> {
-        match self.publish_next_batch().await? {
-            Some(last) => {
-                self.save_checkpoint(last).await?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let started = std::time::Instant::now();
+        let Some(last) = self.publish_next_batch().await? else {
+            return Ok(false);
+        };
+        self.save_checkpoint(last).await?;
+        metrics::histogram!("relay_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::gauge!("relay_checkpoint_position").set(last.global_position as f64);
+        Ok(true)
     }
 }
 

@@ -15,7 +15,7 @@ use crate::extract::MAX_BODY_BYTES;
 use crate::freshness::Freshness;
 use crate::settings::ApiSettings;
 use crate::user_commands::UserCommands;
-use crate::{relay, routes};
+use crate::{http_metrics, relay, routes};
 
 /// The running API: the HTTP server plus the relay task.
 pub struct Application {
@@ -92,6 +92,7 @@ fn http_server(
     let pool = web::Data::new(pool);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(middleware::from_fn(http_metrics::record))
             .wrap(TracingLogger::<CorrelatedRootSpan>::new())
             // Registered last, so it runs first: the span sees the id.
             .wrap(middleware::from_fn(correlation::assign))

@@ -253,3 +253,22 @@ async fn the_correlation_id_reaches_the_event_and_comes_back() {
         .unwrap();
     assert_eq!(stored, "trace-me-123");
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format() {
+    let app = spawn_app().await;
+    let (id, position) = app.register("m@example.com", "M").await;
+    app.user_at(&id, position).await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    for metric in [
+        "http_request_duration_seconds_bucket",
+        "relay_events_published_total",
+        "projector_events_applied_total",
+        "projection_lag_seconds_bucket",
+    ] {
+        assert!(body.contains(metric), "{metric} missing from /metrics");
+    }
+    assert!(body.contains(r#"route="/v1/users""#));
+}

@@ -220,6 +220,7 @@ impl<H: BatchHandler> Worker<'_, H> {
     async fn retry_later(&self, delivery: &Delivery, err: &HandlerError) -> Result<(), BusError> {
         let attempt = delivery_count(&delivery.properties).saturating_add(1);
         let delay = backoff_delay(self.opts, attempt);
+        metrics::counter!("consumer_retries_total", "queue" => self.queue.to_string()).increment(1);
         warn!(
             error = %err,
             attempt,
@@ -300,6 +301,7 @@ async fn reject_undecodable(delivery: &Delivery, err: &BusError) -> Result<(), B
         message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
         "undecodable message; dead-lettering it"
     );
+    metrics::counter!("consumer_rejected_total").increment(1);
     let options = BasicRejectOptions { requeue: false };
     settled(delivery.reject(options).await, delivery)
 }

@@ -15,9 +15,22 @@ pub struct Readiness {
     pub broker: Arc<BrokerLink>,
 }
 
+/// `/health/live`, `/health/ready` and `/metrics` (Prometheus text format).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let metrics = crate::metrics::handle();
     cfg.route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready));
+        .route("/health/ready", web::get().to(ready))
+        .route(
+            "/metrics",
+            web::get().to(move || {
+                let body = metrics.render();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(body)
+                }
+            }),
+        );
 }
 
 async fn live() -> HttpResponse {

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod db;
 pub mod event_log;
 pub mod health;
+pub mod metrics;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -32,7 +32,21 @@ impl ReadModels {
         let applied = applied_prefix_end(&mut tx).await?;
         advance_checkpoint(&mut tx, USERS_VIEW, applied).await?;
         tx.commit().await?;
+        record_metrics(events, applied);
         Ok(())
+    }
+}
+
+/// Throughput, the checkpoint, and how long after its commit each event
+/// became visible in the read model.
+fn record_metrics(events: &[Envelope], checkpoint: LogPosition) {
+    let now = chrono::Utc::now();
+    metrics::counter!("projector_events_applied_total").increment(events.len() as u64);
+    metrics::gauge!("projection_checkpoint_position", "projection" => USERS_VIEW)
+        .set(checkpoint.global_position as f64);
+    for envelope in events {
+        let lag = (now - envelope.recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("projection_lag_seconds", "projection" => USERS_VIEW).record(lag);
     }
 }
 
