@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use infra::checkpoints::Checkpoint;
 use infra::event_log::{self, LogPosition};
 use infra::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
@@ -42,18 +43,10 @@ impl Freshness {
     }
 
     pub async fn applied(&self) -> Result<LogPosition, ApiError> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT transaction_id, global_position FROM projection_checkpoints WHERE projection = $1",
-        )
-        .bind(self.projection)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(ApiError::internal)?;
-        let (transaction_id, global_position) = row.unwrap_or_default();
-        Ok(LogPosition {
-            transaction_id,
-            global_position,
-        })
+        Checkpoint::Projection(self.projection)
+            .load(&self.pool)
+            .await
+            .map_err(ApiError::internal)
     }
 
     /// The applied position once it includes `min_position` (if given);

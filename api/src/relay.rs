@@ -10,6 +10,7 @@ use bus::{Envelope, Publisher, Topology};
 use cqrs_es::Aggregate;
 use domain::{User, UserEvent};
 use infra::broker::BrokerLink;
+use infra::checkpoints::Checkpoint;
 use infra::event_log::{self, LogPosition};
 use infra::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
@@ -17,7 +18,7 @@ use sqlx::{PgConnection, PgPool};
 
 /// Key of the advisory lock that elects the active relay ("relay" in ASCII).
 const LEADER_LOCK: i64 = 0x72_656c_6179;
-const CHECKPOINT: &str = "amqp";
+const RELAY_CHECKPOINT: Checkpoint = Checkpoint::Relay("amqp");
 /// How soon to look again when rows exist that an older, still running
 /// transaction holds back; doubles (up to the poll interval) while it runs.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
@@ -47,7 +48,7 @@ impl Relay {
         let channel = connection.create_channel().await?;
         topology.declare_exchange(&channel).await?;
         let publisher = Publisher::new(connection, &topology.exchange).await?;
-        let checkpoint = load_checkpoint(&pool).await?;
+        let checkpoint = RELAY_CHECKPOINT.load(&pool).await?;
         Ok(Self {
             pool,
             publisher,
@@ -87,17 +88,7 @@ impl Relay {
     }
 
     pub async fn save_checkpoint(&mut self, position: LogPosition) -> sqlx::Result<()> {
-        sqlx::query(
-            "INSERT INTO relay_checkpoints (relay, transaction_id, global_position, updated_at) \
-             VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (relay) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
-               global_position = EXCLUDED.global_position, updated_at = now()",
-        )
-        .bind(CHECKPOINT)
-        .bind(position.transaction_id)
-        .bind(position.global_position)
-        .execute(&self.pool)
-        .await?;
+        RELAY_CHECKPOINT.advance(&self.pool, position).await?;
         self.checkpoint = position;
         Ok(())
     }
@@ -113,21 +104,6 @@ impl Relay {
         metrics::gauge!("relay_checkpoint_position").set(last.global_position as f64);
         Ok(true)
     }
-}
-
-async fn load_checkpoint(pool: &PgPool) -> sqlx::Result<LogPosition> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id, global_position FROM relay_checkpoints WHERE relay = $1",
-    )
-    .bind(CHECKPOINT)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row
-        .map(|(transaction_id, global_position)| LogPosition {
-            transaction_id,
-            global_position,
-        })
-        .unwrap_or_default())
 }
 
 /// Password hashes stay in the event store; the broker never carries them.

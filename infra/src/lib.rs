@@ -3,6 +3,7 @@
 //! event log, the broker link and the health endpoints.
 
 pub mod broker;
+pub mod checkpoints;
 pub mod db;
 pub mod event_log;
 pub mod health;

@@ -48,16 +48,9 @@ impl Drop for TestDatabase {
         let url = self.url.clone();
         // The test's runtime is blocked in this drop, so the pool's
         // connections cannot be closed politely; FORCE ends them.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let _ = Postgres::force_drop_database(&url).await;
-            });
-        })
-        .join();
+        block_on_own_runtime(async move {
+            let _ = Postgres::force_drop_database(&url).await;
+        });
     }
 }
 
@@ -84,26 +77,30 @@ impl Drop for TestTopology {
     fn drop(&mut self) {
         let topology = self.topology.clone();
         let groups = self.groups.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let Ok(connection) = bus::connect(&amqp_url()).await else {
-                    return;
-                };
-                if let Ok(channel) = connection.create_channel().await {
-                    for group in &groups {
-                        let _ = topology.delete_group(&channel, group).await;
-                    }
-                    let _ = topology.delete_exchange(&channel).await;
+        block_on_own_runtime(async move {
+            let Ok(connection) = bus::connect(&amqp_url()).await else {
+                return;
+            };
+            if let Ok(channel) = connection.create_channel().await {
+                for group in &groups {
+                    let _ = topology.delete_group(&channel, group).await;
                 }
-                let _ = connection.close(200, "test done".into()).await;
-            });
-        })
-        .join();
+                let _ = topology.delete_exchange(&channel).await;
+            }
+            let _ = connection.close(200, "test done".into()).await;
+        });
     }
+}
+
+/// Runs cleanup from `Drop`, which cannot await, on a runtime of its own.
+fn block_on_own_runtime(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|runtime| runtime.block_on(cleanup))
+    })
+    .join();
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.

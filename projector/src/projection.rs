@@ -5,12 +5,14 @@ use async_trait::async_trait;
 use bus::{BatchHandler, Envelope, HandlerError};
 use cqrs_es::Aggregate;
 use domain::User;
+use infra::checkpoints::Checkpoint;
 use infra::event_log::LogPosition;
 use sqlx::{PgConnection, PgPool};
 
 use crate::users_view::{self, ApplyError};
 
 pub const USERS_VIEW: &str = "users_view";
+pub const USERS_CHECKPOINT: Checkpoint = Checkpoint::Projection(USERS_VIEW);
 /// Events examined per query when advancing the checkpoint.
 const PREFIX_SCAN: i64 = 1000;
 
@@ -30,7 +32,7 @@ impl ReadModels {
             apply_to(&mut tx, users_view::LIVE_TABLE, envelope).await?;
         }
         let applied = applied_prefix_end(&mut tx).await?;
-        advance_checkpoint(&mut tx, USERS_VIEW, applied).await?;
+        USERS_CHECKPOINT.advance(&mut *tx, applied).await?;
         tx.commit().await?;
         record_metrics(events, applied);
         Ok(())
@@ -68,7 +70,7 @@ pub async fn apply_to(
 /// failure, a second consumer), so this asks the event store and the view
 /// rather than trusting the highest position seen.
 async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> {
-    let mut end = current_checkpoint(db, USERS_VIEW).await?;
+    let mut end = USERS_CHECKPOINT.load(&mut *db).await?;
     loop {
         let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
             "SELECT e.transaction_id::text::bigint, e.global_position, \
@@ -99,45 +101,6 @@ async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> 
             return Ok(end);
         }
     }
-}
-
-async fn current_checkpoint(db: &mut PgConnection, projection: &str) -> sqlx::Result<LogPosition> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id, global_position FROM projection_checkpoints WHERE projection = $1",
-    )
-    .bind(projection)
-    .fetch_optional(db)
-    .await?;
-    Ok(row
-        .map(|(transaction_id, global_position)| LogPosition {
-            transaction_id,
-            global_position,
-        })
-        .unwrap_or_default())
-}
-
-/// Moves the checkpoint forward in publishing order; a late duplicate never
-/// moves it back.
-pub async fn advance_checkpoint(
-    db: &mut PgConnection,
-    projection: &str,
-    position: LogPosition,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, transaction_id, global_position, updated_at) \
-         VALUES ($1, $2, $3, now()) \
-         ON CONFLICT (projection) DO UPDATE \
-           SET transaction_id = EXCLUDED.transaction_id, \
-               global_position = EXCLUDED.global_position, updated_at = now() \
-         WHERE (projection_checkpoints.transaction_id, projection_checkpoints.global_position) \
-             < (EXCLUDED.transaction_id, EXCLUDED.global_position)",
-    )
-    .bind(projection)
-    .bind(position.transaction_id)
-    .bind(position.global_position)
-    .execute(db)
-    .await?;
-    Ok(())
 }
 
 #[async_trait]

@@ -5,7 +5,7 @@
 use infra::event_log::{self, LogPosition};
 use sqlx::{PgConnection, PgPool};
 
-use crate::projection::{advance_checkpoint, apply_to, USERS_VIEW};
+use crate::projection::{apply_to, USERS_CHECKPOINT, USERS_VIEW};
 use crate::users_view::{ApplyError, LIVE_TABLE};
 
 const NEXT_TABLE: &str = "users_view_next";
@@ -68,7 +68,7 @@ async fn rebuild_users_view(pool: &PgPool) -> Result<Rebuilt, RebuildError> {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
     restore_index_names(&mut tx).await?;
-    advance_checkpoint(&mut tx, USERS_VIEW, up_to).await?;
+    USERS_CHECKPOINT.advance(&mut *tx, up_to).await?;
     tx.commit().await?;
     Ok(Rebuilt {
         view: USERS_VIEW,
