@@ -33,7 +33,7 @@ impl TestDatabase {
         Postgres::create_database(&url)
             .await
             .expect("create test database");
-        let pool = crate::db::connect(&url, 10)
+        let pool = crate::db::connect(&url, 5)
             .await
             .expect("connect test database");
         crate::db::migrate(&pool)

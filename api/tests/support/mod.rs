@@ -39,6 +39,7 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
         "--api-addr=127.0.0.1:0".into(),
         "--migrate-on-start=false".into(),
         "--relay-poll-interval-ms=200".into(),
+        "--database-max-connections=5".into(),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
     ApiArgs::parse_from(args).settings
