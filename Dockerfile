@@ -19,17 +19,18 @@ COPY bus/Cargo.toml bus/
 COPY infra/Cargo.toml infra/
 COPY api/Cargo.toml api/
 COPY projector/Cargo.toml projector/
-RUN for crate in domain bus infra api projector; do \
+COPY bench/Cargo.toml bench/
+RUN for crate in domain bus infra api projector bench; do \
         mkdir -p "$crate/src" && : >"$crate/src/lib.rs"; \
     done \
-    && for bin in api projector; do echo 'fn main() {}' >"$bin/src/main.rs"; done \
+    && for bin in api projector bench; do echo 'fn main() {}' >"$bin/src/main.rs"; done \
     && cargo build --release --locked --bin api --bin projector \
-    && rm -rf domain/src bus/src infra/src api/src projector/src
+    && rm -rf domain/src bus/src infra/src api/src projector/src bench/src
 
 # The real sources. COPY keeps the files' old modification times, so touch them
 # to make cargo rebuild the workspace crates over the placeholders.
 COPY . .
-RUN find domain bus infra api projector migrations -type f -exec touch {} + \
+RUN find domain bus infra api projector bench migrations -type f -exec touch {} + \
     && cargo build --release --locked --bin api --bin projector \
     && install -D -m 0755 -t /out target/release/api target/release/projector
 

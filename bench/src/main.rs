@@ -1,0 +1,163 @@
+//! `bench`: registers users against the real `api` and `projector` processes,
+//! each run on a database and broker names of its own, and measures where
+//! the time of a registration goes: the HTTP command, the outbox relay to
+//! RabbitMQ, and the projection into `users_view`.
+
+mod argon;
+mod checkpoints;
+mod cpu;
+mod load;
+mod report;
+mod run;
+mod services;
+mod tap;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Benchmarks user registration end to end against the real `api` and `projector`.
+///
+/// Creates a fresh database (identity_bench_<uuid>) and unique exchange and queue
+/// names, starts both binaries on free ports (logs under target/bench-logs/),
+/// registers the users with concurrent clients and reports, per registration:
+/// (a) the POST latency, (b) 201 -> the event seen on a tap queue of its own, and
+/// (c) 201 -> the event applied to users_view (projection_checkpoints polled every
+/// 2 ms). Also measures argon2id hashes/s on this machine, the bound of the
+/// registration rate. Stops the processes and removes the database, queues and
+/// exchanges afterwards, also after a failure, a timeout or Ctrl-C.
+///
+/// Service settings such as API_WORKERS, DATABASE_MAX_CONNECTIONS, RELAY_* and
+/// PROJECTOR_* are passed through from the environment (and printed); the
+/// database, broker names, addresses and LOG_FORMAT are set by the bench.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "bench", version, about, long_about)]
+pub struct Cli {
+    /// Users to register.
+    #[arg(long, env = "BENCH_USERS", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub users: u32,
+
+    /// Concurrent HTTP clients, each with one registration in flight.
+    #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// The `api` binary; a relative path is taken from the workspace root.
+    #[arg(long, env = "BENCH_API_BIN", default_value = "target/release/api")]
+    pub api_bin: PathBuf,
+
+    /// The `projector` binary; a relative path is taken from the workspace root.
+    #[arg(
+        long,
+        env = "BENCH_PROJECTOR_BIN",
+        default_value = "target/release/projector"
+    )]
+    pub projector_bin: PathBuf,
+
+    /// PostgreSQL server; the bench creates and drops a database of its own on it.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
+    pub postgres_url: String,
+
+    /// RabbitMQ; the bench uses (and deletes) exchange and queue names of its own.
+    #[arg(
+        long,
+        env = "BENCH_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Give up after this many seconds from the database's creation to the last
+    /// check (startup, registrations, waiting for the relay and the projection).
+    #[arg(long, env = "BENCH_TIMEOUT_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout_secs: u64,
+
+    /// Length of each argon2id measurement (one thread, then nproc threads), in seconds.
+    #[arg(long, env = "BENCH_HASH_SECS", default_value_t = 2.0)]
+    pub hash_secs: f64,
+
+    /// Also write every registration's timings (ms from the first send) to this CSV file.
+    #[arg(long, env = "BENCH_CSV")]
+    pub csv: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match bench(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(cli: Cli) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cli.hash_secs.is_finite() && (0.1..=60.0).contains(&cli.hash_secs),
+        "--hash-secs must be between 0.1 and 60"
+    );
+    let root = workspace_root();
+    let api_bin = services::resolve_binary(&root, &cli.api_bin, "api")?;
+    let projector_bin = services::resolve_binary(&root, &cli.projector_bin, "projector")?;
+    let machine = report::Machine::detect();
+
+    eprintln!(
+        "bench: measuring argon2id hashing ({}s on 1 thread, then {}s on {} threads)",
+        cli.hash_secs, cli.hash_secs, machine.nproc
+    );
+    let hashing = argon::measure(Duration::from_secs_f64(cli.hash_secs), machine.nproc).await?;
+
+    let mut run = run::Run::new(&cli, &root, api_bin, projector_bin);
+    eprintln!(
+        "bench: run {} (database {}, exchange {}, logs {})",
+        run.id,
+        run.db_name,
+        run.topology.exchange,
+        run.log_dir.display()
+    );
+    let limit = Duration::from_secs(cli.timeout_secs);
+    let phase = run.phase.clone();
+    let log_dir = run.log_dir.clone();
+    let outcome = tokio::select! {
+        measured = tokio::time::timeout(limit, run.measure(&cli)) => match measured {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!(
+                "timed out after {}s while {} (see --timeout-secs and the logs in {})",
+                cli.timeout_secs,
+                phase.get(),
+                log_dir.display(),
+            )),
+        },
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted while {}", phase.get())),
+    };
+    eprintln!("bench: cleaning up");
+    let cleanup = run.cleanup().await;
+    let measured = outcome?;
+    report::print(&cli, &run, &machine, &hashing, &measured, &cleanup);
+    if let Some(path) = &cli.csv {
+        report::write_csv(path, &measured)?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    anyhow::ensure!(
+        cleanup.problems.is_empty(),
+        "cleanup incomplete: {}",
+        cleanup.problems.join("; ")
+    );
+    Ok(())
+}
+
+/// The workspace root (the parent of this crate), where the default binary
+/// paths and target/bench-logs/ are.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}

@@ -1,0 +1,340 @@
+//! Percentiles and the printed report.
+
+use std::time::{Duration, Instant};
+
+use crate::argon::{self, HashRates};
+use crate::checkpoints::POLL_EVERY;
+use crate::run::{Cleanup, Measured, Run};
+use crate::services::PASSED_THROUGH;
+use crate::Cli;
+
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu: Option<String>,
+}
+
+impl Machine {
+    pub fn detect() -> Self {
+        let nproc = std::thread::available_parallelism().map_or(1, usize::from);
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|line| line.starts_with("model name"))
+                    .and_then(|line| line.split_once(':'))
+                    .map(|(_, model)| model.trim().to_string())
+            });
+        Self { nproc, cpu }
+    }
+}
+
+/// Signed milliseconds from `from` to `to` (negative when `to` came first).
+fn millis(from: Instant, to: Instant) -> f64 {
+    if to >= from {
+        (to - from).as_secs_f64() * 1e3
+    } else {
+        -((from - to).as_secs_f64() * 1e3)
+    }
+}
+
+struct Summary {
+    count: usize,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+    negative: usize,
+}
+
+/// Nearest-rank percentiles.
+fn summarize(mut values: Vec<f64>) -> Option<Summary> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        let index = ((p / 100.0) * values.len() as f64).ceil() as usize;
+        values[index.clamp(1, values.len()) - 1]
+    };
+    Some(Summary {
+        count: values.len(),
+        p50: rank(50.0),
+        p95: rank(95.0),
+        p99: rank(99.0),
+        max: values[values.len() - 1],
+        negative: values.iter().filter(|value| **value < 0.0).count(),
+    })
+}
+
+fn row(label: &str, values: Vec<f64>) -> (String, usize) {
+    match summarize(values) {
+        Some(s) => (
+            format!(
+                "{label:<44}{:>7}{:>10.1}{:>10.1}{:>10.1}{:>10.1}",
+                s.count, s.p50, s.p95, s.p99, s.max
+            ),
+            s.negative,
+        ),
+        None => (format!("{label:<44}{:>7}", 0), 0),
+    }
+}
+
+fn rate(count: usize, span: Duration) -> f64 {
+    count as f64 / span.as_secs_f64()
+}
+
+pub fn print(
+    cli: &Cli,
+    run: &Run,
+    machine: &Machine,
+    hashing: &HashRates,
+    measured: &Measured,
+    cleanup: &Cleanup,
+) {
+    let registrations = &measured.registrations;
+    let created: Vec<f64> = registrations
+        .iter()
+        .map(|r| millis(r.sent, r.created))
+        .collect();
+    let to_tap: Vec<f64> = registrations
+        .iter()
+        .zip(&measured.seen)
+        .filter_map(|(r, seen)| seen.map(|at| millis(r.created, at)))
+        .collect();
+    let to_view: Vec<f64> = registrations
+        .iter()
+        .zip(&measured.applied)
+        .filter_map(|(r, applied)| applied.map(|advance| millis(r.created, advance.at)))
+        .collect();
+    let end_to_end: Vec<f64> = registrations
+        .iter()
+        .zip(&measured.applied)
+        .filter_map(|(r, applied)| applied.map(|advance| millis(r.sent, advance.at)))
+        .collect();
+
+    println!();
+    println!(
+        "bench run {}: {} users, {} concurrent clients (api and projector from {} and {})",
+        run.id,
+        cli.users,
+        cli.concurrency,
+        cli.api_bin.display(),
+        cli.projector_bin.display()
+    );
+    println!();
+    println!(
+        "{:<44}{:>7}{:>10}{:>10}{:>10}{:>10}",
+        "latency in ms", "count", "p50", "p95", "p99", "max"
+    );
+    let (a, _) = row("(a) POST /v1/users: send -> 201", created);
+    let (b, early) = row("(b) 201 -> event on the tap queue", to_tap);
+    let (c, _) = row("(c) 201 -> applied to users_view", to_view);
+    let (d, _) = row("    send -> applied to users_view (a+c)", end_to_end);
+    println!("{a}\n{b}\n{c}\n{d}");
+    println!();
+
+    let first_sent = registrations.iter().map(|r| r.sent).min();
+    let last_created = registrations.iter().map(|r| r.created).max();
+    let last_applied = measured.applied.iter().flatten().map(|a| a.at).max();
+    let registration_rate = first_sent
+        .zip(last_created)
+        .map(|(first, last)| rate(registrations.len(), last - first));
+    if let (Some(first), Some(last), Some(per_second)) =
+        (first_sent, last_created, registration_rate)
+    {
+        println!(
+            "throughput: {per_second:.1} registrations/s ({} in {:.2} s, first send -> last 201)",
+            registrations.len(),
+            (last - first).as_secs_f64()
+        );
+    }
+    if let (Some(first), Some(last)) = (first_sent, last_applied) {
+        println!(
+            "            {:.1} registrations/s through users_view (first send -> last applied, {:.2} s)",
+            rate(registrations.len(), last - first),
+            (last - first).as_secs_f64()
+        );
+    }
+    println!();
+
+    println!(
+        "machine: nproc {}{}",
+        machine.nproc,
+        machine
+            .cpu
+            .as_deref()
+            .map(|cpu| format!(", {cpu}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "argon2id m={} KiB (19 MiB), t={}, p={} (the API's parameters), `argon2` crate in this process:",
+        argon::M_COST_KIB,
+        argon::T_COST,
+        argon::P_COST
+    );
+    println!(
+        "    1 thread:  {:.1} hashes/s ({} hashes in {:.2} s)",
+        hashing.single.per_second(),
+        hashing.single.hashes,
+        hashing.single.elapsed.as_secs_f64()
+    );
+    println!(
+        "    {} threads: {:.1} hashes/s ({} hashes in {:.2} s)",
+        hashing.parallel.threads,
+        hashing.parallel.per_second(),
+        hashing.parallel.hashes,
+        hashing.parallel.elapsed.as_secs_f64()
+    );
+    if let Some(per_second) = registration_rate {
+        println!(
+            "    registrations/s = {per_second:.1}, i.e. {:.0}% of the {}-thread hash rate \
+             (each registration hashes once on the API's blocking pool)",
+            100.0 * per_second / hashing.parallel.per_second(),
+            hashing.parallel.threads
+        );
+    }
+    print_cpu(measured, machine);
+    let passed: Vec<String> = PASSED_THROUGH
+        .iter()
+        .filter_map(|name| {
+            std::env::var(name)
+                .ok()
+                .map(|value| format!("{name}={value}"))
+        })
+        .collect();
+    println!(
+        "service settings from the environment: {}",
+        if passed.is_empty() {
+            "none (defaults)".to_string()
+        } else {
+            passed.join(" ")
+        }
+    );
+    println!();
+
+    let checkpoints = &measured.checkpoints;
+    let windows: Vec<f64> = measured
+        .applied
+        .iter()
+        .flatten()
+        .map(|advance| advance.window.as_secs_f64() * 1e3)
+        .collect();
+    let mean_window = windows.iter().sum::<f64>() / windows.len().max(1) as f64;
+    let max_window = windows.iter().copied().fold(0.0, f64::max);
+    println!("how it was measured:");
+    println!("  (a) client side, from just before the request is sent to the 201's body read.");
+    println!(
+        "  (b) arrival on the bench's own quorum queue {} (bound \"#\", auto-ack), matched by \
+         global_position == the 201's position;{} message(s) arrived before the client had read the 201{}.",
+        run.topology.queue_name(&crate::tap::group()),
+        if early > 0 { format!(" {early}") } else { " no".into() },
+        if early > 0 { " (negative values)" } else { "" },
+    );
+    println!(
+        "  (c) projection_checkpoints polled every {} ms on a connection of its own ({} polls, \
+         mean query {:.2} ms): the time is the end of the first poll at or past the event's \
+         (transaction_id, global_position); the event was applied at most that window earlier \
+         (mean {:.2} ms, max {:.2} ms). Chosen over timing GET ?min_position, which adds an HTTP \
+         round trip and the API's own wake-up and loads the API under test.",
+        POLL_EVERY.as_millis(),
+        checkpoints.polls,
+        checkpoints.poll_time.as_secs_f64() * 1e3 / checkpoints.polls.max(1) as f64,
+        mean_window,
+        max_window
+    );
+    println!(
+        "  checks: {} messages on the tap queue ({}), {} duplicate(s), {} undecodable, \
+         {} with another aggregate id; every user read back with ?min_position: ok.",
+        measured.tap.messages,
+        measured
+            .tap
+            .event_types
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        measured.tap.duplicates,
+        measured.tap.undecodable,
+        measured.mismatched_ids
+    );
+    if cleanup.problems.is_empty() {
+        println!(
+            "  cleanup: {}; database {} dropped, queues and exchanges deleted.",
+            cleanup.stopped.join(", "),
+            run.db_name
+        );
+    } else {
+        println!(
+            "  cleanup: {}; PROBLEMS: {}",
+            cleanup.stopped.join(", "),
+            cleanup.problems.join("; ")
+        );
+    }
+    println!(
+        "  logs: {} {}",
+        run.api_log.display(),
+        run.projector_log.display()
+    );
+}
+
+fn print_cpu(measured: &Measured, machine: &Machine) {
+    let usage = &measured.cpu;
+    let seconds = |value: Option<f64>| value.map_or("?".to_string(), |v| format!("{v:.2}"));
+    let busy = match (usage.machine_busy, usage.machine_total) {
+        (Some(busy), Some(total)) if total > 0.0 => format!("{:.0}% busy", 100.0 * busy / total),
+        _ => "busy ?".to_string(),
+    };
+    println!(
+        "CPU while registering ({:.2} s wall, {} cores = {:.2} core-s): machine {busy}; \
+         core-s used by api {}, projector {}, bench {}, everything else (PostgreSQL, RabbitMQ, \
+         other processes) {}",
+        usage.wall_seconds,
+        machine.nproc,
+        usage.wall_seconds * machine.nproc as f64,
+        seconds(usage.api),
+        seconds(usage.projector),
+        seconds(usage.bench),
+        seconds(usage.others()),
+    );
+    if let Some(load) = &measured.load_before {
+        println!("load average before the registrations: {load}");
+    }
+}
+
+/// One row per registration, times in ms from the first send.
+pub fn write_csv(path: &std::path::Path, measured: &Measured) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let Some(start) = measured.registrations.iter().map(|r| r.sent).min() else {
+        return Ok(());
+    };
+    let at = |instant: Option<Instant>| {
+        instant.map_or(String::new(), |i| format!("{:.3}", millis(start, i)))
+    };
+    let mut csv = String::from(
+        "id,position,sent_ms,created_ms,tap_ms,applied_ms,applied_window_ms,checkpoint_position\n",
+    );
+    for ((r, seen), applied) in measured
+        .registrations
+        .iter()
+        .zip(&measured.seen)
+        .zip(&measured.applied)
+    {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{}",
+            r.id,
+            r.position,
+            at(Some(r.sent)),
+            at(Some(r.created)),
+            at(*seen),
+            at(applied.map(|a| a.at)),
+            applied.map_or(String::new(), |a| format!(
+                "{:.3}",
+                a.window.as_secs_f64() * 1e3
+            )),
+            applied.map_or(String::new(), |a| a.position.1.to_string()),
+        );
+    }
+    std::fs::write(path, csv)?;
+    Ok(())
+}
