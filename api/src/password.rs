@@ -4,6 +4,8 @@
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use domain::{Password, PasswordHash};
+use std::sync::OnceLock;
+use tokio::sync::Semaphore;
 
 /// OWASP's recommended argon2id parameters: 19 MiB, 2 passes, 1 lane.
 fn hasher() -> Argon2<'static> {
@@ -11,7 +13,18 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// At most one hash per core at a time: more would only share the cores
+/// (each hash slower) and hold 19 MiB apiece; the rest wait their turn.
+fn hashing_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Semaphore::new(cores)
+    })
+}
+
 pub async fn hash(password: Password) -> anyhow::Result<PasswordHash> {
+    let _slot = hashing_slots().acquire().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         let hash = hasher()
