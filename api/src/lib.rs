@@ -6,6 +6,7 @@ pub mod correlation;
 pub mod extract;
 pub mod freshness;
 pub mod http_metrics;
+pub mod openapi;
 pub mod password;
 pub mod problem;
 pub mod relay;

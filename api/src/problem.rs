@@ -8,7 +8,7 @@ use serde::Serialize;
 const TYPE_BASE: &str = "https://identity.example/problems/";
 
 /// A rule a field of the request broke.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -111,15 +111,18 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 7807 problem document (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `https://identity.example/problems/<kind>`; the kind is stable.
     #[serde(rename = "type")]
     type_uri: String,
-    title: &'a str,
+    title: String,
     status: u16,
     detail: String,
+    /// The fields that broke a rule, for 400 and 422.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+    errors: Option<Vec<FieldError>>,
 }
 
 impl ResponseError for ApiError {
@@ -144,10 +147,10 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let problem = Problem {
             type_uri: format!("{TYPE_BASE}{}", self.kind()),
-            title: self.title(),
+            title: self.title().to_string(),
             status: status.as_u16(),
             detail: self.to_string(),
-            errors: self.field_errors(),
+            errors: self.field_errors().map(<[FieldError]>::to_vec),
         };
         HttpResponse::build(status)
             .insert_header((header::CONTENT_TYPE, "application/problem+json"))

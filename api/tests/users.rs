@@ -272,3 +272,26 @@ async fn metrics_are_served_in_prometheus_format() {
     }
     assert!(body.contains(r#"route="/v1/users""#));
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let app = spawn_app().await;
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/v1/users", "post"),
+        ("/v1/users", "get"),
+        ("/v1/users/{id}", "get"),
+        ("/v1/users/{id}", "patch"),
+        ("/v1/users/{id}/deactivate", "post"),
+        ("/v1/users/{id}/reactivate", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
+    }
+    let register = &paths["/v1/users"]["post"]["responses"];
+    assert!(register["422"]["content"]["application/problem+json"].is_object());
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+}

@@ -3,7 +3,8 @@ pub mod users;
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::scope("/v1").configure(users::configure));
+    cfg.route("/openapi.json", web::get().to(crate::openapi::document))
+        .service(web::scope("/v1").configure(users::configure));
 }
 
 /// Unknown paths answer with a problem too.

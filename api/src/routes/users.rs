@@ -5,15 +5,17 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use domain::{DisplayName, Email, Password, UserCommand, UserStatus};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::extract::{RequestContext, ValidJson, ValidQuery};
 use crate::freshness::Freshness;
-use crate::problem::{ApiError, FieldError};
+use crate::problem::{ApiError, FieldError, Problem};
 use crate::user_commands::UserCommands;
 use crate::user_queries::{self, UserFilter, UserView};
 
 pub const PROJECTION_POSITION: &str = "Projection-Position";
+const PROBLEM: &str = "application/problem+json";
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 
@@ -34,7 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/users/{id}/reactivate", web::post().to(reactivate));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     email: String,
@@ -42,19 +44,35 @@ pub struct RegisterRequest {
     display_name: String,
 }
 
-#[derive(Deserialize)]
+/// Give `email`, `display_name` or both; both change in one command or neither.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileRequest {
     email: Option<String>,
     display_name: Option<String>,
 }
 
-#[derive(Serialize)]
-struct CommandAccepted {
+/// `position`: the global position of the command's last event, for `min_position`.
+#[derive(Serialize, ToSchema)]
+pub struct CommandAccepted {
     id: Uuid,
     position: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered; Location names the user", body = CommandAccepted),
+        (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Email in use", body = Problem, content_type = PROBLEM),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
+        (status = 415, description = "Not JSON", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "A field breaks a rule", body = Problem, content_type = PROBLEM),
+    )
+)]
 async fn register(
     commands: web::Data<UserCommands>,
     context: RequestContext,
@@ -85,6 +103,20 @@ async fn register(
         }))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/users/{id}",
+    tag = "users",
+    request_body = UpdateProfileRequest,
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = CommandAccepted),
+        (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Email in use, user deactivated, or a concurrent change", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "A field breaks a rule", body = Problem, content_type = PROBLEM),
+    )
+)]
 async fn update_profile(
     commands: web::Data<UserCommands>,
     context: RequestContext,
@@ -114,6 +146,17 @@ async fn update_profile(
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/deactivate",
+    tag = "users",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = CommandAccepted),
+        (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Already deactivated", body = Problem, content_type = PROBLEM),
+    )
+)]
 async fn deactivate(
     commands: web::Data<UserCommands>,
     context: RequestContext,
@@ -126,6 +169,17 @@ async fn deactivate(
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/reactivate",
+    tag = "users",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = CommandAccepted),
+        (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Already active", body = Problem, content_type = PROBLEM),
+    )
+)]
 async fn reactivate(
     commands: web::Data<UserCommands>,
     context: RequestContext,
@@ -138,12 +192,27 @@ async fn reactivate(
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct GetParams {
+    /// Wait until the read model has applied this global position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     min_position: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path), GetParams),
+    responses(
+        (status = 200, description = "The user; header Projection-Position", body = UserView),
+        (status = 400, description = "Bad query parameter", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
+        (status = 504, description = "min_position not reached in time", body = Problem, content_type = PROBLEM),
+    )
+)]
 async fn get(
     pool: web::Data<sqlx::PgPool>,
     freshness: web::Data<Freshness>,
@@ -162,22 +231,41 @@ async fn get(
         .json(user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// `active` or `deactivated`.
     status: Option<String>,
+    /// Exact address, in any case.
     email: Option<String>,
+    /// 1 to 200, default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Wait until the read model has applied this global position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     min_position: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Page {
+#[derive(Serialize, ToSchema)]
+pub struct Page {
     items: Vec<UserView>,
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "users",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page; header Projection-Position", body = Page),
+        (status = 400, description = "Bad query parameter", body = Problem, content_type = PROBLEM),
+        (status = 504, description = "min_position not reached in time", body = Problem, content_type = PROBLEM),
+    )
+)]
 async fn list(
     pool: web::Data<sqlx::PgPool>,
     freshness: web::Data<Freshness>,
