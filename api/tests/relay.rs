@@ -158,7 +158,8 @@ async fn a_crash_between_publish_and_checkpoint_republishes_and_applies_once() {
         );
     }
 
-    spawn_projector(&fixture).await;
+    let settings = support::api_settings(&fixture.db, &fixture.topology, &[]);
+    support::spawn_projector(&settings.common).await;
     let pool = &fixture.db.pool;
     eventually(Duration::from_secs(10), "projection", || async {
         let applied: i64 = sqlx::query_scalar(
@@ -175,22 +176,6 @@ async fn a_crash_between_publish_and_checkpoint_republishes_and_applies_once() {
         .await
         .unwrap();
     assert_eq!(rows, vec![(1,), (1,), (1,)], "each user applied once");
-}
-
-async fn spawn_projector(fixture: &Fixture) {
-    let settings = support::api_settings(&fixture.db, &fixture.topology, &[]);
-    let settings = projector::settings::ProjectorSettings {
-        common: settings.common,
-        projector_addr: "127.0.0.1:0".into(),
-        delivery_limit: 10,
-        prefetch: 64,
-        max_batch: 32,
-        retry_base_ms: 20,
-    };
-    let projector = projector::startup::Application::build(settings)
-        .await
-        .unwrap();
-    tokio::spawn(projector.run_until_stopped());
 }
 
 async fn begin(url: &str) -> PgConnection {

@@ -162,11 +162,7 @@ async fn deactivate(
     context: RequestContext,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&id)?;
-    let position = commands
-        .execute(&context, id, UserCommand::Deactivate)
-        .await?;
-    Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
+    change_status(&commands, &context, &id, UserCommand::Deactivate).await
 }
 
 #[utoipa::path(
@@ -185,10 +181,17 @@ async fn reactivate(
     context: RequestContext,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&id)?;
-    let position = commands
-        .execute(&context, id, UserCommand::Reactivate)
-        .await?;
+    change_status(&commands, &context, &id, UserCommand::Reactivate).await
+}
+
+async fn change_status(
+    commands: &UserCommands,
+    context: &RequestContext,
+    id: &str,
+    command: UserCommand,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(id)?;
+    let position = commands.execute(context, id, command).await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 

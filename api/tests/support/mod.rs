@@ -75,7 +75,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     }
 }
 
-async fn spawn_projector(common: &infra::settings::CommonSettings) {
+pub async fn spawn_projector(common: &infra::settings::CommonSettings) {
     let settings = projector::settings::ProjectorSettings {
         common: common.clone(),
         projector_addr: "127.0.0.1:0".into(),
