@@ -30,6 +30,13 @@ impl ReadModels {
         let mut tx = self.pool.begin().await?;
         for envelope in events {
             apply_to(&mut tx, users_view::LIVE_TABLE, envelope).await?;
+            tracing::debug!(
+                event_id = %envelope.event_id,
+                event_type = %envelope.event_type,
+                global_position = envelope.global_position,
+                correlation_id = envelope.metadata.correlation_id.as_deref(),
+                "applied"
+            );
         }
         let applied = applied_prefix_end(&mut tx).await?;
         USERS_CHECKPOINT.advance(&mut *tx, applied).await?;
