@@ -1,5 +1,7 @@
 //! The `api` binary's own commands.
 
+mod support;
+
 use std::process::Command;
 
 use sqlx::migrate::MigrateDatabase;
@@ -65,4 +67,26 @@ fn help_names_the_environment_variable_of_every_option() {
         !help.contains("s3cret"),
         "a URL from the environment is shown"
     );
+}
+
+/// SIGTERM stops taking requests, stops the relay and exits cleanly.
+#[tokio::test]
+async fn sigterm_stops_the_api_cleanly() {
+    let db = infra::testing::TestDatabase::create().await;
+    let topology = infra::testing::TestTopology::new(vec![support::projector_group()]);
+    let mut api = support::start_api(&db, &topology).await;
+    let terminated = Command::new("kill")
+        .args(["-TERM", &api.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = api.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "api still running");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
 }
