@@ -7,9 +7,10 @@ use domain::{Password, PasswordHash};
 use std::sync::OnceLock;
 use tokio::sync::Semaphore;
 
-/// OWASP's recommended argon2id parameters: 19 MiB, 2 passes, 1 lane.
 fn hasher() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    let cost = PasswordHash::COST;
+    let params = Params::new(cost.memory_kib, cost.passes, cost.lanes, None)
+        .expect("valid argon2 parameters");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -33,4 +34,21 @@ pub async fn hash(password: Password) -> anyhow::Result<PasswordHash> {
         Ok(PasswordHash::new(hash.to_string()))
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_with_the_declared_cost() {
+        let password = Password::parse("correct horse battery staple").unwrap();
+        let hash = hash(password).await.unwrap();
+        let cost = PasswordHash::COST;
+        let expected = format!(
+            "$argon2id$v=19$m={},t={},p={}$",
+            cost.memory_kib, cost.passes, cost.lanes
+        );
+        assert!(hash.as_str().starts_with(&expected));
+    }
 }

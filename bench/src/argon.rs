@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-/// Memory in KiB (19 MiB), passes, lanes: OWASP's recommendation, as in the API.
-pub const M_COST_KIB: u32 = 19 * 1024;
-pub const T_COST: u32 = 2;
-pub const P_COST: u32 = 1;
+/// The API's cost, from the one place it is defined.
+pub const COST: domain::HashingCost = domain::PasswordHash::COST;
 
 /// One measurement: `hashes` done by `threads` threads in `elapsed`.
 #[derive(Clone, Copy, Debug)]
@@ -44,7 +42,7 @@ pub async fn measure(duration: Duration, threads: usize) -> anyhow::Result<HashR
 }
 
 fn hasher() -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(M_COST_KIB, T_COST, P_COST, None)
+    let params = Params::new(COST.memory_kib, COST.passes, COST.lanes, None)
         .map_err(|error| anyhow::anyhow!("argon2 parameters: {error}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }

@@ -167,10 +167,11 @@ pub fn print(
             .unwrap_or_default()
     );
     println!(
-        "argon2id m={} KiB (19 MiB), t={}, p={} (the API's parameters), `argon2` crate in this process:",
-        argon::M_COST_KIB,
-        argon::T_COST,
-        argon::P_COST
+        "argon2id m={} KiB ({} MiB), t={}, p={} (the API's parameters), `argon2` crate in this process:",
+        argon::COST.memory_kib,
+        argon::COST.memory_kib / 1024,
+        argon::COST.passes,
+        argon::COST.lanes
     );
     println!(
         "    1 thread:  {:.1} hashes/s ({} hashes in {:.2} s)",

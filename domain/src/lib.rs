@@ -4,6 +4,7 @@ pub mod user;
 pub mod validation;
 
 pub use user::{
-    DisplayName, Email, Password, PasswordHash, User, UserCommand, UserError, UserEvent, UserStatus,
+    DisplayName, Email, HashingCost, Password, PasswordHash, User, UserCommand, UserError,
+    UserEvent, UserStatus,
 };
 pub use validation::ValidationError;

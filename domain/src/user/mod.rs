@@ -8,4 +8,4 @@ pub use aggregate::{User, UserStatus};
 pub use commands::UserCommand;
 pub use errors::UserError;
 pub use events::UserEvent;
-pub use values::{DisplayName, Email, Password, PasswordHash};
+pub use values::{DisplayName, Email, HashingCost, Password, PasswordHash};

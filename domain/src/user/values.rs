@@ -106,8 +106,24 @@ impl fmt::Debug for Password {
 #[serde(transparent)]
 pub struct PasswordHash(String);
 
+/// The cost of one argon2id hash: memory in KiB, passes, lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingCost {
+    pub memory_kib: u32,
+    pub passes: u32,
+    pub lanes: u32,
+}
+
 impl PasswordHash {
     const REDACTED: &'static str = "[redacted]";
+
+    /// What the service hashes passwords with: OWASP's argon2id
+    /// recommendation (19 MiB, 2 passes, 1 lane).
+    pub const COST: HashingCost = HashingCost {
+        memory_kib: 19 * 1024,
+        passes: 2,
+        lanes: 1,
+    };
 
     pub fn new(phc: String) -> Self {
         Self(phc)
