@@ -1,8 +1,9 @@
-# One image for both binaries of the identity service.
+# One image for the binaries of the identity service.
 #   docker build -t identity-service .
 #   docker run --rm identity-service api migrate
 #   docker run ... identity-service              # api (the default command)
 #   docker run ... identity-service projector
+#   docker run ... identity-service worker
 # Configuration comes from the environment only (see .env.example); the image
 # holds no secrets.
 
@@ -19,20 +20,22 @@ COPY bus/Cargo.toml bus/
 COPY infra/Cargo.toml infra/
 COPY api/Cargo.toml api/
 COPY projector/Cargo.toml projector/
+COPY worker/Cargo.toml worker/
 COPY bench/Cargo.toml bench/
-RUN for crate in domain bus infra api projector bench; do \
+RUN for crate in domain bus infra api projector worker bench; do \
         mkdir -p "$crate/src" && : >"$crate/src/lib.rs"; \
     done \
-    && for bin in api projector bench; do echo 'fn main() {}' >"$bin/src/main.rs"; done \
-    && cargo build --release --locked --bin api --bin projector \
-    && rm -rf domain/src bus/src infra/src api/src projector/src bench/src
+    && for bin in api projector worker bench; do echo 'fn main() {}' >"$bin/src/main.rs"; done \
+    && cargo build --release --locked --bin api --bin projector --bin worker \
+    && rm -rf domain/src bus/src infra/src api/src projector/src worker/src bench/src
 
 # The real sources. COPY keeps the files' old modification times, so touch them
 # to make cargo rebuild the workspace crates over the placeholders.
 COPY . .
-RUN find domain bus infra api projector bench migrations -type f -exec touch {} + \
-    && cargo build --release --locked --bin api --bin projector \
-    && install -D -m 0755 -t /out target/release/api target/release/projector
+RUN find domain bus infra api projector worker bench migrations -type f -exec touch {} + \
+    && cargo build --release --locked --bin api --bin projector --bin worker \
+    && install -D -m 0755 -t /out target/release/api target/release/projector \
+        target/release/worker
 
 # --- runtime --------------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -46,13 +49,14 @@ RUN groupadd --system --gid 10001 identity \
     && useradd --system --uid 10001 --gid identity --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin identity
 
-COPY --from=builder /out/api /out/projector /usr/local/bin/
+COPY --from=builder /out/api /out/projector /out/worker /usr/local/bin/
 
 # Listen on all interfaces inside the container; log JSON lines.
 ENV API_ADDR=0.0.0.0:8080 \
     PROJECTOR_ADDR=0.0.0.0:8081 \
+    WORKER_ADDR=0.0.0.0:8082 \
     LOG_FORMAT=json
 
 USER 10001:10001
-EXPOSE 8080 8081
+EXPOSE 8080 8081 8082
 CMD ["api"]

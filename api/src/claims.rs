@@ -7,6 +7,7 @@
 use sqlx::PgPool;
 
 pub const USER_EMAIL: &str = "user.email";
+pub const ROLE_NAME: &str = "role.name";
 const STALE_AFTER_SECONDS: f64 = 60.0;
 
 #[derive(Clone)]

@@ -134,6 +134,16 @@ impl RequestContext {
     }
 }
 
+impl RequestContext {
+    /// Metadata for a new command, acting as `actor` (a user id) if known.
+    pub fn metadata_as(&self, actor: Option<Uuid>) -> bus::EventMetadata {
+        bus::EventMetadata {
+            actor_id: actor.map(|id| id.to_string()),
+            ..self.metadata_for(Uuid::new_v4())
+        }
+    }
+}
+
 impl FromRequest for RequestContext {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;

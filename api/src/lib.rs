@@ -1,6 +1,8 @@
 //! The identity service's HTTP API: commands through cqrs-es and postgres-es,
 //! queries on read models, and the outbox relay that publishes the event log.
 
+pub mod auth;
+pub mod bootstrap;
 pub mod claims;
 pub mod correlation;
 pub mod extract;
@@ -9,7 +11,9 @@ pub mod http_metrics;
 pub mod openapi;
 pub mod password;
 pub mod problem;
+pub mod rate_limit;
 pub mod relay;
+pub mod role_commands;
 pub mod routes;
 pub mod settings;
 pub mod startup;

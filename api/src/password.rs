@@ -1,11 +1,108 @@
-//! argon2id hashing. It is deliberately slow, so it always runs on the
-//! blocking pool, never on an actix worker thread.
+//! argon2id hashing and verification. It is deliberately slow, so it runs on
+//! the blocking pool, never on an actix worker thread, and behind a bounded
+//! queue: at most one hash per core runs, at most `queue_limit` more wait,
+//! and anything beyond that is refused at once (503) instead of piling up.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use domain::{Password, PasswordHash};
-use std::sync::OnceLock;
 use tokio::sync::Semaphore;
+
+use crate::problem::ApiError;
+
+/// How long a refused caller is told to wait before retrying.
+const RETRY_AFTER_SECONDS: u64 = 1;
+
+pub struct Passwords {
+    running: Semaphore,
+    admitted: AtomicUsize,
+    capacity: usize,
+    /// Verified against when the email is unknown, so that path costs one
+    /// hash too and answers in the same time as a wrong password.
+    decoy: PasswordHash,
+}
+
+/// The outcome of checking a password against a stored hash.
+pub struct Verified {
+    pub matches: bool,
+    /// A fresh hash of the same password when the stored one used older
+    /// parameters than [`PasswordHash::COST`].
+    pub rehashed: Option<PasswordHash>,
+}
+
+impl Passwords {
+    pub async fn new(queue_limit: usize) -> anyhow::Result<Arc<Self>> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let decoy =
+            tokio::task::spawn_blocking(|| hash_now("decoy password for unknown emails")).await??;
+        Ok(Arc::new(Self {
+            running: Semaphore::new(cores),
+            admitted: AtomicUsize::new(0),
+            capacity: cores + queue_limit,
+            decoy,
+        }))
+    }
+
+    pub async fn hash(&self, password: Password) -> Result<PasswordHash, ApiError> {
+        self.on_blocking_pool(move || hash_now(password.expose()))
+            .await
+    }
+
+    /// Checks `password` against `stored`, or against the decoy when there
+    /// is no stored hash (the answer is then always "no match").
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<PasswordHash>,
+    ) -> Result<Verified, ApiError> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.decoy.clone());
+        let verified = self
+            .on_blocking_pool(move || verify_now(&password, &stored))
+            .await?;
+        metrics::counter!("password_verifications_total").increment(1);
+        Ok(Verified {
+            matches: known && verified.matches,
+            ..verified
+        })
+    }
+
+    async fn on_blocking_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _admission = self.admit()?;
+        let _slot = self.running.acquire().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+
+    fn admit(&self) -> Result<Admission<'_>, ApiError> {
+        let admitted = self.admitted.fetch_add(1, Ordering::SeqCst);
+        let admission = Admission(&self.admitted);
+        if admitted >= self.capacity {
+            metrics::counter!("password_hashing_refused_total").increment(1);
+            return Err(ApiError::Overloaded {
+                retry_after_seconds: RETRY_AFTER_SECONDS,
+            });
+        }
+        Ok(admission)
+    }
+}
+
+/// A place in the hashing queue, given back when dropped.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 fn hasher() -> Argon2<'static> {
     let cost = PasswordHash::COST;
@@ -14,26 +111,52 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// At most one hash per core at a time: more would only share the cores
-/// (each hash slower) and hold 19 MiB apiece; the rest wait their turn.
-fn hashing_slots() -> &'static Semaphore {
-    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Semaphore::new(cores)
-    })
+fn hash_now(password: &str) -> anyhow::Result<PasswordHash> {
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|error| anyhow::anyhow!("argon2 failed: {error}"))?;
+    Ok(PasswordHash::new(hash.to_string()))
 }
 
-pub async fn hash(password: Password) -> anyhow::Result<PasswordHash> {
-    let _slot = hashing_slots().acquire().await?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = hasher()
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map_err(|error| anyhow::anyhow!("argon2 failed: {error}"))?;
-        Ok(PasswordHash::new(hash.to_string()))
-    })
-    .await?
+fn verify_now(password: &str, stored: &PasswordHash) -> anyhow::Result<Verified> {
+    let parsed = argon2::PasswordHash::new(stored.as_str())
+        .map_err(|error| anyhow::anyhow!("stored hash is not a PHC string: {error}"))?;
+    let matches = hasher()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    let rehashed = if matches && !uses_current_cost(&parsed) {
+        Some(hash_now(password)?)
+    } else {
+        None
+    };
+    Ok(Verified { matches, rehashed })
+}
+
+fn uses_current_cost(hash: &argon2::PasswordHash<'_>) -> bool {
+    let cost = PasswordHash::COST;
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    hash.algorithm == Algorithm::Argon2id.ident()
+        && params.m_cost() == cost.memory_kib
+        && params.t_cost() == cost.passes
+        && params.p_cost() == cost.lanes
+}
+
+/// Hashes with explicit (older) parameters; for tests of rehash-on-login.
+pub fn hash_with_cost(
+    password: &str,
+    memory_kib: u32,
+    passes: u32,
+) -> anyhow::Result<PasswordHash> {
+    let params = Params::new(memory_kib, passes, 1, None)
+        .map_err(|error| anyhow::anyhow!("argon2 parameters: {error}"))?;
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|error| anyhow::anyhow!("argon2 failed: {error}"))?;
+    Ok(PasswordHash::new(hash.to_string()))
 }
 
 #[cfg(test)]
@@ -42,13 +165,60 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_the_declared_cost() {
+        let passwords = Passwords::new(4).await.unwrap();
         let password = Password::parse("correct horse battery staple").unwrap();
-        let hash = hash(password).await.unwrap();
+        let hash = passwords.hash(password).await.unwrap();
         let cost = PasswordHash::COST;
         let expected = format!(
             "$argon2id$v=19$m={},t={},p={}$",
             cost.memory_kib, cost.passes, cost.lanes
         );
         assert!(hash.as_str().starts_with(&expected));
+    }
+
+    #[tokio::test]
+    async fn a_hash_with_older_parameters_is_rehashed_on_a_match_only() {
+        let passwords = Passwords::new(4).await.unwrap();
+        let old = hash_with_cost("correct horse battery staple", 8 * 1024, 1).unwrap();
+        let wrong = passwords
+            .verify("wrong".into(), Some(old.clone()))
+            .await
+            .unwrap();
+        assert!(!wrong.matches && wrong.rehashed.is_none());
+        let right = passwords
+            .verify("correct horse battery staple".into(), Some(old))
+            .await
+            .unwrap();
+        assert!(right.matches);
+        let cost = PasswordHash::COST;
+        let rehashed = right.rehashed.expect("rehashed");
+        assert!(rehashed
+            .as_str()
+            .contains(&format!("m={}", cost.memory_kib)));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_never_matches_even_the_decoy_password() {
+        let passwords = Passwords::new(4).await.unwrap();
+        let verified = passwords
+            .verify("decoy password for unknown emails".into(), None)
+            .await
+            .unwrap();
+        assert!(!verified.matches);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_queue_limit_callers_are_refused_not_queued() {
+        let passwords = Passwords::new(0).await.unwrap();
+        let flood: Vec<_> = (0..16)
+            .map(|_| passwords.verify("x".into(), None))
+            .collect();
+        let results = futures_util::future::join_all(flood).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(ApiError::Overloaded { .. })))
+            .count();
+        assert!(refused > 0, "no caller was refused");
+        assert!(refused < 16, "every caller was refused");
     }
 }

@@ -47,6 +47,20 @@ pub enum ApiError {
     ConcurrencyConflict,
     #[error("the read model did not reach position {position} within {waited_ms} ms")]
     NotYetProjected { position: i64, waited_ms: u128 },
+    #[error(
+        "authentication is required: send a valid access token as `Authorization: Bearer <token>`"
+    )]
+    Unauthorized,
+    #[error("the email or password is wrong, or the account cannot sign in")]
+    InvalidCredentials,
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
+    #[error("this needs the permission {0}")]
+    Forbidden(&'static str),
+    #[error("too many requests; retry in {retry_after_seconds} s")]
+    TooManyRequests { retry_after_seconds: u64 },
+    #[error("the service is busy; retry in {retry_after_seconds} s")]
+    Overloaded { retry_after_seconds: u64 },
     #[error("an internal error occurred")]
     Internal(#[source] anyhow::Error),
 }
@@ -82,6 +96,12 @@ impl ApiError {
             Self::RuleViolated(_) => "rule-violated",
             Self::ConcurrencyConflict => "concurrency-conflict",
             Self::NotYetProjected { .. } => "projection-timeout",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid-credentials",
+            Self::InvalidRefreshToken => "invalid-refresh-token",
+            Self::Forbidden(_) => "forbidden",
+            Self::TooManyRequests { .. } => "too-many-requests",
+            Self::Overloaded { .. } => "overloaded",
             Self::Internal(_) => "internal",
         }
     }
@@ -99,6 +119,12 @@ impl ApiError {
             Self::RuleViolated(_) => "Rule violated",
             Self::ConcurrencyConflict => "Concurrency conflict",
             Self::NotYetProjected { .. } => "Read model not yet up to date",
+            Self::Unauthorized => "Unauthorized",
+            Self::InvalidCredentials => "Invalid credentials",
+            Self::InvalidRefreshToken => "Invalid refresh token",
+            Self::Forbidden(_) => "Forbidden",
+            Self::TooManyRequests { .. } => "Too many requests",
+            Self::Overloaded { .. } => "Service overloaded",
             Self::Internal(_) => "Internal error",
         }
     }
@@ -136,6 +162,12 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::ConcurrencyConflict => StatusCode::CONFLICT,
             Self::NotYetProjected { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,8 +184,22 @@ impl ResponseError for ApiError {
             detail: self.to_string(),
             errors: self.field_errors().map(<[FieldError]>::to_vec),
         };
-        HttpResponse::build(status)
-            .insert_header((header::CONTENT_TYPE, "application/problem+json"))
-            .body(serde_json::to_string(&problem).unwrap_or_default())
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        match self {
+            Self::TooManyRequests {
+                retry_after_seconds,
+            }
+            | Self::Overloaded {
+                retry_after_seconds,
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+            }
+            Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        response.body(serde_json::to_string(&problem).unwrap_or_default())
     }
 }

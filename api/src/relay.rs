@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{Envelope, Publisher, Topology};
-use cqrs_es::Aggregate;
-use domain::{User, UserEvent};
 use infra::broker::BrokerLink;
 use infra::checkpoints::Checkpoint;
 use infra::event_log::{self, LogPosition};
@@ -106,13 +104,10 @@ impl Relay {
     }
 }
 
-/// Password hashes stay in the event store; the broker never carries them.
+/// Password and refresh-token hashes stay in the event store; the broker
+/// never carries them.
 fn redact_secrets(envelope: &mut Envelope) -> anyhow::Result<()> {
-    if envelope.aggregate_type == User::TYPE {
-        let mut event: UserEvent = serde_json::from_value(envelope.payload.take())?;
-        event.redact_secrets();
-        envelope.payload = serde_json::to_value(event)?;
-    }
+    domain::redact_event_payload(&envelope.aggregate_type, &mut envelope.payload)?;
     Ok(())
 }
 

@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -22,6 +23,30 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Administrative tasks run by an operator.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create the first administrator: the `admin` role with every
+    /// permission, and a user holding it. Safe to run again: it creates only
+    /// what is missing. The password is read from standard input (one line),
+    /// or from `--password-file`.
+    Bootstrap {
+        /// The administrator's email.
+        #[arg(long)]
+        email: String,
+        /// The administrator's display name (when the user is created).
+        #[arg(long, default_value = "Administrator")]
+        display_name: String,
+        /// Read the password from this file instead of standard input.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone, Debug)]
@@ -52,6 +77,88 @@ pub struct ApiSettings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "API_WORKERS")]
     pub workers: Option<usize>,
+
+    #[command(flatten)]
+    pub auth: AuthSettings,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupMode {
+    /// Anyone may register.
+    Open,
+    /// Registering a user needs `users:write`.
+    Closed,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct AuthSettings {
+    /// Who may call `POST /v1/users`.
+    #[arg(long, env = "SIGNUP_MODE", value_enum, default_value = "closed")]
+    pub signup_mode: SignupMode,
+
+    /// Ed25519 private key (PKCS#8 PEM) that signs access tokens.
+    #[arg(
+        long,
+        env = "JWT_SIGNING_KEY_FILE",
+        default_value = ".keys/jwt-signing.pem"
+    )]
+    pub jwt_signing_key_file: PathBuf,
+
+    /// Generate the signing key (and `<file>.pub`) on first start when the
+    /// file is missing. For development; set to false in production.
+    #[arg(long, env = "JWT_GENERATE_KEY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub jwt_generate_key: bool,
+
+    /// Public keys (SPKI PEM), comma-separated, that still verify tokens but
+    /// no longer sign: a retired key during rotation.
+    #[arg(long, env = "JWT_RETIRED_KEY_FILES", value_delimiter = ',')]
+    pub jwt_retired_key_files: Vec<PathBuf>,
+
+    /// `iss` of issued tokens, required when verifying.
+    #[arg(long, env = "JWT_ISSUER", default_value = "identity-service")]
+    pub jwt_issuer: String,
+
+    /// `aud` of issued tokens, required when verifying.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "identity-api")]
+    pub jwt_audience: String,
+
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
+    pub access_token_ttl_seconds: i64,
+
+    /// Absolute session lifetime in seconds (refresh stops working after it).
+    #[arg(long, env = "SESSION_LIFETIME_SECONDS", default_value_t = 30 * 24 * 3600)]
+    pub session_lifetime_seconds: i64,
+
+    /// A session not refreshed for this many seconds expires.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT_SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub session_idle_timeout_seconds: i64,
+
+    /// Login and refresh requests per second allowed per client IP.
+    #[arg(long, env = "AUTH_RATE_PER_SECOND", default_value_t = 10)]
+    pub auth_rate_per_second: u64,
+
+    /// Login and refresh requests a client IP may make in a burst.
+    #[arg(long, env = "AUTH_RATE_BURST", default_value_t = 50)]
+    pub auth_rate_burst: u32,
+
+    /// Password hashes that may wait for a core beyond those running; more
+    /// are refused with 503.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
+    pub password_hash_queue: usize,
+}
+
+impl AuthSettings {
+    pub fn session_policy(&self) -> crate::auth::sign_in::SessionPolicy {
+        crate::auth::sign_in::SessionPolicy {
+            lifetime: chrono::Duration::seconds(self.session_lifetime_seconds.max(1)),
+            idle_timeout: chrono::Duration::seconds(self.session_idle_timeout_seconds.max(1)),
+        }
+    }
+
+    pub fn access_token_lifetime(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.access_token_ttl_seconds.max(1))
+    }
 }
 
 impl ApiSettings {

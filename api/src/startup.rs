@@ -10,9 +10,15 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::keys::SigningKeys;
+use crate::auth::sign_in::SignIn;
+use crate::auth::tokens::AccessTokens;
 use crate::correlation::{self, CorrelatedRootSpan};
 use crate::extract::MAX_BODY_BYTES;
 use crate::freshness::Freshness;
+use crate::password::Passwords;
+use crate::rate_limit::auth_rate_limit;
+use crate::role_commands::RoleCommands;
 use crate::settings::ApiSettings;
 use crate::user_commands::UserCommands;
 use crate::{http_metrics, relay, routes};
@@ -46,7 +52,15 @@ impl Application {
         });
         let listener = TcpListener::bind(&settings.api_addr)?;
         let port = listener.local_addr()?.port();
-        let server = http_server(listener, pool, broker, &settings, shutdown.clone())?;
+        let services = Services::build(pool.clone(), &settings).await?;
+        let server = http_server(
+            listener,
+            pool,
+            broker,
+            services,
+            &settings,
+            shutdown.clone(),
+        )?;
         Ok(Self {
             port,
             server,
@@ -71,10 +85,49 @@ impl Application {
     }
 }
 
+/// The request-independent parts the handlers share.
+struct Services {
+    tokens: web::Data<AccessTokens>,
+    sign_in: web::Data<SignIn>,
+    users: web::Data<UserCommands>,
+    roles: web::Data<RoleCommands>,
+}
+
+impl Services {
+    async fn build(pool: PgPool, settings: &ApiSettings) -> anyhow::Result<Self> {
+        let auth = &settings.auth;
+        let keys = Arc::new(SigningKeys::load(
+            &auth.jwt_signing_key_file,
+            auth.jwt_generate_key,
+            &auth.jwt_retired_key_files,
+        )?);
+        let tokens = Arc::new(AccessTokens::new(
+            keys,
+            auth.jwt_issuer.clone(),
+            auth.jwt_audience.clone(),
+            auth.access_token_lifetime(),
+        ));
+        let passwords = Passwords::new(auth.password_hash_queue).await?;
+        let sign_in = SignIn::new(
+            pool.clone(),
+            passwords.clone(),
+            tokens.clone(),
+            auth.session_policy(),
+        );
+        Ok(Self {
+            tokens: web::Data::from(tokens),
+            sign_in: web::Data::new(sign_in),
+            users: web::Data::new(UserCommands::new(pool.clone(), passwords)),
+            roles: web::Data::new(RoleCommands::new(pool)),
+        })
+    }
+}
+
 fn http_server(
     listener: TcpListener,
     pool: PgPool,
     broker: Arc<BrokerLink>,
+    services: Services,
     settings: &ApiSettings,
     shutdown: Shutdown,
 ) -> anyhow::Result<Server> {
@@ -84,11 +137,15 @@ fn http_server(
     });
     let freshness = web::Data::new(Freshness::start(
         pool.clone(),
-        "users_view",
+        infra::checkpoints::READ_MODELS,
         settings.read_your_writes_timeout(),
         shutdown,
     ));
-    let commands = web::Data::new(UserCommands::new(pool.clone()));
+    let rate_limit = auth_rate_limit(
+        settings.auth.auth_rate_per_second,
+        settings.auth.auth_rate_burst,
+    )?;
+    let signup_mode = web::Data::new(settings.auth.signup_mode);
     let pool = web::Data::new(pool);
     let mut server = HttpServer::new(move || {
         App::new()
@@ -99,10 +156,14 @@ fn http_server(
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(readiness.clone())
             .app_data(freshness.clone())
-            .app_data(commands.clone())
+            .app_data(services.users.clone())
+            .app_data(services.roles.clone())
+            .app_data(services.sign_in.clone())
+            .app_data(services.tokens.clone())
+            .app_data(signup_mode.clone())
             .app_data(pool.clone())
             .configure(health::configure)
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, &rate_limit))
             .default_service(web::to(routes::not_found))
     })
     .listen(listener)?;

@@ -56,3 +56,15 @@ pub async fn list(
     .fetch_all(pool)
     .await
 }
+
+/// Names of the roles the user holds (deleted roles excluded), sorted.
+pub async fn role_names(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT r.name FROM user_roles_view ur \
+         JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
+         WHERE ur.user_id = $1 ORDER BY r.name",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}

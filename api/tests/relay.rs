@@ -102,7 +102,8 @@ impl Fixture {
 }
 
 async fn register_users(pool: &sqlx::PgPool, count: usize) {
-    let commands = UserCommands::new(pool.clone());
+    let passwords = api::password::Passwords::new(4).await.unwrap();
+    let commands = UserCommands::new(pool.clone(), passwords);
     let context = RequestContext {
         correlation_id: "relay-test".into(),
         request_ip: None,
@@ -112,6 +113,7 @@ async fn register_users(pool: &sqlx::PgPool, count: usize) {
         commands
             .register(
                 &context,
+                None,
                 Email::parse(&format!("u{n}@example.com")).unwrap(),
                 DisplayName::parse("U").unwrap(),
                 Password::parse(GOOD_PASSWORD).unwrap(),
@@ -163,7 +165,7 @@ async fn a_crash_between_publish_and_checkpoint_republishes_and_applies_once() {
     let pool = &fixture.db.pool;
     eventually(Duration::from_secs(10), "projection", || async {
         let applied: i64 = sqlx::query_scalar(
-            "SELECT global_position FROM projection_checkpoints WHERE projection = 'users_view'",
+            "SELECT global_position FROM projection_checkpoints WHERE projection = 'read_models'",
         )
         .fetch_one(pool)
         .await

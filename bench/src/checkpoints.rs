@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection};
 use crate::run::AbortOnDrop;
 
 pub const POLL_EVERY: Duration = Duration::from_millis(2);
-const PROJECTION: &str = "users_view";
+const PROJECTION: &str = infra::checkpoints::READ_MODELS;
 
 /// The projection's position in publishing order: (transaction_id, global_position).
 pub type LogPosition = (i64, i64);

@@ -1,8 +1,17 @@
 //! Aggregates, commands, events and rules of the identity service. No I/O.
 
+pub mod redaction;
+pub mod role;
+pub mod session;
 pub mod user;
 pub mod validation;
 
+pub use redaction::redact_event_payload;
+pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
+pub use session::{
+    ExpiryReason, RefreshTokenHash, RevocationReason, Session, SessionCommand, SessionEnd,
+    SessionError, SessionEvent,
+};
 pub use user::{
     DisplayName, Email, HashingCost, Password, PasswordHash, User, UserCommand, UserError,
     UserEvent, UserStatus,

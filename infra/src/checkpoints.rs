@@ -6,6 +6,10 @@ use sqlx::PgExecutor;
 
 use crate::event_log::LogPosition;
 
+/// The projector's one projection: every read model, applied in one
+/// transaction per batch, so one checkpoint tells how fresh they all are.
+pub const READ_MODELS: &str = "read_models";
+
 /// A checkpoint row: its table and the key column naming the reader.
 #[derive(Clone, Copy, Debug)]
 pub enum Checkpoint<'a> {

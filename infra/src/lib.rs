@@ -4,10 +4,12 @@
 
 pub mod broker;
 pub mod checkpoints;
+pub mod commands;
 pub mod db;
 pub mod event_log;
 pub mod health;
 pub mod metrics;
+pub mod sessions;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

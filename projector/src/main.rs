@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Rebuild { view, exit }) = cli.command {
         let rebuilt = projector::rebuild::rebuild(&pool, view.as_deref()).await?;
         tracing::info!(
-            view = rebuilt.view,
+            views = ?rebuilt.views,
             events = rebuilt.events,
             up_to = rebuilt.up_to.global_position,
             "rebuilt"

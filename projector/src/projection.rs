@@ -1,20 +1,26 @@
 //! Applies deliveries from `projector.read_models` to the read models, each
 //! batch in one transaction together with the projection's checkpoint.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use bus::{BatchHandler, Envelope, HandlerError};
-use cqrs_es::Aggregate;
-use domain::User;
 use infra::checkpoints::Checkpoint;
 use infra::event_log::LogPosition;
 use sqlx::{PgConnection, PgPool};
 
-use crate::users_view::{self, ApplyError};
+use crate::apply::{self, ApplyError};
+use crate::views::{Target, View};
 
-pub const USERS_VIEW: &str = "users_view";
-pub const USERS_CHECKPOINT: Checkpoint = Checkpoint::Projection(USERS_VIEW);
+/// One checkpoint for every view: a batch writes them all in one transaction.
+pub const READ_MODELS: &str = "read_models";
+pub const CHECKPOINT: Checkpoint = Checkpoint::Projection(READ_MODELS);
 /// Events examined per query when advancing the checkpoint.
 const PREFIX_SCAN: i64 = 1000;
+/// Taken shared by every batch and exclusively by a rebuild's swap, before
+/// any table lock: a batch writes the views in the order its events come,
+/// so locking the tables alone could deadlock with the swap.
+const WRITERS_LOCK: i64 = 0x7072_6f6a_6563_746f;
 
 pub struct ReadModels {
     pool: PgPool,
@@ -28,8 +34,12 @@ impl ReadModels {
     /// Applies the events and advances the checkpoint in one transaction.
     pub async fn apply_batch(&self, events: &[Envelope]) -> Result<(), ApplyError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(WRITERS_LOCK)
+            .execute(&mut *tx)
+            .await?;
         for envelope in events {
-            apply_to(&mut tx, users_view::LIVE_TABLE, envelope).await?;
+            apply_to(&mut tx, Target::Live, envelope).await?;
             tracing::debug!(
                 event_id = %envelope.event_id,
                 event_type = %envelope.event_type,
@@ -39,61 +49,62 @@ impl ReadModels {
             );
         }
         let applied = applied_prefix_end(&mut tx).await?;
-        USERS_CHECKPOINT.advance(&mut *tx, applied).await?;
+        CHECKPOINT.advance(&mut *tx, applied).await?;
         tx.commit().await?;
         record_metrics(events, applied);
         Ok(())
     }
 }
 
+/// Waits until no batch is being applied and keeps new ones waiting until
+/// the transaction ends.
+pub async fn exclude_writers(db: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITERS_LOCK)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Throughput, the checkpoint, and how long after its commit each event
-/// became visible in the read model.
+/// became visible in the read models.
 fn record_metrics(events: &[Envelope], checkpoint: LogPosition) {
     let now = chrono::Utc::now();
     metrics::counter!("projector_events_applied_total").increment(events.len() as u64);
-    metrics::gauge!("projection_checkpoint_position", "projection" => USERS_VIEW)
+    metrics::gauge!("projection_checkpoint_position", "projection" => READ_MODELS)
         .set(checkpoint.global_position as f64);
     for envelope in events {
         let lag = (now - envelope.recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::histogram!("projection_lag_seconds", "projection" => USERS_VIEW).record(lag);
+        metrics::histogram!("projection_lag_seconds", "projection" => READ_MODELS).record(lag);
     }
 }
 
-/// Routes an event to the read models it concerns; others are skipped.
+/// Routes an event to the view of its aggregate type; others are skipped.
 pub async fn apply_to(
     db: &mut PgConnection,
-    users_table: &str,
+    target: Target,
     envelope: &Envelope,
 ) -> Result<(), ApplyError> {
-    if envelope.aggregate_type == User::TYPE {
-        users_view::apply(db, users_table, envelope).await?;
+    match View::of_aggregate(&envelope.aggregate_type) {
+        Some(view) => apply::apply(db, view, target, envelope).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// How far, in publishing order, every event is applied: the checkpoint
 /// must never pass an event that is not, or read-your-writes would answer
 /// before the write is visible. Deliveries can arrive early (a requeued
-/// failure, a second consumer), so this asks the event store and the view
+/// failure, a second consumer), so this asks the event store and the views
 /// rather than trusting the highest position seen.
-async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> {
-    let mut end = USERS_CHECKPOINT.load(&mut *db).await?;
+pub async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> {
+    let mut end = CHECKPOINT.load(&mut *db).await?;
     loop {
-        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
-            "SELECT e.transaction_id::text::bigint, e.global_position, \
-                    e.aggregate_type <> $3 OR COALESCE(v.sequence >= e.sequence, false) \
-             FROM events e LEFT JOIN users_view v \
-               ON v.id = CASE WHEN e.aggregate_type = $3 THEN e.aggregate_id::uuid END \
-             WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
-               AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY e.transaction_id, e.global_position LIMIT $4",
-        )
-        .bind(end.transaction_id)
-        .bind(end.global_position)
-        .bind(User::TYPE)
-        .bind(PREFIX_SCAN)
-        .fetch_all(&mut *db)
-        .await?;
+        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(&PREFIX_SQL)
+            .bind(end.transaction_id)
+            .bind(end.global_position)
+            .bind(PREFIX_SCAN)
+            .fetch_all(&mut *db)
+            .await?;
         let scanned = rows.len() as i64;
         for (transaction_id, global_position, applied) in rows {
             if !applied {
@@ -109,6 +120,33 @@ async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> 
         }
     }
 }
+
+/// The committed events after `($1, $2)` in publishing order, each with
+/// whether the view of its aggregate type has reached its sequence (events
+/// of no view count as applied).
+static PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
+    let mut joins = String::new();
+    let mut applied = String::from("CASE e.aggregate_type");
+    for (index, view) in View::ALL.into_iter().enumerate() {
+        let (table, key, kind) = (view.name(), view.key_column(), view.aggregate_type());
+        // The CASE keeps other aggregate types' ids from being cast.
+        joins.push_str(&format!(
+            " LEFT JOIN {table} v{index} ON v{index}.{key} = \
+               CASE WHEN e.aggregate_type = '{kind}' THEN e.aggregate_id::uuid END"
+        ));
+        applied.push_str(&format!(
+            " WHEN '{kind}' THEN COALESCE(v{index}.sequence >= e.sequence, false)"
+        ));
+    }
+    applied.push_str(" ELSE true END");
+    format!(
+        "SELECT e.transaction_id::text::bigint, e.global_position, {applied} \
+         FROM events e{joins} \
+         WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
+           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY e.transaction_id, e.global_position LIMIT $3"
+    )
+});
 
 #[async_trait]
 impl BatchHandler for ReadModels {

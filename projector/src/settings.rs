@@ -3,6 +3,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
 
+use crate::views::View;
+
 /// Builds the read models from the broker; rebuilds them from the event store.
 #[derive(Parser, Debug)]
 #[command(name = "projector", version, about)]
@@ -20,7 +22,8 @@ pub enum Command {
     Run,
     /// Rebuild a read model from the event store, swap it in, then keep consuming.
     Rebuild {
-        /// The view to rebuild (default and, for now, only: users_view).
+        /// The view to rebuild: users_view (with user_roles_view), roles_view or
+        /// sessions_view; all of them when left out.
         view: Option<String>,
         /// Exit after the swap instead of consuming from the broker.
         #[arg(long)]
@@ -67,7 +70,10 @@ impl ProjectorSettings {
     pub fn consumer_group(&self) -> bus::ConsumerGroup {
         bus::ConsumerGroup {
             name: "projector.read_models".into(),
-            binding_keys: vec!["user.*".into()],
+            binding_keys: View::ALL
+                .iter()
+                .map(|view| format!("{}.*", view.aggregate_type()))
+                .collect(),
             delivery_limit: self.delivery_limit,
         }
     }

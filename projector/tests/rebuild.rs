@@ -3,15 +3,19 @@
 
 mod support;
 
+use cqrs_es::Aggregate;
+use domain::{Role, Session, User};
 use infra::event_log::LogPosition;
 use infra::testing::{eventually, TestDatabase};
 use projector::rebuild::{rebuild, RebuildError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use support::fold::{self, IdentityViews};
+use support::identity::{create_role, identity_traffic};
 use support::run::InProcessProjector;
 use support::view::{self, checkpoint, index_definitions, table_snapshot};
 use support::writer::Writer;
-use support::{Fixture, Relay, TIMEOUT};
+use support::{committed_events, Fixture, Relay, TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_reproduces_the_live_table_row_for_row() {
@@ -34,7 +38,7 @@ async fn a_rebuild_reproduces_the_live_table_row_for_row() {
 
     let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild");
 
-    assert_eq!(rebuilt.view, "users_view");
+    assert_eq!(rebuilt.views, ["users_view", "roles_view", "sessions_view"]);
     assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
     assert_eq!(rebuilt.up_to, last);
     assert_eq!(table_snapshot(fx.pool()).await, live);
@@ -44,6 +48,103 @@ async fn a_rebuild_reproduces_the_live_table_row_for_row() {
     rebuild(fx.pool(), None).await.expect("second rebuild");
     assert_eq!(table_snapshot(fx.pool()).await, live);
     assert_eq!(index_definitions(fx.pool()).await, indexes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
+    let fx = Fixture::new(|_| {}).await;
+    let writer = Writer::new(fx.pool());
+    let mut users = writer.register(6).await;
+    writer.advance(&mut users, |position| position % 3).await;
+    identity_traffic(&writer, &users, "rebuild").await;
+    let mut relay = Relay::default();
+    let events = relay.forward(&fx).await;
+    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    view::wait_for_fold(fx.pool()).await;
+    fold::wait_for_identity_fold(fx.pool()).await;
+    let last = LogPosition::of(events.last().unwrap());
+    eventually(
+        TIMEOUT,
+        "the checkpoint to reach the last event",
+        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
+    )
+    .await;
+    let live = table_snapshot(fx.pool()).await;
+    let indexes = index_definitions(fx.pool()).await;
+    let count = |aggregate_type: &str| {
+        let count = events
+            .iter()
+            .filter(|event| event.aggregate_type == aggregate_type)
+            .count();
+        u64::try_from(count).unwrap()
+    };
+
+    for (name, view, aggregate_type) in [
+        ("users_view", "users_view", User::TYPE),
+        ("user_roles_view", "users_view", User::TYPE),
+        ("roles_view", "roles_view", Role::TYPE),
+        ("sessions_view", "sessions_view", Session::TYPE),
+    ] {
+        let rebuilt = rebuild(fx.pool(), Some(name)).await.expect("rebuild");
+        assert_eq!(rebuilt.views, [view]);
+        assert_eq!(rebuilt.events, count(aggregate_type), "{name}");
+        assert_eq!(
+            table_snapshot(fx.pool()).await,
+            live,
+            "after rebuilding {name}"
+        );
+        assert_eq!(index_definitions(fx.pool()).await, indexes, "{name}");
+        assert_eq!(checkpoint(fx.pool()).await, last);
+    }
+    let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild all");
+    assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
+    assert_eq!(table_snapshot(fx.pool()).await, live);
+    assert_eq!(index_definitions(fx.pool()).await, indexes);
+
+    // The live projector goes on with the swapped-in tables.
+    identity_traffic(&writer, &users, "after").await;
+    relay.forward(&fx).await;
+    view::wait_for_fold(fx.pool()).await;
+    fold::wait_for_identity_fold(fx.pool()).await;
+    fx.assert_delivered_and_none_dead().await;
+}
+
+/// The checkpoint covers every view: a rebuild of one must not move it past
+/// events another view has not applied yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn rebuilding_one_view_never_moves_the_checkpoint_past_the_others() {
+    let fx = Fixture::new(|_| {}).await;
+    let writer = Writer::new(fx.pool());
+    create_role(&writer, "first", 0).await;
+    let users = writer.register(3).await;
+    identity_traffic(&writer, &users, "partial").await;
+    let events = committed_events(fx.pool()).await;
+    assert_eq!(events[0].aggregate_type, Role::TYPE);
+    assert_eq!(events[1].aggregate_type, User::TYPE);
+
+    // No projector runs: only the rebuild writes.
+    rebuild(fx.pool(), Some("roles_view"))
+        .await
+        .expect("rebuild");
+    let rebuilt = IdentityViews::read(fx.pool()).await;
+    assert_eq!(
+        rebuilt.roles,
+        IdentityViews::expected(fx.pool()).await.roles
+    );
+    assert_eq!(view::view_count(fx.pool()).await, 0);
+    assert_eq!(checkpoint(fx.pool()).await, LogPosition::of(&events[0]));
+
+    rebuild(fx.pool(), None).await.expect("rebuild all");
+    assert_eq!(
+        IdentityViews::read(fx.pool()).await,
+        IdentityViews::expected(fx.pool()).await
+    );
+    assert_eq!(
+        view::view_rows(fx.pool()).await,
+        view::expected_rows(fx.pool()).await
+    );
+    let last = LogPosition::of(events.last().unwrap());
+    assert_eq!(checkpoint(fx.pool()).await, last);
 }
 
 /// `application_name` of the connections of the rebuild under test.

@@ -1,10 +1,22 @@
+pub mod auth;
+pub mod roles;
+pub mod sessions;
 pub mod users;
 
 use actix_web::web;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+use crate::rate_limit::AuthRateLimit;
+
+pub fn configure(cfg: &mut web::ServiceConfig, auth_rate_limit: &AuthRateLimit) {
     cfg.route("/openapi.json", web::get().to(crate::openapi::document))
-        .service(web::scope("/v1").configure(users::configure));
+        .route("/.well-known/jwks.json", web::get().to(auth::jwks))
+        .service(
+            web::scope("/v1")
+                .configure(|cfg| auth::configure(cfg, auth_rate_limit))
+                .configure(users::configure)
+                .configure(roles::configure)
+                .configure(sessions::configure),
+        );
 }
 
 /// Unknown paths answer with a problem too.

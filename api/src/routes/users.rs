@@ -1,5 +1,6 @@
 //! `/v1/users`: commands write events; queries read `users_view` only.
-//! Until authorization lands, every route here is open (see README).
+//! Authorization happens in the extractors: a user reads and edits their own
+//! profile; anything else needs the permission named in the extractor's type.
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -8,10 +9,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::principal::{RolesWrite, UsersRead, UsersWrite};
+use crate::auth::{Allowed, Principal, SelfOr};
 use crate::extract::{RequestContext, ValidJson, ValidQuery};
 use crate::freshness::Freshness;
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::user_commands::UserCommands;
+use crate::settings::SignupMode;
+use crate::user_commands::{PasswordChangeBy, UserCommands};
 use crate::user_queries::{self, UserFilter, UserView};
 
 pub const PROJECTION_POSITION: &str = "Projection-Position";
@@ -27,13 +31,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
+        web::resource("/users/me")
+            .route(web::get().to(me))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
         web::resource("/users/{id}")
             .route(web::get().to(get))
             .route(web::patch().to(update_profile))
             .default_service(web::to(super::method_not_allowed)),
     )
     .route("/users/{id}/deactivate", web::post().to(deactivate))
-    .route("/users/{id}/reactivate", web::post().to(reactivate));
+    .route("/users/{id}/reactivate", web::post().to(reactivate))
+    .route("/users/{id}/password", web::post().to(change_password))
+    .route("/users/{id}/roles", web::post().to(assign_role))
+    .route(
+        "/users/{id}/roles/{role_id}",
+        web::delete().to(unassign_role),
+    );
+}
+
+/// Who may register a user: anyone when sign-up is open, otherwise a
+/// caller with `users:write`. Carries that caller, if any, as the actor.
+pub struct Registrar(Option<Uuid>);
+
+impl actix_web::FromRequest for Registrar {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let mode = req
+                .app_data::<web::Data<SignupMode>>()
+                .map_or(SignupMode::Closed, |mode| *mode.get_ref());
+            if mode == SignupMode::Open {
+                return Ok(Self(None));
+            }
+            let principal = Principal::authenticate(&req).await?;
+            principal.require(domain::Permission::UsersWrite)?;
+            Ok(Self(Some(principal.user_id)))
+        })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -59,6 +98,12 @@ pub struct CommandAccepted {
     position: i64,
 }
 
+impl CommandAccepted {
+    pub fn new(id: Uuid, position: i64) -> Self {
+        Self { id, position }
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/v1/users",
@@ -76,6 +121,7 @@ pub struct CommandAccepted {
 async fn register(
     commands: web::Data<UserCommands>,
     context: RequestContext,
+    Registrar(actor): Registrar,
     ValidJson(body): ValidJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -90,7 +136,7 @@ async fn register(
         return Err(ApiError::Validation(errors));
     };
     let registered = commands
-        .register(&context, email, display_name, password)
+        .register(&context, actor, email, display_name, password)
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((
@@ -120,10 +166,10 @@ async fn register(
 async fn update_profile(
     commands: web::Data<UserCommands>,
     context: RequestContext,
-    id: web::Path<String>,
+    access: SelfOr<UsersWrite>,
     ValidJson(body): ValidJson<UpdateProfileRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&id)?;
+    let id = access.user_id;
     if body.email.is_none() && body.display_name.is_none() {
         return Err(ApiError::Validation(vec![
             FieldError::new("email", "give email, display_name or both"),
@@ -141,7 +187,13 @@ async fn update_profile(
         return Err(ApiError::Validation(errors));
     }
     let position = commands
-        .update_profile(&context, id, email.flatten(), display_name.flatten())
+        .update_profile(
+            &context,
+            access.principal.user_id,
+            id,
+            email.flatten(),
+            display_name.flatten(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
@@ -160,9 +212,12 @@ async fn update_profile(
 async fn deactivate(
     commands: web::Data<UserCommands>,
     context: RequestContext,
+    Allowed(principal, _): Allowed<UsersWrite>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    change_status(&commands, &context, &id, UserCommand::Deactivate).await
+    let id = user_id(&id)?;
+    let position = commands.deactivate(&context, principal.user_id, id).await?;
+    Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
 #[utoipa::path(
@@ -179,20 +234,195 @@ async fn deactivate(
 async fn reactivate(
     commands: web::Data<UserCommands>,
     context: RequestContext,
+    Allowed(principal, _): Allowed<UsersWrite>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    change_status(&commands, &context, &id, UserCommand::Reactivate).await
+    let id = user_id(&id)?;
+    let position = commands
+        .execute(&context, principal.user_id, id, UserCommand::Reactivate)
+        .await?;
+    Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
-async fn change_status(
-    commands: &UserCommands,
-    context: &RequestContext,
-    id: &str,
-    command: UserCommand,
+/// `current_password` is required when changing one's own password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    current_password: Option<String>,
+    new_password: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/password",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Changed; the user's other sessions (all, when set by an administrator) are revoked", body = CommandAccepted),
+        (status = 403, description = "Another user's password without users:write", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Weak new password, or a wrong or missing current_password", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn change_password(
+    commands: web::Data<UserCommands>,
+    context: RequestContext,
+    access: SelfOr<UsersWrite>,
+    ValidJson(body): ValidJson<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(id)?;
-    let position = commands.execute(context, id, command).await?;
+    let own = access.user_id == access.principal.user_id;
+    let mut errors = Vec::new();
+    let new_password = validated(
+        "new_password",
+        Password::parse(&body.new_password),
+        &mut errors,
+    );
+    if own && body.current_password.is_none() {
+        errors.push(FieldError::new(
+            "current_password",
+            "is required to change your own password",
+        ));
+    }
+    let (Some(new_password), true) = (new_password, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let by = match body.current_password.filter(|_| own) {
+        Some(current_password) => PasswordChangeBy::Owner {
+            current_password,
+            session_id: access.principal.session_id,
+        },
+        None => PasswordChangeBy::Administrator,
+    };
+    let position = commands
+        .change_password(
+            &context,
+            access.principal.user_id,
+            access.user_id,
+            new_password,
+            by,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(CommandAccepted {
+        id: access.user_id,
+        position,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRoleRequest {
+    role_id: Uuid,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/roles",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = AssignRoleRequest,
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Assigned (or already held)", body = CommandAccepted),
+        (status = 403, description = "Needs roles:write", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "role_id names no role", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn assign_role(
+    commands: web::Data<UserCommands>,
+    context: RequestContext,
+    Allowed(principal, _): Allowed<RolesWrite>,
+    id: web::Path<String>,
+    ValidJson(body): ValidJson<AssignRoleRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&id)?;
+    let position = commands
+        .assign_role(&context, principal.user_id, id, body.role_id)
+        .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{id}/roles/{role_id}",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("role_id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Unassigned", body = CommandAccepted),
+        (status = 403, description = "Needs roles:write", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown user, or the user does not hold the role", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn unassign_role(
+    commands: web::Data<UserCommands>,
+    context: RequestContext,
+    Allowed(principal, _): Allowed<RolesWrite>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path.0)?;
+    let role_id = Uuid::parse_str(&path.1).map_err(|_| ApiError::NotFound("role assignment"))?;
+    let position = commands
+        .execute(
+            &context,
+            principal.user_id,
+            id,
+            UserCommand::UnassignRole { role_id },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/users/me",
+    tag = "users",
+    security(("bearer" = [])),
+    params(GetParams),
+    responses(
+        (status = 200, description = "The caller, with roles and permissions; header Projection-Position", body = Me),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn me(
+    pool: web::Data<sqlx::PgPool>,
+    freshness: web::Data<Freshness>,
+    principal: Principal,
+    ValidQuery(params): ValidQuery<GetParams>,
+) -> Result<HttpResponse, ApiError> {
+    let applied = freshness
+        .wait_for(min_position(params.min_position.as_deref())?)
+        .await?;
+    let user = user_queries::find(&pool, principal.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound("user"))?;
+    let roles = user_queries::role_names(&pool, principal.user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let permissions = principal
+        .permissions
+        .iter()
+        .map(|permission| permission.as_str().to_owned())
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((PROJECTION_POSITION, applied.global_position))
+        .json(Me {
+            user,
+            roles,
+            permissions,
+            session_id: principal.session_id,
+        }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    user: UserView,
+    roles: Vec<String>,
+    permissions: Vec<String>,
+    session_id: Uuid,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -219,11 +449,11 @@ pub struct GetParams {
 async fn get(
     pool: web::Data<sqlx::PgPool>,
     freshness: web::Data<Freshness>,
-    id: web::Path<String>,
+    access: SelfOr<UsersRead>,
     ValidQuery(params): ValidQuery<GetParams>,
 ) -> Result<HttpResponse, ApiError> {
     let min_position = min_position(params.min_position.as_deref())?;
-    let id = user_id(&id)?;
+    let id = access.user_id;
     let applied = freshness.wait_for(min_position).await?;
     let user = user_queries::find(&pool, id)
         .await
@@ -272,6 +502,7 @@ pub struct Page {
 async fn list(
     pool: web::Data<sqlx::PgPool>,
     freshness: web::Data<Freshness>,
+    _: Allowed<UsersRead>,
     ValidQuery(params): ValidQuery<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let min_position = min_position(params.min_position.as_deref())?;
@@ -319,7 +550,7 @@ fn user_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("user"))
 }
 
-fn min_position(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub fn min_position(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.map(|raw| match raw.parse::<i64>() {
         Ok(position) if position >= 0 => Ok(position),
         _ => Err(bad("min_position", "must be a non-negative integer")),

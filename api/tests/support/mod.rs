@@ -13,10 +13,18 @@ use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
 use serde_json::{json, Value};
 
 pub const GOOD_PASSWORD: &str = "correct horse battery staple";
+pub const ADMIN_EMAIL: &str = "admin@example.com";
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// An access token of the bootstrapped administrator (every permission);
+    /// the request helpers send it unless told otherwise.
+    pub admin_token: String,
+    pub admin_id: String,
+    /// Events and claims written by the bootstrap and the admin's login.
+    pub baseline_events: i64,
+    pub baseline_claims: i64,
     // Dropped last: the database and the topology outlive the processes.
     pub db: TestDatabase,
     pub topology: TestTopology,
@@ -40,15 +48,25 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
         "--migrate-on-start=false".into(),
         "--relay-poll-interval-ms=200".into(),
         "--database-max-connections=5".into(),
+        format!("--jwt-signing-key-file={}", key_file(db)),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
     ApiArgs::parse_from(args).settings
 }
 
+/// The test's JWT signing key, generated on first use, one per database.
+pub fn key_file(db: &TestDatabase) -> String {
+    std::env::temp_dir()
+        .join(format!("{}-keys", db.name))
+        .join("jwt.pem")
+        .display()
+        .to_string()
+}
+
 pub fn projector_group() -> bus::ConsumerGroup {
     bus::ConsumerGroup {
         name: "projector.read_models".into(),
-        binding_keys: vec!["user.*".into()],
+        binding_keys: vec!["user.*".into(), "role.*".into(), "session.*".into()],
         delivery_limit: 10,
     }
 }
@@ -67,12 +85,78 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         .expect("build api");
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
-    TestApp {
+    let client = reqwest::Client::new();
+    let admin_id = bootstrap_admin(&db).await;
+    let admin_token = login_with_permissions(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await;
+    let mut app = TestApp {
         address,
-        client: reqwest::Client::new(),
+        client,
+        admin_token,
+        admin_id,
+        baseline_events: 0,
+        baseline_claims: 0,
         db,
         topology,
-    }
+    };
+    app.baseline_events = app.event_count().await;
+    app.baseline_claims = app.claim_count().await;
+    app
+}
+
+/// `api admin bootstrap` as a function: the admin role and user.
+pub async fn bootstrap_admin(db: &TestDatabase) -> String {
+    let done = api::bootstrap::bootstrap(
+        db.pool.clone(),
+        domain::Email::parse(ADMIN_EMAIL).unwrap(),
+        domain::DisplayName::parse("Admin").unwrap(),
+        domain::Password::parse(GOOD_PASSWORD).unwrap(),
+    )
+    .await
+    .expect("bootstrap admin");
+    done.user_id.to_string()
+}
+
+/// Logs in and returns the body (tokens); panics unless 200.
+pub async fn login(client: &reqwest::Client, address: &str, email: &str, password: &str) -> Value {
+    let response = client
+        .post(format!("{address}/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(response.status(), 200, "login {email}");
+    response.json().await.expect("tokens")
+}
+
+/// Logs in once the read models grant the user some permission (the role
+/// events have been projected), and returns the access token.
+pub async fn login_with_permissions(
+    client: &reqwest::Client,
+    address: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let token = login(client, address, email, password).await["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string();
+    eventually(SHORT, "permissions projected", || async {
+        let me: Value = client
+            .get(format!("{address}/v1/users/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        me["permissions"]
+            .as_array()
+            .filter(|permissions| !permissions.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    token
 }
 
 pub async fn spawn_projector(common: &infra::settings::CommonSettings) {
@@ -98,6 +182,7 @@ impl TestApp {
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
+            .bearer_auth(&self.admin_token)
             .json(body)
             .send()
             .await
@@ -107,6 +192,7 @@ impl TestApp {
     pub async fn patch_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .patch(self.url(path))
+            .bearer_auth(&self.admin_token)
             .json(body)
             .send()
             .await
@@ -116,17 +202,44 @@ impl TestApp {
     pub async fn post_empty(&self, path: &str) -> reqwest::Response {
         self.client
             .post(self.url(path))
+            .bearer_auth(&self.admin_token)
             .send()
             .await
             .expect("request")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_as(path, &self.admin_token).await
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request")
+    }
+
+    /// A request with `token` as the bearer (none when `None`).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Registers a user (as the admin) and logs them in: `(id, tokens)`.
+    pub async fn user_with_session(&self, email: &str) -> (String, Value) {
+        let (id, _) = self.register(email, "Someone").await;
+        let tokens = login(&self.client, &self.address, email, GOOD_PASSWORD).await;
+        (id, tokens)
     }
 
     /// Registers a user and returns `(id, position)`.
@@ -225,8 +338,8 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Starts the `api` binary on the test's database and names, and waits
-/// until it answers.
+/// Starts the `api` binary on the test's database and names (sign-up open,
+/// the test's signing key), and waits until it answers.
 pub async fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess {
     let address = format!("127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_api"))
@@ -235,6 +348,8 @@ pub async fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess
         .env("AMQP_EXCHANGE", &topology.topology.exchange)
         .env("AMQP_QUEUE_PREFIX", &topology.topology.queue_prefix)
         .env("API_ADDR", &address)
+        .env("JWT_SIGNING_KEY_FILE", key_file(db))
+        .env("SIGNUP_MODE", "open")
         .env("MIGRATE_ON_START", "false")
         .env("RELAY_POLL_INTERVAL_MS", "200")
         .env("LOG_FORMAT", "json")

@@ -1,3 +1,6 @@
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -33,6 +36,11 @@ pub struct User {
     display_name: Option<DisplayName>,
     password_hash: Option<PasswordHash>,
     status: UserStatus,
+    #[serde(default)]
+    roles: BTreeSet<Uuid>,
+    /// When the last lock runs out; `None` when never locked or unlocked by an operator.
+    #[serde(default)]
+    locked_until: Option<DateTime<Utc>>,
 }
 
 /// The single event a command produces, or `None` when it changes nothing.
@@ -63,6 +71,29 @@ impl User {
         self.id.is_some()
     }
 
+    pub fn roles(&self) -> &BTreeSet<Uuid> {
+        &self.roles
+    }
+
+    /// When the last lock ends, even if that is already past: see [`User::is_locked_at`].
+    pub fn locked_until(&self) -> Option<DateTime<Utc>> {
+        self.locked_until
+    }
+
+    /// A lock ends by itself at its `until`.
+    pub fn is_locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
+
+    /// Whether the user may log in at `now`, password aside.
+    pub fn check_can_log_in(&self, now: DateTime<Utc>) -> Result<(), UserError> {
+        self.ensure_active()?;
+        match self.locked_until {
+            Some(until) if now < until => Err(UserError::Locked { until }),
+            _ => Ok(()),
+        }
+    }
+
     fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
         let decision = match command {
             UserCommand::Register {
@@ -90,6 +121,19 @@ impl User {
             }
             UserCommand::Deactivate => self.deactivate(),
             UserCommand::Reactivate => self.reactivate(),
+            UserCommand::AssignRole { role_id } => self.assign_role(role_id),
+            UserCommand::UnassignRole { role_id } => self.unassign_role(role_id),
+            UserCommand::RecordLoginFailure { ip, at } => self.record_login_failure(ip, at),
+            UserCommand::Lock {
+                until,
+                failures,
+                now,
+            } => self.lock(until, failures, now),
+            UserCommand::Unlock { now } => self.unlock(now),
+            UserCommand::RehashPassword { password_hash } => {
+                self.ensure_registered()?;
+                Ok(Some(UserEvent::PasswordRehashed { password_hash }))
+            }
         };
         Ok(decision?.into_iter().collect())
     }
@@ -154,6 +198,51 @@ impl User {
         Ok(Some(UserEvent::Reactivated))
     }
 
+    fn assign_role(&self, role_id: Uuid) -> Decision {
+        self.ensure_active()?;
+        if self.roles.contains(&role_id) {
+            return Ok(None);
+        }
+        Ok(Some(UserEvent::RoleAssigned { role_id }))
+    }
+
+    /// Allowed on a deactivated user: taking a privilege away is always safe.
+    fn unassign_role(&self, role_id: Uuid) -> Decision {
+        self.ensure_registered()?;
+        if !self.roles.contains(&role_id) {
+            return Err(UserError::RoleNotAssigned);
+        }
+        Ok(Some(UserEvent::RoleUnassigned { role_id }))
+    }
+
+    /// Nothing is written while locked, so an attack cannot grow the stream.
+    fn record_login_failure(&self, ip: Option<String>, at: DateTime<Utc>) -> Decision {
+        self.ensure_registered()?;
+        if self.is_locked_at(at) {
+            return Ok(None);
+        }
+        Ok(Some(UserEvent::LoginFailed { ip, failed_at: at }))
+    }
+
+    fn lock(&self, until: DateTime<Utc>, failures: u32, now: DateTime<Utc>) -> Decision {
+        self.ensure_registered()?;
+        if until <= now {
+            return Err(UserError::InvalidLockPeriod);
+        }
+        if self.locked_until.is_some_and(|current| current >= until) {
+            return Ok(None);
+        }
+        Ok(Some(UserEvent::Locked { until, failures }))
+    }
+
+    fn unlock(&self, now: DateTime<Utc>) -> Decision {
+        self.ensure_registered()?;
+        if !self.is_locked_at(now) {
+            return Err(UserError::NotLocked);
+        }
+        Ok(Some(UserEvent::Unlocked))
+    }
+
     fn ensure_registered(&self) -> Result<(), UserError> {
         if self.is_registered() {
             Ok(())
@@ -213,12 +302,25 @@ impl Aggregate for User {
             }
             UserEvent::Deactivated => self.status = UserStatus::Deactivated,
             UserEvent::Reactivated => self.status = UserStatus::Active,
+            UserEvent::RoleAssigned { role_id } => {
+                self.roles.insert(role_id);
+            }
+            UserEvent::RoleUnassigned { role_id } => {
+                self.roles.remove(&role_id);
+            }
+            UserEvent::LoginFailed { .. } => {}
+            UserEvent::Locked { until, .. } => self.locked_until = Some(until),
+            UserEvent::Unlocked => self.locked_until = None,
+            UserEvent::PasswordRehashed { password_hash } => {
+                self.password_hash = Some(password_hash);
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use chrono::{TimeDelta, TimeZone};
     use cqrs_es::test::TestFramework;
 
     use super::*;
@@ -239,6 +341,26 @@ mod tests {
 
     fn hash(value: &str) -> PasswordHash {
         PasswordHash::new(format!("$argon2id$v=19$m=19456,t=2,p=1${value}"))
+    }
+
+    fn role() -> Uuid {
+        Uuid::from_u128(0xaaaa)
+    }
+
+    fn other_role() -> Uuid {
+        Uuid::from_u128(0xbbbb)
+    }
+
+    /// A fixed instant plus `minutes`.
+    fn t(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+    }
+
+    fn locked_until(minutes: i64) -> UserEvent {
+        UserEvent::Locked {
+            until: t(minutes),
+            failures: 5,
+        }
     }
 
     fn registered() -> UserEvent {
@@ -276,6 +398,18 @@ mod tests {
             },
             UserCommand::Deactivate,
             UserCommand::Reactivate,
+            UserCommand::AssignRole { role_id: role() },
+            UserCommand::UnassignRole { role_id: role() },
+            UserCommand::RecordLoginFailure { ip: None, at: t(0) },
+            UserCommand::Lock {
+                until: t(15),
+                failures: 5,
+                now: t(0),
+            },
+            UserCommand::Unlock { now: t(0) },
+            UserCommand::RehashPassword {
+                password_hash: hash("two"),
+            },
         ]
     }
 
@@ -496,6 +630,293 @@ mod tests {
     }
 
     #[test]
+    fn assign_role() {
+        UserTest::with(())
+            .given(vec![registered()])
+            .when(UserCommand::AssignRole { role_id: role() })
+            .then_expect_events(vec![UserEvent::RoleAssigned { role_id: role() }]);
+    }
+
+    #[test]
+    fn assign_a_role_already_held_writes_nothing() {
+        UserTest::with(())
+            .given(vec![
+                registered(),
+                UserEvent::RoleAssigned { role_id: role() },
+            ])
+            .when(UserCommand::AssignRole { role_id: role() })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn assign_role_to_a_deactivated_user_is_rejected() {
+        UserTest::with(())
+            .given(vec![registered(), UserEvent::Deactivated])
+            .when(UserCommand::AssignRole { role_id: role() })
+            .then_expect_error(UserError::Deactivated);
+    }
+
+    #[test]
+    fn unassign_role() {
+        UserTest::with(())
+            .given(vec![
+                registered(),
+                UserEvent::RoleAssigned { role_id: role() },
+            ])
+            .when(UserCommand::UnassignRole { role_id: role() })
+            .then_expect_events(vec![UserEvent::RoleUnassigned { role_id: role() }]);
+    }
+
+    #[test]
+    fn unassign_a_role_not_held_is_rejected() {
+        UserTest::with(())
+            .given(vec![
+                registered(),
+                UserEvent::RoleAssigned { role_id: role() },
+            ])
+            .when(UserCommand::UnassignRole {
+                role_id: other_role(),
+            })
+            .then_expect_error(UserError::RoleNotAssigned);
+    }
+
+    #[test]
+    fn unassign_a_role_already_unassigned_is_rejected() {
+        UserTest::with(())
+            .given(vec![
+                registered(),
+                UserEvent::RoleAssigned { role_id: role() },
+                UserEvent::RoleUnassigned { role_id: role() },
+            ])
+            .when(UserCommand::UnassignRole { role_id: role() })
+            .then_expect_error(UserError::RoleNotAssigned);
+    }
+
+    #[test]
+    fn unassign_role_from_a_deactivated_user_is_allowed() {
+        UserTest::with(())
+            .given(vec![
+                registered(),
+                UserEvent::RoleAssigned { role_id: role() },
+                UserEvent::Deactivated,
+            ])
+            .when(UserCommand::UnassignRole { role_id: role() })
+            .then_expect_events(vec![UserEvent::RoleUnassigned { role_id: role() }]);
+    }
+
+    #[test]
+    fn record_login_failure() {
+        UserTest::with(())
+            .given(vec![registered()])
+            .when(UserCommand::RecordLoginFailure {
+                ip: Some("203.0.113.7".into()),
+                at: t(0),
+            })
+            .then_expect_events(vec![UserEvent::LoginFailed {
+                ip: Some("203.0.113.7".into()),
+                failed_at: t(0),
+            }]);
+    }
+
+    #[test]
+    fn record_login_failure_while_locked_writes_nothing() {
+        UserTest::with(())
+            .given(vec![registered(), locked_until(15)])
+            .when(UserCommand::RecordLoginFailure {
+                ip: None,
+                at: t(14),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn record_login_failure_after_the_lock_ran_out() {
+        UserTest::with(())
+            .given(vec![registered(), locked_until(15)])
+            .when(UserCommand::RecordLoginFailure {
+                ip: None,
+                at: t(15),
+            })
+            .then_expect_events(vec![UserEvent::LoginFailed {
+                ip: None,
+                failed_at: t(15),
+            }]);
+    }
+
+    #[test]
+    fn lock() {
+        UserTest::with(())
+            .given(vec![registered()])
+            .when(UserCommand::Lock {
+                until: t(15),
+                failures: 5,
+                now: t(0),
+            })
+            .then_expect_events(vec![locked_until(15)]);
+    }
+
+    #[test]
+    fn lock_ending_now_or_earlier_is_rejected() {
+        for until in [t(0), t(-1)] {
+            UserTest::with(())
+                .given(vec![registered()])
+                .when(UserCommand::Lock {
+                    until,
+                    failures: 5,
+                    now: t(0),
+                })
+                .then_expect_error(UserError::InvalidLockPeriod);
+        }
+    }
+
+    #[test]
+    fn lock_within_a_longer_lock_writes_nothing() {
+        for until in [t(10), t(15)] {
+            UserTest::with(())
+                .given(vec![registered(), locked_until(15)])
+                .when(UserCommand::Lock {
+                    until,
+                    failures: 6,
+                    now: t(1),
+                })
+                .then_expect_events(vec![]);
+        }
+    }
+
+    #[test]
+    fn lock_extends_a_shorter_lock() {
+        UserTest::with(())
+            .given(vec![registered(), locked_until(15)])
+            .when(UserCommand::Lock {
+                until: t(30),
+                failures: 10,
+                now: t(1),
+            })
+            .then_expect_events(vec![UserEvent::Locked {
+                until: t(30),
+                failures: 10,
+            }]);
+    }
+
+    #[test]
+    fn unlock() {
+        UserTest::with(())
+            .given(vec![registered(), locked_until(15)])
+            .when(UserCommand::Unlock { now: t(1) })
+            .then_expect_events(vec![UserEvent::Unlocked]);
+    }
+
+    #[test]
+    fn unlock_a_user_never_locked_is_rejected() {
+        UserTest::with(())
+            .given(vec![registered()])
+            .when(UserCommand::Unlock { now: t(1) })
+            .then_expect_error(UserError::NotLocked);
+    }
+
+    #[test]
+    fn unlock_after_the_lock_ran_out_is_rejected() {
+        UserTest::with(())
+            .given(vec![registered(), locked_until(15)])
+            .when(UserCommand::Unlock { now: t(15) })
+            .then_expect_error(UserError::NotLocked);
+    }
+
+    #[test]
+    fn unlock_an_unlocked_user_is_rejected() {
+        UserTest::with(())
+            .given(vec![registered(), locked_until(15), UserEvent::Unlocked])
+            .when(UserCommand::Unlock { now: t(1) })
+            .then_expect_error(UserError::NotLocked);
+    }
+
+    #[test]
+    fn rehash_password_is_not_a_password_change() {
+        UserTest::with(())
+            .given(vec![registered()])
+            .when(UserCommand::RehashPassword {
+                password_hash: hash("rehashed"),
+            })
+            .then_expect_events(vec![UserEvent::PasswordRehashed {
+                password_hash: hash("rehashed"),
+            }]);
+    }
+
+    #[test]
+    fn lock_state_follows_the_clock() {
+        let mut user = User::default();
+        user.apply(registered());
+        assert_eq!(user.locked_until(), None);
+        assert!(!user.is_locked_at(t(0)));
+        user.apply(locked_until(15));
+        assert_eq!(user.locked_until(), Some(t(15)));
+        assert!(user.is_locked_at(t(0)));
+        assert!(user.is_locked_at(t(14)));
+        assert!(!user.is_locked_at(t(15)));
+        user.apply(UserEvent::Unlocked);
+        assert_eq!(user.locked_until(), None);
+        assert!(!user.is_locked_at(t(0)));
+    }
+
+    #[test]
+    fn check_can_log_in_of_an_unregistered_user_is_not_found() {
+        assert_eq!(
+            User::default().check_can_log_in(t(0)),
+            Err(UserError::NotFound)
+        );
+    }
+
+    #[test]
+    fn check_can_log_in_of_a_deactivated_user_is_rejected() {
+        let mut user = User::default();
+        user.apply(registered());
+        user.apply(UserEvent::Deactivated);
+        assert_eq!(user.check_can_log_in(t(0)), Err(UserError::Deactivated));
+    }
+
+    #[test]
+    fn check_can_log_in_while_locked_is_rejected_until_the_lock_ends() {
+        let mut user = User::default();
+        user.apply(registered());
+        assert_eq!(user.check_can_log_in(t(0)), Ok(()));
+        user.apply(locked_until(15));
+        assert_eq!(
+            user.check_can_log_in(t(14)),
+            Err(UserError::Locked { until: t(15) })
+        );
+        assert_eq!(user.check_can_log_in(t(15)), Ok(()));
+    }
+
+    #[test]
+    fn roles_follow_assignments() {
+        let mut user = User::default();
+        for event in [
+            registered(),
+            UserEvent::RoleAssigned { role_id: role() },
+            UserEvent::RoleAssigned {
+                role_id: other_role(),
+            },
+            UserEvent::RoleUnassigned { role_id: role() },
+        ] {
+            user.apply(event);
+        }
+        assert_eq!(user.roles(), &BTreeSet::from([other_role()]));
+    }
+
+    #[test]
+    fn snapshot_without_roles_or_lock_deserializes() {
+        let mut user = User::default();
+        user.apply(registered());
+        let mut value = serde_json::to_value(&user).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object.remove("roles");
+        object.remove("locked_until");
+        let back: User = serde_json::from_value(value).unwrap();
+        assert!(back.roles().is_empty());
+        assert_eq!(back.locked_until(), None);
+    }
+
+    #[test]
     fn accessors_reflect_applied_events() {
         let mut user = User::default();
         assert!(!user.is_registered());
@@ -512,6 +933,9 @@ mod tests {
             UserEvent::PasswordChanged {
                 password_hash: hash("two"),
             },
+            UserEvent::PasswordRehashed {
+                password_hash: hash("three"),
+            },
             UserEvent::Deactivated,
         ] {
             user.apply(event);
@@ -520,7 +944,7 @@ mod tests {
         assert_eq!(user.id(), Some(user_id()));
         assert_eq!(user.email(), Some(&email("bob@example.com")));
         assert_eq!(user.display_name(), Some(&name("Bob")));
-        assert_eq!(user.password_hash(), Some(&hash("two")));
+        assert_eq!(user.password_hash(), Some(&hash("three")));
         assert_eq!(user.status(), UserStatus::Deactivated);
     }
 

@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::values::{DisplayName, Email, PasswordHash};
@@ -27,4 +28,29 @@ pub enum UserCommand {
     },
     Deactivate,
     Reactivate,
+    AssignRole {
+        role_id: Uuid,
+    },
+    UnassignRole {
+        role_id: Uuid,
+    },
+    /// A wrong password was presented at `at`.
+    RecordLoginFailure {
+        ip: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// Blocks logins until `until`; `failures` is how many failures led to it.
+    Lock {
+        until: DateTime<Utc>,
+        failures: u32,
+        now: DateTime<Utc>,
+    },
+    /// An operator ends a lock before it runs out.
+    Unlock {
+        now: DateTime<Utc>,
+    },
+    /// The same password hashed again with newer parameters: not a password change.
+    RehashPassword {
+        password_hash: PasswordHash,
+    },
 }

@@ -1,3 +1,5 @@
+use chrono::{DateTime, Utc};
+
 /// Business-rule rejections of a [`UserCommand`](super::UserCommand).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserError {
@@ -11,4 +13,12 @@ pub enum UserError {
     AlreadyDeactivated,
     #[error("user is already active")]
     AlreadyActive,
+    #[error("user is locked until {until}")]
+    Locked { until: DateTime<Utc> },
+    #[error("role is not assigned to the user")]
+    RoleNotAssigned,
+    #[error("lock must end in the future")]
+    InvalidLockPeriod,
+    #[error("user is not locked")]
+    NotLocked,
 }

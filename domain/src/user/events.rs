@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -10,6 +11,12 @@ const DISPLAY_NAME_CHANGED: &str = "user.display_name_changed";
 const PASSWORD_CHANGED: &str = "user.password_changed";
 const DEACTIVATED: &str = "user.deactivated";
 const REACTIVATED: &str = "user.reactivated";
+const ROLE_ASSIGNED: &str = "user.role_assigned";
+const ROLE_UNASSIGNED: &str = "user.role_unassigned";
+const LOGIN_FAILED: &str = "user.login_failed";
+const LOCKED: &str = "user.locked";
+const UNLOCKED: &str = "user.unlocked";
+const PASSWORD_REHASHED: &str = "user.password_rehashed";
 
 /// What happened to a [`User`](super::User). Each event carries the resulting values so
 /// read models only copy them.
@@ -33,6 +40,27 @@ pub enum UserEvent {
     },
     Deactivated,
     Reactivated,
+    RoleAssigned {
+        role_id: Uuid,
+    },
+    RoleUnassigned {
+        role_id: Uuid,
+    },
+    LoginFailed {
+        ip: Option<String>,
+        failed_at: DateTime<Utc>,
+    },
+    /// Logins are refused until `until`; the lock ends by itself then.
+    Locked {
+        until: DateTime<Utc>,
+        failures: u32,
+    },
+    /// An operator ended the lock early.
+    Unlocked,
+    /// The same password hashed with newer parameters. Not a password change.
+    PasswordRehashed {
+        password_hash: PasswordHash,
+    },
 }
 
 impl UserEvent {
@@ -44,19 +72,32 @@ impl UserEvent {
         PASSWORD_CHANGED,
         DEACTIVATED,
         REACTIVATED,
+        ROLE_ASSIGNED,
+        ROLE_UNASSIGNED,
+        LOGIN_FAILED,
+        LOCKED,
+        UNLOCKED,
+        PASSWORD_REHASHED,
     ];
 
     /// Replaces any password hash with [`PasswordHash::redacted`], for events that
     /// leave the service.
     pub fn redact_secrets(&mut self) {
         match self {
-            Self::Registered { password_hash, .. } | Self::PasswordChanged { password_hash } => {
+            Self::Registered { password_hash, .. }
+            | Self::PasswordChanged { password_hash }
+            | Self::PasswordRehashed { password_hash } => {
                 *password_hash = PasswordHash::redacted();
             }
             Self::EmailChanged { .. }
             | Self::DisplayNameChanged { .. }
             | Self::Deactivated
-            | Self::Reactivated => {}
+            | Self::Reactivated
+            | Self::RoleAssigned { .. }
+            | Self::RoleUnassigned { .. }
+            | Self::LoginFailed { .. }
+            | Self::Locked { .. }
+            | Self::Unlocked => {}
         }
     }
 }
@@ -70,6 +111,12 @@ impl DomainEvent for UserEvent {
             Self::PasswordChanged { .. } => PASSWORD_CHANGED,
             Self::Deactivated => DEACTIVATED,
             Self::Reactivated => REACTIVATED,
+            Self::RoleAssigned { .. } => ROLE_ASSIGNED,
+            Self::RoleUnassigned { .. } => ROLE_UNASSIGNED,
+            Self::LoginFailed { .. } => LOGIN_FAILED,
+            Self::Locked { .. } => LOCKED,
+            Self::Unlocked => UNLOCKED,
+            Self::PasswordRehashed { .. } => PASSWORD_REHASHED,
         };
         name.to_owned()
     }
@@ -82,7 +129,12 @@ impl DomainEvent for UserEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use serde_json::json;
+
+    fn at(second: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, second).unwrap()
+    }
 
     fn registered() -> UserEvent {
         UserEvent::Registered {
@@ -108,7 +160,29 @@ mod tests {
             },
             UserEvent::Deactivated,
             UserEvent::Reactivated,
+            UserEvent::RoleAssigned {
+                role_id: Uuid::from_u128(7),
+            },
+            UserEvent::RoleUnassigned {
+                role_id: Uuid::from_u128(7),
+            },
+            UserEvent::LoginFailed {
+                ip: Some("203.0.113.7".into()),
+                failed_at: at(1),
+            },
+            UserEvent::Locked {
+                until: at(30),
+                failures: 5,
+            },
+            UserEvent::Unlocked,
+            password_rehashed(),
         ]
+    }
+
+    fn password_rehashed() -> UserEvent {
+        UserEvent::PasswordRehashed {
+            password_hash: PasswordHash::new("$argon2id$rehashed".into()),
+        }
     }
 
     #[test]
@@ -135,6 +209,30 @@ mod tests {
         assert_eq!(
             serde_json::to_value(UserEvent::Deactivated).unwrap(),
             json!("Deactivated")
+        );
+    }
+
+    #[test]
+    fn new_payloads_are_externally_tagged() {
+        assert_eq!(
+            serde_json::to_value(UserEvent::LoginFailed {
+                ip: None,
+                failed_at: at(1),
+            })
+            .unwrap(),
+            json!({"LoginFailed": {"ip": null, "failed_at": "2024-05-01T12:00:01Z"}})
+        );
+        assert_eq!(
+            serde_json::to_value(UserEvent::Locked {
+                until: at(30),
+                failures: 5,
+            })
+            .unwrap(),
+            json!({"Locked": {"until": "2024-05-01T12:00:30Z", "failures": 5}})
+        );
+        assert_eq!(
+            serde_json::to_value(UserEvent::Unlocked).unwrap(),
+            json!("Unlocked")
         );
     }
 
@@ -175,13 +273,28 @@ mod tests {
     }
 
     #[test]
+    fn redact_secrets_replaces_a_rehashed_password() {
+        let mut event = password_rehashed();
+        event.redact_secrets();
+        assert_eq!(
+            event,
+            UserEvent::PasswordRehashed {
+                password_hash: PasswordHash::redacted()
+            }
+        );
+    }
+
+    #[test]
     fn redact_secrets_leaves_other_events_unchanged() {
         let originals = all_events();
-        for original in originals
-            .into_iter()
-            .skip(1)
-            .filter(|e| !matches!(e, UserEvent::PasswordChanged { .. }))
-        {
+        for original in originals.into_iter().filter(|e| {
+            !matches!(
+                e,
+                UserEvent::Registered { .. }
+                    | UserEvent::PasswordChanged { .. }
+                    | UserEvent::PasswordRehashed { .. }
+            )
+        }) {
             let mut redacted = original.clone();
             redacted.redact_secrets();
             assert_eq!(redacted, original);

@@ -3,7 +3,7 @@ use std::fmt;
 use email_address::{EmailAddress, Options};
 use serde::{Deserialize, Serialize};
 
-use crate::validation::ValidationError;
+use crate::validation::{check_length, string_value, ValidationError};
 
 const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
 
@@ -149,42 +149,8 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-macro_rules! string_value {
-    ($type:ident) => {
-        impl TryFrom<String> for $type {
-            type Error = ValidationError;
-
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::parse(&value)
-            }
-        }
-
-        impl From<$type> for String {
-            fn from(value: $type) -> Self {
-                value.0
-            }
-        }
-
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
 string_value!(Email);
 string_value!(DisplayName);
-
-fn check_length(value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.is_empty() {
-        return Err(ValidationError::Empty);
-    }
-    if value.chars().count() > max {
-        return Err(ValidationError::TooLong { max });
-    }
-    Ok(())
-}
 
 fn is_common(lowercase: &str) -> bool {
     COMMON_PASSWORDS

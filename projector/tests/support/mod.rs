@@ -4,6 +4,8 @@
 //! store, and the projector run in-process or as its binary.
 #![allow(dead_code)] // every test file uses a different part
 
+pub mod fold;
+pub mod identity;
 pub mod run;
 pub mod view;
 pub mod writer;
@@ -242,6 +244,45 @@ fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
         infra::telemetry::init(LogFormat::Pretty);
     }
+}
+
+/// An aggregate by type and id, as events name it.
+pub type AggregateKey = (String, String);
+
+pub fn aggregate_key(aggregate_type: &str, id: uuid::Uuid) -> AggregateKey {
+    (aggregate_type.to_owned(), id.to_string())
+}
+
+/// Every event twice, except some left out: never an aggregate's last event,
+/// and always the first event of each of `forced_gaps`. The choice depends
+/// on the seed and the order of `aggregates` only, not on the order
+/// concurrent commands happened to commit in.
+pub fn deliveries_with_gaps(
+    events: &[Envelope],
+    aggregates: &[AggregateKey],
+    forced_gaps: &[AggregateKey],
+    rng: &mut Rng,
+) -> Vec<Envelope> {
+    let key = |event: &Envelope| (event.aggregate_type.clone(), event.aggregate_id.clone());
+    let position = |event: &Envelope| {
+        aggregates
+            .iter()
+            .position(|aggregate| *aggregate == key(event))
+            .expect("an event of a test aggregate")
+    };
+    let mut by_aggregate: Vec<&Envelope> = events.iter().collect();
+    by_aggregate.sort_by_key(|event| (position(event), event.sequence));
+    let mut deliveries = Vec::new();
+    for (index, event) in by_aggregate.iter().enumerate() {
+        let is_last = by_aggregate
+            .get(index + 1)
+            .is_none_or(|next| key(next) != key(event));
+        let forced_gap = event.sequence == 1 && forced_gaps.contains(&key(event));
+        if is_last || !(forced_gap || rng.below(4) == 0) {
+            deliveries.extend([(*event).clone(), (*event).clone()]);
+        }
+    }
+    deliveries
 }
 
 /// A small deterministic generator (SplitMix64): reproducible shuffles

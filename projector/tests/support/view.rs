@@ -24,6 +24,7 @@ pub struct UserRow {
     pub status: String,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub locked_until: Option<DateTime<Utc>>,
     pub sequence: i64,
     pub global_position: i64,
 }
@@ -37,7 +38,7 @@ pub async fn view_rows(pool: &PgPool) -> Vec<UserRow> {
 pub async fn table_rows(pool: &PgPool, table: &str) -> Vec<UserRow> {
     sqlx::query_as(&format!(
         "SELECT id, email, email_key, display_name, status, registered_at, updated_at, \
-                sequence, global_position \
+                locked_until, sequence, global_position \
          FROM {table} ORDER BY id"
     ))
     .fetch_all(pool)
@@ -52,31 +53,52 @@ pub async fn view_count(pool: &PgPool) -> i64 {
         .expect("count users_view")
 }
 
-/// The whole table as JSON rows ordered by id: every column, including any
-/// this file does not know about.
-pub async fn table_snapshot(pool: &PgPool) -> Vec<serde_json::Value> {
-    sqlx::query_scalar("SELECT to_jsonb(v) FROM users_view v ORDER BY v.id")
+/// Every table of every view.
+pub const VIEW_TABLES: [&str; 4] = [
+    "users_view",
+    "user_roles_view",
+    "roles_view",
+    "sessions_view",
+];
+
+/// Each view table as JSON rows, in a fixed order: every column, including
+/// any this file does not know about.
+pub async fn table_snapshot(pool: &PgPool) -> Vec<(&'static str, Vec<serde_json::Value>)> {
+    let mut snapshot = Vec::new();
+    for table in VIEW_TABLES {
+        let rows = sqlx::query_scalar(&format!(
+            "SELECT to_jsonb(v) FROM {table} v ORDER BY v::text"
+        ))
         .fetch_all(pool)
         .await
-        .expect("snapshot users_view")
+        .unwrap_or_else(|error| panic!("snapshot {table}: {error}"));
+        snapshot.push((table, rows));
+    }
+    snapshot
 }
 
-/// Definitions of the indexes on `users_view`, names included.
+/// Definitions of the indexes and constraints of the view tables, names
+/// included.
 pub async fn index_definitions(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT indexdef FROM pg_indexes \
-         WHERE schemaname = current_schema() AND tablename = 'users_view' ORDER BY 1",
+         WHERE schemaname = current_schema() AND tablename = ANY($1) \
+         UNION ALL \
+         SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
+         FROM pg_constraint WHERE conrelid::regclass::text = ANY($1) \
+         ORDER BY 1",
     )
+    .bind(&VIEW_TABLES[..])
     .fetch_all(pool)
     .await
     .expect("read index definitions")
 }
 
-/// The `users_view` checkpoint.
+/// The checkpoint of the read models.
 pub async fn checkpoint(pool: &PgPool) -> LogPosition {
     let (transaction_id, global_position): (i64, i64) = sqlx::query_as(
         "SELECT transaction_id, global_position FROM projection_checkpoints \
-         WHERE projection = 'users_view'",
+         WHERE projection = 'read_models'",
     )
     .fetch_one(pool)
     .await
@@ -142,6 +164,7 @@ fn fold(events: &[Envelope]) -> UserRow {
         status: user.status().as_str().to_owned(),
         registered_at: occurred_at(first),
         updated_at: occurred_at(last),
+        locked_until: user.locked_until(),
         sequence: last.sequence,
         global_position: last.global_position,
     }

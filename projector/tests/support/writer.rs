@@ -1,9 +1,14 @@
-//! Produces events the way the API does: real `UserCommand`s executed by
-//! cqrs-es on the postgres-es event store.
+//! Produces events the way the API does: real commands executed by cqrs-es
+//! on the postgres-es event store.
+
+use std::fmt::Debug;
 
 use bus::EventMetadata;
-use chrono::{DurationRound, TimeDelta, Utc};
-use domain::{DisplayName, Email, PasswordHash, User, UserCommand};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use cqrs_es::Aggregate;
+use domain::{
+    DisplayName, Email, PasswordHash, Role, RoleCommand, Session, SessionCommand, User, UserCommand,
+};
 use futures_util::StreamExt;
 use postgres_es::{postgres_cqrs, PostgresCqrs};
 use sqlx::PgPool;
@@ -24,6 +29,8 @@ pub struct TestUser {
 
 pub struct Writer {
     cqrs: PostgresCqrs<User>,
+    roles: PostgresCqrs<Role>,
+    sessions: PostgresCqrs<Session>,
     registered: std::sync::atomic::AtomicUsize,
 }
 
@@ -31,30 +38,23 @@ impl Writer {
     pub fn new(pool: &PgPool) -> Self {
         Self {
             cqrs: postgres_cqrs(pool.clone(), Vec::new(), ()),
+            roles: postgres_cqrs(pool.clone(), Vec::new(), ()),
+            sessions: postgres_cqrs(pool.clone(), Vec::new(), ()),
             registered: Default::default(),
         }
     }
 
     /// Executes one command with request metadata, as the API would.
     pub async fn execute(&self, user_id: Uuid, command: UserCommand) {
-        let metadata = EventMetadata {
-            actor_id: Some(user_id.to_string()),
-            correlation_id: Some(Uuid::new_v4().to_string()),
-            causation_id: Some(Uuid::new_v4().to_string()),
-            request_ip: Some("127.0.0.1".into()),
-            user_agent: Some("projector-tests".into()),
-            // PostgreSQL keeps microseconds: the read model can equal it exactly.
-            occurred_at: Some(
-                Utc::now()
-                    .duration_trunc(TimeDelta::microseconds(1))
-                    .expect("truncate timestamp"),
-            ),
-        };
-        let description = format!("{command:?}");
-        self.cqrs
-            .execute_with_metadata(&user_id.to_string(), command, metadata.to_map())
-            .await
-            .unwrap_or_else(|error| panic!("{description} on user {user_id}: {error:?}"));
+        execute(&self.cqrs, user_id, command).await;
+    }
+
+    pub async fn execute_role(&self, role_id: Uuid, command: RoleCommand) {
+        execute(&self.roles, role_id, command).await;
+    }
+
+    pub async fn execute_session(&self, session_id: Uuid, command: SessionCommand) {
+        execute(&self.sessions, session_id, command).await;
     }
 
     /// Registers `count` new users.
@@ -102,6 +102,33 @@ impl Writer {
             }
         }
     }
+}
+
+async fn execute<A>(cqrs: &PostgresCqrs<A>, id: Uuid, command: A::Command)
+where
+    A: Aggregate<Services = ()>,
+    A::Command: Debug,
+{
+    let metadata = EventMetadata {
+        actor_id: Some(id.to_string()),
+        correlation_id: Some(Uuid::new_v4().to_string()),
+        causation_id: Some(Uuid::new_v4().to_string()),
+        request_ip: Some("127.0.0.1".into()),
+        user_agent: Some("projector-tests".into()),
+        occurred_at: Some(now()),
+    };
+    let description = format!("{command:?}");
+    cqrs.execute_with_metadata(&id.to_string(), command, metadata.to_map())
+        .await
+        .unwrap_or_else(|error| panic!("{description} on {} {id}: {error:?}", A::TYPE));
+}
+
+/// The current time to the microsecond: PostgreSQL keeps microseconds, so
+/// the read models can equal it exactly.
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(TimeDelta::microseconds(1))
+        .expect("truncate timestamp")
 }
 
 /// The `number`th command of a user's scripted life: registration, then a

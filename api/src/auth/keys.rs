@@ -1,0 +1,170 @@
+//! The Ed25519 keys that sign and verify access tokens, and the JWKS that
+//! publishes the public halves. One key signs; retired keys only verify, and
+//! stay published until the tokens they signed have expired.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ed25519_dalek::pkcs8::{
+    spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+
+pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
+
+pub struct SigningKeys {
+    signing_kid: String,
+    encoding: EncodingKey,
+    decoding: HashMap<String, DecodingKey>,
+    jwks: JwkSet,
+}
+
+impl SigningKeys {
+    /// Loads the signing key (a PKCS#8 PEM Ed25519 private key), generating
+    /// it first when `generate_if_missing`, and the retired public keys (SPKI
+    /// PEM) that still verify.
+    pub fn load(
+        signing_key_file: &Path,
+        generate_if_missing: bool,
+        retired_key_files: &[PathBuf],
+    ) -> anyhow::Result<Self> {
+        if generate_if_missing && !signing_key_file.exists() {
+            generate(signing_key_file)?;
+        }
+        let pem = fs::read(signing_key_file)
+            .with_context(|| format!("reading JWT signing key {}", signing_key_file.display()))?;
+        let encoding =
+            EncodingKey::from_ed_pem(&pem).context("JWT signing key is not Ed25519 PEM")?;
+        let mut signing_jwk = Jwk::from_encoding_key(&encoding, ALGORITHM)?;
+        let signing_kid = identify(&mut signing_jwk)?;
+        let mut keys = SigningKeys {
+            decoding: HashMap::from([(signing_kid.clone(), DecodingKey::try_from(&signing_jwk)?)]),
+            jwks: JwkSet {
+                keys: vec![signing_jwk],
+            },
+            signing_kid,
+            encoding,
+        };
+        for file in retired_key_files {
+            keys.add_retired(file)?;
+        }
+        Ok(keys)
+    }
+
+    fn add_retired(&mut self, file: &Path) -> anyhow::Result<()> {
+        let pem = fs::read(file).with_context(|| format!("reading JWT key {}", file.display()))?;
+        let decoding =
+            DecodingKey::from_ed_pem(&pem).context("retired JWT key is not Ed25519 PEM")?;
+        let mut jwk = Jwk::from_decoding_key(&decoding, Some(ALGORITHM))?;
+        let kid = identify(&mut jwk)?;
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.decoding.entry(kid) {
+            entry.insert(decoding);
+            self.jwks.keys.push(jwk);
+        }
+        Ok(())
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    pub fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub fn decoding_key(&self, kid: &str) -> Option<&DecodingKey> {
+        self.decoding.get(kid)
+    }
+
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+}
+
+/// The key id is the RFC 7638 thumbprint, so every process derives the same
+/// `kid` from the same key without configuring one.
+fn identify(jwk: &mut Jwk) -> anyhow::Result<String> {
+    let kid = jwk.thumbprint(ThumbprintHash::SHA256)?;
+    jwk.common.key_id = Some(kid.clone());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
+    Ok(kid)
+}
+
+/// Writes a new key pair for development: the private key readable by the
+/// owner only, the public key beside it (`<file>.pub`). Several processes may
+/// start at once: the key is written to a temporary file and linked into
+/// place, so each one reads either no file or a whole one.
+fn generate(private_file: &Path) -> anyhow::Result<()> {
+    use argon2::password_hash::rand_core::OsRng;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let key = SigningKey::generate(&mut OsRng);
+    // PKCS#8 v1 (no embedded public key), the form jsonwebtoken and openssl
+    // `genpkey -algorithm ed25519` use.
+    let private_pem = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)?;
+    let public_pem = key.verifying_key().to_public_key_pem(LineEnding::LF)?;
+    if let Some(dir) = private_file
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+    {
+        fs::create_dir_all(dir)?;
+    }
+    let temporary = private_file.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(private_pem.as_bytes())?;
+    file.sync_all()?;
+    let linked = fs::hard_link(&temporary, private_file);
+    fs::remove_file(&temporary)?;
+    match linked {
+        Ok(()) => {
+            fs::write(public_file(private_file), public_pem)?;
+            tracing::info!(file = %private_file.display(), "generated a JWT signing key");
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub fn public_file(private_file: &Path) -> PathBuf {
+    let mut name = private_file.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_loads_and_publishes_one_jwk() {
+        let dir = std::env::temp_dir().join(format!("keys-test-{}", uuid::Uuid::new_v4()));
+        let file = dir.join("jwt.pem");
+        let keys = SigningKeys::load(&file, true, &[]).unwrap();
+        assert_eq!(keys.jwks().keys.len(), 1);
+        let again = SigningKeys::load(&file, true, &[]).unwrap();
+        assert_eq!(
+            again.signing_kid(),
+            keys.signing_kid(),
+            "kept, not regenerated"
+        );
+        let retired = SigningKeys::load(&dir.join("new.pem"), true, &[public_file(&file)]).unwrap();
+        assert_eq!(retired.jwks().keys.len(), 2);
+        assert!(retired.decoding_key(keys.signing_kid()).is_some());
+        let _ = fs::remove_dir_all(dir);
+    }
+}

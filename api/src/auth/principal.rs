@@ -1,0 +1,191 @@
+//! Who is calling, checked in actix extractors before a handler runs: the
+//! bearer token is verified, its session must still be active in the event
+//! store (so a revocation is seen by every process at once), and the caller's
+//! permissions come from the role read models.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use domain::Permission;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::tokens::AccessTokens;
+use crate::problem::ApiError;
+
+/// An authenticated caller with an active session.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub permissions: BTreeSet<Permission>,
+}
+
+impl Principal {
+    pub fn has(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.has(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(permission.as_str()))
+        }
+    }
+
+    /// Acting on oneself is allowed; on anyone else it needs `permission`.
+    pub fn require_self_or(&self, user_id: Uuid, permission: Permission) -> Result<(), ApiError> {
+        if user_id == self.user_id {
+            Ok(())
+        } else {
+            self.require(permission)
+        }
+    }
+
+    pub async fn authenticate(req: &HttpRequest) -> Result<Self, ApiError> {
+        let tokens = req
+            .app_data::<web::Data<AccessTokens>>()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AccessTokens not configured")))?;
+        let pool = req
+            .app_data::<web::Data<PgPool>>()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("pool not configured")))?;
+        let token = bearer_token(req).ok_or(ApiError::Unauthorized)?;
+        let claims = tokens.verify(token).map_err(|error| {
+            tracing::debug!(%error, "access token refused");
+            ApiError::Unauthorized
+        })?;
+        let (session_active, permissions) = session_and_permissions(pool, claims.sid, claims.sub)
+            .await
+            .map_err(ApiError::internal)?;
+        if !session_active {
+            tracing::debug!(session_id = %claims.sid, "access token of an ended session refused");
+            return Err(ApiError::Unauthorized);
+        }
+        tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
+        Ok(Self {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            permissions: permissions
+                .iter()
+                .filter_map(|name| Permission::parse(name).ok())
+                .collect(),
+        })
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// One round trip: is the session's last event a start or a refresh (not a
+/// revocation or expiry), and which permissions do the user's roles grant.
+async fn session_and_permissions(
+    pool: &PgPool,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<(bool, Vec<String>)> {
+    sqlx::query_as(
+        "SELECT COALESCE((SELECT event_type IN ('session.started', 'session.refreshed') \
+                          FROM events WHERE aggregate_type = 'session' AND aggregate_id = $1 \
+                          ORDER BY sequence DESC LIMIT 1), false), \
+                ARRAY(SELECT DISTINCT permission \
+                      FROM user_roles_view ur \
+                      JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
+                      CROSS JOIN LATERAL unnest(r.permissions) AS permission \
+                      WHERE ur.user_id = $2)",
+    )
+    .bind(session_id.to_string())
+    .bind(user_id)
+    .fetch_one(pool)
+    .await
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Self::authenticate(&req).await })
+    }
+}
+
+/// A permission named at the type level, for [`Allowed`] and [`SelfOr`].
+pub trait Needs {
+    const PERMISSION: Permission;
+}
+
+macro_rules! needs {
+    ($($name:ident => $permission:ident),* $(,)?) => {$(
+        pub struct $name;
+        impl Needs for $name {
+            const PERMISSION: Permission = Permission::$permission;
+        }
+    )*};
+}
+
+needs! {
+    UsersRead => UsersRead,
+    UsersWrite => UsersWrite,
+    RolesRead => RolesRead,
+    RolesWrite => RolesWrite,
+    SessionsRead => SessionsRead,
+    SessionsRevoke => SessionsRevoke,
+    AuditRead => AuditRead,
+}
+
+/// A caller holding `P`'s permission.
+pub struct Allowed<P: Needs>(pub Principal, pub PhantomData<P>);
+
+impl<P: Needs + 'static> FromRequest for Allowed<P> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let principal = Principal::authenticate(&req).await?;
+            principal.require(P::PERMISSION)?;
+            Ok(Self(principal, PhantomData))
+        })
+    }
+}
+
+/// A caller acting on the user named by the path's `{id}`: themselves, or
+/// anyone when they hold `P`'s permission. An `{id}` that is not a UUID
+/// names no user (404).
+pub struct SelfOr<P: Needs> {
+    pub principal: Principal,
+    pub user_id: Uuid,
+    _permission: PhantomData<P>,
+}
+
+impl<P: Needs + 'static> FromRequest for SelfOr<P> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let principal = Principal::authenticate(&req).await?;
+            let user_id = req
+                .match_info()
+                .get("id")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .ok_or(ApiError::NotFound("user"))?;
+            principal.require_self_or(user_id, P::PERMISSION)?;
+            Ok(Self {
+                principal,
+                user_id,
+                _permission: PhantomData,
+            })
+        })
+    }
+}

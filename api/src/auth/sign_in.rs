@@ -1,0 +1,329 @@
+//! Login, refresh and logout: the session lifecycle as seen by a client.
+//! Every refusal is the same 401, whatever the cause, and the unknown-email
+//! path still runs one argon2id verification so it takes the same time.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::AggregateError;
+use domain::{
+    Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User, UserCommand,
+};
+use infra::commands::CommandBus;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::refresh_token::RefreshToken;
+use super::tokens::AccessTokens;
+use crate::claims::USER_EMAIL;
+use crate::extract::RequestContext;
+use crate::password::Passwords;
+use crate::problem::ApiError;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub lifetime: chrono::Duration,
+    pub idle_timeout: chrono::Duration,
+}
+
+/// What login and refresh hand to the client.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+    refresh_token: String,
+    session_id: Uuid,
+}
+
+pub struct SignIn {
+    users: Arc<CommandBus<User>>,
+    sessions: CommandBus<Session>,
+    passwords: Arc<Passwords>,
+    tokens: Arc<AccessTokens>,
+    policy: SessionPolicy,
+    pool: PgPool,
+}
+
+impl SignIn {
+    pub fn new(
+        pool: PgPool,
+        passwords: Arc<Passwords>,
+        tokens: Arc<AccessTokens>,
+        policy: SessionPolicy,
+    ) -> Self {
+        Self {
+            users: Arc::new(CommandBus::new(pool.clone())),
+            sessions: CommandBus::new(pool.clone()),
+            passwords,
+            tokens,
+            policy,
+            pool,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id, session_id))]
+    pub async fn login(
+        &self,
+        context: &RequestContext,
+        email: &str,
+        password: String,
+    ) -> Result<TokenPair, ApiError> {
+        self.refuse_blocked_ip(context).await?;
+        let user_id = self.user_with_email(email).await?;
+        // An unknown email loads an empty stream, so both paths do the same reads.
+        let lookup_id = user_id.unwrap_or_else(Uuid::new_v4);
+        let user = self
+            .users
+            .load(&lookup_id.to_string())
+            .await
+            .map_err(internal)?;
+        let verified = self
+            .passwords
+            .verify(password, user.password_hash().cloned())
+            .await?;
+        let now = Utc::now();
+        let Some(user_id) = user_id.filter(|_| user.is_registered()) else {
+            return Err(ApiError::InvalidCredentials);
+        };
+        tracing::Span::current().record("user_id", tracing::field::display(user_id));
+        if user.check_can_log_in(now).is_err() {
+            return Err(ApiError::InvalidCredentials);
+        }
+        if !verified.matches {
+            self.record_failure(context, user_id, now).await;
+            return Err(ApiError::InvalidCredentials);
+        }
+        if let Some(password_hash) = verified.rehashed {
+            self.rehash(context, user_id, password_hash).await;
+        }
+        let session_id = Uuid::now_v7();
+        tracing::Span::current().record("session_id", tracing::field::display(session_id));
+        let refresh_token = RefreshToken::generate(session_id);
+        let start = SessionCommand::Start {
+            session_id,
+            user_id,
+            refresh_token_hash: refresh_token.hash(),
+            started_at: now,
+            expires_at: now + self.policy.lifetime,
+            idle_timeout_seconds: self.policy.idle_timeout.num_seconds(),
+            ip: context.request_ip.clone(),
+            user_agent: context.user_agent.clone(),
+        };
+        let metadata = context.metadata_as(Some(user_id));
+        self.sessions
+            .execute(&session_id.to_string(), start, &metadata)
+            .await
+            .map_err(internal)?;
+        self.issue_if_still_allowed(context, user_id, session_id, refresh_token, now)
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id))]
+    pub async fn refresh(
+        &self,
+        context: &RequestContext,
+        presented: &str,
+    ) -> Result<TokenPair, ApiError> {
+        self.refuse_blocked_ip(context).await?;
+        let presented = RefreshToken::parse(presented).ok_or(ApiError::InvalidRefreshToken)?;
+        let session_id = presented.session_id();
+        tracing::Span::current().record("session_id", tracing::field::display(session_id));
+        let next = RefreshToken::generate(session_id);
+        let now = Utc::now();
+        let command = SessionCommand::Refresh {
+            presented: presented.hash(),
+            next: next.hash(),
+            now,
+        };
+        let session = self
+            .sessions
+            .load(&session_id.to_string())
+            .await
+            .map_err(internal)?;
+        let user_id = session.user_id().ok_or(ApiError::InvalidRefreshToken)?;
+        let metadata = context.metadata_as(Some(user_id));
+        let outcome = self
+            .sessions
+            .execute(&session_id.to_string(), command, &metadata)
+            .await
+            .map_err(refresh_error)?;
+        if outcome
+            .events
+            .iter()
+            .any(|event| matches!(event, SessionEvent::Revoked { .. }))
+        {
+            tracing::warn!(%session_id, "a rotated refresh token was presented again; session revoked");
+            return Err(ApiError::InvalidRefreshToken);
+        }
+        self.issue_if_still_allowed(context, user_id, session_id, next, now)
+            .await
+    }
+
+    pub async fn end_session(
+        &self,
+        context: &RequestContext,
+        actor: Uuid,
+        session_id: Uuid,
+        reason: RevocationReason,
+    ) -> Result<i64, ApiError> {
+        let command = SessionCommand::Revoke {
+            reason,
+            now: Utc::now(),
+        };
+        let outcome = self
+            .sessions
+            .execute(
+                &session_id.to_string(),
+                command,
+                &context.metadata_as(Some(actor)),
+            )
+            .await
+            .map_err(|error| match error {
+                AggregateError::UserError(SessionError::NotFound) => ApiError::NotFound("session"),
+                AggregateError::AggregateConflict => ApiError::ConcurrencyConflict,
+                other => internal(other),
+            })?;
+        Ok(outcome.position)
+    }
+
+    /// Issues tokens unless the user was deactivated or locked while the
+    /// session was being written; the deactivation then either sees this
+    /// session or this check sees the deactivation, never neither.
+    async fn issue_if_still_allowed(
+        &self,
+        context: &RequestContext,
+        user_id: Uuid,
+        session_id: Uuid,
+        refresh_token: RefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, ApiError> {
+        let user = self
+            .users
+            .load(&user_id.to_string())
+            .await
+            .map_err(internal)?;
+        if user.check_can_log_in(now).is_err() {
+            let reason = if user.is_locked_at(now) {
+                RevocationReason::UserLocked
+            } else {
+                RevocationReason::UserDeactivated
+            };
+            self.end_session(context, user_id, session_id, reason)
+                .await?;
+            return Err(ApiError::InvalidCredentials);
+        }
+        let roles = self.role_names(&user).await?;
+        let access = self
+            .tokens
+            .issue(user_id, session_id, roles, now)
+            .map_err(ApiError::internal)?;
+        Ok(TokenPair {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+            refresh_token: refresh_token.expose().to_owned(),
+            session_id,
+        })
+    }
+
+    async fn role_names(&self, user: &User) -> Result<Vec<String>, ApiError> {
+        let ids: Vec<Uuid> = user.roles().iter().copied().collect();
+        sqlx::query_scalar(
+            "SELECT name FROM roles_view WHERE role_id = ANY($1) AND deleted_at IS NULL ORDER BY name",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(ApiError::internal)
+    }
+
+    async fn user_with_email(&self, email: &str) -> Result<Option<Uuid>, ApiError> {
+        let Ok(email) = Email::parse(email) else {
+            return Ok(None);
+        };
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT owner_id FROM unique_claims WHERE scope = $1 AND value = $2 AND confirmed",
+        )
+        .bind(USER_EMAIL)
+        .bind(email.uniqueness_key())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(ApiError::internal)?;
+        Ok(owner.and_then(|id| Uuid::parse_str(&id).ok()))
+    }
+
+    /// The worker blocks an address that failed too often across users.
+    async fn refuse_blocked_ip(&self, context: &RequestContext) -> Result<(), ApiError> {
+        let Some(ip) = &context.request_ip else {
+            return Ok(());
+        };
+        let remaining: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM blocked_until - now())::float8 FROM login_ip_blocks \
+             WHERE ip = $1 AND blocked_until > now()",
+        )
+        .bind(ip)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(ApiError::internal)?;
+        match remaining {
+            Some(seconds) => Err(ApiError::TooManyRequests {
+                retry_after_seconds: seconds.ceil().max(1.0) as u64,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Recorded as an event for the worker's lockout policy, off the
+    /// response path: a wrong password for a known email must not answer
+    /// later than an unknown email does. A failure to record is logged.
+    async fn record_failure(&self, context: &RequestContext, user_id: Uuid, at: DateTime<Utc>) {
+        let command = UserCommand::RecordLoginFailure {
+            ip: context.request_ip.clone(),
+            at,
+        };
+        let metadata = context.metadata_as(None);
+        let users = self.users.clone();
+        tokio::spawn(async move {
+            if let Err(error) = users
+                .execute(&user_id.to_string(), command, &metadata)
+                .await
+            {
+                tracing::warn!(%user_id, %error, "could not record a failed login");
+            }
+        });
+    }
+
+    async fn rehash(&self, context: &RequestContext, user_id: Uuid, hash: domain::PasswordHash) {
+        let command = UserCommand::RehashPassword {
+            password_hash: hash,
+        };
+        match self
+            .users
+            .execute(
+                &user_id.to_string(),
+                command,
+                &context.metadata_as(Some(user_id)),
+            )
+            .await
+        {
+            Ok(_) => tracing::info!(%user_id, "password rehashed with the current parameters"),
+            Err(error) => tracing::warn!(%user_id, %error, "could not rehash a password"),
+        }
+    }
+}
+
+fn refresh_error(error: AggregateError<SessionError>) -> ApiError {
+    match error {
+        AggregateError::UserError(_) => ApiError::InvalidRefreshToken,
+        AggregateError::AggregateConflict => ApiError::ConcurrencyConflict,
+        other => internal(other),
+    }
+}
+
+fn internal<E: std::fmt::Display>(error: E) -> ApiError {
+    ApiError::internal(anyhow::anyhow!("{error}"))
+}

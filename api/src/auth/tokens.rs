@@ -1,0 +1,108 @@
+//! Access tokens: short-lived JWTs signed with the current key. Verifying
+//! pins the algorithm, requires a known `kid`, and checks `iss`, `aud` and
+//! `exp`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{decode, decode_header, encode, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::keys::{SigningKeys, ALGORITHM};
+
+/// Seconds of clock skew tolerated on `exp` between processes.
+const LEEWAY_SECONDS: u64 = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub roles: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token names an unknown key")]
+    UnknownKey,
+    #[error("the token is not valid: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+pub struct AccessTokens {
+    keys: Arc<SigningKeys>,
+    issuer: String,
+    audience: String,
+    lifetime: chrono::Duration,
+}
+
+pub struct Issued {
+    pub token: String,
+    pub expires_in: i64,
+}
+
+impl AccessTokens {
+    pub fn new(
+        keys: Arc<SigningKeys>,
+        issuer: String,
+        audience: String,
+        lifetime: chrono::Duration,
+    ) -> Self {
+        Self {
+            keys,
+            issuer,
+            audience,
+            lifetime,
+        }
+    }
+
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        roles: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Issued> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id,
+            sid: session_id,
+            roles,
+            exp: (now + self.lifetime).timestamp(),
+            iat: now.timestamp(),
+            jti: Uuid::new_v4(),
+        };
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(self.keys.signing_kid().to_owned());
+        let token = encode(&header, &claims, self.keys.encoding_key())?;
+        Ok(Issued {
+            token,
+            expires_in: self.lifetime.num_seconds(),
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let header = decode_header(token)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.decoding_key(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECONDS;
+        Ok(decode::<AccessClaims>(token, key, &validation)?.claims)
+    }
+
+    pub fn keys(&self) -> &SigningKeys {
+        &self.keys
+    }
+}

@@ -1,0 +1,139 @@
+use std::collections::BTreeSet;
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::values::{Permission, RoleDescription, RoleName};
+
+const CREATED: &str = "role.created";
+const PERMISSIONS_CHANGED: &str = "role.permissions_changed";
+const DELETED: &str = "role.deleted";
+
+/// What happened to a [`Role`](super::Role). Each event carries the resulting values so
+/// read models only copy them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RoleEvent {
+    Created {
+        role_id: Uuid,
+        name: RoleName,
+        description: RoleDescription,
+        permissions: BTreeSet<Permission>,
+    },
+    /// Carries the whole new set.
+    PermissionsChanged { permissions: BTreeSet<Permission> },
+    /// Carries the name so its reservation can be released.
+    Deleted { name: RoleName },
+}
+
+impl RoleEvent {
+    /// Every value [`DomainEvent::event_type`] can return.
+    pub const EVENT_TYPES: &'static [&'static str] = &[CREATED, PERMISSIONS_CHANGED, DELETED];
+
+    /// Role events carry no secrets: nothing to replace. Present so every event type
+    /// is redacted the same way before it leaves the service.
+    pub fn redact_secrets(&mut self) {
+        match self {
+            Self::Created { .. } | Self::PermissionsChanged { .. } | Self::Deleted { .. } => {}
+        }
+    }
+}
+
+impl DomainEvent for RoleEvent {
+    fn event_type(&self) -> String {
+        let name = match self {
+            Self::Created { .. } => CREATED,
+            Self::PermissionsChanged { .. } => PERMISSIONS_CHANGED,
+            Self::Deleted { .. } => DELETED,
+        };
+        name.to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn created() -> RoleEvent {
+        RoleEvent::Created {
+            role_id: Uuid::nil(),
+            name: RoleName::parse("support").unwrap(),
+            description: RoleDescription::parse("Support staff").unwrap(),
+            permissions: BTreeSet::from([Permission::UsersRead, Permission::SessionsRevoke]),
+        }
+    }
+
+    fn all_events() -> Vec<RoleEvent> {
+        vec![
+            created(),
+            RoleEvent::PermissionsChanged {
+                permissions: BTreeSet::from([Permission::AuditRead]),
+            },
+            RoleEvent::Deleted {
+                name: RoleName::parse("support").unwrap(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_through_json() {
+        for event in all_events() {
+            let json = serde_json::to_string(&event).unwrap();
+            let back: RoleEvent = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn payload_is_externally_tagged_with_plain_string_values() {
+        assert_eq!(
+            serde_json::to_value(created()).unwrap(),
+            json!({"Created": {
+                "role_id": "00000000-0000-0000-0000-000000000000",
+                "name": "support",
+                "description": "Support staff",
+                "permissions": ["users:read", "sessions:revoke"],
+            }})
+        );
+        assert_eq!(
+            serde_json::to_value(RoleEvent::PermissionsChanged {
+                permissions: BTreeSet::new()
+            })
+            .unwrap(),
+            json!({"PermissionsChanged": {"permissions": []}})
+        );
+    }
+
+    #[test]
+    fn deserializing_an_unknown_permission_fails() {
+        let payload = json!({"PermissionsChanged": {"permissions": ["users:delete"]}});
+        assert!(serde_json::from_value::<RoleEvent>(payload).is_err());
+    }
+
+    #[test]
+    fn deserializing_an_invalid_name_fails() {
+        let payload = json!({"Deleted": {"name": "no spaces"}});
+        assert!(serde_json::from_value::<RoleEvent>(payload).is_err());
+    }
+
+    #[test]
+    fn event_types_are_stable_dotted_names() {
+        let types: Vec<String> = all_events().iter().map(DomainEvent::event_type).collect();
+        assert_eq!(types, RoleEvent::EVENT_TYPES);
+        assert!(all_events().iter().all(|e| e.event_version() == "1"));
+    }
+
+    #[test]
+    fn redact_secrets_changes_nothing() {
+        for original in all_events() {
+            let mut redacted = original.clone();
+            redacted.redact_secrets();
+            assert_eq!(redacted, original);
+        }
+    }
+}

@@ -1,0 +1,647 @@
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::commands::SessionCommand;
+use super::errors::SessionError;
+use super::events::SessionEvent;
+use super::values::{ExpiryReason, RefreshTokenHash, RevocationReason};
+
+/// How and when a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    Revoked {
+        reason: RevocationReason,
+        at: DateTime<Utc>,
+    },
+    Expired {
+        reason: ExpiryReason,
+        at: DateTime<Utc>,
+    },
+}
+
+impl SessionEnd {
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::Revoked { at, .. } | Self::Expired { at, .. } => *at,
+        }
+    }
+}
+
+/// A login that can be extended with a refresh token. All fields are `None` until the
+/// session is started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Session {
+    id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    refresh_token_hash: Option<RefreshTokenHash>,
+    /// Every hash rotated away: presenting one again means the token was copied.
+    previous_refresh_token_hashes: BTreeSet<RefreshTokenHash>,
+    started_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    idle_timeout_seconds: i64,
+    last_activity_at: Option<DateTime<Utc>>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    end: Option<SessionEnd>,
+}
+
+/// The single event a command produces, or `None` when it changes nothing.
+type Decision = Result<Option<SessionEvent>, SessionError>;
+
+impl Session {
+    pub fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+
+    pub fn user_id(&self) -> Option<Uuid> {
+        self.user_id
+    }
+
+    /// The hash of the refresh token that is valid now.
+    pub fn refresh_token_hash(&self) -> Option<&RefreshTokenHash> {
+        self.refresh_token_hash.as_ref()
+    }
+
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.started_at
+    }
+
+    /// The absolute deadline: no refresh extends it.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at
+    }
+
+    pub fn idle_timeout_seconds(&self) -> i64 {
+        self.idle_timeout_seconds
+    }
+
+    /// When the session started or was last refreshed.
+    pub fn last_activity_at(&self) -> Option<DateTime<Utc>> {
+        self.last_activity_at
+    }
+
+    /// The last activity plus the idle timeout; a timeout too large to add never runs out.
+    pub fn idle_deadline(&self) -> Option<DateTime<Utc>> {
+        let last_activity_at = self.last_activity_at?;
+        Some(
+            TimeDelta::try_seconds(self.idle_timeout_seconds)
+                .and_then(|timeout| last_activity_at.checked_add_signed(timeout))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
+    }
+
+    pub fn ip(&self) -> Option<&str> {
+        self.ip.as_deref()
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+
+    /// How and when the session ended, once a revocation or expiry is recorded.
+    pub fn ended(&self) -> Option<&SessionEnd> {
+        self.end.as_ref()
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// Started, and no revocation or expiry recorded. A session may be active and
+    /// still past a deadline: see [`Session::due_expiry`].
+    pub fn is_active(&self) -> bool {
+        self.is_started() && self.end.is_none()
+    }
+
+    /// The deadline the session has run past at `now`, absolute first; `None` when
+    /// neither has passed or the session was never started.
+    pub fn due_expiry(&self, now: DateTime<Utc>) -> Option<ExpiryReason> {
+        if self.expires_at.is_some_and(|deadline| now >= deadline) {
+            Some(ExpiryReason::Absolute)
+        } else if self.idle_deadline().is_some_and(|deadline| now >= deadline) {
+            Some(ExpiryReason::Idle)
+        } else {
+            None
+        }
+    }
+
+    fn decide(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, SessionError> {
+        let decision = match command {
+            SessionCommand::Start {
+                session_id,
+                user_id,
+                refresh_token_hash,
+                started_at,
+                expires_at,
+                idle_timeout_seconds,
+                ip,
+                user_agent,
+            } => self.start(SessionEvent::Started {
+                session_id,
+                user_id,
+                refresh_token_hash,
+                started_at,
+                expires_at,
+                idle_timeout_seconds,
+                ip,
+                user_agent,
+            }),
+            SessionCommand::Refresh {
+                presented,
+                next,
+                now,
+            } => self.refresh(&presented, next, now),
+            SessionCommand::Revoke { reason, now } => self.revoke(reason, now),
+            SessionCommand::Expire { now } => self.expire(now),
+        };
+        Ok(decision?.into_iter().collect())
+    }
+
+    fn start(&self, started: SessionEvent) -> Decision {
+        if self.is_started() {
+            return Err(SessionError::AlreadyStarted);
+        }
+        Ok(Some(started))
+    }
+
+    /// A rotated token presented again revokes the session: whoever holds the current
+    /// token may have stolen it. The caller still answers the request as unauthorized.
+    fn refresh(
+        &self,
+        presented: &RefreshTokenHash,
+        next: RefreshTokenHash,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let current = self
+            .refresh_token_hash
+            .as_ref()
+            .ok_or(SessionError::NotFound)?;
+        if self.end.is_some() {
+            return Err(SessionError::Ended);
+        }
+        if presented == current {
+            if self.due_expiry(now).is_some() {
+                return Err(SessionError::Expired);
+            }
+            return Ok(Some(SessionEvent::Refreshed {
+                refresh_token_hash: next,
+                refreshed_at: now,
+            }));
+        }
+        if self.previous_refresh_token_hashes.contains(presented) {
+            return Ok(Some(SessionEvent::Revoked {
+                reason: RevocationReason::RefreshTokenReused,
+                revoked_at: now,
+            }));
+        }
+        Err(SessionError::InvalidRefreshToken)
+    }
+
+    fn revoke(&self, reason: RevocationReason, now: DateTime<Utc>) -> Decision {
+        self.ensure_started()?;
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(SessionEvent::Revoked {
+            reason,
+            revoked_at: now,
+        }))
+    }
+
+    fn expire(&self, now: DateTime<Utc>) -> Decision {
+        self.ensure_started()?;
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        let reason = self.due_expiry(now).ok_or(SessionError::NotDue)?;
+        Ok(Some(SessionEvent::Expired {
+            reason,
+            expired_at: now,
+        }))
+    }
+
+    fn ensure_started(&self) -> Result<(), SessionError> {
+        if self.is_started() {
+            Ok(())
+        } else {
+            Err(SessionError::NotFound)
+        }
+    }
+}
+
+impl Aggregate for Session {
+    const TYPE: &'static str = "session";
+    type Command = SessionCommand;
+    type Event = SessionEvent;
+    type Error = SessionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            SessionEvent::Started {
+                session_id,
+                user_id,
+                refresh_token_hash,
+                started_at,
+                expires_at,
+                idle_timeout_seconds,
+                ip,
+                user_agent,
+            } => {
+                self.id = Some(session_id);
+                self.user_id = Some(user_id);
+                self.refresh_token_hash = Some(refresh_token_hash);
+                self.started_at = Some(started_at);
+                self.expires_at = Some(expires_at);
+                self.idle_timeout_seconds = idle_timeout_seconds;
+                self.last_activity_at = Some(started_at);
+                self.ip = ip;
+                self.user_agent = user_agent;
+            }
+            SessionEvent::Refreshed {
+                refresh_token_hash,
+                refreshed_at,
+            } => {
+                if let Some(previous) = self.refresh_token_hash.replace(refresh_token_hash) {
+                    self.previous_refresh_token_hashes.insert(previous);
+                }
+                self.last_activity_at = Some(refreshed_at);
+            }
+            SessionEvent::Revoked { reason, revoked_at } => {
+                self.end = Some(SessionEnd::Revoked {
+                    reason,
+                    at: revoked_at,
+                });
+            }
+            SessionEvent::Expired { reason, expired_at } => {
+                self.end = Some(SessionEnd::Expired {
+                    reason,
+                    at: expired_at,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+
+    type SessionTest = TestFramework<Session>;
+
+    /// Idle timeout of the test session: 10 minutes.
+    const IDLE_SECONDS: i64 = 600;
+
+    fn session_id() -> Uuid {
+        Uuid::from_u128(0x5e55)
+    }
+
+    fn user_id() -> Uuid {
+        Uuid::from_u128(0x0123_4567_89ab_cdef)
+    }
+
+    /// A fixed instant plus `minutes`.
+    fn t(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+    }
+
+    fn token(n: u8) -> RefreshTokenHash {
+        RefreshTokenHash::new(format!("{n:02x}").repeat(32))
+    }
+
+    /// Started at t(0), absolute deadline t(60), idle after 10 minutes, token 1.
+    fn started() -> SessionEvent {
+        SessionEvent::Started {
+            session_id: session_id(),
+            user_id: user_id(),
+            refresh_token_hash: token(1),
+            started_at: t(0),
+            expires_at: t(60),
+            idle_timeout_seconds: IDLE_SECONDS,
+            ip: Some("203.0.113.7".into()),
+            user_agent: Some("curl/8".into()),
+        }
+    }
+
+    fn start_command() -> SessionCommand {
+        SessionCommand::Start {
+            session_id: session_id(),
+            user_id: user_id(),
+            refresh_token_hash: token(1),
+            started_at: t(0),
+            expires_at: t(60),
+            idle_timeout_seconds: IDLE_SECONDS,
+            ip: Some("203.0.113.7".into()),
+            user_agent: Some("curl/8".into()),
+        }
+    }
+
+    fn refreshed(n: u8, minutes: i64) -> SessionEvent {
+        SessionEvent::Refreshed {
+            refresh_token_hash: token(n),
+            refreshed_at: t(minutes),
+        }
+    }
+
+    fn refresh(presented: u8, next: u8, minutes: i64) -> SessionCommand {
+        SessionCommand::Refresh {
+            presented: token(presented),
+            next: token(next),
+            now: t(minutes),
+        }
+    }
+
+    fn revoked(reason: RevocationReason, minutes: i64) -> SessionEvent {
+        SessionEvent::Revoked {
+            reason,
+            revoked_at: t(minutes),
+        }
+    }
+
+    fn expired(reason: ExpiryReason, minutes: i64) -> SessionEvent {
+        SessionEvent::Expired {
+            reason,
+            expired_at: t(minutes),
+        }
+    }
+
+    fn ended_histories() -> Vec<Vec<SessionEvent>> {
+        vec![
+            vec![started(), revoked(RevocationReason::LoggedOut, 1)],
+            vec![started(), expired(ExpiryReason::Idle, 11)],
+        ]
+    }
+
+    #[test]
+    fn start_a_new_session() {
+        SessionTest::with(())
+            .given_no_previous_events()
+            .when(start_command())
+            .then_expect_events(vec![started()]);
+    }
+
+    #[test]
+    fn start_a_started_session_is_rejected() {
+        SessionTest::with(())
+            .given(vec![started()])
+            .when(start_command())
+            .then_expect_error(SessionError::AlreadyStarted);
+    }
+
+    #[test]
+    fn any_other_command_on_an_unknown_session_is_not_found() {
+        for command in [
+            refresh(1, 2, 1),
+            SessionCommand::Revoke {
+                reason: RevocationReason::Revoked,
+                now: t(1),
+            },
+            SessionCommand::Expire { now: t(61) },
+        ] {
+            SessionTest::with(())
+                .given_no_previous_events()
+                .when(command)
+                .then_expect_error(SessionError::NotFound);
+        }
+    }
+
+    #[test]
+    fn refresh_rotates_the_token() {
+        SessionTest::with(())
+            .given(vec![started()])
+            .when(refresh(1, 2, 5))
+            .then_expect_events(vec![refreshed(2, 5)]);
+    }
+
+    #[test]
+    fn refresh_with_the_latest_token_after_rotations() {
+        SessionTest::with(())
+            .given(vec![started(), refreshed(2, 5), refreshed(3, 10)])
+            .when(refresh(3, 4, 15))
+            .then_expect_events(vec![refreshed(4, 15)]);
+    }
+
+    #[test]
+    fn refresh_an_ended_session_is_rejected() {
+        for history in ended_histories() {
+            SessionTest::with(())
+                .given(history)
+                .when(refresh(1, 2, 5))
+                .then_expect_error(SessionError::Ended);
+        }
+    }
+
+    #[test]
+    fn refresh_at_the_absolute_deadline_is_expired() {
+        SessionTest::with(())
+            .given(vec![
+                started(),
+                refreshed(2, 9),
+                refreshed(3, 18),
+                refreshed(4, 27),
+                refreshed(5, 36),
+                refreshed(6, 45),
+                refreshed(7, 54),
+            ])
+            .when(refresh(7, 8, 60))
+            .then_expect_error(SessionError::Expired);
+    }
+
+    #[test]
+    fn refresh_at_the_idle_deadline_is_expired() {
+        SessionTest::with(())
+            .given(vec![started()])
+            .when(refresh(1, 2, 10))
+            .then_expect_error(SessionError::Expired);
+    }
+
+    #[test]
+    fn refresh_moves_the_idle_deadline() {
+        SessionTest::with(())
+            .given(vec![started(), refreshed(2, 9)])
+            .when(refresh(2, 3, 18))
+            .then_expect_events(vec![refreshed(3, 18)]);
+    }
+
+    #[test]
+    fn refresh_with_a_rotated_token_revokes_the_session() {
+        SessionTest::with(())
+            .given(vec![started(), refreshed(2, 5), refreshed(3, 6)])
+            .when(refresh(1, 9, 7))
+            .then_expect_events(vec![revoked(RevocationReason::RefreshTokenReused, 7)]);
+    }
+
+    #[test]
+    fn refresh_with_an_unknown_token_is_rejected() {
+        SessionTest::with(())
+            .given(vec![started(), refreshed(2, 5)])
+            .when(refresh(9, 3, 6))
+            .then_expect_error(SessionError::InvalidRefreshToken);
+    }
+
+    #[test]
+    fn revoke() {
+        SessionTest::with(())
+            .given(vec![started()])
+            .when(SessionCommand::Revoke {
+                reason: RevocationReason::PasswordChanged,
+                now: t(3),
+            })
+            .then_expect_events(vec![revoked(RevocationReason::PasswordChanged, 3)]);
+    }
+
+    #[test]
+    fn revoke_an_ended_session_writes_nothing() {
+        for history in ended_histories() {
+            SessionTest::with(())
+                .given(history)
+                .when(SessionCommand::Revoke {
+                    reason: RevocationReason::UserDeactivated,
+                    now: t(20),
+                })
+                .then_expect_events(vec![]);
+        }
+    }
+
+    #[test]
+    fn expire_at_the_absolute_deadline() {
+        SessionTest::with(())
+            .given(vec![started(), refreshed(2, 55)])
+            .when(SessionCommand::Expire { now: t(60) })
+            .then_expect_events(vec![expired(ExpiryReason::Absolute, 60)]);
+    }
+
+    #[test]
+    fn expire_past_both_deadlines_is_absolute() {
+        SessionTest::with(())
+            .given(vec![started()])
+            .when(SessionCommand::Expire { now: t(61) })
+            .then_expect_events(vec![expired(ExpiryReason::Absolute, 61)]);
+    }
+
+    #[test]
+    fn expire_at_the_idle_deadline() {
+        SessionTest::with(())
+            .given(vec![started(), refreshed(2, 5)])
+            .when(SessionCommand::Expire { now: t(15) })
+            .then_expect_events(vec![expired(ExpiryReason::Idle, 15)]);
+    }
+
+    #[test]
+    fn expire_before_any_deadline_is_rejected() {
+        SessionTest::with(())
+            .given(vec![started(), refreshed(2, 5)])
+            .when(SessionCommand::Expire { now: t(14) })
+            .then_expect_error(SessionError::NotDue);
+    }
+
+    #[test]
+    fn expire_an_ended_session_writes_nothing() {
+        for history in ended_histories() {
+            SessionTest::with(())
+                .given(history)
+                .when(SessionCommand::Expire { now: t(61) })
+                .then_expect_events(vec![]);
+        }
+    }
+
+    #[test]
+    fn a_huge_idle_timeout_never_runs_out() {
+        let mut session = Session::default();
+        session.apply(SessionEvent::Started {
+            session_id: session_id(),
+            user_id: user_id(),
+            refresh_token_hash: token(1),
+            started_at: t(0),
+            expires_at: t(60),
+            idle_timeout_seconds: i64::MAX,
+            ip: None,
+            user_agent: None,
+        });
+        assert_eq!(session.idle_deadline(), Some(DateTime::<Utc>::MAX_UTC));
+        assert_eq!(session.due_expiry(t(59)), None);
+        assert_eq!(session.due_expiry(t(60)), Some(ExpiryReason::Absolute));
+    }
+
+    #[test]
+    fn accessors_reflect_applied_events() {
+        let mut session = Session::default();
+        assert!(!session.is_started());
+        assert!(!session.is_active());
+        assert_eq!(session.idle_deadline(), None);
+        assert_eq!(session.due_expiry(t(100)), None);
+        session.apply(started());
+        session.apply(refreshed(2, 5));
+        assert!(session.is_active());
+        assert_eq!(session.id(), Some(session_id()));
+        assert_eq!(session.user_id(), Some(user_id()));
+        assert_eq!(session.refresh_token_hash(), Some(&token(2)));
+        assert_eq!(session.started_at(), Some(t(0)));
+        assert_eq!(session.expires_at(), Some(t(60)));
+        assert_eq!(session.idle_timeout_seconds(), IDLE_SECONDS);
+        assert_eq!(session.last_activity_at(), Some(t(5)));
+        assert_eq!(session.idle_deadline(), Some(t(15)));
+        assert_eq!(session.ip(), Some("203.0.113.7"));
+        assert_eq!(session.user_agent(), Some("curl/8"));
+        assert_eq!(session.ended(), None);
+        session.apply(revoked(RevocationReason::UserLocked, 7));
+        assert!(!session.is_active());
+        assert!(session.is_started());
+        let end = SessionEnd::Revoked {
+            reason: RevocationReason::UserLocked,
+            at: t(7),
+        };
+        assert_eq!(session.ended(), Some(&end));
+        assert_eq!(end.at(), t(7));
+    }
+
+    #[test]
+    fn an_expired_session_records_why_and_when() {
+        let mut session = Session::default();
+        session.apply(started());
+        session.apply(expired(ExpiryReason::Absolute, 60));
+        assert_eq!(
+            session.ended(),
+            Some(&SessionEnd::Expired {
+                reason: ExpiryReason::Absolute,
+                at: t(60),
+            })
+        );
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_json() {
+        let mut session = Session::default();
+        session.apply(started());
+        session.apply(refreshed(2, 5));
+        let json = serde_json::to_string(&session).unwrap();
+        let back: Session = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.refresh_token_hash(), Some(&token(2)));
+        assert_eq!(back.last_activity_at(), Some(t(5)));
+        assert_eq!(
+            back.decide(refresh(1, 9, 6)),
+            Ok(vec![revoked(RevocationReason::RefreshTokenReused, 6)])
+        );
+    }
+}

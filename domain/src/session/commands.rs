@@ -1,0 +1,31 @@
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::values::{RefreshTokenHash, RevocationReason};
+
+/// Requests to change a [`Session`](super::Session). Values arrive already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCommand {
+    Start {
+        session_id: Uuid,
+        user_id: Uuid,
+        refresh_token_hash: RefreshTokenHash,
+        started_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        idle_timeout_seconds: i64,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    },
+    /// Rotates the refresh token: `presented` must be the current one, `next` replaces it.
+    Refresh {
+        presented: RefreshTokenHash,
+        next: RefreshTokenHash,
+        now: DateTime<Utc>,
+    },
+    Revoke {
+        reason: RevocationReason,
+        now: DateTime<Utc>,
+    },
+    /// Records that the session ran past its absolute or idle deadline.
+    Expire { now: DateTime<Utc> },
+}

@@ -1,0 +1,194 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::values::{ExpiryReason, RefreshTokenHash, RevocationReason};
+
+const STARTED: &str = "session.started";
+const REFRESHED: &str = "session.refreshed";
+const REVOKED: &str = "session.revoked";
+const EXPIRED: &str = "session.expired";
+
+/// What happened to a [`Session`](super::Session).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SessionEvent {
+    Started {
+        session_id: Uuid,
+        user_id: Uuid,
+        refresh_token_hash: RefreshTokenHash,
+        started_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        idle_timeout_seconds: i64,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    },
+    /// The refresh token was rotated: `refresh_token_hash` is the new current one.
+    Refreshed {
+        refresh_token_hash: RefreshTokenHash,
+        refreshed_at: DateTime<Utc>,
+    },
+    Revoked {
+        reason: RevocationReason,
+        revoked_at: DateTime<Utc>,
+    },
+    Expired {
+        reason: ExpiryReason,
+        expired_at: DateTime<Utc>,
+    },
+}
+
+impl SessionEvent {
+    /// Every value [`DomainEvent::event_type`] can return.
+    pub const EVENT_TYPES: &'static [&'static str] = &[STARTED, REFRESHED, REVOKED, EXPIRED];
+
+    /// Replaces any refresh token hash with [`RefreshTokenHash::redacted`], for events
+    /// that leave the service.
+    pub fn redact_secrets(&mut self) {
+        match self {
+            Self::Started {
+                refresh_token_hash, ..
+            }
+            | Self::Refreshed {
+                refresh_token_hash, ..
+            } => *refresh_token_hash = RefreshTokenHash::redacted(),
+            Self::Revoked { .. } | Self::Expired { .. } => {}
+        }
+    }
+}
+
+impl DomainEvent for SessionEvent {
+    fn event_type(&self) -> String {
+        let name = match self {
+            Self::Started { .. } => STARTED,
+            Self::Refreshed { .. } => REFRESHED,
+            Self::Revoked { .. } => REVOKED,
+            Self::Expired { .. } => EXPIRED,
+        };
+        name.to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn at(second: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, second).unwrap()
+    }
+
+    fn started() -> SessionEvent {
+        SessionEvent::Started {
+            session_id: Uuid::nil(),
+            user_id: Uuid::from_u128(1),
+            refresh_token_hash: RefreshTokenHash::new(DIGEST.into()),
+            started_at: at(0),
+            expires_at: at(30),
+            idle_timeout_seconds: 10,
+            ip: Some("203.0.113.7".into()),
+            user_agent: None,
+        }
+    }
+
+    fn refreshed() -> SessionEvent {
+        SessionEvent::Refreshed {
+            refresh_token_hash: RefreshTokenHash::new(DIGEST.replace('9', "8")),
+            refreshed_at: at(5),
+        }
+    }
+
+    fn all_events() -> Vec<SessionEvent> {
+        vec![
+            started(),
+            refreshed(),
+            SessionEvent::Revoked {
+                reason: RevocationReason::RefreshTokenReused,
+                revoked_at: at(6),
+            },
+            SessionEvent::Expired {
+                reason: ExpiryReason::Idle,
+                expired_at: at(7),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_through_json() {
+        for event in all_events() {
+            let json = serde_json::to_string(&event).unwrap();
+            let back: SessionEvent = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn payload_is_externally_tagged_with_plain_string_values() {
+        assert_eq!(
+            serde_json::to_value(started()).unwrap(),
+            json!({"Started": {
+                "session_id": "00000000-0000-0000-0000-000000000000",
+                "user_id": "00000000-0000-0000-0000-000000000001",
+                "refresh_token_hash": DIGEST,
+                "started_at": "2024-05-01T12:00:00Z",
+                "expires_at": "2024-05-01T12:00:30Z",
+                "idle_timeout_seconds": 10,
+                "ip": "203.0.113.7",
+                "user_agent": null,
+            }})
+        );
+        assert_eq!(
+            serde_json::to_value(SessionEvent::Revoked {
+                reason: RevocationReason::LoggedOut,
+                revoked_at: at(6),
+            })
+            .unwrap(),
+            json!({"Revoked": {"reason": "logged_out", "revoked_at": "2024-05-01T12:00:06Z"}})
+        );
+    }
+
+    #[test]
+    fn event_types_are_stable_dotted_names() {
+        let types: Vec<String> = all_events().iter().map(DomainEvent::event_type).collect();
+        assert_eq!(types, SessionEvent::EVENT_TYPES);
+        assert!(all_events().iter().all(|e| e.event_version() == "1"));
+    }
+
+    #[test]
+    fn redact_secrets_replaces_refresh_token_hashes() {
+        let mut events = vec![started(), refreshed()];
+        events.iter_mut().for_each(SessionEvent::redact_secrets);
+        for event in &events {
+            let json = serde_json::to_string(event).unwrap();
+            assert!(!json.contains("0a08"), "{json}");
+            assert!(json.contains("[redacted]"), "{json}");
+        }
+        let SessionEvent::Started {
+            refresh_token_hash,
+            user_id,
+            ..
+        } = &events[0]
+        else {
+            panic!("expected Started");
+        };
+        assert!(refresh_token_hash.is_redacted());
+        assert_eq!(*user_id, Uuid::from_u128(1));
+    }
+
+    #[test]
+    fn redact_secrets_leaves_other_events_unchanged() {
+        for original in all_events().into_iter().skip(2) {
+            let mut redacted = original.clone();
+            redacted.redact_secrets();
+            assert_eq!(redacted, original);
+        }
+    }
+}

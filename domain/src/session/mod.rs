@@ -1,0 +1,11 @@
+mod aggregate;
+mod commands;
+mod errors;
+mod events;
+mod values;
+
+pub use aggregate::{Session, SessionEnd};
+pub use commands::SessionCommand;
+pub use errors::SessionError;
+pub use events::SessionEvent;
+pub use values::{ExpiryReason, RefreshTokenHash, RevocationReason};

@@ -1,0 +1,68 @@
+//! Ending every session of a user (deactivation, lock, password change).
+//! The sessions are found in the event store, not in `sessions_view`, so a
+//! session the projector has not applied yet is not missed.
+
+use chrono::Utc;
+use cqrs_es::AggregateError;
+use domain::{RevocationReason, Session, SessionCommand, SessionError};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::commands::CommandBus;
+
+pub struct UserSessions {
+    sessions: CommandBus<Session>,
+    pool: PgPool,
+}
+
+impl UserSessions {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            sessions: CommandBus::new(pool.clone()),
+            pool,
+        }
+    }
+
+    /// Sessions of the user that were started and are neither revoked nor expired.
+    pub async fn active(&self, user_id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+        sqlx::query_scalar(
+            "SELECT s.aggregate_id::uuid FROM events s \
+             WHERE s.aggregate_type = 'session' AND s.event_type = 'session.started' \
+               AND s.payload -> 'Started' ->> 'user_id' = $1 \
+               AND NOT EXISTS (SELECT 1 FROM events e \
+                   WHERE e.aggregate_type = 'session' AND e.aggregate_id = s.aggregate_id \
+                     AND e.event_type IN ('session.revoked', 'session.expired'))",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Revokes every active session of the user except `keep`; returns the
+    /// position of the last revocation written (0 if none was).
+    pub async fn revoke_all(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        reason: RevocationReason,
+        metadata: &bus::EventMetadata,
+    ) -> Result<i64, AggregateError<SessionError>> {
+        let active = self
+            .active(user_id)
+            .await
+            .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?;
+        let mut position = 0;
+        for session_id in active.into_iter().filter(|id| Some(*id) != keep) {
+            let command = SessionCommand::Revoke {
+                reason,
+                now: Utc::now(),
+            };
+            let outcome = self
+                .sessions
+                .execute(&session_id.to_string(), command, metadata)
+                .await?;
+            position = position.max(outcome.position);
+        }
+        Ok(position)
+    }
+}

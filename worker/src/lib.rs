@@ -1,0 +1,8 @@
+//! The `worker` process: side effects of events. Locks users and blocks
+//! client addresses after repeated login failures (`lockout`), expires
+//! sessions past their deadlines (`expiry`).
+
+pub mod expiry;
+pub mod lockout;
+pub mod settings;
+pub mod startup;

@@ -1,0 +1,141 @@
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use infra::settings::CommonSettings;
+
+/// Runs the side effects of events: locks users (and blocks client
+/// addresses) after repeated login failures, expires sessions.
+#[derive(Parser, Debug)]
+#[command(name = "worker", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub settings: WorkerSettings,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Consume `worker.lockout` and run the session expiry loop (the default).
+    Run,
+    /// Count the messages in `worker.lockout.dead`; with `--replay`, move
+    /// them back to the queue (after fixing what made them fail).
+    DeadLetters {
+        #[arg(long)]
+        replay: bool,
+        /// Most messages moved by one replay.
+        #[arg(long, default_value_t = 10_000)]
+        max: usize,
+    },
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct WorkerSettings {
+    #[command(flatten)]
+    pub common: CommonSettings,
+
+    /// Address of the health endpoints (port 0 picks a free port).
+    #[arg(long, env = "WORKER_ADDR", default_value = "127.0.0.1:8082")]
+    pub worker_addr: String,
+
+    /// Failed logins of one user within the window that lock the user.
+    #[arg(long, env = "LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lockout_threshold: u32,
+
+    /// Length of the window failures are counted in, in seconds (per user and per address).
+    #[arg(long, env = "LOCKOUT_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lockout_window_seconds: u64,
+
+    /// How long a lock lasts, in seconds, from the failure that triggered it.
+    #[arg(long, env = "LOCKOUT_DURATION_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lockout_duration_seconds: u64,
+
+    /// Failed logins from one client address within the window, across all
+    /// users, that block the address.
+    #[arg(long, env = "LOCKOUT_IP_THRESHOLD", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lockout_ip_threshold: u32,
+
+    /// How long an address stays blocked, in seconds, from the failure that triggered it.
+    #[arg(long, env = "LOCKOUT_IP_BLOCK_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lockout_ip_block_seconds: u64,
+
+    /// How often to look for sessions past their deadline, in milliseconds.
+    #[arg(long, env = "SESSION_EXPIRY_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_expiry_interval_ms: u64,
+
+    /// Most sessions expired per scan.
+    #[arg(long, env = "SESSION_EXPIRY_BATCH", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..))]
+    pub session_expiry_batch: i64,
+
+    /// Deliveries of one message before it goes to the dead-letter queue.
+    #[arg(long, env = "WORKER_DELIVERY_LIMIT", default_value_t = 10)]
+    pub delivery_limit: u32,
+
+    /// Unacknowledged messages the broker may send ahead.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 128)]
+    pub prefetch: u16,
+
+    /// Most events handled in one transaction.
+    #[arg(long, env = "WORKER_MAX_BATCH", default_value_t = 64)]
+    pub max_batch: usize,
+
+    /// First retry delay of a failed event, in milliseconds; doubles per try.
+    #[arg(long, env = "WORKER_RETRY_BASE_MS", default_value_t = 100)]
+    pub retry_base_ms: u64,
+}
+
+/// The lockout policy, in the units the code uses.
+#[derive(Clone, Copy, Debug)]
+pub struct LockoutPolicy {
+    pub threshold: u32,
+    pub window: chrono::TimeDelta,
+    pub duration: chrono::TimeDelta,
+    pub ip_threshold: u32,
+    pub ip_block: chrono::TimeDelta,
+}
+
+/// Longest duration taken from a setting: a century (`TimeDelta` has bounds).
+const MAX_SECONDS: u64 = 100 * 366 * 24 * 3600;
+
+fn seconds(value: u64) -> chrono::TimeDelta {
+    chrono::TimeDelta::seconds(i64::try_from(value.min(MAX_SECONDS)).unwrap_or_default())
+}
+
+impl WorkerSettings {
+    pub fn consumer_group(&self) -> bus::ConsumerGroup {
+        bus::ConsumerGroup {
+            name: "worker.lockout".into(),
+            binding_keys: vec![
+                "user.login_failed".into(),
+                "user.locked".into(),
+                "session.started".into(),
+            ],
+            delivery_limit: self.delivery_limit,
+        }
+    }
+
+    pub fn consumer_options(&self) -> bus::ConsumerOptions {
+        bus::ConsumerOptions {
+            prefetch: self.prefetch,
+            max_batch: self.max_batch.max(1),
+            backoff_base: Duration::from_millis(self.retry_base_ms),
+            backoff_max: Duration::from_secs(10),
+            consumer_tag: format!("worker-{}", std::process::id()),
+        }
+    }
+
+    pub fn lockout_policy(&self) -> LockoutPolicy {
+        LockoutPolicy {
+            threshold: self.lockout_threshold,
+            window: seconds(self.lockout_window_seconds),
+            duration: seconds(self.lockout_duration_seconds),
+            ip_threshold: self.lockout_ip_threshold,
+            ip_block: seconds(self.lockout_ip_block_seconds),
+        }
+    }
+
+    pub fn session_expiry_interval(&self) -> Duration {
+        Duration::from_millis(self.session_expiry_interval_ms.max(1))
+    }
+}

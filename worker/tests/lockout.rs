@@ -1,0 +1,285 @@
+//! The lockout policy through the broker: real events, written by the
+//! domain on the event store, published to the worker's queue.
+
+mod support;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use infra::testing::eventually;
+use support::run::InProcessWorker;
+use support::{locked, now, Fixture, TIMEOUT};
+
+async fn ip_block(fx: &Fixture, ip: &str) -> Option<(DateTime<Utc>, i32)> {
+    sqlx::query_as("SELECT blocked_until, failures FROM login_ip_blocks WHERE ip = $1")
+        .bind(ip)
+        .fetch_optional(fx.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
+    let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
+    let worker = InProcessWorker::start(fx.settings.clone()).await;
+    let user = fx.register().await;
+    let start = now();
+    fx.fail_login(user, Some("10.1.0.1"), start - TimeDelta::seconds(2))
+        .await;
+    fx.fail_login(user, Some("10.1.0.1"), start - TimeDelta::seconds(1))
+        .await;
+    let first = fx.forward().await;
+    // Every message twice: were duplicates counted, 4 >= 3 would lock.
+    fx.publish(&first).await;
+    fx.drain().await;
+    assert_eq!(fx.failures_stored().await, 2);
+    assert!(fx.events_of(user, "user.locked").await.is_empty());
+
+    fx.fail_login(user, Some("10.1.0.1"), start).await;
+    let third = fx.forward().await;
+    assert_eq!(third.len(), 1);
+    let third = &third[0];
+    let locks = eventually(TIMEOUT, "the user to be locked", || async {
+        let locks = fx.events_of(user, "user.locked").await;
+        (!locks.is_empty()).then_some(locks)
+    })
+    .await;
+    assert_eq!(locks.len(), 1);
+    let (until, failures) = locked(&locks[0]);
+    assert_eq!(
+        until,
+        start + TimeDelta::seconds(300),
+        "until = failed_at + duration"
+    );
+    assert_eq!(failures, 3);
+    let metadata = &fx.metadata_of(user, "user.locked").await[0];
+    assert_eq!(metadata["actor_id"], "worker");
+    assert_eq!(metadata["causation_id"], third.event_id.to_string());
+    assert_eq!(
+        metadata["correlation_id"].as_str(),
+        third.metadata.correlation_id.as_deref()
+    );
+
+    // The third failure again (a redelivery), and the lock itself: nothing new.
+    fx.publish(std::slice::from_ref(third)).await;
+    fx.forward().await;
+    fx.drain().await;
+    assert_eq!(fx.events_of(user, "user.locked").await.len(), 1);
+    assert_eq!(fx.failures_stored().await, 3);
+
+    assert!(get(worker.port, "/health/ready")
+        .await
+        .contains("\"status\":\"ok\""));
+    let metrics = get(worker.port, "/metrics").await;
+    for name in [
+        "worker_login_failures_recorded_total",
+        "worker_users_locked_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_revokes_the_users_active_sessions() {
+    let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
+    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let user = fx.register().await;
+    let other = fx.register().await;
+    let start = now();
+    let hour = TimeDelta::hours(1);
+    let earlier = start - TimeDelta::seconds(10);
+    let sessions = [
+        fx.start_session(user, earlier, start + hour, 3600).await,
+        fx.start_session(user, earlier, start + hour, 3600).await,
+    ];
+    let others = fx.start_session(other, earlier, start + hour, 3600).await;
+    for second in 0..3 {
+        fx.fail_login(user, None, start + TimeDelta::milliseconds(second))
+            .await;
+    }
+    fx.forward().await;
+
+    for session in sessions {
+        let revoked = eventually(TIMEOUT, "the session to be revoked", || async {
+            let revoked = fx.events_of(session, "session.revoked").await;
+            (!revoked.is_empty()).then_some(revoked)
+        })
+        .await;
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(revoked[0]["Revoked"]["reason"], "user_locked");
+        let metadata = &fx.metadata_of(session, "session.revoked").await[0];
+        assert_eq!(metadata["actor_id"], "worker");
+    }
+    assert_eq!(fx.events_of(user, "user.locked").await.len(), 1);
+
+    // The lock reaches the worker too (it revokes again: nothing is left).
+    fx.forward().await;
+    fx.drain().await;
+    for session in sessions {
+        assert_eq!(fx.events_of(session, "session.revoked").await.len(), 1);
+    }
+    assert!(fx.events_of(others, "session.revoked").await.is_empty());
+    assert!(fx.events_of(other, "user.locked").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_from_one_address_across_users_block_it() {
+    let fx = Fixture::new(|settings| {
+        settings.lockout_threshold = 100;
+        settings.lockout_ip_threshold = 5;
+        settings.lockout_ip_block_seconds = 120;
+    })
+    .await;
+    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let attacker = "203.0.113.7";
+    let bystander = "198.51.100.1";
+    let start = now();
+    let mut users = Vec::new();
+    for index in 0..5 {
+        let user = fx.register().await;
+        users.push(user);
+        if index < 4 {
+            let at = start + TimeDelta::milliseconds(index);
+            fx.fail_login(user, Some(attacker), at).await;
+            fx.fail_login(user, Some(bystander), at).await;
+        }
+    }
+    fx.forward().await;
+    fx.drain().await;
+    assert_eq!(
+        ip_block(&fx, attacker).await,
+        None,
+        "4 failures do not block"
+    );
+
+    let last = start + TimeDelta::seconds(1);
+    fx.fail_login(users[4], Some(attacker), last).await;
+    fx.forward().await;
+    fx.drain().await;
+    assert_eq!(
+        ip_block(&fx, attacker).await,
+        Some((last + TimeDelta::seconds(120), 5)),
+        "blocked from the fifth failure's time"
+    );
+    assert_eq!(ip_block(&fx, bystander).await, None);
+    for user in users {
+        assert!(fx.events_of(user, "user.locked").await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successful_login_restarts_the_count() {
+    let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
+    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let user = fx.register().await;
+    let start = now();
+    let at = |seconds| start + TimeDelta::seconds(seconds);
+    fx.fail_login(user, None, at(-5)).await;
+    fx.fail_login(user, None, at(-4)).await;
+    fx.start_session(user, at(-3), at(3600), 3600).await;
+    fx.fail_login(user, None, at(-2)).await;
+    fx.fail_login(user, None, at(-1)).await;
+    fx.forward().await;
+    fx.drain().await;
+    assert_eq!(fx.failures_stored().await, 4);
+    assert!(
+        fx.events_of(user, "user.locked").await.is_empty(),
+        "two failures since the login"
+    );
+
+    fx.fail_login(user, None, at(0)).await;
+    fx.forward().await;
+    let locks = eventually(TIMEOUT, "the user to be locked", || async {
+        let locks = fx.events_of(user, "user.locked").await;
+        (!locks.is_empty()).then_some(locks)
+    })
+    .await;
+    assert_eq!(locked(&locks[0]), (at(300), 3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_outside_the_window_do_not_count() {
+    let fx = Fixture::new(|settings| {
+        settings.lockout_threshold = 3;
+        settings.lockout_window_seconds = 60;
+    })
+    .await;
+    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let user = fx.register().await;
+    let start = now();
+    fx.fail_login(user, None, start - TimeDelta::seconds(61))
+        .await;
+    fx.fail_login(user, None, start - TimeDelta::seconds(30))
+        .await;
+    fx.fail_login(user, None, start).await;
+    fx.forward().await;
+    fx.drain().await;
+    assert!(fx.events_of(user, "user.locked").await.is_empty());
+    fx.fail_login(user, None, start + TimeDelta::seconds(1))
+        .await;
+    fx.forward().await;
+    fx.drain().await;
+    assert_eq!(fx.events_of(user, "user.locked").await.len(), 1);
+}
+
+/// A page of the worker's health server (status 200 required).
+async fn get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the worker");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_sharing_the_queue_lock_each_user_once() {
+    let fx = Fixture::new(|settings| {
+        settings.lockout_threshold = 4;
+        settings.prefetch = 2;
+        settings.max_batch = 2;
+    })
+    .await;
+    let mut users = Vec::new();
+    for _ in 0..10 {
+        users.push(fx.register().await);
+    }
+    let start = now();
+    for round in 0..4 {
+        for user in &users {
+            fx.fail_login(*user, None, start + TimeDelta::milliseconds(round))
+                .await;
+        }
+    }
+    // Competing consumers: each user's failures are spread over both.
+    let _first = InProcessWorker::start(fx.settings.clone()).await;
+    let _second = InProcessWorker::start(fx.settings.clone()).await;
+    fx.forward().await;
+    for user in &users {
+        eventually(TIMEOUT, "every user to be locked", || async {
+            (!fx.events_of(*user, "user.locked").await.is_empty()).then_some(())
+        })
+        .await;
+    }
+    fx.forward().await;
+    fx.drain().await;
+    assert_eq!(fx.failures_stored().await, 40);
+    for user in &users {
+        let locks = fx.events_of(*user, "user.locked").await;
+        assert_eq!(locks.len(), 1, "user {user} locked once");
+        assert_eq!(
+            locked(&locks[0]),
+            (
+                start + TimeDelta::milliseconds(3) + TimeDelta::seconds(300),
+                4
+            )
+        );
+    }
+}
