@@ -47,7 +47,8 @@ RUN apt-get update \
 
 RUN groupadd --system --gid 10001 identity \
     && useradd --system --uid 10001 --gid identity --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin identity
+        --home-dir /nonexistent --shell /usr/sbin/nologin identity \
+    && mkdir -p /keys && chown identity:identity /keys && chmod 700 /keys
 
 COPY --from=builder /out/api /out/projector /out/worker /usr/local/bin/
 
@@ -55,6 +56,7 @@ COPY --from=builder /out/api /out/projector /out/worker /usr/local/bin/
 ENV API_ADDR=0.0.0.0:8080 \
     PROJECTOR_ADDR=0.0.0.0:8081 \
     WORKER_ADDR=0.0.0.0:8082 \
+    JWT_SIGNING_KEY_FILE=/keys/jwt-signing.pem \
     LOG_FORMAT=json
 
 USER 10001:10001

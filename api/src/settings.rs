@@ -148,16 +148,24 @@ pub struct AuthSettings {
     pub password_hash_queue: usize,
 }
 
+/// Durations beyond ten years are taken as ten years: the deadlines are
+/// stored as timestamps and must stay representable.
+const MAX_SECONDS: i64 = 10 * 366 * 24 * 3600;
+
+fn bounded(seconds: i64) -> chrono::Duration {
+    chrono::Duration::seconds(seconds.clamp(1, MAX_SECONDS))
+}
+
 impl AuthSettings {
     pub fn session_policy(&self) -> crate::auth::sign_in::SessionPolicy {
         crate::auth::sign_in::SessionPolicy {
-            lifetime: chrono::Duration::seconds(self.session_lifetime_seconds.max(1)),
-            idle_timeout: chrono::Duration::seconds(self.session_idle_timeout_seconds.max(1)),
+            lifetime: bounded(self.session_lifetime_seconds),
+            idle_timeout: bounded(self.session_idle_timeout_seconds),
         }
     }
 
     pub fn access_token_lifetime(&self) -> chrono::Duration {
-        chrono::Duration::seconds(self.access_token_ttl_seconds.max(1))
+        bounded(self.access_token_ttl_seconds)
     }
 }
 

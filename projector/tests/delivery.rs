@@ -9,7 +9,7 @@ use cqrs_es::Aggregate;
 use domain::User;
 use infra::event_log::LogPosition;
 use infra::testing::eventually;
-use support::run::InProcessProjector;
+use support::run;
 use support::view::{self, checkpoint};
 use support::writer::Writer;
 use support::{
@@ -58,7 +58,7 @@ async fn duplicated_shuffled_and_missing_deliveries_end_equal_to_the_fold() {
     assert_eq!(deliveries.len(), 2 * (events.len() - skipped));
     Rng::new(0xD1CE).shuffle(&mut deliveries);
 
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
     for chunk in deliveries.chunks(7) {
         fx.publish(chunk).await;
     }
@@ -105,7 +105,7 @@ async fn a_poison_message_is_dead_lettered_and_later_events_still_apply() {
     };
     fx.publish(std::slice::from_ref(&poison)).await;
     fx.publish(&events).await;
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
 
     let dead = eventually(TIMEOUT, "the poison message to be dead-lettered", || {
         fx.take_dead_letter()
@@ -137,7 +137,7 @@ async fn the_checkpoint_never_passes_an_event_that_is_not_applied() {
     writer.advance(&mut users, |_| 1).await;
     let events = committed_events(fx.pool()).await;
     let (last, earlier) = events.split_last().expect("events");
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
 
     // The last event arrives first; gap filling applies its user's history.
     fx.publish(std::slice::from_ref(last)).await;

@@ -11,7 +11,7 @@ use infra::testing::eventually;
 use sqlx::PgPool;
 use support::fold::{self, occurred_at, IdentityViews, UserRoleRow};
 use support::identity::{assign, create_role, identity_traffic, unassign};
-use support::run::InProcessProjector;
+use support::run;
 use support::view::{self, checkpoint};
 use support::writer::Writer;
 use support::{
@@ -66,7 +66,7 @@ async fn duplicated_shuffled_and_missing_role_and_session_deliveries_end_equal_t
     }
     Rng::new(0xFACE).shuffle(&mut deliveries);
 
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
     for chunk in deliveries.chunks(7) {
         fx.publish(chunk).await;
     }
@@ -133,7 +133,7 @@ async fn user_roles_follow_assignments_and_outlive_a_deleted_role() {
     assign(&writer, ada, admin).await;
     let mut relay = Relay::default();
     let events = relay.forward(&fx).await;
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
 
     let views = fold::wait_for_identity_fold(fx.pool()).await;
     let held: Vec<(Uuid, Uuid)> = views
@@ -201,7 +201,7 @@ async fn the_checkpoint_never_passes_a_role_or_session_event_that_is_not_applied
     let events = committed_events(fx.pool()).await;
     let (last, earlier) = events.split_last().expect("events");
     assert_eq!(last.aggregate_type, Session::TYPE);
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
 
     fx.publish(std::slice::from_ref(last)).await;
     eventually(TIMEOUT, "the early event applied", || async {

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use support::fold::{self, IdentityViews};
 use support::identity::{create_role, identity_traffic};
-use support::run::InProcessProjector;
+use support::run;
 use support::view::{self, checkpoint, index_definitions, table_snapshot};
 use support::writer::Writer;
 use support::{committed_events, Fixture, Relay, TIMEOUT};
@@ -24,7 +24,7 @@ async fn a_rebuild_reproduces_the_live_table_row_for_row() {
     let mut users = writer.register(40).await;
     writer.advance(&mut users, |position| position % 11).await;
     let events = Relay::default().forward(&fx).await;
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
     view::wait_for_fold(fx.pool()).await;
     let last = LogPosition::of(events.last().unwrap());
     eventually(
@@ -59,7 +59,7 @@ async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
     identity_traffic(&writer, &users, "rebuild").await;
     let mut relay = Relay::default();
     let events = relay.forward(&fx).await;
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
     view::wait_for_fold(fx.pool()).await;
     fold::wait_for_identity_fold(fx.pool()).await;
     let last = LogPosition::of(events.last().unwrap());
@@ -158,7 +158,7 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
     let mut users = writer.register(30).await;
     writer.advance(&mut users, |position| position % 5).await;
     relay.forward(&fx).await;
-    let _projector = InProcessProjector::start(fx.settings.clone()).await;
+    let _projector = run::start_in_process(fx.settings.clone()).await;
     view::wait_for_fold(fx.pool()).await;
 
     // A backlog the live projector works through while the rebuild replays.

@@ -5,7 +5,7 @@ mod support;
 
 use infra::event_log::LogPosition;
 use infra::testing::eventually;
-use support::run::ProjectorProcess;
+use support::run;
 use support::view::{self, checkpoint, view_count};
 use support::writer::Writer;
 use support::{Fixture, Relay, TIMEOUT};
@@ -45,7 +45,7 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
     .await
     .unwrap();
 
-    let mut projector = ProjectorProcess::spawn(&fx.settings, 1);
+    let mut projector = run::spawn_binary(&fx.settings, 1);
     eventually(TIMEOUT, "the projector to be held mid-stream", || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity \
@@ -70,7 +70,7 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
     let last = LogPosition::of(events.last().unwrap());
     assert!(checkpoint(fx.pool()).await < last);
 
-    let mut restarted = ProjectorProcess::spawn(&fx.settings, 2);
+    let mut restarted = run::spawn_binary(&fx.settings, 2);
     let rows = view::wait_for_fold(fx.pool()).await;
     assert_eq!(rows.len(), users.len(), "exactly one row per user");
     let mut ids: Vec<Uuid> = users.iter().map(|user| user.id).collect();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use infra::testing::eventually;
-use support::run::InProcessWorker;
+use support::run;
 use support::{now, Fixture, TIMEOUT};
 use uuid::Uuid;
 use worker::expiry::Expiry;
@@ -15,7 +15,7 @@ use worker::expiry::Expiry;
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_past_their_idle_or_absolute_deadline_expire_once() {
     let fx = Fixture::new(|_| {}).await;
-    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
     let user = fx.register().await;
     let start = now();
     let hour = TimeDelta::hours(1);
@@ -77,8 +77,8 @@ async fn concurrent_expiry_loops_write_one_expiry_per_session() {
         assert_eq!(fx.events_of(*session, "session.expired").await.len(), 1);
     }
     // And two running workers on top: still one each.
-    let _first = InProcessWorker::start(fx.settings.clone()).await;
-    let _second = InProcessWorker::start(fx.settings.clone()).await;
+    let _first = run::start_in_process(fx.settings.clone()).await;
+    let _second = run::start_in_process(fx.settings.clone()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'session.expired'")

@@ -5,7 +5,7 @@ mod support;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use infra::testing::eventually;
-use support::run::InProcessWorker;
+use support::run;
 use support::{locked, now, Fixture, TIMEOUT};
 
 async fn ip_block(fx: &Fixture, ip: &str) -> Option<(DateTime<Utc>, i32)> {
@@ -19,7 +19,7 @@ async fn ip_block(fx: &Fixture, ip: &str) -> Option<(DateTime<Utc>, i32)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
     let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
-    let worker = InProcessWorker::start(fx.settings.clone()).await;
+    let worker = run::start_in_process(fx.settings.clone()).await;
     let user = fx.register().await;
     let start = now();
     fx.fail_login(user, Some("10.1.0.1"), start - TimeDelta::seconds(2))
@@ -80,7 +80,7 @@ async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lock_revokes_the_users_active_sessions() {
     let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
-    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
     let user = fx.register().await;
     let other = fx.register().await;
     let start = now();
@@ -128,7 +128,7 @@ async fn failures_from_one_address_across_users_block_it() {
         settings.lockout_ip_block_seconds = 120;
     })
     .await;
-    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
     let attacker = "203.0.113.7";
     let bystander = "198.51.100.1";
     let start = now();
@@ -168,7 +168,7 @@ async fn failures_from_one_address_across_users_block_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_successful_login_restarts_the_count() {
     let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
-    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
     let user = fx.register().await;
     let start = now();
     let at = |seconds| start + TimeDelta::seconds(seconds);
@@ -202,7 +202,7 @@ async fn failures_outside_the_window_do_not_count() {
         settings.lockout_window_seconds = 60;
     })
     .await;
-    let _worker = InProcessWorker::start(fx.settings.clone()).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
     let user = fx.register().await;
     let start = now();
     fx.fail_login(user, None, start - TimeDelta::seconds(61))
@@ -259,8 +259,8 @@ async fn two_workers_sharing_the_queue_lock_each_user_once() {
         }
     }
     // Competing consumers: each user's failures are spread over both.
-    let _first = InProcessWorker::start(fx.settings.clone()).await;
-    let _second = InProcessWorker::start(fx.settings.clone()).await;
+    let _first = run::start_in_process(fx.settings.clone()).await;
+    let _second = run::start_in_process(fx.settings.clone()).await;
     fx.forward().await;
     for user in &users {
         eventually(TIMEOUT, "every user to be locked", || async {

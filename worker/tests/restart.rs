@@ -5,7 +5,7 @@ mod support;
 
 use chrono::TimeDelta;
 use infra::testing::eventually;
-use support::run::WorkerProcess;
+use support::run;
 use support::{now, Fixture, TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,7 +49,7 @@ async fn a_killed_worker_restarts_and_counts_every_failure_once() {
     .await
     .unwrap();
 
-    let mut worker = WorkerProcess::spawn(&fx.settings, 1);
+    let mut worker = run::spawn_binary(&fx.settings, 1);
     eventually(TIMEOUT, "the worker to be held mid-stream", || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity \
@@ -68,7 +68,7 @@ async fn a_killed_worker_restarts_and_counts_every_failure_once() {
     let stored = fx.failures_stored().await;
     assert!(0 < stored && stored < 120, "{stored} of 120 stored");
 
-    let mut restarted = WorkerProcess::spawn(&fx.settings, 2);
+    let mut restarted = run::spawn_binary(&fx.settings, 2);
     eventually(TIMEOUT, "every failure to be stored", || async {
         (fx.failures_stored().await == 120).then_some(())
     })

@@ -50,7 +50,10 @@ impl SigningKeys {
             signing_kid,
             encoding,
         };
-        for file in retired_key_files {
+        for file in retired_key_files
+            .iter()
+            .filter(|f| !f.as_os_str().is_empty())
+        {
             keys.add_retired(file)?;
         }
         Ok(keys)
