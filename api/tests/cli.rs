@@ -90,3 +90,180 @@ async fn sigterm_stops_the_api_cleanly() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// Runs `api admin bootstrap --email <email>` on the database, the
+/// password on standard input or in `--password-file`.
+fn bootstrap(db: &infra::testing::TestDatabase, email: &str, password: Password<'_>) {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+    command
+        .args(["admin", "bootstrap", "--email", email])
+        .env("DATABASE_URL", &db.url)
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let file = match password {
+        Password::Stdin(_) => None,
+        Password::File(password) => {
+            let path = std::env::temp_dir().join(format!("{}-admin-password", db.name));
+            std::fs::write(&path, format!("{password}\n")).unwrap();
+            command.arg("--password-file").arg(&path);
+            Some(path)
+        }
+    };
+    command.stdin(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run api admin bootstrap");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Password::Stdin(password) = password {
+        writeln!(stdin, "{password}").unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    if let Some(path) = file {
+        let _ = std::fs::remove_file(path);
+    }
+    assert!(
+        output.status.success(),
+        "bootstrap failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+enum Password<'a> {
+    Stdin(&'a str),
+    File(&'a str),
+}
+
+async fn count(db: &infra::testing::TestDatabase, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+/// Three runs (the password from a file, then twice on standard input, the
+/// last with another password) leave one administrator, one `admin` role
+/// and one assignment; the first password still logs in and grants every
+/// permission.
+#[tokio::test]
+async fn admin_bootstrap_twice_leaves_one_admin() {
+    let db = infra::testing::TestDatabase::create().await;
+    let topology = infra::testing::TestTopology::new(vec![support::projector_group()]);
+    let email = "root@example.com";
+    let password = "the very first admin password";
+    let other = "an entirely different password";
+
+    bootstrap(&db, email, Password::File(password));
+    let after_first = count(&db, "SELECT count(*) FROM events").await;
+    bootstrap(&db, email, Password::Stdin(password));
+    bootstrap(&db, email, Password::Stdin(other));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM events").await,
+        after_first,
+        "a later run wrote events"
+    );
+
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE event_type = 'user.registered'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE event_type = 'role.created'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE event_type = 'user.role_assigned'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM events WHERE event_type = 'user.password_changed'"
+        )
+        .await,
+        0,
+        "a second run changed the password"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM unique_claims WHERE scope = 'role.name' AND value = 'admin' AND confirmed"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM unique_claims WHERE scope = 'user.email'"
+        )
+        .await,
+        1
+    );
+
+    // The api (sign-up closed) and the projector on that database.
+    let settings = support::api_settings(&db, &topology, &[]);
+    support::spawn_projector(&settings.common).await;
+    let application = api::startup::Application::build(settings).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    let refused = client
+        .post(format!("{address}/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": other}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "a later run replaced the password");
+
+    let token = support::login(&client, &address, email, password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me: serde_json::Value =
+        infra::testing::eventually(support::SHORT, "admin permissions", || async {
+            let me: serde_json::Value = client
+                .get(format!("{address}/v1/users/me"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (me["permissions"].as_array()?.len() == 7).then_some(me)
+        })
+        .await;
+    let mut permissions: Vec<&str> = me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    permissions.sort_unstable();
+    assert_eq!(
+        permissions,
+        [
+            "audit:read",
+            "roles:read",
+            "roles:write",
+            "sessions:read",
+            "sessions:revoke",
+            "users:read",
+            "users:write"
+        ]
+    );
+    assert_eq!(me["email"], email);
+    assert_eq!(me["roles"], serde_json::json!(["admin"]));
+}

@@ -374,3 +374,179 @@ pub async fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess
     .await;
     process
 }
+
+// ---- The worker, and apps and processes with more options ----
+
+#[derive(clap::Parser)]
+struct WorkerArgs {
+    #[command(flatten)]
+    settings: worker::settings::WorkerSettings,
+}
+
+/// The worker's consumer group (as `WorkerSettings::consumer_group`), for a
+/// `TestTopology` that deletes its queues afterwards.
+pub fn worker_group() -> bus::ConsumerGroup {
+    bus::ConsumerGroup {
+        name: "worker.lockout".into(),
+        binding_keys: vec![
+            "user.login_failed".into(),
+            "user.locked".into(),
+            "session.started".into(),
+        ],
+        delivery_limit: 10,
+    }
+}
+
+/// Worker settings as the binary would parse them, with the test's names.
+pub fn worker_settings(
+    common: &infra::settings::CommonSettings,
+    extra: &[&str],
+) -> worker::settings::WorkerSettings {
+    let mut args = vec![
+        "worker".to_string(),
+        format!("--database-url={}", common.database_url),
+        format!("--amqp-url={}", common.amqp_url),
+        format!("--amqp-exchange={}", common.amqp_exchange),
+        format!("--amqp-queue-prefix={}", common.amqp_queue_prefix),
+        "--worker-addr=127.0.0.1:0".into(),
+        "--migrate-on-start=false".into(),
+        "--database-max-connections=5".into(),
+        "--retry-base-ms=20".into(),
+    ];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    WorkerArgs::parse_from(args).settings
+}
+
+/// Runs the worker in this process. Its queue is declared before this
+/// returns, so no event published from now on passes it by.
+pub async fn spawn_worker(common: &infra::settings::CommonSettings, extra: &[&str]) {
+    let settings = worker_settings(common, extra);
+    let group = settings.consumer_group();
+    assert_eq!(group.name, worker_group().name);
+    let connection = bus::connect(&common.amqp_url)
+        .await
+        .expect("connect broker");
+    let channel = connection.create_channel().await.expect("channel");
+    let topology = common.topology();
+    topology
+        .declare_exchange(&channel)
+        .await
+        .expect("declare exchange");
+    topology
+        .declare_group(&channel, &group)
+        .await
+        .expect("declare worker queue");
+    let _ = connection.close(200, "declared".into()).await;
+    let worker = worker::startup::Application::build(settings)
+        .await
+        .expect("build worker");
+    tokio::spawn(worker.run_until_stopped());
+}
+
+/// `spawn_app_with(api_extra)`, plus the worker (with `worker_extra`) in
+/// this process, started after the administrator's login; the topology
+/// includes the worker's queues.
+pub async fn spawn_app_with_worker(api_extra: &[&str], worker_extra: &[&str]) -> TestApp {
+    let db = TestDatabase::create().await;
+    let topology = TestTopology::new(vec![projector_group(), worker_group()]);
+    let settings = api_settings(&db, &topology, api_extra);
+    let common = settings.common.clone();
+    spawn_projector(&common).await;
+    let application = api::startup::Application::build(settings)
+        .await
+        .expect("build api");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::new();
+    let admin_id = bootstrap_admin(&db).await;
+    let admin_token = login_with_permissions(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await;
+    spawn_worker(&common, worker_extra).await;
+    let mut app = TestApp {
+        address,
+        client,
+        admin_token,
+        admin_id,
+        baseline_events: 0,
+        baseline_claims: 0,
+        db,
+        topology,
+    };
+    app.baseline_events = app.event_count().await;
+    app.baseline_claims = app.claim_count().await;
+    app
+}
+
+/// `start_api` with more environment variables, and its standard output
+/// and error appended to `log` (discarded when `None`).
+pub async fn start_api_with(
+    db: &TestDatabase,
+    topology: &TestTopology,
+    env: &[(&str, &str)],
+    log: Option<&std::path::Path>,
+) -> ApiProcess {
+    let address = format!("127.0.0.1:{}", free_port());
+    let output = || match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open log file"),
+        ),
+        None => Stdio::null(),
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_api"))
+        .env("DATABASE_URL", &db.url)
+        .env("AMQP_URL", amqp_url())
+        .env("AMQP_EXCHANGE", &topology.topology.exchange)
+        .env("AMQP_QUEUE_PREFIX", &topology.topology.queue_prefix)
+        .env("API_ADDR", &address)
+        .env("JWT_SIGNING_KEY_FILE", key_file(db))
+        .env("SIGNUP_MODE", "open")
+        .env("MIGRATE_ON_START", "false")
+        .env("RELAY_POLL_INTERVAL_MS", "200")
+        .env("LOG_FORMAT", "json")
+        .envs(env.iter().copied())
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .expect("start api");
+    let process = ApiProcess {
+        child,
+        address: format!("http://{address}"),
+    };
+    let url = format!("{}/health/ready", process.address);
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "api ready", || async {
+        client
+            .get(&url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .await;
+    process
+}
+
+/// How many events of this type the event store holds.
+pub async fn count_events(db: &TestDatabase, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+        .bind(event_type)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count events")
+}
+
+/// The `reason` of each `session.revoked` event of the session.
+pub async fn revocation_reasons(db: &TestDatabase, session_id: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT payload -> 'Revoked' ->> 'reason' FROM events \
+         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = 'session.revoked' \
+         ORDER BY sequence",
+    )
+    .bind(session_id)
+    .fetch_all(&db.pool)
+    .await
+    .expect("revocations")
+}
