@@ -407,3 +407,52 @@ async fn deactivating_a_user_revokes_all_their_sessions() {
     // And a deactivated user cannot start a new one.
     assert_eq!(login_status(&app, email, GOOD_PASSWORD).await, 401);
 }
+
+/// The session check itself enforces the deadlines: with no worker running
+/// (nothing writes `session.expired`), a token of a session past its idle
+/// timeout is refused, and so is its refresh token.
+#[tokio::test]
+async fn a_session_past_its_idle_deadline_is_refused_without_the_worker() {
+    let app = spawn_app().await;
+    app.register("idle@example.com", "Idle").await;
+    let short = support::api_settings(
+        &app.db,
+        &app.topology,
+        &["--relay-enabled=false", "--session-idle-timeout-seconds=1"],
+    );
+    let short_lived = api::startup::Application::build(short)
+        .await
+        .expect("build an api with a 1 s idle timeout");
+    let short_address = format!("http://127.0.0.1:{}", short_lived.port());
+    tokio::spawn(short_lived.run_until_stopped());
+    let tokens = support::login(
+        &app.client,
+        &short_address,
+        "idle@example.com",
+        GOOD_PASSWORD,
+    )
+    .await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let me = app.get_as("/v1/users/me", access).await;
+    assert_eq!(me.status(), 200, "live at first, on the other process too");
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let me = app.get_as("/v1/users/me", access).await;
+    assert_problem(me, 401, "unauthorized", None).await;
+    let refresh = app
+        .request(Method::POST, "/v1/auth/refresh", None)
+        .json(&json!({"refresh_token": tokens["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refresh, 401, "invalid-refresh-token", None).await;
+    let expired: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'session.expired'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        expired, 0,
+        "no worker ran: the refusal came from the deadline"
+    );
+}

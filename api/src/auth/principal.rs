@@ -84,22 +84,36 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// One round trip: is the session's last event a start or a refresh (not a
-/// revocation or expiry), and which permissions do the user's roles grant.
+/// One round trip: is the session live — its last event a start or a
+/// refresh (not a revocation or expiry) and neither its absolute nor its
+/// idle deadline passed, so a session is refused the moment it is due even
+/// before the worker records the expiry — and which permissions do the
+/// user's roles grant.
 async fn session_and_permissions(
     pool: &PgPool,
     session_id: Uuid,
     user_id: Uuid,
 ) -> sqlx::Result<(bool, Vec<String>)> {
     sqlx::query_as(
-        "SELECT COALESCE((SELECT event_type IN ('session.started', 'session.refreshed') \
-                          FROM events WHERE aggregate_type = 'session' AND aggregate_id = $1 \
-                          ORDER BY sequence DESC LIMIT 1), false), \
-                ARRAY(SELECT DISTINCT permission \
-                      FROM user_roles_view ur \
-                      JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
-                      CROSS JOIN LATERAL unnest(r.permissions) AS permission \
-                      WHERE ur.user_id = $2)",
+        "WITH started AS ( \
+             SELECT payload -> 'Started' AS s FROM events \
+             WHERE aggregate_type = 'session' AND aggregate_id = $1 AND sequence = 1), \
+         last AS ( \
+             SELECT event_type, payload FROM events \
+             WHERE aggregate_type = 'session' AND aggregate_id = $1 \
+             ORDER BY sequence DESC LIMIT 1) \
+         SELECT COALESCE(( \
+             SELECT last.event_type IN ('session.started', 'session.refreshed') \
+                AND now() < (started.s ->> 'expires_at')::timestamptz \
+                AND now() < COALESCE((last.payload -> 'Refreshed' ->> 'refreshed_at')::timestamptz, \
+                                     (started.s ->> 'started_at')::timestamptz) \
+                            + make_interval(secs => (started.s ->> 'idle_timeout_seconds')::float8) \
+             FROM started, last), false), \
+         ARRAY(SELECT DISTINCT permission \
+               FROM user_roles_view ur \
+               JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
+               CROSS JOIN LATERAL unnest(r.permissions) AS permission \
+               WHERE ur.user_id = $2)",
     )
     .bind(session_id.to_string())
     .bind(user_id)
