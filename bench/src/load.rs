@@ -1,5 +1,6 @@
 //! The clients: `concurrency` tasks, each with one request in flight, register
-//! the users (unique emails); afterwards every user is read back once.
+//! the users (unique emails); at the end every user reads themself back once,
+//! with the access token of their own login.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 #[derive(Clone, Debug)]
 pub struct Registration {
     pub id: Uuid,
+    pub email: String,
     pub position: i64,
     pub sent: Instant,
     pub created: Instant,
@@ -70,8 +72,9 @@ async fn register(
     run_tag: &str,
     index: u32,
 ) -> anyhow::Result<Registration> {
+    let email = format!("bench-{run_tag}-{index}@example.com");
     let body = json!({
-        "email": format!("bench-{run_tag}-{index}@example.com"),
+        "email": email,
         "password": PASSWORD,
         "display_name": format!("Bench user {index}"),
     });
@@ -93,30 +96,44 @@ async fn register(
         .with_context(|| format!("POST {url} (user {index}): unexpected body {text}"))?;
     Ok(Registration {
         id: accepted.id,
+        email,
         position: accepted.position,
         sent,
         created,
     })
 }
 
-/// Reads every user back with `?min_position=` (not timed): the read model has
-/// the user and the API reports a projection position at or past it.
+/// Every user reads themself back with `?min_position=` (not timed),
+/// authenticated by `tokens[i]`, the access token of registration `i`'s own
+/// login: the token is accepted, the read model has the user and the API
+/// reports a projection position at or past the registration's.
 pub async fn verify_all(
     client: &reqwest::Client,
     base_url: &str,
     registrations: &[Registration],
+    tokens: &[Option<String>],
     concurrency: u32,
 ) -> anyhow::Result<()> {
-    let queue = Arc::new(std::sync::Mutex::new(registrations.to_vec()));
+    let work = registrations
+        .iter()
+        .zip(tokens)
+        .map(|(registration, token)| {
+            let token = token
+                .clone()
+                .with_context(|| format!("{} has no access token", registration.email))?;
+            anyhow::Ok((registration.clone(), token))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let queue = Arc::new(std::sync::Mutex::new(work));
     let mut clients = JoinSet::new();
     for _ in 0..concurrency {
         let (client, base_url, queue) = (client.clone(), base_url.to_string(), queue.clone());
         clients.spawn(async move {
             loop {
-                let Some(registration) = queue.lock().expect("verify queue").pop() else {
+                let Some((registration, token)) = queue.lock().expect("verify queue").pop() else {
                     return anyhow::Ok(());
                 };
-                verify(&client, &base_url, &registration).await?;
+                verify(&client, &base_url, &registration, &token).await?;
             }
         });
     }
@@ -130,12 +147,13 @@ async fn verify(
     client: &reqwest::Client,
     base_url: &str,
     registration: &Registration,
+    token: &str,
 ) -> anyhow::Result<()> {
     let url = format!(
         "{base_url}/v1/users/{}?min_position={}",
         registration.id, registration.position
     );
-    let response = client.get(&url).send().await?;
+    let response = client.get(&url).bearer_auth(token).send().await?;
     let status = response.status();
     let projected = response
         .headers()

@@ -1,12 +1,14 @@
 //! `bench`: registers users against the real `api` and `projector` processes,
 //! each run on a database and broker names of its own, and measures where
 //! the time of a registration goes: the HTTP command, the outbox relay to
-//! RabbitMQ, and the projection into `users_view`.
+//! RabbitMQ, and the projection into `users_view`; then logs every user in
+//! and measures the login latency and rate against the argon2id hash rate.
 
 mod argon;
 mod checkpoints;
 mod cpu;
 mod load;
+mod login;
 mod report;
 mod run;
 mod services;
@@ -18,20 +20,29 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Benchmarks user registration end to end against the real `api` and `projector`.
+/// Benchmarks user registration end to end, and login, against the real `api` and `projector`.
 ///
 /// Creates a fresh database (identity_bench_<uuid>) and unique exchange and queue
-/// names, starts both binaries on free ports (logs under target/bench-logs/),
-/// registers the users with concurrent clients and reports, per registration:
-/// (a) the POST latency, (b) 201 -> the event seen on a tap queue of its own, and
-/// (c) 201 -> the event applied to users_view (projection_checkpoints polled every
-/// 2 ms). Also measures argon2id hashes/s on this machine, the bound of the
-/// registration rate. Stops the processes and removes the database, queues and
-/// exchanges afterwards, also after a failure, a timeout or Ctrl-C.
+/// names, starts both binaries on free ports (logs and the API's JWT signing key
+/// under target/bench-logs/<run>/), registers the users with concurrent clients
+/// and reports, per registration: (a) the POST latency, (b) 201 -> the event seen
+/// on a tap queue of its own, and (c) 201 -> the event applied to users_view
+/// (projection_checkpoints polled every 2 ms). Then every user logs in
+/// (POST /v1/auth/login, --logins-per-user times, the same concurrent clients):
+/// login latency, logins/s, refusals (429, 503) and the API's CPU during that
+/// phase. Each registration and each login costs one argon2id hash, so the bench
+/// also measures argon2id hashes/s on this machine (1 thread, all cores), the
+/// bound of both rates. Finally every user reads themself back with
+/// ?min_position, authenticated by their own access token. Stops the processes
+/// and removes the database, queues, exchanges and signing key afterwards, also
+/// after a failure, a timeout or Ctrl-C.
 ///
-/// Service settings such as API_WORKERS, DATABASE_MAX_CONNECTIONS, RELAY_* and
-/// PROJECTOR_* are passed through from the environment (and printed); the
-/// database, broker names, addresses and LOG_FORMAT are set by the bench.
+/// Service settings such as API_WORKERS, DATABASE_MAX_CONNECTIONS,
+/// PASSWORD_HASH_QUEUE, RELAY_* and PROJECTOR_* are passed through from the
+/// environment (and printed); the database, broker names, addresses and
+/// LOG_FORMAT are set by the bench, and for the api also SIGNUP_MODE=open,
+/// JWT_SIGNING_KEY_FILE and AUTH_RATE_PER_SECOND = AUTH_RATE_BURST = 1000000 (the
+/// bench measures password hashing, not the per-IP login rate limit).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "bench", version, about, long_about)]
 pub struct Cli {
@@ -40,10 +51,16 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub users: u32,
 
-    /// Concurrent HTTP clients, each with one registration in flight.
+    /// Concurrent HTTP clients, each with one request in flight (registrations, then logins).
     #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+
+    /// Logins per registered user in the login phase (POST /v1/auth/login, each
+    /// verifying one argon2id hash), sent by the same --concurrency clients.
+    #[arg(long, env = "BENCH_LOGINS_PER_USER", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub logins_per_user: u32,
 
     /// The `api` binary; a relative path is taken from the workspace root.
     #[arg(long, env = "BENCH_API_BIN", default_value = "target/release/api")]
@@ -74,7 +91,8 @@ pub struct Cli {
     pub amqp_url: String,
 
     /// Give up after this many seconds from the database's creation to the last
-    /// check (startup, registrations, waiting for the relay and the projection).
+    /// check (startup, registrations, waiting for the relay and the projection,
+    /// logins, the read-back).
     #[arg(long, env = "BENCH_TIMEOUT_SECS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,

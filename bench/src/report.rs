@@ -2,8 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
+
 use crate::argon::{self, HashRates};
 use crate::checkpoints::POLL_EVERY;
+use crate::cpu;
 use crate::run::{Cleanup, Measured, Run};
 use crate::services::PASSED_THROUGH;
 use crate::Cli;
@@ -114,10 +117,11 @@ pub fn print(
 
     println!();
     println!(
-        "bench run {}: {} users, {} concurrent clients (api and projector from {} and {})",
+        "bench run {}: {} users, {} concurrent clients, {} login(s) per user (api and projector from {} and {})",
         run.id,
         cli.users,
         cli.concurrency,
+        cli.logins_per_user,
         cli.api_bin.display(),
         cli.projector_bin.display()
     );
@@ -131,6 +135,21 @@ pub fn print(
     let (c, _) = row("(c) 201 -> applied to users_view", to_view);
     let (d, _) = row("    send -> applied to users_view (a+c)", end_to_end);
     println!("{a}\n{b}\n{c}\n{d}");
+    let attempts = &measured.logins.attempts;
+    let login_latency = |ok: bool| -> Vec<f64> {
+        attempts
+            .iter()
+            .filter(|login| login.ok() == ok)
+            .map(|login| millis(login.sent, login.answered))
+            .collect()
+    };
+    let (l, _) = row("(l) POST /v1/auth/login: send -> 200", login_latency(true));
+    println!("{l}");
+    let refused = login_latency(false);
+    if !refused.is_empty() {
+        let (r, _) = row("    refused logins: send -> 429 or 503", refused);
+        println!("{r}");
+    }
     println!();
 
     let first_sent = registrations.iter().map(|r| r.sent).min();
@@ -155,6 +174,37 @@ pub fn print(
             (last - first).as_secs_f64()
         );
     }
+    let logged_in = attempts.iter().filter(|login| login.ok()).count();
+    let login_span = attempts
+        .iter()
+        .map(|login| login.sent)
+        .min()
+        .zip(attempts.iter().map(|login| login.answered).max())
+        .map(|(first, last)| last - first);
+    let login_rate = login_span.map(|span| rate(logged_in, span));
+    if let (Some(span), Some(per_second)) = (login_span, login_rate) {
+        println!(
+            "            {per_second:.1} logins/s ({logged_in} answered 200 of {} sent in {:.2} s, \
+             first send -> last answer)",
+            attempts.len(),
+            span.as_secs_f64()
+        );
+    }
+    let count = |status: StatusCode| attempts.iter().filter(|l| l.status == status).count();
+    println!(
+        "refused logins (not retried): {} x 503 (password hashing queue full), {} x 429 (rate \
+         limited){}",
+        count(StatusCode::SERVICE_UNAVAILABLE),
+        count(StatusCode::TOO_MANY_REQUESTS),
+        if measured.caught_up > 0 {
+            format!(
+                "; {} user(s) with no 200 logged in untimed before the read-back",
+                measured.caught_up
+            )
+        } else {
+            String::new()
+        }
+    );
     println!();
 
     println!(
@@ -194,7 +244,37 @@ pub fn print(
             hashing.parallel.threads
         );
     }
-    print_cpu(measured, machine);
+    if let Some(per_second) = login_rate {
+        println!(
+            "    logins/s = {per_second:.1}; logins/s / hashes/s on {} threads = {:.2} \
+             (each login verifies exactly one argon2id hash on the API's blocking pool)",
+            hashing.parallel.threads,
+            per_second / hashing.parallel.per_second(),
+        );
+    }
+    print_cpu(
+        "registering",
+        &measured.cpu,
+        measured.load_before.as_deref(),
+        machine,
+    );
+    print_cpu(
+        "logging in",
+        &measured.login_cpu,
+        measured.load_before_logins.as_deref(),
+        machine,
+    );
+    if let Some(api) = measured.login_cpu.api {
+        let wall = measured.login_cpu.wall_seconds;
+        println!(
+            "    api during the logins: {api:.2} core-s = {:.0}% of {} cores over {wall:.2} s, \
+             {:.1} ms of CPU per 200 (one argon2id hash takes {:.1} ms on 1 thread above)",
+            100.0 * api / (wall * machine.nproc as f64).max(f64::MIN_POSITIVE),
+            machine.nproc,
+            1e3 * api / logged_in.max(1) as f64,
+            1e3 / hashing.single.per_second(),
+        );
+    }
     let passed: Vec<String> = PASSED_THROUGH
         .iter()
         .filter_map(|name| {
@@ -210,6 +290,15 @@ pub fn print(
         } else {
             passed.join(" ")
         }
+    );
+    println!(
+        "set by the bench for the api: {} (the per-IP login limit is set out of reach: \
+         the bench measures password hashing, not the rate limiter)",
+        run.api_settings()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!();
 
@@ -244,8 +333,14 @@ pub fn print(
         max_window
     );
     println!(
+        "  (l) client side likewise, to the 200's body read; the logins start once users_view \
+         has every registration, round by round over the users; the rate counts the 200s over \
+         the first send -> the last answer."
+    );
+    println!(
         "  checks: {} messages on the tap queue ({}), {} duplicate(s), {} undecodable, \
-         {} with another aggregate id; every user read back with ?min_position: ok.",
+         {} with another aggregate id; every user read themself back with ?min_position, \
+         authenticated by their own access token: ok.",
         measured.tap.messages,
         measured
             .tap
@@ -278,15 +373,14 @@ pub fn print(
     );
 }
 
-fn print_cpu(measured: &Measured, machine: &Machine) {
-    let usage = &measured.cpu;
+fn print_cpu(doing: &str, usage: &cpu::Usage, load_before: Option<&str>, machine: &Machine) {
     let seconds = |value: Option<f64>| value.map_or("?".to_string(), |v| format!("{v:.2}"));
     let busy = match (usage.machine_busy, usage.machine_total) {
         (Some(busy), Some(total)) if total > 0.0 => format!("{:.0}% busy", 100.0 * busy / total),
         _ => "busy ?".to_string(),
     };
     println!(
-        "CPU while registering ({:.2} s wall, {} cores = {:.2} core-s): machine {busy}; \
+        "CPU while {doing} ({:.2} s wall, {} cores = {:.2} core-s): machine {busy}; \
          core-s used by api {}, projector {}, bench {}, everything else (PostgreSQL, RabbitMQ, \
          other processes) {}",
         usage.wall_seconds,
@@ -297,8 +391,8 @@ fn print_cpu(measured: &Measured, machine: &Machine) {
         seconds(usage.bench),
         seconds(usage.others()),
     );
-    if let Some(load) = &measured.load_before {
-        println!("load average before the registrations: {load}");
+    if let Some(load) = load_before {
+        println!("    load average before: {load}");
     }
 }
 
