@@ -14,10 +14,9 @@ use async_trait::async_trait;
 use bus::{BatchHandler, Envelope, EventMetadata, HandlerError};
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
-use domain::{RevocationReason, SessionError, User, UserCommand};
+use domain::{RevocationReason, SessionError, SessionEvent, User, UserCommand, UserEvent};
 use infra::commands::CommandBus;
 use infra::sessions::UserSessions;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -61,21 +60,50 @@ enum Action<'a> {
     RevokeSessions { user_id: Uuid, event: &'a Envelope },
 }
 
-#[derive(Deserialize)]
-struct LoginFailed {
-    ip: Option<String>,
-    failed_at: DateTime<Utc>,
+/// The consumed events, decoded as the domain defines them.
+enum Consumed {
+    LoginFailed {
+        ip: Option<String>,
+        failed_at: DateTime<Utc>,
+    },
+    Locked {
+        until: DateTime<Utc>,
+    },
+    SessionStarted {
+        user_id: Uuid,
+        started_at: DateTime<Utc>,
+    },
+    Other,
 }
 
-#[derive(Deserialize)]
-struct Locked {
-    until: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-struct SessionStarted {
-    user_id: Uuid,
-    started_at: DateTime<Utc>,
+fn decode(event: &Envelope) -> anyhow::Result<Consumed> {
+    let understood = |error: serde_json::Error| {
+        anyhow::anyhow!(
+            "payload of {} {} not understood: {error}",
+            event.event_type,
+            event.event_id
+        )
+    };
+    let consumed = match event.aggregate_type.as_str() {
+        "user" => match UserEvent::deserialize(&event.payload).map_err(understood)? {
+            UserEvent::LoginFailed { ip, failed_at } => Consumed::LoginFailed { ip, failed_at },
+            UserEvent::Locked { until, .. } => Consumed::Locked { until },
+            _ => Consumed::Other,
+        },
+        "session" => match SessionEvent::deserialize(&event.payload).map_err(understood)? {
+            SessionEvent::Started {
+                user_id,
+                started_at,
+                ..
+            } => Consumed::SessionStarted {
+                user_id,
+                started_at,
+            },
+            _ => Consumed::Other,
+        },
+        _ => Consumed::Other,
+    };
+    Ok(consumed)
 }
 
 impl Lockout {
@@ -117,15 +145,21 @@ impl Lockout {
         actions: &mut Vec<Action<'a>>,
     ) -> anyhow::Result<()> {
         let user_id = Uuid::parse_str(&event.aggregate_id)?;
-        let failure: LoginFailed = payload(event)?;
+        let Consumed::LoginFailed { ip, failed_at } = decode(event)? else {
+            anyhow::bail!(
+                "{} {} is not a failed login",
+                event.event_type,
+                event.event_id
+            );
+        };
         let stored = sqlx::query(
             "INSERT INTO login_failures (event_id, user_id, ip, failed_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(event.event_id)
         .bind(user_id)
-        .bind(&failure.ip)
-        .bind(failure.failed_at)
+        .bind(&ip)
+        .bind(failed_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -135,20 +169,20 @@ impl Lockout {
             tracing::debug!(event_id = %event.event_id, "failure already counted");
         }
 
-        let failures = self.user_failures(tx, user_id, failure.failed_at).await?;
+        let failures = self.user_failures(tx, user_id, failed_at).await?;
         if failures >= i64::from(self.policy.threshold) {
             actions.push(Action::Lock {
                 user_id,
-                until: failure.failed_at + self.policy.duration,
+                until: failed_at + self.policy.duration,
                 failures: u32::try_from(failures).unwrap_or(u32::MAX),
                 event,
             });
             // The lock restarts the count: later failures of this batch (made
             // before the lock existed) start a new one.
-            reset(tx, user_id, failure.failed_at).await?;
+            reset(tx, user_id, failed_at).await?;
         }
-        if let Some(ip) = &failure.ip {
-            self.count_ip(tx, ip, failure.failed_at).await?;
+        if let Some(ip) = &ip {
+            self.count_ip(tx, ip, failed_at).await?;
         }
         Ok(())
     }
@@ -326,10 +360,12 @@ async fn locked<'a>(
     actions: &mut Vec<Action<'a>>,
 ) -> anyhow::Result<()> {
     let user_id = Uuid::parse_str(&event.aggregate_id)?;
-    let lock: Locked = payload(event)?;
+    let Consumed::Locked { until } = decode(event)? else {
+        anyhow::bail!("{} {} is not a lock", event.event_type, event.event_id);
+    };
     let at = event.metadata.occurred_at.unwrap_or(event.recorded_at);
     reset(tx, user_id, at.max(event.recorded_at)).await?;
-    if lock.until > Utc::now() {
+    if until > Utc::now() {
         actions.push(Action::RevokeSessions { user_id, event });
     }
     Ok(())
@@ -337,8 +373,18 @@ async fn locked<'a>(
 
 /// A successful login restarts the user's count.
 async fn session_started(tx: &mut PgConnection, event: &Envelope) -> anyhow::Result<()> {
-    let started: SessionStarted = payload(event)?;
-    reset(tx, started.user_id, started.started_at).await?;
+    let Consumed::SessionStarted {
+        user_id,
+        started_at,
+    } = decode(event)?
+    else {
+        anyhow::bail!(
+            "{} {} is not a session start",
+            event.event_type,
+            event.event_id
+        );
+    };
+    reset(tx, user_id, started_at).await?;
     Ok(())
 }
 
@@ -362,22 +408,20 @@ async fn reset(tx: &mut PgConnection, user_id: Uuid, at: DateTime<Utc>) -> sqlx:
 async fn take_turns(tx: &mut PgConnection, events: &[Envelope]) -> anyhow::Result<()> {
     let mut keys = BTreeSet::new();
     for event in events {
-        match event.event_type.as_str() {
-            LOGIN_FAILED => {
+        match decode(event) {
+            Ok(Consumed::LoginFailed { ip, .. }) => {
                 keys.insert((USER_LOCK_SPACE, lock_key(&event.aggregate_id)));
-                if let Ok(LoginFailed { ip: Some(ip), .. }) = payload(event) {
+                if let Some(ip) = ip {
                     keys.insert((IP_LOCK_SPACE, lock_key(&ip)));
                 }
             }
-            LOCKED => {
+            Ok(Consumed::Locked { .. }) => {
                 keys.insert((USER_LOCK_SPACE, lock_key(&event.aggregate_id)));
             }
-            SESSION_STARTED => {
-                if let Ok(started) = payload::<SessionStarted>(event) {
-                    keys.insert((USER_LOCK_SPACE, lock_key(&started.user_id.to_string())));
-                }
+            Ok(Consumed::SessionStarted { user_id, .. }) => {
+                keys.insert((USER_LOCK_SPACE, lock_key(&user_id.to_string())));
             }
-            _ => {}
+            Ok(Consumed::Other) | Err(_) => {}
         }
     }
     let (spaces, keys): (Vec<i32>, Vec<i32>) = keys.into_iter().unzip();
@@ -396,25 +440,6 @@ fn lock_key(name: &str) -> i32 {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
     });
     i32::from_ne_bytes(hash.to_ne_bytes())
-}
-
-/// The event's fields, whether the payload is externally tagged as stored
-/// (`{"LoginFailed": {...}}`) or the bare object.
-fn payload<T: DeserializeOwned>(event: &Envelope) -> anyhow::Result<T> {
-    let value = match &event.payload {
-        serde_json::Value::Object(map) if map.len() == 1 => match map.values().next() {
-            Some(inner @ serde_json::Value::Object(_)) => inner,
-            _ => &event.payload,
-        },
-        other => other,
-    };
-    T::deserialize(value).map_err(|error| {
-        anyhow::anyhow!(
-            "payload of {} {} not understood: {error}",
-            event.event_type,
-            event.event_id
-        )
-    })
 }
 
 /// Metadata of the events the worker writes in reaction to `event`.
@@ -455,23 +480,6 @@ mod tests {
             },
             recorded_at: Utc::now(),
         }
-    }
-
-    #[test]
-    fn payload_reads_tagged_and_bare_objects() {
-        let tagged = envelope(
-            LOGIN_FAILED,
-            json!({"LoginFailed": {"ip": "10.0.0.1", "failed_at": "2024-05-01T12:00:01Z"}}),
-        );
-        let failure: LoginFailed = payload(&tagged).unwrap();
-        assert_eq!(failure.ip.as_deref(), Some("10.0.0.1"));
-        let bare = envelope(
-            LOGIN_FAILED,
-            json!({"ip": null, "failed_at": "2024-05-01T12:00:01Z"}),
-        );
-        let failure: LoginFailed = payload(&bare).unwrap();
-        assert_eq!(failure.ip, None);
-        assert!(payload::<LoginFailed>(&envelope(LOGIN_FAILED, json!("Unlocked"))).is_err());
     }
 
     #[test]

@@ -143,16 +143,28 @@ impl Fixture {
     /// it has then been handled (one consumer, one queue, no failures).
     pub async fn drain(&self) {
         let marker = Uuid::new_v4();
+        let session_id = Uuid::new_v4();
+        let now = Utc::now();
+        let payload = domain::SessionEvent::Started {
+            session_id,
+            user_id: marker,
+            refresh_token_hash: domain::RefreshTokenHash::redacted(),
+            started_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            idle_timeout_seconds: 3600,
+            ip: None,
+            user_agent: None,
+        };
         let started = Envelope {
             event_id: Uuid::new_v4(),
             global_position: 0,
             transaction_id: 0,
             aggregate_type: "session".into(),
-            aggregate_id: Uuid::new_v4().to_string(),
+            aggregate_id: session_id.to_string(),
             sequence: 1,
             event_type: "session.started".into(),
             event_version: "1".into(),
-            payload: serde_json::json!({"Started": {"user_id": marker, "started_at": Utc::now()}}),
+            payload: serde_json::to_value(payload).expect("session.started payload"),
             metadata: EventMetadata::default(),
             recorded_at: Utc::now(),
         };
