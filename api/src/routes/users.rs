@@ -109,8 +109,11 @@ impl CommandAccepted {
     path = "/v1/users",
     tag = "users",
     request_body = RegisterRequest,
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "Registered; Location names the user", body = CommandAccepted),
+        (status = 401, description = "Closed sign-up (SIGNUP_MODE=closed) and no valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Closed sign-up and the caller lacks users:write", body = Problem, content_type = PROBLEM),
         (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Email in use", body = Problem, content_type = PROBLEM),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
@@ -155,8 +158,11 @@ async fn register(
     tag = "users",
     request_body = UpdateProfileRequest,
     params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = CommandAccepted),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Email in use, user deactivated, or a concurrent change", body = Problem, content_type = PROBLEM),
@@ -203,8 +209,11 @@ async fn update_profile(
     path = "/v1/users/{id}/deactivate",
     tag = "users",
     params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = CommandAccepted),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Already deactivated", body = Problem, content_type = PROBLEM),
     )
@@ -225,8 +234,11 @@ async fn deactivate(
     path = "/v1/users/{id}/reactivate",
     tag = "users",
     params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = CommandAccepted),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
         (status = 409, description = "Already active", body = Problem, content_type = PROBLEM),
     )
@@ -439,8 +451,11 @@ pub struct GetParams {
     path = "/v1/users/{id}",
     tag = "users",
     params(("id" = Uuid, Path), GetParams),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The user; header Projection-Position", body = UserView),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
         (status = 504, description = "min_position not reached in time", body = Problem, content_type = PROBLEM),
@@ -493,8 +508,11 @@ pub struct Page {
     path = "/v1/users",
     tag = "users",
     params(ListParams),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "A page; header Projection-Position", body = Page),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 400, description = "Bad query parameter", body = Problem, content_type = PROBLEM),
         (status = 504, description = "min_position not reached in time", body = Problem, content_type = PROBLEM),
     )
