@@ -34,11 +34,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: ApiSettings) -> anyhow::Result<Self> {
         let common = &settings.common;
-        let pool =
-            infra::db::connect(&common.database_url, common.database_max_connections).await?;
-        if common.migrate_on_start {
-            infra::db::migrate(&pool).await?;
-        }
+        let pool = infra::db::open(common).await?;
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(&common.amqp_url));
         let relay = settings.relay_enabled.then(|| {

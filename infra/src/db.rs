@@ -26,3 +26,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// The pool a process runs on, migrated first when its settings say so.
+pub async fn open(common: &crate::settings::CommonSettings) -> anyhow::Result<PgPool> {
+    let pool = connect(&common.database_url, common.database_max_connections).await?;
+    if common.migrate_on_start {
+        migrate(&pool).await?;
+    }
+    Ok(pool)
+}

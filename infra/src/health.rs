@@ -56,3 +56,20 @@ async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// The HTTP server of a process that serves only health and metrics (the
+/// projector, the worker): one actix worker is plenty.
+pub fn serve(
+    listener: std::net::TcpListener,
+    readiness: Readiness,
+) -> std::io::Result<actix_web::dev::Server> {
+    let readiness = web::Data::new(readiness);
+    Ok(actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(readiness.clone())
+            .configure(configure)
+    })
+    .workers(1)
+    .listen(listener)?
+    .run())
+}

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod checkpoints;
 pub mod commands;
+pub mod consuming;
 pub mod db;
 pub mod event_log;
 pub mod health;

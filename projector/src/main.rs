@@ -1,6 +1,6 @@
 use clap::Parser;
 use projector::settings::{Cli, Command, ProjectorSettings};
-use projector::startup::{self, Application};
+use projector::startup::Application;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::DeadLetters { replay, max }) = cli.command {
         return dead_letters(&cli.settings, replay, max).await;
     }
-    let pool = startup::connect(&cli.settings).await?;
+    let pool = infra::db::open(&cli.settings.common).await?;
     if let Some(Command::Rebuild { view, exit }) = cli.command {
         let rebuilt = projector::rebuild::rebuild(&pool, view.as_deref()).await?;
         tracing::info!(

@@ -78,6 +78,14 @@ impl ProjectorSettings {
         }
     }
 
+    pub fn consumption(&self) -> infra::consuming::Consumption {
+        infra::consuming::Consumption {
+            topology: self.common.topology(),
+            group: self.consumer_group(),
+            options: self.consumer_options(),
+        }
+    }
+
     pub fn consumer_options(&self) -> bus::ConsumerOptions {
         bus::ConsumerOptions {
             prefetch: self.prefetch,

@@ -1,0 +1,59 @@
+//! The loop every consuming process (projector, worker) runs: declare its
+//! consumer group, consume with its handler until shutdown, and reconnect
+//! after any failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::{BatchHandler, ConsumerGroup, ConsumerOptions, Topology};
+
+use crate::broker::BrokerLink;
+use crate::shutdown::Shutdown;
+
+/// What to consume, and how.
+#[derive(Clone, Debug)]
+pub struct Consumption {
+    pub topology: Topology,
+    pub group: ConsumerGroup,
+    pub options: ConsumerOptions,
+}
+
+/// Consumes until shutdown, reconnecting a second after any failure.
+pub async fn consume_until_shutdown<H: BatchHandler>(
+    handler: H,
+    broker: Arc<BrokerLink>,
+    consumption: Consumption,
+    shutdown: Shutdown,
+) {
+    while !shutdown.is_triggered() {
+        if let Err(error) = consume_once(&handler, &broker, &consumption, &shutdown).await {
+            tracing::error!(%error, "consumer stopped; reconnecting");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+    }
+}
+
+async fn consume_once<H: BatchHandler>(
+    handler: &H,
+    broker: &BrokerLink,
+    consumption: &Consumption,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let Consumption {
+        topology,
+        group,
+        options,
+    } = consumption;
+    let connection = broker.connection().await?;
+    let channel = connection.create_channel().await?;
+    topology.declare_exchange(&channel).await?;
+    topology.declare_group(&channel, group).await?;
+    channel.close(200, "declared".into()).await?;
+    let queue = topology.queue_name(group);
+    tracing::info!(%queue, "consuming");
+    bus::run_consumer(&connection, &queue, handler, options, shutdown.subscribe()).await?;
+    Ok(())
+}
