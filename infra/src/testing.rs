@@ -73,6 +73,32 @@ impl TestTopology {
     }
 }
 
+impl TestTopology {
+    /// Connects, declares the exchange and `group`, and opens a publisher
+    /// with confirms on the exchange: what a test that plays the relay needs.
+    pub async fn declare_for_publishing(
+        &self,
+        group: &bus::ConsumerGroup,
+    ) -> (lapin::Connection, lapin::Channel, bus::Publisher) {
+        let conn = bus::connect(&amqp_url())
+            .await
+            .expect("connect to RabbitMQ");
+        let channel = conn.create_channel().await.expect("channel");
+        self.topology
+            .declare_exchange(&channel)
+            .await
+            .expect("declare exchange");
+        self.topology
+            .declare_group(&channel, group)
+            .await
+            .expect("declare consumer group");
+        let publisher = bus::Publisher::new(&conn, &self.topology.exchange)
+            .await
+            .expect("publisher");
+        (conn, channel, publisher)
+    }
+}
+
 impl Drop for TestTopology {
     fn drop(&mut self) {
         let topology = self.topology.clone();

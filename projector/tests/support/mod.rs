@@ -66,23 +66,7 @@ impl Fixture {
         settings.common.amqp_exchange = topology.topology.exchange.clone();
         settings.common.amqp_queue_prefix = topology.topology.queue_prefix.clone();
 
-        let conn = bus::connect(&settings.common.amqp_url)
-            .await
-            .expect("connect to RabbitMQ");
-        let channel = conn.create_channel().await.expect("channel");
-        topology
-            .topology
-            .declare_exchange(&channel)
-            .await
-            .expect("declare exchange");
-        topology
-            .topology
-            .declare_group(&channel, &group)
-            .await
-            .expect("declare consumer group");
-        let publisher = Publisher::new(&conn, &topology.topology.exchange)
-            .await
-            .expect("publisher");
+        let (conn, channel, publisher) = topology.declare_for_publishing(&group).await;
         Self {
             settings,
             group,
