@@ -341,38 +341,7 @@ fn free_port() -> u16 {
 /// Starts the `api` binary on the test's database and names (sign-up open,
 /// the test's signing key), and waits until it answers.
 pub async fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess {
-    let address = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_api"))
-        .env("DATABASE_URL", &db.url)
-        .env("AMQP_URL", amqp_url())
-        .env("AMQP_EXCHANGE", &topology.topology.exchange)
-        .env("AMQP_QUEUE_PREFIX", &topology.topology.queue_prefix)
-        .env("API_ADDR", &address)
-        .env("JWT_SIGNING_KEY_FILE", key_file(db))
-        .env("SIGNUP_MODE", "open")
-        .env("MIGRATE_ON_START", "false")
-        .env("RELAY_POLL_INTERVAL_MS", "200")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start api");
-    let process = ApiProcess {
-        child,
-        address: format!("http://{address}"),
-    };
-    let url = format!("{}/health/ready", process.address);
-    let client = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "api ready", || async {
-        client
-            .get(&url)
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-    })
-    .await;
-    process
+    start_api_with(db, topology, &[], None).await
 }
 
 // ---- The worker, and apps and processes with more options ----
