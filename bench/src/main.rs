@@ -7,6 +7,7 @@
 mod argon;
 mod checkpoints;
 mod cpu;
+mod failed_logins;
 mod load;
 mod login;
 mod report;
@@ -30,7 +31,12 @@ use clap::Parser;
 /// (projection_checkpoints polled every 2 ms). Then every user logs in
 /// (POST /v1/auth/login, --logins-per-user times, the same concurrent clients):
 /// login latency, logins/s, refusals (429, 503) and the API's CPU during that
-/// phase. Each registration and each login costs one argon2id hash, so the bench
+/// phase. Then --failed-logins refused logins of each kind, alternating: a wrong
+/// password for a registered user and an unknown email, each of which must be
+/// the same 401 invalid-credentials problem, byte for byte; their latencies and
+/// the difference of their medians show whether either answers measurably later
+/// (the bench runs no worker, so the wrong passwords lock nobody). Each
+/// registration and each login costs one argon2id hash, so the bench
 /// also measures argon2id hashes/s on this machine (1 thread, all cores), the
 /// bound of both rates. Finally every user reads themself back with
 /// ?min_position, authenticated by their own access token. Stops the processes
@@ -61,6 +67,14 @@ pub struct Cli {
     #[arg(long, env = "BENCH_LOGINS_PER_USER", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub logins_per_user: u32,
+
+    /// Refused logins of each kind in the failed-login phase after the login
+    /// phase: this many with a wrong password for registered users and this
+    /// many with unknown emails, alternating, sent by the same --concurrency
+    /// clients; each must be the same 401 invalid-credentials. 0 skips the phase.
+    #[arg(long, env = "BENCH_FAILED_LOGINS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub failed_logins: u32,
 
     /// The `api` binary; a relative path is taken from the workspace root.
     #[arg(long, env = "BENCH_API_BIN", default_value = "target/release/api")]

@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use crate::argon::{self, HashRates};
 use crate::checkpoints::POLL_EVERY;
 use crate::cpu;
-use crate::run::{Cleanup, Measured, Run};
+use crate::failed_logins::{Kind, WRONG_PASSWORD};
+use crate::run::{Cleanup, Failed, Measured, Run, LOGIN_FAILED};
 use crate::services::PASSED_THROUGH;
 use crate::Cli;
 
@@ -117,11 +118,13 @@ pub fn print(
 
     println!();
     println!(
-        "bench run {}: {} users, {} concurrent clients, {} login(s) per user (api and projector from {} and {})",
+        "bench run {}: {} users, {} concurrent clients, {} login(s) per user, {} failed login(s) \
+         of each kind (api and projector from {} and {})",
         run.id,
         cli.users,
         cli.concurrency,
         cli.logins_per_user,
+        cli.failed_logins,
         cli.api_bin.display(),
         cli.projector_bin.display()
     );
@@ -149,6 +152,10 @@ pub fn print(
     if !refused.is_empty() {
         let (r, _) = row("    refused logins: send -> 429 or 503", refused);
         println!("{r}");
+    }
+    let success_p50 = summarize(login_latency(true)).map(|s| s.p50);
+    if let Some(failed) = &measured.failed {
+        print_failed(failed, success_p50);
     }
     println!();
 
@@ -264,15 +271,28 @@ pub fn print(
         measured.load_before_logins.as_deref(),
         machine,
     );
-    if let Some(api) = measured.login_cpu.api {
-        let wall = measured.login_cpu.wall_seconds;
-        println!(
-            "    api during the logins: {api:.2} core-s = {:.0}% of {} cores over {wall:.2} s, \
-             {:.1} ms of CPU per 200 (one argon2id hash takes {:.1} ms on 1 thread above)",
-            100.0 * api / (wall * machine.nproc as f64).max(f64::MIN_POSITIVE),
-            machine.nproc,
-            1e3 * api / logged_in.max(1) as f64,
-            1e3 / hashing.single.per_second(),
+    print_api_cpu(
+        "the logins",
+        &measured.login_cpu,
+        logged_in,
+        "200",
+        machine,
+        hashing,
+    );
+    if let Some(failed) = &measured.failed {
+        print_cpu(
+            "failing logins",
+            &failed.cpu,
+            failed.load_before.as_deref(),
+            machine,
+        );
+        print_api_cpu(
+            "the failed logins",
+            &failed.cpu,
+            failed.logins.attempts.len(),
+            "401",
+            machine,
+            hashing,
         );
     }
     let passed: Vec<String> = PASSED_THROUGH
@@ -337,6 +357,19 @@ pub fn print(
          has every registration, round by round over the users; the rate counts the 200s over \
          the first send -> the last answer."
     );
+    if let Some(failed) = &measured.failed {
+        let wrong = failed.logins.of(Kind::WrongPassword).count();
+        println!(
+            "  (w), (u) client side likewise, to the 401's body read, after the login phase: the \
+             two kinds alternate in the order sent (wrong password, unknown email, ...) over the \
+             same clients, so the load of the machine falls on both alike. (w) tries the \
+             registered users in turn (the first {} of them) with the password {WRONG_PASSWORD:?}; \
+             (u) sends the same password for bench-<run>-<n>@example.com numbered past the \
+             registered users. The difference is the (u) p50 minus the (w) p50, in ms and as a \
+             share of the (w) p50.",
+            wrong.min(measured.registrations.len())
+        );
+    }
     println!(
         "  checks: {} messages on the tap queue ({}), {} duplicate(s), {} undecodable, \
          {} with another aggregate id; every user read themself back with ?min_position, \
@@ -353,6 +386,24 @@ pub fn print(
         measured.tap.undecodable,
         measured.mismatched_ids
     );
+    if let Some(failed) = &measured.failed {
+        let wrong = failed.logins.of(Kind::WrongPassword).count() as u64;
+        println!(
+            "  checks, failed logins: all {} answered 401 application/problem+json, \
+             WWW-Authenticate: Bearer, type .../invalid-credentials, and the same body byte for \
+             byte, both kinds: ok ({}). {} {LOGIN_FAILED} on the tap queue within {:.2} s of the \
+             phase for {wrong} wrong passwords{}.",
+            failed.logins.attempts.len(),
+            failed.logins.body,
+            failed.recorded,
+            failed.waited.as_secs_f64(),
+            if failed.recorded == wrong {
+                ": ok".to_string()
+            } else {
+                format!(": MISMATCH (expected {wrong})")
+            }
+        );
+    }
     if cleanup.problems.is_empty() {
         println!(
             "  cleanup: {}; database {} dropped, queues and exchanges deleted.",
@@ -371,6 +422,60 @@ pub fn print(
         run.api_log.display(),
         run.projector_log.display()
     );
+}
+
+/// The (w) and (u) rows, their medians' difference and the lockout note.
+fn print_failed(failed: &Failed, success_p50: Option<f64>) {
+    let latency = |kind: Kind| -> Vec<f64> {
+        failed
+            .logins
+            .of(kind)
+            .map(|login| millis(login.sent, login.answered))
+            .collect()
+    };
+    let (wrong, unknown) = (latency(Kind::WrongPassword), latency(Kind::UnknownEmail));
+    let (wrong_p50, unknown_p50) = (
+        summarize(wrong.clone()).map(|s| s.p50),
+        summarize(unknown.clone()).map(|s| s.p50),
+    );
+    let (w, _) = row("(w) login, wrong password: send -> 401", wrong);
+    let (u, _) = row("(u) login, unknown email: send -> 401", unknown);
+    println!("{w}\n{u}");
+    if let (Some(wrong_p50), Some(unknown_p50)) = (wrong_p50, unknown_p50) {
+        let difference = unknown_p50 - wrong_p50;
+        println!(
+            "    p50 (u) - p50 (w) = {difference:+.1} ms ({:+.1}% of the (w) p50); \
+             (l) p50 (a 200) = {}",
+            100.0 * difference / wrong_p50.max(f64::MIN_POSITIVE),
+            success_p50.map_or("-".to_string(), |p50| format!("{p50:.1} ms")),
+        );
+    }
+    println!(
+        "    the bench runs no worker: no lockout policy reads the {LOGIN_FAILED} events, so \
+         the wrong passwords lock no user and block no address"
+    );
+}
+
+/// The API's CPU over a phase, per answer of `status`.
+fn print_api_cpu(
+    during: &str,
+    usage: &cpu::Usage,
+    answers: usize,
+    status: &str,
+    machine: &Machine,
+    hashing: &HashRates,
+) {
+    if let Some(api) = usage.api {
+        let wall = usage.wall_seconds;
+        println!(
+            "    api during {during}: {api:.2} core-s = {:.0}% of {} cores over {wall:.2} s, \
+             {:.1} ms of CPU per {status} (one argon2id hash takes {:.1} ms on 1 thread above)",
+            100.0 * api / (wall * machine.nproc as f64).max(f64::MIN_POSITIVE),
+            machine.nproc,
+            1e3 * api / answers.max(1) as f64,
+            1e3 / hashing.single.per_second(),
+        );
+    }
 }
 
 fn print_cpu(doing: &str, usage: &cpu::Usage, load_before: Option<&str>, machine: &Machine) {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::checkpoints::{self, CheckpointLog, LogPosition};
 use crate::cpu;
+use crate::failed_logins::{self, FailedLogins};
 use crate::load::{self, Registration};
 use crate::login::{self, Logins};
 use crate::services::{Service, Stopped};
@@ -22,6 +23,13 @@ use crate::tap::{self, TapLog};
 use crate::Cli;
 
 const CLEANUP_STEP: Duration = Duration::from_secs(15);
+
+/// Longest wait, after the failed-login phase, for the `user.login_failed`
+/// events of the wrong passwords to arrive on the tap queue.
+const LOGIN_FAILED_WAIT: Duration = Duration::from_secs(10);
+
+/// The event a wrong password for a registered user appends.
+pub const LOGIN_FAILED: &str = "user.login_failed";
 
 /// AUTH_RATE_PER_SECOND and AUTH_RATE_BURST of the API under test: far above
 /// anything the bench can send, so the per-IP limiter on login (every client
@@ -98,6 +106,22 @@ pub struct Measured {
     /// Users all of whose timed logins were refused, logged in untimed
     /// before the read-back.
     pub caught_up: usize,
+    /// The failed-login phase (None with --failed-logins 0).
+    pub failed: Option<Failed>,
+}
+
+/// The failed-login phase, for the report.
+pub struct Failed {
+    pub logins: FailedLogins,
+    /// CPU used from the first refused login sent to the last answer.
+    pub cpu: cpu::Usage,
+    /// /proc/loadavg just before the phase.
+    pub load_before: Option<String>,
+    /// `user.login_failed` events on the tap queue after the phase (waited
+    /// for up to [`LOGIN_FAILED_WAIT`]), beyond those there before it.
+    pub recorded: u64,
+    /// How long the wait for them took.
+    pub waited: Duration,
 }
 
 /// How the cleanup went, for the report.
@@ -220,7 +244,7 @@ impl Run {
             cli.users, cli.concurrency
         ));
         let base_url = format!("http://127.0.0.1:{api_port}");
-        let run_tag = &self.id[..12];
+        let run_tag = self.id[..12].to_string();
         let pids = (
             self.api.as_ref().expect("started").pid(),
             self.projector.as_ref().expect("started").pid(),
@@ -228,7 +252,7 @@ impl Run {
         let load_before = cpu::load_average();
         let cpu_before = cpu::sample(pids.0, pids.1);
         let registrations =
-            load::register_all(&client, &base_url, run_tag, cli.users, cli.concurrency).await?;
+            load::register_all(&client, &base_url, &run_tag, cli.users, cli.concurrency).await?;
         let cpu_usage = cpu::usage(&cpu_before, &cpu::sample(pids.0, pids.1));
 
         phase.set("waiting for every event on the tap queue and in users_view");
@@ -252,6 +276,49 @@ impl Run {
         let login_cpu = cpu::usage(&cpu_before, &cpu::sample(pids.0, pids.1));
         let caught_up =
             login::catch_up(&client, &base_url, &registrations, &mut logins.tokens).await?;
+
+        let failed = if cli.failed_logins > 0 {
+            phase.set(format!(
+                "{n} logins with a wrong password and {n} with an unknown email, alternating, \
+                 with {} concurrent clients",
+                cli.concurrency,
+                n = cli.failed_logins,
+            ));
+            let recorded_before = login_failed_count(&tap_log);
+            let load_before = cpu::load_average();
+            let cpu_before = cpu::sample(pids.0, pids.1);
+            let logins = failed_logins::fail_all(
+                &client,
+                &base_url,
+                &registrations,
+                &run_tag,
+                cli.failed_logins,
+                cli.concurrency,
+            )
+            .await?;
+            let cpu = cpu::usage(&cpu_before, &cpu::sample(pids.0, pids.1));
+            phase.set(format!(
+                "waiting up to {} s for the {} {LOGIN_FAILED} events on the tap queue",
+                LOGIN_FAILED_WAIT.as_secs(),
+                cli.failed_logins
+            ));
+            let started = Instant::now();
+            let expected = u64::from(cli.failed_logins);
+            let mut recorded = login_failed_count(&tap_log) - recorded_before;
+            while recorded < expected && started.elapsed() < LOGIN_FAILED_WAIT {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                recorded = login_failed_count(&tap_log) - recorded_before;
+            }
+            Some(Failed {
+                logins,
+                cpu,
+                load_before,
+                recorded,
+                waited: started.elapsed(),
+            })
+        } else {
+            None
+        };
 
         phase.set("every user reading themself back with ?min_position (not timed)");
         load::verify_all(
@@ -279,6 +346,7 @@ impl Run {
         measured.load_before = load_before;
         measured.load_before_logins = load_before_logins;
         measured.caught_up = caught_up;
+        measured.failed = failed;
         Ok(measured)
     }
 
@@ -449,6 +517,11 @@ impl Run {
     }
 }
 
+fn login_failed_count(tap: &tap::SharedTap) -> u64 {
+    let tap = tap.lock().expect("tap log");
+    tap.event_types.get(LOGIN_FAILED).copied().unwrap_or(0)
+}
+
 async fn stop(mut service: Service, cleanup: &mut Cleanup) {
     match service.stop().await {
         Ok(stopped) => {
@@ -512,5 +585,6 @@ fn correlate(
         login_cpu,
         load_before_logins: None,
         caught_up: 0,
+        failed: None,
     }
 }
