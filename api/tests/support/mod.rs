@@ -85,22 +85,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
         .expect("build api");
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
-    let client = reqwest::Client::new();
-    let admin_id = bootstrap_admin(&db).await;
-    let admin_token = login_with_permissions(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await;
-    let mut app = TestApp {
-        address,
-        client,
-        admin_token,
-        admin_id,
-        baseline_events: 0,
-        baseline_claims: 0,
-        db,
-        topology,
-    };
-    app.baseline_events = app.event_count().await;
-    app.baseline_claims = app.claim_count().await;
-    app
+    TestApp::with_admin(address, db, topology).await
 }
 
 /// `api admin bootstrap` as a function: the admin role and user.
@@ -175,6 +160,28 @@ pub async fn spawn_projector(common: &infra::settings::CommonSettings) {
 }
 
 impl TestApp {
+    /// Bootstraps the administrator, logs them in once their permissions
+    /// are projected, and counts what that wrote as the baseline.
+    async fn with_admin(address: String, db: TestDatabase, topology: TestTopology) -> Self {
+        let client = reqwest::Client::new();
+        let admin_id = bootstrap_admin(&db).await;
+        let admin_token =
+            login_with_permissions(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await;
+        let mut app = TestApp {
+            address,
+            client,
+            admin_token,
+            admin_id,
+            baseline_events: 0,
+            baseline_claims: 0,
+            db,
+            topology,
+        };
+        app.baseline_events = app.event_count().await;
+        app.baseline_claims = app.claim_count().await;
+        app
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -426,22 +433,8 @@ pub async fn spawn_app_with_worker(api_extra: &[&str], worker_extra: &[&str]) ->
         .expect("build api");
     let address = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
-    let client = reqwest::Client::new();
-    let admin_id = bootstrap_admin(&db).await;
-    let admin_token = login_with_permissions(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await;
+    let app = TestApp::with_admin(address, db, topology).await;
     spawn_worker(&common, worker_extra).await;
-    let mut app = TestApp {
-        address,
-        client,
-        admin_token,
-        admin_id,
-        baseline_events: 0,
-        baseline_claims: 0,
-        db,
-        topology,
-    };
-    app.baseline_events = app.event_count().await;
-    app.baseline_claims = app.claim_count().await;
     app
 }
 
