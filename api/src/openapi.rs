@@ -29,6 +29,7 @@ use crate::user_queries::UserView;
         users::update_profile,
         users::deactivate,
         users::reactivate,
+        users::unlock,
         users::change_password,
         users::assign_role,
         users::unassign_role,

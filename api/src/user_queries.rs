@@ -14,6 +14,9 @@ pub struct UserView {
     pub status: String,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set while the user is locked (by the lockout policy); the lock ends
+    /// by itself at this time.
+    pub locked_until: Option<DateTime<Utc>>,
     /// Sequence of the user's last applied event (its version).
     pub version: i64,
 }
@@ -24,8 +27,8 @@ pub struct UserFilter {
     pub email_key: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, email, display_name, status, registered_at, updated_at, sequence AS version";
+const COLUMNS: &str = "id, email, display_name, status, registered_at, updated_at, \
+     CASE WHEN locked_until > now() THEN locked_until END AS locked_until, sequence AS version";
 
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<UserView>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM users_view WHERE id = $1"))

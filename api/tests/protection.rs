@@ -306,3 +306,74 @@ async fn nothing_secret_reaches_the_logs() {
         );
     }
 }
+
+/// An administrator can lift a lock before it ends; the read model shows
+/// the lock while it lasts. Unlocking needs `users:write`, and a user who is
+/// not locked cannot be unlocked.
+#[tokio::test]
+async fn an_administrator_unlocks_a_locked_user_early() {
+    let app = spawn_app_with_worker(
+        &[],
+        &[
+            "--lockout-threshold=2",
+            "--lockout-window-seconds=60",
+            "--lockout-duration-seconds=600",
+        ],
+    )
+    .await;
+    let email = "locked@example.com";
+    let (user_id, session) = app.user_with_session(email).await;
+    let own_token = session["access_token"].as_str().unwrap().to_string();
+    let unlock_path = format!("/v1/users/{user_id}/unlock");
+
+    let not_locked = app.post_empty(&unlock_path).await;
+    assert_problem(not_locked, 409, "conflict", None).await;
+
+    for _ in 0..2 {
+        let response = login_attempt(&app, email, "not the password at all").await;
+        assert_problem(response, 401, "invalid-credentials", None).await;
+    }
+    eventually(SHORT, "the lock in users_view", || async {
+        let user: Value = app
+            .get(&format!("/v1/users/{user_id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        user["locked_until"].is_string().then_some(())
+    })
+    .await;
+    let refused = login_attempt(&app, email, GOOD_PASSWORD).await;
+    assert_problem(refused, 401, "invalid-credentials", None).await;
+
+    // The lock ended the user's own session; another plain user lacks users:write.
+    let by_the_user = app
+        .request(Method::POST, &unlock_path, Some(&own_token))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(by_the_user, 401, "unauthorized", None).await;
+    let (_, other) = app.user_with_session("other@example.com").await;
+    let by_another = app
+        .request(Method::POST, &unlock_path, other["access_token"].as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(by_another, 403, "forbidden", None).await;
+
+    let unlocked = app.post_empty(&unlock_path).await;
+    assert_eq!(unlocked.status(), 200);
+    let position = unlocked.json::<Value>().await.unwrap()["position"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(support::count_events(&app.db, "user.unlocked").await, 1);
+    let user: Value = app
+        .get(&format!("/v1/users/{user_id}?min_position={position}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(user["locked_until"].is_null(), "{user}");
+    let response = login_attempt(&app, email, GOOD_PASSWORD).await;
+    assert_eq!(response.status(), 200, "the right password works at once");
+}

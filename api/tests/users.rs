@@ -294,6 +294,7 @@ async fn the_openapi_document_lists_every_route() {
         ("/v1/users/{id}/deactivate", "post"),
         ("/v1/users/{id}/reactivate", "post"),
         ("/v1/users/{id}/password", "post"),
+        ("/v1/users/{id}/unlock", "post"),
         ("/v1/users/{id}/roles", "post"),
         ("/v1/users/{id}/roles/{role_id}", "delete"),
         ("/v1/users/me", "get"),

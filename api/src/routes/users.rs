@@ -43,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/users/{id}/deactivate", web::post().to(deactivate))
     .route("/users/{id}/reactivate", web::post().to(reactivate))
+    .route("/users/{id}/unlock", web::post().to(unlock))
     .route("/users/{id}/password", web::post().to(change_password))
     .route("/users/{id}/roles", web::post().to(assign_role))
     .route(
@@ -252,6 +253,36 @@ async fn reactivate(
     let id = user_id(&id)?;
     let position = commands
         .execute(&context, principal.user_id, id, UserCommand::Reactivate)
+        .await?;
+    Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/unlock",
+    tag = "users",
+    params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Unlocked before the lock's end", body = CommandAccepted),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Needs users:write", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The user is not locked", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn unlock(
+    commands: web::Data<UserCommands>,
+    context: RequestContext,
+    Allowed(principal, _): Allowed<UsersWrite>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&id)?;
+    let command = UserCommand::Unlock {
+        now: chrono::Utc::now(),
+    };
+    let position = commands
+        .execute(&context, principal.user_id, id, command)
         .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
