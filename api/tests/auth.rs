@@ -730,6 +730,7 @@ async fn every_protected_route_needs_a_valid_bearer_token() {
         ),
         (Method::POST, format!("/v1/users/{user}/deactivate"), None),
         (Method::POST, format!("/v1/users/{user}/reactivate"), None),
+        (Method::POST, format!("/v1/users/{user}/unlock"), None),
         (
             Method::POST,
             format!("/v1/users/{user}/password"),
