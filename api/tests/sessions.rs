@@ -456,3 +456,64 @@ async fn a_session_past_its_idle_deadline_is_refused_without_the_worker() {
         "no worker ran: the refusal came from the deadline"
     );
 }
+
+/// Ending a user's sessions survives a concurrent writer: a revocation that
+/// loses the append to a refresh committed meanwhile reloads the session and
+/// revokes it (not a 500 with the session left active). The refresh is held
+/// in an open transaction so that the race happens every time.
+#[tokio::test]
+async fn revoking_all_sessions_retries_one_that_a_refresh_changed_meanwhile() {
+    let app = spawn_app().await;
+    let (user_id, session) = app.user_with_session("racer@example.com").await;
+    let session_id = session["session_id"].as_str().unwrap().to_string();
+
+    let refreshed = serde_json::to_value(domain::SessionEvent::Refreshed {
+        refresh_token_hash: domain::RefreshTokenHash::new("00".repeat(32)),
+        refreshed_at: chrono::Utc::now(),
+    })
+    .unwrap();
+    let mut refresh = app.db.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                             event_version, payload, metadata) \
+         VALUES ('session', $1, 2, 'session.refreshed', '1', $2, '{}')",
+    )
+    .bind(&session_id)
+    .bind(&refreshed)
+    .execute(&mut *refresh)
+    .await
+    .unwrap();
+
+    // Loads the session at sequence 1, then waits on the refresh's row.
+    let pool = app.db.pool.clone();
+    let user = uuid::Uuid::parse_str(&user_id).unwrap();
+    let revocation = tokio::spawn(async move {
+        infra::sessions::UserSessions::new(pool)
+            .revoke_all(
+                user,
+                None,
+                domain::RevocationReason::UserDeactivated,
+                &bus::EventMetadata::default(),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    refresh.commit().await.unwrap();
+
+    revocation
+        .await
+        .unwrap()
+        .expect("the revocation is retried, not failed");
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE aggregate_type = 'session' \
+         AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&session_id)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        ["session.started", "session.refreshed", "session.revoked"]
+    );
+}

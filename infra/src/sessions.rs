@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use crate::commands::CommandBus;
 
+/// Tries per session when concurrent writers keep winning the append.
+const CONFLICT_ATTEMPTS: usize = 5;
+
 pub struct UserSessions {
     sessions: CommandBus<Session>,
     pool: PgPool,
@@ -53,16 +56,36 @@ impl UserSessions {
             .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?;
         let mut position = 0;
         for session_id in active.into_iter().filter(|id| Some(*id) != keep) {
+            position = position.max(self.revoke(session_id, reason, metadata).await?);
+        }
+        Ok(position)
+    }
+
+    /// Revokes one session, again at once when a concurrent writer (a
+    /// refresh, the expiry loop, a logout) appended to it first: the retry
+    /// reloads the session, and an ended one writes nothing.
+    async fn revoke(
+        &self,
+        session_id: Uuid,
+        reason: RevocationReason,
+        metadata: &bus::EventMetadata,
+    ) -> Result<i64, AggregateError<SessionError>> {
+        let mut attempt = 1;
+        loop {
             let command = SessionCommand::Revoke {
                 reason,
                 now: Utc::now(),
             };
-            let outcome = self
+            match self
                 .sessions
                 .execute(&session_id.to_string(), command, metadata)
-                .await?;
-            position = position.max(outcome.position);
+                .await
+            {
+                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_ATTEMPTS => {
+                    attempt += 1;
+                }
+                result => return result.map(|outcome| outcome.position),
+            }
         }
-        Ok(position)
     }
 }

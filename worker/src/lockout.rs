@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bus::{BatchHandler, Envelope, EventMetadata, HandlerError};
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
-use domain::{RevocationReason, SessionError, SessionEvent, User, UserCommand, UserEvent};
+use domain::{RevocationReason, SessionEvent, User, UserCommand, UserEvent};
 use infra::commands::CommandBus;
 use infra::sessions::UserSessions;
 use serde::Deserialize;
@@ -36,8 +36,8 @@ const SESSION_STARTED: &str = "session.started";
 const USER_LOCK_SPACE: i32 = 0x776b_7501; // "wku\x01"
 const IP_LOCK_SPACE: i32 = 0x776b_7502;
 
-/// How often a lock, or the revocation of a locked user's sessions, is tried
-/// at once when it races another writer of the same aggregate.
+/// How often a lock is tried at once when it races another writer of the
+/// user (a failed login recorded meanwhile).
 const CONFLICT_ATTEMPTS: usize = 3;
 
 pub struct Lockout {
@@ -320,26 +320,19 @@ impl Lockout {
         }
     }
 
-    /// Revokes every active session of the user. Retries at once when it
-    /// races another writer of a session (the expiry loop, a logout).
+    /// Revokes every active session of the user (`UserSessions` retries a
+    /// session that another writer changed meanwhile).
     async fn revoke_sessions(&self, user_id: Uuid, event: &Envelope) -> anyhow::Result<()> {
-        let metadata = metadata(event);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self
-                .sessions
-                .revoke_all(user_id, None, RevocationReason::UserLocked, &metadata)
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_ATTEMPTS => {
-                    tracing::debug!(%user_id, attempt, "session changed meanwhile; revoking again");
-                }
-                Err(AggregateError::UserError(SessionError::NotFound)) => return Ok(()),
-                Err(error) => return Err(command_error(error)),
-            }
-        }
+        self.sessions
+            .revoke_all(
+                user_id,
+                None,
+                RevocationReason::UserLocked,
+                &metadata(event),
+            )
+            .await
+            .map_err(command_error)?;
+        Ok(())
     }
 }
 
