@@ -1,11 +1,13 @@
 //! Aggregates, commands, events and rules of the identity service. No I/O.
 
+pub mod contract;
 pub mod redaction;
 pub mod role;
 pub mod session;
 pub mod user;
 pub mod validation;
 
+pub use contract::{all_event_types, decode, ContractEvent, DecodeError, EventType, PayloadField};
 pub use redaction::redact_event_payload;
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use session::{

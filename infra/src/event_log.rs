@@ -64,6 +64,16 @@ impl From<EventRow> for Envelope {
     }
 }
 
+/// The domain event an envelope carries, upcast to the current version: every
+/// reader of events, live or replayed, decodes through here.
+pub fn decode<E: domain::ContractEvent>(envelope: &Envelope) -> Result<E, domain::DecodeError> {
+    domain::decode(
+        &envelope.event_type,
+        &envelope.event_version,
+        envelope.payload.clone(),
+    )
+}
+
 /// Events after `after` in publishing order, only from transactions older than
 /// every transaction still running: those can no longer gain a row below what
 /// is returned, so a reader that checkpoints the last row never skips one.

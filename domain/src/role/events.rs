@@ -1,14 +1,12 @@
 use std::collections::BTreeSet;
 
 use cqrs_es::DomainEvent;
+
+use crate::contract::{EventType, PayloadField};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::values::{Permission, RoleDescription, RoleName};
-
-const CREATED: &str = "role.created";
-const PERMISSIONS_CHANGED: &str = "role.permissions_changed";
-const DELETED: &str = "role.deleted";
 
 /// What happened to a [`Role`](super::Role). Each event carries the resulting values so
 /// read models only copy them.
@@ -27,8 +25,26 @@ pub enum RoleEvent {
 }
 
 impl RoleEvent {
+    pub const CREATED: EventType = EventType::new("role.created", "Created");
+    pub const PERMISSIONS_CHANGED: EventType =
+        EventType::new("role.permissions_changed", "PermissionsChanged");
+    pub const DELETED: EventType = EventType::new("role.deleted", "Deleted");
+
     /// Every value [`DomainEvent::event_type`] can return.
-    pub const EVENT_TYPES: &'static [&'static str] = &[CREATED, PERMISSIONS_CHANGED, DELETED];
+    pub const EVENT_TYPES: &'static [EventType] =
+        &[Self::CREATED, Self::PERMISSIONS_CHANGED, Self::DELETED];
+
+    /// Payload fields SQL reads (see [`crate::contract::PAYLOAD_FIELDS_READ_BY_SQL`]).
+    pub const CREATED_NAME: PayloadField = Self::CREATED.field("name");
+
+    /// This event's entry in the event contract.
+    pub fn contract_type(&self) -> EventType {
+        match self {
+            Self::Created { .. } => Self::CREATED,
+            Self::PermissionsChanged { .. } => Self::PERMISSIONS_CHANGED,
+            Self::Deleted { .. } => Self::DELETED,
+        }
+    }
 
     /// Role events carry no secrets: nothing to replace. Present so every event type
     /// is redacted the same way before it leaves the service.
@@ -41,21 +57,16 @@ impl RoleEvent {
 
 impl DomainEvent for RoleEvent {
     fn event_type(&self) -> String {
-        let name = match self {
-            Self::Created { .. } => CREATED,
-            Self::PermissionsChanged { .. } => PERMISSIONS_CHANGED,
-            Self::Deleted { .. } => DELETED,
-        };
-        name.to_owned()
+        self.contract_type().name().to_owned()
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        self.contract_type().version().to_owned()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -68,7 +79,7 @@ mod tests {
         }
     }
 
-    fn all_events() -> Vec<RoleEvent> {
+    pub(crate) fn all_events() -> Vec<RoleEvent> {
         vec![
             created(),
             RoleEvent::PermissionsChanged {
@@ -124,7 +135,8 @@ mod tests {
     #[test]
     fn event_types_are_stable_dotted_names() {
         let types: Vec<String> = all_events().iter().map(DomainEvent::event_type).collect();
-        assert_eq!(types, RoleEvent::EVENT_TYPES);
+        let names: Vec<&str> = RoleEvent::EVENT_TYPES.iter().map(|t| t.name()).collect();
+        assert_eq!(types, names);
         assert!(all_events().iter().all(|e| e.event_version() == "1"));
     }
 

@@ -9,3 +9,6 @@ pub use commands::RoleCommand;
 pub use errors::RoleError;
 pub use events::RoleEvent;
 pub use values::{Permission, RoleDescription, RoleName};
+
+#[cfg(test)]
+pub(crate) use events::tests::all_events as test_events;

@@ -1,14 +1,11 @@
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
+
+use crate::contract::{EventType, PayloadField};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::values::{ExpiryReason, RefreshTokenHash, RevocationReason};
-
-const STARTED: &str = "session.started";
-const REFRESHED: &str = "session.refreshed";
-const REVOKED: &str = "session.revoked";
-const EXPIRED: &str = "session.expired";
 
 /// What happened to a [`Session`](super::Session).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,8 +36,32 @@ pub enum SessionEvent {
 }
 
 impl SessionEvent {
+    pub const STARTED: EventType = EventType::new("session.started", "Started");
+    pub const REFRESHED: EventType = EventType::new("session.refreshed", "Refreshed");
+    pub const REVOKED: EventType = EventType::new("session.revoked", "Revoked");
+    pub const EXPIRED: EventType = EventType::new("session.expired", "Expired");
+
     /// Every value [`DomainEvent::event_type`] can return.
-    pub const EVENT_TYPES: &'static [&'static str] = &[STARTED, REFRESHED, REVOKED, EXPIRED];
+    pub const EVENT_TYPES: &'static [EventType] =
+        &[Self::STARTED, Self::REFRESHED, Self::REVOKED, Self::EXPIRED];
+
+    /// Payload fields SQL reads (see [`crate::contract::PAYLOAD_FIELDS_READ_BY_SQL`]).
+    pub const STARTED_USER_ID: PayloadField = Self::STARTED.field("user_id");
+    pub const STARTED_EXPIRES_AT: PayloadField = Self::STARTED.field("expires_at");
+    pub const STARTED_STARTED_AT: PayloadField = Self::STARTED.field("started_at");
+    pub const STARTED_IDLE_TIMEOUT_SECONDS: PayloadField =
+        Self::STARTED.field("idle_timeout_seconds");
+    pub const REFRESHED_REFRESHED_AT: PayloadField = Self::REFRESHED.field("refreshed_at");
+
+    /// This event's entry in the event contract.
+    pub fn contract_type(&self) -> EventType {
+        match self {
+            Self::Started { .. } => Self::STARTED,
+            Self::Refreshed { .. } => Self::REFRESHED,
+            Self::Revoked { .. } => Self::REVOKED,
+            Self::Expired { .. } => Self::EXPIRED,
+        }
+    }
 
     /// Replaces any refresh token hash with [`RefreshTokenHash::redacted`], for events
     /// that leave the service.
@@ -59,22 +80,16 @@ impl SessionEvent {
 
 impl DomainEvent for SessionEvent {
     fn event_type(&self) -> String {
-        let name = match self {
-            Self::Started { .. } => STARTED,
-            Self::Refreshed { .. } => REFRESHED,
-            Self::Revoked { .. } => REVOKED,
-            Self::Expired { .. } => EXPIRED,
-        };
-        name.to_owned()
+        self.contract_type().name().to_owned()
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        self.contract_type().version().to_owned()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -106,7 +121,7 @@ mod tests {
         }
     }
 
-    fn all_events() -> Vec<SessionEvent> {
+    pub(crate) fn all_events() -> Vec<SessionEvent> {
         vec![
             started(),
             refreshed(),
@@ -158,7 +173,8 @@ mod tests {
     #[test]
     fn event_types_are_stable_dotted_names() {
         let types: Vec<String> = all_events().iter().map(DomainEvent::event_type).collect();
-        assert_eq!(types, SessionEvent::EVENT_TYPES);
+        let names: Vec<&str> = SessionEvent::EVENT_TYPES.iter().map(|t| t.name()).collect();
+        assert_eq!(types, names);
         assert!(all_events().iter().all(|e| e.event_version() == "1"));
     }
 

@@ -9,3 +9,6 @@ pub use commands::SessionCommand;
 pub use errors::SessionError;
 pub use events::SessionEvent;
 pub use values::{ExpiryReason, RefreshTokenHash, RevocationReason};
+
+#[cfg(test)]
+pub(crate) use events::tests::all_events as test_events;

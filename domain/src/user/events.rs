@@ -1,22 +1,11 @@
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
+
+use crate::contract::{EventType, PayloadField};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::values::{DisplayName, Email, PasswordHash};
-
-const REGISTERED: &str = "user.registered";
-const EMAIL_CHANGED: &str = "user.email_changed";
-const DISPLAY_NAME_CHANGED: &str = "user.display_name_changed";
-const PASSWORD_CHANGED: &str = "user.password_changed";
-const DEACTIVATED: &str = "user.deactivated";
-const REACTIVATED: &str = "user.reactivated";
-const ROLE_ASSIGNED: &str = "user.role_assigned";
-const ROLE_UNASSIGNED: &str = "user.role_unassigned";
-const LOGIN_FAILED: &str = "user.login_failed";
-const LOCKED: &str = "user.locked";
-const UNLOCKED: &str = "user.unlocked";
-const PASSWORD_REHASHED: &str = "user.password_rehashed";
 
 /// What happened to a [`User`](super::User). Each event carries the resulting values so
 /// read models only copy them.
@@ -64,21 +53,59 @@ pub enum UserEvent {
 }
 
 impl UserEvent {
+    pub const REGISTERED: EventType = EventType::new("user.registered", "Registered");
+    pub const EMAIL_CHANGED: EventType = EventType::new("user.email_changed", "EmailChanged");
+    pub const DISPLAY_NAME_CHANGED: EventType =
+        EventType::new("user.display_name_changed", "DisplayNameChanged");
+    pub const PASSWORD_CHANGED: EventType =
+        EventType::new("user.password_changed", "PasswordChanged");
+    pub const DEACTIVATED: EventType = EventType::new("user.deactivated", "Deactivated");
+    pub const REACTIVATED: EventType = EventType::new("user.reactivated", "Reactivated");
+    pub const ROLE_ASSIGNED: EventType = EventType::new("user.role_assigned", "RoleAssigned");
+    pub const ROLE_UNASSIGNED: EventType = EventType::new("user.role_unassigned", "RoleUnassigned");
+    pub const LOGIN_FAILED: EventType = EventType::new("user.login_failed", "LoginFailed");
+    pub const LOCKED: EventType = EventType::new("user.locked", "Locked");
+    pub const UNLOCKED: EventType = EventType::new("user.unlocked", "Unlocked");
+    pub const PASSWORD_REHASHED: EventType =
+        EventType::new("user.password_rehashed", "PasswordRehashed");
+
     /// Every value [`DomainEvent::event_type`] can return.
-    pub const EVENT_TYPES: &'static [&'static str] = &[
-        REGISTERED,
-        EMAIL_CHANGED,
-        DISPLAY_NAME_CHANGED,
-        PASSWORD_CHANGED,
-        DEACTIVATED,
-        REACTIVATED,
-        ROLE_ASSIGNED,
-        ROLE_UNASSIGNED,
-        LOGIN_FAILED,
-        LOCKED,
-        UNLOCKED,
-        PASSWORD_REHASHED,
+    pub const EVENT_TYPES: &'static [EventType] = &[
+        Self::REGISTERED,
+        Self::EMAIL_CHANGED,
+        Self::DISPLAY_NAME_CHANGED,
+        Self::PASSWORD_CHANGED,
+        Self::DEACTIVATED,
+        Self::REACTIVATED,
+        Self::ROLE_ASSIGNED,
+        Self::ROLE_UNASSIGNED,
+        Self::LOGIN_FAILED,
+        Self::LOCKED,
+        Self::UNLOCKED,
+        Self::PASSWORD_REHASHED,
     ];
+
+    /// Payload fields SQL reads (see [`crate::contract::PAYLOAD_FIELDS_READ_BY_SQL`]).
+    pub const REGISTERED_EMAIL: PayloadField = Self::REGISTERED.field("email");
+    pub const EMAIL_CHANGED_EMAIL: PayloadField = Self::EMAIL_CHANGED.field("email");
+
+    /// This event's entry in the event contract.
+    pub fn contract_type(&self) -> EventType {
+        match self {
+            Self::Registered { .. } => Self::REGISTERED,
+            Self::EmailChanged { .. } => Self::EMAIL_CHANGED,
+            Self::DisplayNameChanged { .. } => Self::DISPLAY_NAME_CHANGED,
+            Self::PasswordChanged { .. } => Self::PASSWORD_CHANGED,
+            Self::Deactivated => Self::DEACTIVATED,
+            Self::Reactivated => Self::REACTIVATED,
+            Self::RoleAssigned { .. } => Self::ROLE_ASSIGNED,
+            Self::RoleUnassigned { .. } => Self::ROLE_UNASSIGNED,
+            Self::LoginFailed { .. } => Self::LOGIN_FAILED,
+            Self::Locked { .. } => Self::LOCKED,
+            Self::Unlocked => Self::UNLOCKED,
+            Self::PasswordRehashed { .. } => Self::PASSWORD_REHASHED,
+        }
+    }
 
     /// Replaces any password hash with [`PasswordHash::redacted`], for events that
     /// leave the service.
@@ -104,30 +131,16 @@ impl UserEvent {
 
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> String {
-        let name = match self {
-            Self::Registered { .. } => REGISTERED,
-            Self::EmailChanged { .. } => EMAIL_CHANGED,
-            Self::DisplayNameChanged { .. } => DISPLAY_NAME_CHANGED,
-            Self::PasswordChanged { .. } => PASSWORD_CHANGED,
-            Self::Deactivated => DEACTIVATED,
-            Self::Reactivated => REACTIVATED,
-            Self::RoleAssigned { .. } => ROLE_ASSIGNED,
-            Self::RoleUnassigned { .. } => ROLE_UNASSIGNED,
-            Self::LoginFailed { .. } => LOGIN_FAILED,
-            Self::Locked { .. } => LOCKED,
-            Self::Unlocked => UNLOCKED,
-            Self::PasswordRehashed { .. } => PASSWORD_REHASHED,
-        };
-        name.to_owned()
+        self.contract_type().name().to_owned()
     }
 
     fn event_version(&self) -> String {
-        "1".to_owned()
+        self.contract_type().version().to_owned()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
     use serde_json::json;
@@ -145,7 +158,7 @@ mod tests {
         }
     }
 
-    fn all_events() -> Vec<UserEvent> {
+    pub(crate) fn all_events() -> Vec<UserEvent> {
         vec![
             registered(),
             UserEvent::EmailChanged {
@@ -254,7 +267,8 @@ mod tests {
     #[test]
     fn event_types_are_stable_dotted_names() {
         let types: Vec<String> = all_events().iter().map(DomainEvent::event_type).collect();
-        assert_eq!(types, UserEvent::EVENT_TYPES);
+        let names: Vec<&str> = UserEvent::EVENT_TYPES.iter().map(|t| t.name()).collect();
+        assert_eq!(types, names);
         assert!(all_events().iter().all(|e| e.event_version() == "1"));
     }
 

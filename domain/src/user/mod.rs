@@ -9,3 +9,6 @@ pub use commands::UserCommand;
 pub use errors::UserError;
 pub use events::UserEvent;
 pub use values::{DisplayName, Email, HashingCost, Password, PasswordHash};
+
+#[cfg(test)]
+pub(crate) use events::tests::all_events as test_events;
