@@ -29,7 +29,7 @@ const CLEANUP_STEP: Duration = Duration::from_secs(15);
 const LOGIN_FAILED_WAIT: Duration = Duration::from_secs(10);
 
 /// The event a wrong password for a registered user appends.
-pub const LOGIN_FAILED: &str = "user.login_failed";
+pub const LOGIN_FAILED: &str = domain::UserEvent::LOGIN_FAILED.name();
 
 /// AUTH_RATE_PER_SECOND and AUTH_RATE_BURST of the API under test: far above
 /// anything the bench can send, so the per-IP limiter on login (every client

@@ -26,7 +26,8 @@ pub struct Outcome<E> {
 impl<A: Aggregate<Services = ()>> CommandBus<A> {
     pub fn new(pool: PgPool) -> Self {
         let store =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+                .with_upcasters(domain::contract::upcasters());
         Self { store, pool }
     }
 

@@ -10,7 +10,9 @@ use std::pin::Pin;
 
 use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use domain::Permission;
+use chrono::Utc;
+use cqrs_es::Aggregate;
+use domain::{Permission, Session, SessionEvent};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -59,10 +61,10 @@ impl Principal {
             tracing::debug!(%error, "access token refused");
             ApiError::Unauthorized
         })?;
-        let (session_active, permissions) = session_and_permissions(pool, claims.sid, claims.sub)
+        let (first, last, permissions) = session_and_permissions(pool, claims.sid, claims.sub)
             .await
             .map_err(ApiError::internal)?;
-        if !session_active {
+        if !is_live(first, last) {
             tracing::debug!(session_id = %claims.sid, "access token of an ended session refused");
             return Err(ApiError::Unauthorized);
         }
@@ -84,41 +86,60 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// One round trip: is the session live — its last event a start or a
-/// refresh (not a revocation or expiry) and neither its absolute nor its
-/// idle deadline passed, so a session is refused the moment it is due even
-/// before the worker records the expiry — and which permissions do the
-/// user's roles grant.
+/// A stored event as `(event_type, event_version, payload)`.
+type StoredEvent = (String, String, serde_json::Value);
+
+/// One round trip: the session's first and last events (liveness is then
+/// decided by [`Session::is_live`]) and the permissions the user's roles grant.
 async fn session_and_permissions(
     pool: &PgPool,
     session_id: Uuid,
     user_id: Uuid,
-) -> sqlx::Result<(bool, Vec<String>)> {
-    sqlx::query_as(
-        "WITH started AS ( \
-             SELECT payload -> 'Started' AS s FROM events \
-             WHERE aggregate_type = 'session' AND aggregate_id = $1 AND sequence = 1), \
-         last AS ( \
-             SELECT event_type, payload FROM events \
-             WHERE aggregate_type = 'session' AND aggregate_id = $1 \
-             ORDER BY sequence DESC LIMIT 1) \
-         SELECT COALESCE(( \
-             SELECT last.event_type IN ('session.started', 'session.refreshed') \
-                AND now() < (started.s ->> 'expires_at')::timestamptz \
-                AND now() < COALESCE((last.payload -> 'Refreshed' ->> 'refreshed_at')::timestamptz, \
-                                     (started.s ->> 'started_at')::timestamptz) \
-                            + make_interval(secs => (started.s ->> 'idle_timeout_seconds')::float8) \
-             FROM started, last), false), \
+) -> sqlx::Result<(Option<StoredEvent>, Option<StoredEvent>, Vec<String>)> {
+    let (first, last, permissions): (
+        Option<sqlx::types::Json<StoredEvent>>,
+        Option<sqlx::types::Json<StoredEvent>>,
+        Vec<String>,
+    ) = sqlx::query_as(
+        "WITH stream AS ( \
+             SELECT sequence, jsonb_build_array(event_type, event_version, payload) AS event \
+             FROM events WHERE aggregate_type = $1 AND aggregate_id = $2) \
+         SELECT (SELECT event FROM stream ORDER BY sequence LIMIT 1), \
+                (SELECT event FROM stream ORDER BY sequence DESC LIMIT 1), \
          ARRAY(SELECT DISTINCT permission \
                FROM user_roles_view ur \
                JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
                CROSS JOIN LATERAL unnest(r.permissions) AS permission \
-               WHERE ur.user_id = $2)",
+               WHERE ur.user_id = $3)",
     )
+    .bind(Session::TYPE)
     .bind(session_id.to_string())
     .bind(user_id)
     .fetch_one(pool)
-    .await
+    .await?;
+    Ok((
+        first.map(|json| json.0),
+        last.map(|json| json.0),
+        permissions,
+    ))
+}
+
+/// Whether the stream whose first and last events these are is a live
+/// session now. An event that does not decode makes it not live.
+fn is_live(first: Option<StoredEvent>, last: Option<StoredEvent>) -> bool {
+    let decode = |(event_type, version, payload): StoredEvent| {
+        domain::decode::<SessionEvent>(&event_type, &version, payload)
+    };
+    let Some(Ok(first)) = first.map(decode) else {
+        return false;
+    };
+    match last.map(decode).transpose() {
+        Ok(last) => Session::from_first_and_last(first, last).is_live(Utc::now()),
+        Err(error) => {
+            tracing::error!(error = %error, "a session event does not decode");
+            false
+        }
+    }
 }
 
 impl FromRequest for Principal {

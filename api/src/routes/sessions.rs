@@ -5,7 +5,8 @@ use std::pin::Pin;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use domain::{Permission, RevocationReason};
+use cqrs_es::Aggregate;
+use domain::{Permission, RevocationReason, Session, SessionEvent};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgPool};
 use utoipa::{IntoParams, ToSchema};
@@ -165,14 +166,18 @@ impl FromRequest for RevocableSession {
 }
 
 async fn session_owner(pool: &PgPool, session_id: Uuid) -> Result<Option<Uuid>, ApiError> {
-    let owner: Option<String> = sqlx::query_scalar(
-        "SELECT payload -> 'Started' ->> 'user_id' FROM events \
-         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = 'session.started'",
-    )
-    .bind(session_id.to_string())
-    .fetch_optional(pool)
-    .await
-    .map_err(ApiError::internal)?;
+    let sql = format!(
+        "SELECT {} FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_type = $3",
+        SessionEvent::STARTED_USER_ID.json_text()
+    );
+    let owner: Option<String> = sqlx::query_scalar(&sql)
+        .bind(Session::TYPE)
+        .bind(session_id.to_string())
+        .bind(SessionEvent::STARTED.name())
+        .fetch_optional(pool)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(owner.and_then(|id| Uuid::parse_str(&id).ok()))
 }
 

@@ -131,6 +131,24 @@ impl Session {
         }
     }
 
+    /// Whether the session's tokens are honoured at `now`: active and past
+    /// neither deadline, even before the worker records the expiry. The one
+    /// place liveness is decided.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.is_active() && self.due_expiry(now).is_none()
+    }
+
+    /// The session its first and last events make: enough for liveness and
+    /// deadlines, since each refresh replaces the last activity and token.
+    pub fn from_first_and_last(first: SessionEvent, last: Option<SessionEvent>) -> Self {
+        let mut session = Self::default();
+        session.apply(first);
+        if let Some(last) = last {
+            session.apply(last);
+        }
+        session
+    }
+
     fn decide(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, SessionError> {
         let decision = match command {
             SessionCommand::Start {
@@ -643,5 +661,62 @@ mod tests {
             back.decide(refresh(1, 9, 6)),
             Ok(vec![revoked(RevocationReason::RefreshTokenReused, 6)])
         );
+    }
+
+    #[test]
+    fn a_session_is_live_until_it_ends_or_a_deadline_passes() {
+        // given a session started at t(0), idle after 10 minutes, absolute at t(60)
+        let cases = [
+            ("just started", vec![started()], 9, true),
+            ("idle deadline reached", vec![started()], 10, false),
+            (
+                "refreshed at t(55)",
+                vec![started(), refreshed(2, 55)],
+                59,
+                true,
+            ),
+            (
+                "absolute deadline reached",
+                vec![started(), refreshed(2, 55)],
+                60,
+                false,
+            ),
+            (
+                "logged out",
+                vec![started(), revoked(RevocationReason::LoggedOut, 1)],
+                2,
+                false,
+            ),
+            (
+                "expired",
+                vec![started(), expired(ExpiryReason::Idle, 11)],
+                5,
+                false,
+            ),
+        ];
+        for (case, history, minutes, live) in cases {
+            let mut session = Session::default();
+            history.into_iter().for_each(|event| session.apply(event));
+            // when/then
+            assert_eq!(session.is_live(t(minutes)), live, "{case}");
+        }
+        assert!(!Session::default().is_live(t(0)));
+    }
+
+    #[test]
+    fn first_and_last_events_decide_liveness_like_the_whole_stream() {
+        let history = [
+            started(),
+            refreshed(2, 5),
+            refreshed(3, 12),
+            refreshed(4, 20),
+        ];
+        let mut whole = Session::default();
+        history.iter().cloned().for_each(|event| whole.apply(event));
+        let sampled = Session::from_first_and_last(history[0].clone(), history.last().cloned());
+        for minutes in [0, 25, 29, 30, 59, 60] {
+            assert_eq!(sampled.is_live(t(minutes)), whole.is_live(t(minutes)));
+        }
+        assert_eq!(sampled.idle_deadline(), whole.idle_deadline());
     }
 }
