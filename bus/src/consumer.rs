@@ -1,6 +1,5 @@
-use std::{fmt::Display, time::Duration};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::{FutureExt, StreamExt};
 use lapin::{
     message::Delivery,
@@ -14,25 +13,8 @@ use lapin::{
 use tokio::sync::watch;
 use tracing::{debug, error, info, info_span, warn, Instrument, Span};
 
-use crate::{topology::short, BusError, Envelope};
-
-/// Applies consumed events (e.g. to read models).
-#[async_trait]
-pub trait BatchHandler: Send + Sync {
-    /// Apply the events; return Ok only after the work is committed.
-    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError>;
-}
-
-/// Failure reported by a [`BatchHandler`]; the events are retried.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HandlerError(pub String);
-
-impl HandlerError {
-    pub fn new(message: impl Display) -> Self {
-        Self(message.to_string())
-    }
-}
+use crate::dead_letters::DeadLetterQueue;
+use crate::{topology::short, BatchHandler, BusError, Envelope, HandlerError};
 
 /// Tuning of [`run_consumer`].
 #[derive(Clone, Debug)]
@@ -65,9 +47,15 @@ impl Default for ConsumerOptions {
 /// then finishes the batch in hand, cancels the consumer, handles the deliveries the
 /// broker had already pushed (at most `prefetch`), closes the channel and returns `Ok`.
 ///
-/// A batch the handler rejects is retried event by event; each failing event is
-/// requeued after a backoff and dead-lettered by the queue's delivery limit.
-/// Undecodable messages are dead-lettered at once.
+/// A batch the handler rejects is retried event by event, so one failing event
+/// does not hold back the others. An event that fails with
+/// [`HandlerError::Transient`] is requeued after a backoff, and dead-lettered
+/// by the queue's delivery limit (`x-death` reason `delivery_limit`) if it
+/// keeps failing. One that fails with [`HandlerError::Permanent`], and a
+/// message that is no [`Envelope`], is dead-lettered at once: copied to the
+/// queue's dead-letter queue with the reason (the error's display chain) in
+/// the [`DEAD_LETTER_REASON_HEADER`](crate::DEAD_LETTER_REASON_HEADER)
+/// header (`x-handler-error`), and acked once the broker confirmed the copy.
 ///
 /// Returns `Err` when the channel fails or the broker cancels the consumer; the caller
 /// is expected to reconnect and call it again. Delivery is at-least-once: the handler
@@ -80,10 +68,12 @@ pub async fn run_consumer<H: BatchHandler>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), BusError> {
     let channel = conn.create_channel().await?;
+    let dead_letters = DeadLetterQueue::open(conn, queue).await?;
     let worker = Worker {
         handler,
         opts,
         queue,
+        dead_letters: &dead_letters,
         shutdown,
     };
     let result = worker.consume(&channel).await;
@@ -91,6 +81,7 @@ pub async fn run_consumer<H: BatchHandler>(
         error!(queue, error = %err, "consumer failed");
     }
     close_channel(&channel).await;
+    dead_letters.close().await;
     result
 }
 
@@ -98,6 +89,7 @@ struct Worker<'a, H> {
     handler: &'a H,
     opts: &'a ConsumerOptions,
     queue: &'a str,
+    dead_letters: &'a DeadLetterQueue,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -162,7 +154,7 @@ impl<H: BatchHandler> Worker<'_, H> {
     }
 
     async fn process(&self, deliveries: Vec<Delivery>) -> Result<(), BusError> {
-        let (deliveries, events) = decode_or_reject(deliveries).await?;
+        let (deliveries, events) = self.decode_or_dead_letter(deliveries).await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(());
         };
@@ -186,11 +178,12 @@ impl<H: BatchHandler> Worker<'_, H> {
         match self.handler.handle(events).await {
             Ok(()) => ack_all(deliveries).await,
             Err(err) if events.len() == 1 => {
-                let retry = self.retry_later(&deliveries[0], &err);
-                retry.instrument(event_span(&events[0])).await
+                let failed = self.failed(&deliveries[0], &err);
+                failed.instrument(event_span(&events[0])).await
             }
             Err(err) => {
-                warn!(error = %err, "batch failed; handling its events one at a time");
+                let reason = err.reason();
+                warn!(error = %reason, "batch failed; handling its events one at a time");
                 self.handle_one_by_one(deliveries, events).await
             }
         }
@@ -212,7 +205,14 @@ impl<H: BatchHandler> Worker<'_, H> {
     async fn handle_one(&self, delivery: &Delivery, event: &Envelope) -> Result<(), BusError> {
         match self.handler.handle(std::slice::from_ref(event)).await {
             Ok(()) => settled(delivery.ack(BasicAckOptions::default()).await, delivery),
-            Err(err) => self.retry_later(delivery, &err).await,
+            Err(err) => self.failed(delivery, &err).await,
+        }
+    }
+
+    async fn failed(&self, delivery: &Delivery, err: &HandlerError) -> Result<(), BusError> {
+        match err {
+            HandlerError::Permanent(_) => self.dead_letter(delivery, &err.reason()).await,
+            HandlerError::Transient(_) => self.retry_later(delivery, err).await,
         }
     }
 
@@ -222,7 +222,7 @@ impl<H: BatchHandler> Worker<'_, H> {
         let delay = backoff_delay(self.opts, attempt);
         metrics::counter!("consumer_retries_total", "queue" => self.queue.to_string()).increment(1);
         warn!(
-            error = %err,
+            error = %err.reason(),
             attempt,
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "event failed; requeueing it after backoff"
@@ -236,6 +236,50 @@ impl<H: BatchHandler> Worker<'_, H> {
             requeue: true,
         };
         settled(delivery.nack(requeue).await, delivery)
+    }
+
+    /// Splits off the deliveries that are no envelope and dead-letters them.
+    async fn decode_or_dead_letter(
+        &self,
+        deliveries: Vec<Delivery>,
+    ) -> Result<(Vec<Delivery>, Vec<Envelope>), BusError> {
+        let mut kept = Vec::with_capacity(deliveries.len());
+        let mut events = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match Envelope::from_json(&delivery.data) {
+                Ok(event) => {
+                    kept.push(delivery);
+                    events.push(event);
+                }
+                Err(err) => self.dead_letter(&delivery, &err.to_string()).await?,
+            }
+        }
+        Ok((kept, events))
+    }
+
+    /// Copies the delivery to the dead-letter queue with `reason`, then acks
+    /// it. Should the copy be refused (no dead-letter queue), the delivery is
+    /// rejected instead: the queue's own dead-lettering takes it, without
+    /// the reason.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BusError> {
+        error!(
+            error = reason,
+            delivery_tag = delivery.delivery_tag,
+            routing_key = %delivery.routing_key,
+            message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
+            "permanent failure; dead-lettering the message"
+        );
+        metrics::counter!("consumer_rejected_total", "queue" => self.queue.to_string())
+            .increment(1);
+        match self.dead_letters.put(delivery, reason).await {
+            Ok(()) => settled(delivery.ack(BasicAckOptions::default()).await, delivery),
+            Err(err @ (BusError::Returned { .. } | BusError::Nacked { .. })) => {
+                warn!(error = %err, "dead-letter queue refused the copy; rejecting the message");
+                let options = BasicRejectOptions { requeue: false };
+                settled(delivery.reject(options).await, delivery)
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -273,37 +317,6 @@ fn drain(
         }
     }
     (batch, None)
-}
-
-/// Splits off undecodable deliveries and rejects them (no requeue: dead-lettered).
-async fn decode_or_reject(
-    deliveries: Vec<Delivery>,
-) -> Result<(Vec<Delivery>, Vec<Envelope>), BusError> {
-    let mut kept = Vec::with_capacity(deliveries.len());
-    let mut events = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        match Envelope::from_json(&delivery.data) {
-            Ok(event) => {
-                kept.push(delivery);
-                events.push(event);
-            }
-            Err(err) => reject_undecodable(&delivery, &err).await?,
-        }
-    }
-    Ok((kept, events))
-}
-
-async fn reject_undecodable(delivery: &Delivery, err: &BusError) -> Result<(), BusError> {
-    error!(
-        error = %err,
-        delivery_tag = delivery.delivery_tag,
-        routing_key = %delivery.routing_key,
-        message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
-        "undecodable message; dead-lettering it"
-    );
-    metrics::counter!("consumer_rejected_total").increment(1);
-    let options = BasicRejectOptions { requeue: false };
-    settled(delivery.reject(options).await, delivery)
 }
 
 /// Acks the whole batch with one multiple-ack of its last delivery tag. Safe because
@@ -379,6 +392,7 @@ async fn close_channel(channel: &Channel) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
 
     fn props_with_count(value: AMQPValue) -> BasicProperties {
         let mut headers = FieldTable::default();
@@ -410,11 +424,6 @@ mod tests {
         assert_eq!(ms(4), 800);
         assert_eq!(ms(8), 10_000);
         assert_eq!(ms(u32::MAX), 10_000);
-    }
-
-    #[test]
-    fn handler_error_display() {
-        assert_eq!(HandlerError::new(42).to_string(), "42");
     }
 
     struct Noop;

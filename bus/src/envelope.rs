@@ -13,11 +13,11 @@ pub struct Envelope {
     pub global_position: i64,
     /// PostgreSQL xid8 of the appending transaction.
     pub transaction_id: i64,
-    /// e.g. "user".
+    /// e.g. "order".
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub sequence: i64,
-    /// Dotted, e.g. "user.registered"; also the routing key.
+    /// Dotted, e.g. "order.placed"; also the routing key.
     pub event_type: String,
     pub event_version: String,
     pub payload: serde_json::Value,
@@ -78,7 +78,7 @@ impl EventMetadata {
 }
 
 impl Envelope {
-    /// Routing key on the topic exchange: the dotted event type, e.g. "user.registered".
+    /// Routing key on the topic exchange: the dotted event type, e.g. "order.placed".
     pub fn routing_key(&self) -> String {
         self.event_type.clone()
     }
@@ -115,10 +115,10 @@ mod tests {
             event_id: Uuid::new_v4(),
             global_position: 42,
             transaction_id: 1234,
-            aggregate_type: "user".into(),
-            aggregate_id: "u-1".into(),
+            aggregate_type: "thing".into(),
+            aggregate_id: "t-1".into(),
             sequence: 3,
-            event_type: "user.email_changed".into(),
+            event_type: "thing.changed".into(),
             event_version: "1".into(),
             payload: serde_json::json!({"email": "a@example.com"}),
             metadata: full_metadata(),
@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn routing_key_is_event_type() {
-        assert_eq!(envelope().routing_key(), "user.email_changed");
+        assert_eq!(envelope().routing_key(), "thing.changed");
     }
 
     #[test]

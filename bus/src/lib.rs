@@ -4,12 +4,14 @@ mod consumer;
 mod dead_letters;
 mod envelope;
 mod error;
+mod handler;
 mod publisher;
 mod topology;
 
-pub use consumer::{run_consumer, BatchHandler, ConsumerOptions, HandlerError};
-pub use dead_letters::{count_dead_letters, replay_dead_letters};
+pub use consumer::{run_consumer, ConsumerOptions};
+pub use dead_letters::{count_dead_letters, replay_dead_letters, DEAD_LETTER_REASON_HEADER};
 pub use envelope::{Envelope, EventMetadata};
 pub use error::BusError;
+pub use handler::{BatchHandler, BoxError, HandlerError};
 pub use publisher::Publisher;
 pub use topology::{connect, ConsumerGroup, Topology};

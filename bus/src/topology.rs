@@ -23,7 +23,7 @@ pub struct Topology {
 pub struct ConsumerGroup {
     /// e.g. "projector.read_models".
     pub name: String,
-    /// Topic binding keys, e.g. `["user.*"]`.
+    /// Topic binding keys, e.g. `["order.*"]`.
     pub binding_keys: Vec<String>,
     /// Deliveries after which RabbitMQ dead-letters a message (`x-delivery-limit`).
     pub delivery_limit: u32,
@@ -39,7 +39,7 @@ impl Topology {
     }
 
     pub fn dead_letter_queue_name(&self, group: &ConsumerGroup) -> String {
-        format!("{}{}.dead", self.queue_prefix, group.name)
+        dead_letter_queue_of(&self.queue_name(group))
     }
 
     /// Declares the durable topic exchange and its durable direct dead-letter exchange.
@@ -99,6 +99,12 @@ impl Topology {
         );
         args
     }
+}
+
+/// The dead-letter queue of `queue`: where the broker dead-letters its
+/// messages, and where the consumer puts its permanent failures.
+pub(crate) fn dead_letter_queue_of(queue: &str) -> String {
+    format!("{queue}.dead")
 }
 
 /// Opens an AMQP connection on the current tokio runtime.
@@ -167,7 +173,7 @@ mod tests {
         };
         let group = ConsumerGroup {
             name: "projector.read_models".into(),
-            binding_keys: vec!["user.*".into()],
+            binding_keys: vec!["thing.*".into()],
             delivery_limit: 5,
         };
         assert_eq!(

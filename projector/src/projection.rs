@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use bus::{BatchHandler, Envelope, HandlerError};
-use infra::checkpoints::Checkpoint;
+use infra::checkpoints::{Checkpoint, READ_MODELS};
 use infra::event_log::LogPosition;
 use sqlx::{PgConnection, PgPool};
 
@@ -13,7 +13,6 @@ use crate::apply::{self, ApplyError};
 use crate::views::{Target, View};
 
 /// One checkpoint for every view: a batch writes them all in one transaction.
-pub const READ_MODELS: &str = "read_models";
 pub const CHECKPOINT: Checkpoint = Checkpoint::Projection(READ_MODELS);
 /// Events examined per query when advancing the checkpoint.
 const PREFIX_SCAN: i64 = 1000;
@@ -151,6 +150,10 @@ static PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
 #[async_trait]
 impl BatchHandler for ReadModels {
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
-        self.apply_batch(events).await.map_err(HandlerError::new)
+        // Until `ApplyError` says which failures are permanent, every one is
+        // retried (and dead-lettered by the delivery limit).
+        self.apply_batch(events)
+            .await
+            .map_err(HandlerError::transient)
     }
 }

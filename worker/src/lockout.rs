@@ -341,7 +341,7 @@ impl BatchHandler for Lockout {
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         self.handle_batch(events)
             .await
-            .map_err(|error| HandlerError::new(format!("{error:#}")))
+            .map_err(HandlerError::transient)
     }
 }
 

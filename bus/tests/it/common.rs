@@ -1,5 +1,4 @@
 //! Shared fixtures for the integration tests (real RabbitMQ).
-#![allow(dead_code)]
 
 use std::{
     future::Future,
@@ -37,8 +36,8 @@ impl Fixture {
             queue_prefix: format!("test.{id}."),
         };
         let group = ConsumerGroup {
-            name: "projector.read_models".into(),
-            binding_keys: vec!["user.*".into()],
+            name: "test.group".into(),
+            binding_keys: vec!["thing.*".into()],
             delivery_limit,
         };
         let conn = bus::connect(&amqp_url()).await.expect("connect");
@@ -128,7 +127,7 @@ pub fn event(aggregate_id: &str, sequence: i64, event_type: &str) -> Envelope {
         event_id: Uuid::new_v4(),
         global_position: sequence,
         transaction_id: 1000 + sequence,
-        aggregate_type: "user".into(),
+        aggregate_type: "thing".into(),
         aggregate_id: aggregate_id.into(),
         sequence,
         event_type: event_type.into(),
@@ -148,7 +147,7 @@ pub fn event(aggregate_id: &str, sequence: i64, event_type: &str) -> Envelope {
 
 pub fn events(count: i64) -> Vec<Envelope> {
     (1..=count)
-        .map(|n| event(&format!("u-{}", n % 3), n, "user.registered"))
+        .map(|n| event(&format!("t-{}", n % 3), n, "thing.happened"))
         .collect()
 }
 
@@ -204,6 +203,16 @@ pub fn first_death(properties: &lapin::BasicProperties) -> Option<(String, i64)>
         _ => return None,
     };
     Some((reason, count))
+}
+
+/// The reason the consumer gave a message it dead-lettered itself.
+pub fn reason_header(properties: &lapin::BasicProperties) -> Option<String> {
+    use lapin::types::AMQPValue;
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(bus::DEAD_LETTER_REASON_HEADER)? {
+        AMQPValue::LongString(reason) => Some(reason.to_string()),
+        _ => None,
+    }
 }
 
 /// Runs `consumer` and `driver` side by side (driver must trigger the shutdown),

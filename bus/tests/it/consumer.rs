@@ -1,15 +1,13 @@
-mod common;
-
 use std::{
     sync::{atomic::AtomicBool, atomic::Ordering, Mutex},
     time::Duration,
 };
 
+use crate::common::*;
 use async_trait::async_trait;
 use bus::{
     run_consumer, BatchHandler, BusError, ConsumerOptions, Envelope, HandlerError, Publisher,
 };
-use common::*;
 use lapin::{options::BasicPublishOptions, BasicProperties};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -34,15 +32,21 @@ async fn publish(fx: &Fixture, events: &[Envelope]) {
 }
 
 /// Records calls; fails every batch holding `poison`, and the poison event alone
-/// on its first `failures` deliveries.
+/// on its first `failures` deliveries (transiently unless `permanent`).
 #[derive(Default)]
 struct Handler {
     calls: Calls,
     succeeded: Mutex<Vec<Uuid>>,
     poison: Option<Uuid>,
     failures: usize,
+    permanent: bool,
     delay: Duration,
 }
+
+/// The cause of a poison event's failure, with a source of its own.
+#[derive(Debug, thiserror::Error)]
+#[error("poison event")]
+struct Poison(#[source] std::io::Error);
 
 impl Handler {
     fn failing(poison: Uuid, failures: usize) -> Self {
@@ -50,6 +54,22 @@ impl Handler {
             poison: Some(poison),
             failures,
             ..Self::default()
+        }
+    }
+
+    fn failing_for_good(poison: Uuid) -> Self {
+        Self {
+            permanent: true,
+            ..Self::failing(poison, usize::MAX)
+        }
+    }
+
+    fn error(&self) -> HandlerError {
+        let cause = Poison(std::io::Error::other("payload unreadable"));
+        if self.permanent {
+            HandlerError::permanent(cause)
+        } else {
+            HandlerError::transient(cause)
         }
     }
 
@@ -78,7 +98,7 @@ impl BatchHandler for Handler {
         self.calls.record(events);
         tokio::time::sleep(self.delay).await;
         if self.should_fail(events) {
-            return Err(HandlerError::new("poison event"));
+            return Err(self.error());
         }
         let ids = events.iter().map(|e| e.event_id);
         self.succeeded.lock().unwrap().extend(ids);
@@ -115,12 +135,12 @@ async fn consumes_all_events_in_order_and_in_batches() {
 }
 
 #[tokio::test]
-async fn failing_event_is_redelivered_and_acked_once_it_succeeds() {
+async fn transient_failure_is_redelivered_and_acked_once_it_succeeds() {
     let fx = Fixture::new(5).await;
     let published = vec![
-        event("u-1", 1, "user.registered"),
-        event("u-2", 2, "user.registered"),
-        event("u-3", 3, "user.registered"),
+        event("t-1", 1, "thing.happened"),
+        event("t-2", 2, "thing.happened"),
+        event("t-3", 3, "thing.happened"),
     ];
     let poison = published[1].event_id;
     publish(&fx, &published).await;
@@ -151,13 +171,13 @@ async fn failing_event_is_redelivered_and_acked_once_it_succeeds() {
 }
 
 #[tokio::test]
-async fn poison_event_is_dead_lettered_after_the_delivery_limit() {
+async fn transient_failure_is_dead_lettered_after_the_delivery_limit() {
     let delivery_limit = 2;
     let fx = Fixture::new(delivery_limit).await;
     let published = vec![
-        event("u-1", 1, "user.registered"),
-        event("u-2", 2, "user.registered"),
-        event("u-3", 3, "user.registered"),
+        event("t-1", 1, "thing.happened"),
+        event("t-2", 2, "thing.happened"),
+        event("t-3", 3, "thing.happened"),
     ];
     let poison = published[1].event_id;
     publish(&fx, &published).await;
@@ -192,12 +212,61 @@ async fn poison_event_is_dead_lettered_after_the_delivery_limit() {
 }
 
 #[tokio::test]
+async fn permanent_failure_is_dead_lettered_on_its_first_delivery_with_its_reason() {
+    let fx = Fixture::new(5).await;
+    let published = vec![
+        event("t-1", 1, "thing.happened"),
+        event("t-2", 2, "thing.happened"),
+        event("t-3", 3, "thing.happened"),
+    ];
+    let poison = published[1].event_id;
+    publish(&fx, &published).await;
+    let handler = Handler::failing_for_good(poison);
+    let opts = options();
+    let (stop, shutdown) = watch::channel(false);
+
+    let result = run_with(
+        TIMEOUT,
+        run_consumer(&fx.conn, &fx.queue(), &handler, &opts, shutdown),
+        async {
+            wait_until(TIMEOUT, || async { fx.ready(&fx.dead_queue()).await == 1 }).await;
+            // Give a wrongly requeued message the chance to come back.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.send_replace(true);
+        },
+    )
+    .await;
+
+    result.unwrap();
+    assert_eq!(handler.calls.single(poison), 1, "no retries");
+    assert_eq!(handler.succeeded_count(published[0].event_id), 1);
+    assert_eq!(handler.succeeded_count(published[2].event_id), 1);
+    assert_eq!(handler.succeeded_count(poison), 0);
+
+    let dead = fx.get(&fx.dead_queue()).await.expect("dead-lettered event");
+    let dead_event = Envelope::from_json(&dead.delivery.data).unwrap();
+    assert_eq!(dead_event, published[1]);
+    let properties = &dead.delivery.properties;
+    assert_eq!(
+        reason_header(properties).as_deref(),
+        Some("poison event: payload unreadable")
+    );
+    let message_id = poison.to_string();
+    assert_eq!(
+        properties.message_id().as_ref().unwrap().as_str(),
+        message_id
+    );
+    assert_eq!(fx.ready(&fx.queue()).await, 0);
+    assert_eq!(fx.ready(&fx.dead_queue()).await, 0);
+}
+
+#[tokio::test]
 async fn undecodable_message_is_dead_lettered_without_retries() {
     let fx = Fixture::new(5).await;
     fx.channel
         .basic_publish(
             fx.topology.exchange.as_str().into(),
-            "user.garbage".into(),
+            "thing.garbled".into(),
             BasicPublishOptions::default(),
             b"{not an envelope",
             BasicProperties::default(),
@@ -206,7 +275,7 @@ async fn undecodable_message_is_dead_lettered_without_retries() {
         .unwrap()
         .await
         .unwrap();
-    let valid = event("u-1", 1, "user.registered");
+    let valid = event("t-1", 1, "thing.happened");
     publish(&fx, std::slice::from_ref(&valid)).await;
     let handler = Handler::default();
     let opts = options();
@@ -229,8 +298,8 @@ async fn undecodable_message_is_dead_lettered_without_retries() {
     assert_eq!(handler.calls.all(), vec![vec![valid.event_id]]);
     let dead = fx.get(&fx.dead_queue()).await.expect("dead-lettered body");
     assert_eq!(dead.delivery.data, b"{not an envelope");
-    let death = first_death(&dead.delivery.properties).unwrap();
-    assert_eq!(death, ("rejected".to_owned(), 1));
+    let reason = reason_header(&dead.delivery.properties).expect("reason header");
+    assert!(reason.starts_with("cannot decode envelope"), "{reason}");
     assert_eq!(fx.ready(&fx.queue()).await, 0);
 }
 

@@ -1,9 +1,7 @@
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bus::{count_dead_letters, replay_dead_letters, Envelope, Publisher};
-use common::*;
 use lapin::options::{BasicGetOptions, BasicRejectOptions};
 
 #[tokio::test]

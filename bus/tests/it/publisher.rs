@@ -1,7 +1,5 @@
-mod common;
-
+use crate::common::*;
 use bus::{Envelope, Publisher};
-use common::*;
 use lapin::types::{AMQPValue, LongString};
 
 #[tokio::test]
@@ -12,8 +10,8 @@ async fn published_messages_carry_properties_and_headers() {
         .unwrap();
     assert!(publisher.is_connected());
     let events = vec![
-        event("u-1", 1, "user.registered"),
-        event("u-1", 2, "user.email_changed"),
+        event("t-1", 1, "thing.happened"),
+        event("t-1", 2, "thing.changed"),
     ];
     publisher.publish_batch(&events).await.unwrap();
     publisher.publish_batch(&[]).await.unwrap();
@@ -44,8 +42,8 @@ async fn published_messages_carry_properties_and_headers() {
 
         let headers = props.headers().as_ref().unwrap().inner();
         let text = |value: &str| AMQPValue::LongString(LongString::from(value));
-        assert_eq!(headers["aggregate_type"], text("user"));
-        assert_eq!(headers["aggregate_id"], text("u-1"));
+        assert_eq!(headers["aggregate_type"], text("thing"));
+        assert_eq!(headers["aggregate_id"], text("t-1"));
         let correlation = expected.metadata.correlation_id.as_deref().unwrap();
         assert_eq!(headers["correlation_id"], text(correlation));
         let causation = expected.metadata.causation_id.as_deref().unwrap();

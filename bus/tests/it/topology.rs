@@ -1,7 +1,5 @@
-mod common;
-
+use crate::common::*;
 use bus::{BusError, ConsumerGroup};
-use common::*;
 use lapin::{options::QueueDeclareOptions, types::FieldTable};
 
 #[tokio::test]
