@@ -4,28 +4,29 @@
 //! which is the truth; the broker carries news.
 
 use bus::Envelope;
-use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres};
+use domain::DecodeError;
 use uuid::Uuid;
 
-use crate::views::{Target, View};
-use crate::{roles_view, sessions_view, users_view};
+use crate::executor;
+use crate::views::roles::RolesView;
+use crate::views::sessions::SessionsView;
+use crate::views::users::UsersView;
+use crate::views::{EventContext, Projection, ReduceError, Target, View, ViewChange, ViewRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("event {event_id} does not decode as a {aggregate_type} event: {source}")]
-    Decode {
-        event_id: Uuid,
-        aggregate_type: String,
-        source: serde_json::Error,
-    },
+    #[error("event {event_id} does not decode: {source}")]
+    Decode { event_id: Uuid, source: DecodeError },
     #[error("{aggregate_type} {id:?} is not a UUID")]
-    BadId { aggregate_type: String, id: String },
+    BadId {
+        aggregate_type: String,
+        id: String,
+        source: uuid::Error,
+    },
+    #[error("event {event_id} cannot follow its view's row: {source}")]
+    Inapplicable { event_id: Uuid, source: ReduceError },
     #[error("{aggregate_type} {id}: expected sequence {expected}, the event store has {found:?}")]
     MissingEvents {
         aggregate_type: String,
@@ -37,132 +38,113 @@ pub enum ApplyError {
     Raced { aggregate_type: String, id: Uuid },
 }
 
+impl ApplyError {
+    /// Whether retrying the same event can only fail the same way: its
+    /// bytes or the history it belongs to are wrong, not the moment.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Decode { .. } | Self::BadId { .. } | Self::Inapplicable { .. } => true,
+            Self::Database(_) | Self::MissingEvents { .. } | Self::Raced { .. } => false,
+        }
+    }
+}
+
 /// Applies `envelope` to `view` unless it was applied already.
 pub async fn apply(
-    db: &mut PgConnection,
+    db: &mut sqlx::PgConnection,
     view: View,
     target: Target,
     envelope: &Envelope,
 ) -> Result<(), ApplyError> {
-    let id = Uuid::parse_str(&envelope.aggregate_id).map_err(|_| ApplyError::BadId {
-        aggregate_type: envelope.aggregate_type.clone(),
-        id: envelope.aggregate_id.clone(),
-    })?;
-    let last = last_sequence(db, view, target, id).await?;
+    match view {
+        View::Users => apply_to::<UsersView>(db, target, envelope).await,
+        View::Roles => apply_to::<RolesView>(db, target, envelope).await,
+        View::Sessions => apply_to::<SessionsView>(db, target, envelope).await,
+    }
+}
+
+async fn apply_to<P: Projection>(
+    db: &mut sqlx::PgConnection,
+    target: Target,
+    envelope: &Envelope,
+) -> Result<(), ApplyError> {
+    let id = aggregate_id(envelope)?;
+    let mut current = executor::load::<P::Row>(db, target, id).await?;
+    let last = current.as_ref().map_or(0, ViewRow::sequence);
     if envelope.sequence <= last {
         return Ok(());
     }
-    let mut expected = last + 1;
-    if envelope.sequence > expected {
-        let missing = infra::event_log::read_stream(
+    let missing = if envelope.sequence > last + 1 {
+        infra::event_log::read_stream(
             &mut *db,
             &envelope.aggregate_type,
             &envelope.aggregate_id,
             last,
             envelope.sequence - 1,
         )
-        .await?;
-        for event in &missing {
-            check_next(event, id, expected, Some(event.sequence))?;
-            apply_next(db, view, target, id, event).await?;
-            expected += 1;
-        }
+        .await?
+    } else {
+        Vec::new()
+    };
+    for (expected, event) in (last + 1..).zip(missing.iter().chain([envelope])) {
+        check_next(event, id, expected)?;
+        current = Some(apply_next::<P>(db, target, id, current.as_ref(), event).await?);
     }
-    check_next(envelope, id, expected, Some(envelope.sequence))?;
-    apply_next(db, view, target, id, envelope).await
+    Ok(())
 }
 
-fn check_next(
-    envelope: &Envelope,
-    id: Uuid,
-    expected: i64,
-    found: Option<i64>,
-) -> Result<(), ApplyError> {
-    if found == Some(expected) {
+fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {
+    Uuid::parse_str(&envelope.aggregate_id).map_err(|source| ApplyError::BadId {
+        aggregate_type: envelope.aggregate_type.clone(),
+        id: envelope.aggregate_id.clone(),
+        source,
+    })
+}
+
+fn check_next(envelope: &Envelope, id: Uuid, expected: i64) -> Result<(), ApplyError> {
+    if envelope.sequence == expected {
         Ok(())
     } else {
         Err(ApplyError::MissingEvents {
             aggregate_type: envelope.aggregate_type.clone(),
             id,
             expected,
-            found,
+            found: Some(envelope.sequence),
         })
     }
 }
 
-async fn last_sequence(
-    db: &mut PgConnection,
-    view: View,
+/// Applies the event that directly follows `current`; returns the row
+/// after it.
+async fn apply_next<P: Projection>(
+    db: &mut sqlx::PgConnection,
     target: Target,
     id: Uuid,
-) -> Result<i64, sqlx::Error> {
-    let sql = format!(
-        "SELECT sequence FROM {} WHERE {} = $1",
-        target.table(view.name()),
-        view.key_column()
-    );
-    let sequence: Option<i64> = sqlx::query_scalar(&sql).bind(id).fetch_optional(db).await?;
-    Ok(sequence.unwrap_or(0))
-}
-
-/// Applies the event that directly follows the row's sequence. Every write
-/// is guarded by that sequence, so a concurrent writer fails (and retries)
-/// instead of applying the event twice.
-async fn apply_next(
-    db: &mut PgConnection,
-    view: View,
-    target: Target,
-    id: Uuid,
+    current: Option<&P::Row>,
     envelope: &Envelope,
-) -> Result<(), ApplyError> {
-    let applied = match view {
-        View::Users => users_view::apply_next(db, target, id, envelope).await?,
-        View::Roles => roles_view::apply_next(db, target, id, envelope).await?,
-        View::Sessions => sessions_view::apply_next(db, target, id, envelope).await?,
-    };
-    if applied {
-        Ok(())
-    } else {
-        Err(ApplyError::Raced {
+) -> Result<P::Row, ApplyError> {
+    let event_id = envelope.event_id;
+    let event: P::Event = infra::event_log::decode(envelope)
+        .map_err(|source| ApplyError::Decode { event_id, source })?;
+    let change = P::reduce(current, &event, &context(id, envelope))
+        .map_err(|source| ApplyError::Inapplicable { event_id, source })?;
+    if !executor::write(db, target, &change).await? {
+        return Err(ApplyError::Raced {
             aggregate_type: envelope.aggregate_type.clone(),
             id,
-        })
+        });
     }
+    Ok(change.into_row())
 }
 
-/// The domain event an envelope carries.
-pub(crate) fn decode<E: DeserializeOwned>(envelope: &Envelope) -> Result<E, ApplyError> {
-    serde_json::from_value(envelope.payload.clone()).map_err(|source| ApplyError::Decode {
-        event_id: envelope.event_id,
-        aggregate_type: envelope.aggregate_type.clone(),
-        source,
-    })
-}
-
-pub(crate) fn occurred_at(envelope: &Envelope) -> DateTime<Utc> {
-    envelope
-        .metadata
-        .occurred_at
-        .unwrap_or(envelope.recorded_at)
-}
-
-/// `UPDATE table SET set, sequence = $2, global_position = $3` of the row
-/// `key = $1` only if it is at the previous sequence; `set` uses `$4` on.
-pub(crate) fn guarded_update_sql(table: &str, key: &str, set: &str) -> String {
-    format!(
-        "UPDATE {table} SET {set}, sequence = $2, global_position = $3 \
-         WHERE {key} = $1 AND sequence = $2 - 1"
-    )
-}
-
-/// Binds `$1` to `$3` of [`guarded_update_sql`].
-pub(crate) fn guarded_update<'q>(
-    sql: &'q str,
-    id: Uuid,
-    envelope: &Envelope,
-) -> Query<'q, Postgres, PgArguments> {
-    sqlx::query(sql)
-        .bind(id)
-        .bind(envelope.sequence)
-        .bind(envelope.global_position)
+fn context(id: Uuid, envelope: &Envelope) -> EventContext {
+    EventContext {
+        aggregate_id: id,
+        sequence: envelope.sequence,
+        global_position: envelope.global_position,
+        occurred_at: envelope
+            .metadata
+            .occurred_at
+            .unwrap_or(envelope.recorded_at),
+    }
 }

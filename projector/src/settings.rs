@@ -72,7 +72,8 @@ impl ProjectorSettings {
             name: "projector.read_models".into(),
             binding_keys: View::ALL
                 .iter()
-                .map(|view| format!("{}.*", view.aggregate_type()))
+                .flat_map(|view| view.event_types())
+                .map(|event_type| event_type.routing_key().to_owned())
                 .collect(),
             delivery_limit: self.delivery_limit,
         }

@@ -1,7 +1,27 @@
-//! The read models: which aggregate type feeds each, and its tables.
+//! The read models as pure folds: which aggregate type feeds each, its
+//! tables, and how one event changes its rows. No I/O here; the executor
+//! writes what the reducers decide.
 
-use cqrs_es::Aggregate;
-use domain::{Role, Session, User};
+mod fold;
+pub mod roles;
+mod row;
+pub mod sessions;
+pub mod user_roles;
+pub mod users;
+
+use domain::{ContractEvent, EventType, RoleEvent, SessionEvent, UserEvent};
+
+pub use fold::{Change, EventContext, Projection, ReduceError, ViewChange};
+pub use row::{Column, Value, ViewRow};
+
+/// One row per user.
+pub const USERS_VIEW: &str = "users_view";
+/// One row per role a user holds; guarded by the user's row in `users_view`.
+pub const USER_ROLES_VIEW: &str = "user_roles_view";
+/// One row per role ever created, deleted ones included.
+pub const ROLES_VIEW: &str = "roles_view";
+/// One row per session.
+pub const SESSIONS_VIEW: &str = "sessions_view";
 
 /// A read model fed by the events of one aggregate type. Its first table
 /// has a row per aggregate holding the sequence of the last event applied.
@@ -47,9 +67,18 @@ impl View {
 
     pub fn aggregate_type(self) -> &'static str {
         match self {
-            Self::Users => User::TYPE,
-            Self::Roles => Role::TYPE,
-            Self::Sessions => Session::TYPE,
+            Self::Users => UserEvent::AGGREGATE_TYPE,
+            Self::Roles => RoleEvent::AGGREGATE_TYPE,
+            Self::Sessions => SessionEvent::AGGREGATE_TYPE,
+        }
+    }
+
+    /// The event types that feed the view: every type of its aggregate.
+    pub fn event_types(self) -> &'static [EventType] {
+        match self {
+            Self::Users => UserEvent::EVENT_TYPES,
+            Self::Roles => RoleEvent::EVENT_TYPES,
+            Self::Sessions => SessionEvent::EVENT_TYPES,
         }
     }
 
@@ -63,9 +92,9 @@ impl View {
     /// The live tables; the first holds each aggregate's sequence.
     pub fn tables(self) -> &'static [&'static str] {
         match self {
-            Self::Users => &["users_view", "user_roles_view"],
-            Self::Roles => &["roles_view"],
-            Self::Sessions => &["sessions_view"],
+            Self::Users => &[USERS_VIEW, USER_ROLES_VIEW],
+            Self::Roles => &[ROLES_VIEW],
+            Self::Sessions => &[SESSIONS_VIEW],
         }
     }
 
@@ -76,5 +105,36 @@ impl View {
             Self::Roles => "role_id",
             Self::Sessions => "session_id",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::all_event_types;
+
+    use super::*;
+
+    #[test]
+    fn every_event_type_feeds_the_view_of_its_aggregate() {
+        for event_type in all_event_types() {
+            let view = View::of_aggregate(event_type.aggregate_type()).expect("a view");
+            assert!(view.event_types().contains(&event_type), "{event_type}");
+        }
+    }
+
+    #[test]
+    fn a_view_is_found_by_any_of_its_tables_and_nothing_else() {
+        for view in View::ALL {
+            for table in view.tables() {
+                assert_eq!(View::parse(table), Some(view));
+            }
+        }
+        assert_eq!(View::parse("events"), None);
+    }
+
+    #[test]
+    fn a_rebuild_writes_copies_of_the_live_tables() {
+        assert_eq!(Target::Live.table(ROLES_VIEW), ROLES_VIEW);
+        assert_eq!(Target::Rebuild.table(ROLES_VIEW), "roles_view_next");
     }
 }

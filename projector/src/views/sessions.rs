@@ -1,110 +1,374 @@
 //! `sessions_view`: one row per session with its status, deadlines and how
 //! it ended. Refresh token hashes are never stored.
 
-use bus::Envelope;
-use chrono::{DateTime, Utc};
-use domain::SessionEvent;
-use sqlx::PgConnection;
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{EventType, SessionEvent};
 use uuid::Uuid;
 
-use crate::apply::{decode, guarded_update, guarded_update_sql, ApplyError};
-use crate::views::{Target, View};
+use super::{Change, Column, EventContext, Projection, ReduceError, Value, View, ViewRow};
 
-/// Applies the event that directly follows the session's row; false if the
-/// row was not at the previous sequence.
-pub(crate) async fn apply_next(
-    db: &mut PgConnection,
-    target: Target,
-    session_id: Uuid,
-    envelope: &Envelope,
-) -> Result<bool, ApplyError> {
-    let event: SessionEvent = decode(envelope)?;
-    let table = target.table(View::Sessions.name());
-    let result = match &event {
-        SessionEvent::Started {
-            user_id,
-            started_at,
-            expires_at,
-            idle_timeout_seconds,
-            ip,
-            user_agent,
-            ..
-        } => {
-            sqlx::query(&format!(
-                "INSERT INTO {table} (session_id, user_id, status, ip, user_agent, started_at, \
-                   expires_at, idle_timeout_seconds, last_activity_at, idle_expires_at, \
-                   sequence, global_position) \
-                 VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $5, \
-                   $5 + make_interval(secs => $7), $8, $9) \
-                 ON CONFLICT (session_id) DO NOTHING"
-            ))
-            .bind(session_id)
-            .bind(user_id)
-            .bind(ip)
-            .bind(user_agent)
-            .bind(started_at)
-            .bind(expires_at)
-            .bind(idle_timeout_seconds)
-            .bind(envelope.sequence)
-            .bind(envelope.global_position)
-            .execute(db)
-            .await?
+/// The values of `sessions_view.status`.
+pub const ACTIVE: &str = "active";
+pub const REVOKED: &str = "revoked";
+pub const EXPIRED: &str = "expired";
+
+/// A row of `sessions_view`.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRow {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub status: String,
+    pub end_reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub idle_timeout_seconds: i64,
+    pub last_activity_at: DateTime<Utc>,
+    /// `last_activity_at + idle_timeout_seconds`, stored for the expiry scan.
+    pub idle_expires_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub sequence: i64,
+    pub global_position: i64,
+}
+
+impl ViewRow for SessionRow {
+    const VIEW: View = View::Sessions;
+
+    fn key(&self) -> Uuid {
+        self.session_id
+    }
+
+    fn sequence(&self) -> i64 {
+        self.sequence
+    }
+
+    fn columns(&self) -> Vec<Column<'_>> {
+        vec![
+            Column::new("session_id", Value::Uuid(self.session_id)),
+            Column::new("user_id", Value::Uuid(self.user_id)),
+            Column::new("status", Value::Text(&self.status)),
+            Column::new(
+                "end_reason",
+                Value::OptionalText(self.end_reason.as_deref()),
+            ),
+            Column::new("ip", Value::OptionalText(self.ip.as_deref())),
+            Column::new(
+                "user_agent",
+                Value::OptionalText(self.user_agent.as_deref()),
+            ),
+            Column::new("started_at", Value::Time(self.started_at)),
+            Column::new("expires_at", Value::Time(self.expires_at)),
+            Column::new(
+                "idle_timeout_seconds",
+                Value::BigInt(self.idle_timeout_seconds),
+            ),
+            Column::new("last_activity_at", Value::Time(self.last_activity_at)),
+            Column::new("idle_expires_at", Value::Time(self.idle_expires_at)),
+            Column::new("ended_at", Value::OptionalTime(self.ended_at)),
+            Column::new("sequence", Value::BigInt(self.sequence)),
+            Column::new("global_position", Value::BigInt(self.global_position)),
+        ]
+    }
+}
+
+/// `sessions_view`, from session events.
+pub struct SessionsView;
+
+impl Projection for SessionsView {
+    type Event = SessionEvent;
+    type Row = SessionRow;
+    type Change = Change<SessionRow>;
+
+    fn reduce(
+        current: Option<&SessionRow>,
+        event: &SessionEvent,
+        at: &EventContext,
+    ) -> Result<Change<SessionRow>, ReduceError> {
+        reduce(current, event, at)
+    }
+}
+
+/// What `event` does to the session's row (`None` before it started). The
+/// times come from the events themselves, not from when they were recorded.
+pub fn reduce(
+    current: Option<&SessionRow>,
+    event: &SessionEvent,
+    at: &EventContext,
+) -> Result<Change<SessionRow>, ReduceError> {
+    match current {
+        None => started(event, at).map(Change::Insert),
+        Some(row) => followed(row, event, at).map(Change::Update),
+    }
+}
+
+fn started(event: &SessionEvent, at: &EventContext) -> Result<SessionRow, ReduceError> {
+    let SessionEvent::Started {
+        user_id,
+        started_at,
+        expires_at,
+        idle_timeout_seconds,
+        ip,
+        user_agent,
+        ..
+    } = event
+    else {
+        return Err(ReduceError::NotStarted {
+            event: event.contract_type(),
+        });
+    };
+    Ok(SessionRow {
+        session_id: at.aggregate_id,
+        user_id: *user_id,
+        status: ACTIVE.to_owned(),
+        end_reason: None,
+        ip: ip.clone(),
+        user_agent: user_agent.clone(),
+        started_at: *started_at,
+        expires_at: *expires_at,
+        idle_timeout_seconds: *idle_timeout_seconds,
+        last_activity_at: *started_at,
+        idle_expires_at: idle_deadline(*started_at, *idle_timeout_seconds, SessionEvent::STARTED)?,
+        ended_at: None,
+        sequence: at.sequence,
+        global_position: at.global_position,
+    })
+}
+
+fn followed(
+    row: &SessionRow,
+    event: &SessionEvent,
+    at: &EventContext,
+) -> Result<SessionRow, ReduceError> {
+    let mut next = SessionRow {
+        sequence: at.sequence,
+        global_position: at.global_position,
+        ..row.clone()
+    };
+    match event {
+        SessionEvent::Started { .. } => {
+            return Err(ReduceError::AlreadyStarted {
+                event: SessionEvent::STARTED,
+            })
         }
         SessionEvent::Refreshed { refreshed_at, .. } => {
-            let set = "last_activity_at = $4, \
-                       idle_expires_at = $4 + make_interval(secs => idle_timeout_seconds)";
-            let sql = update_sql(&table, set);
-            guarded_update(&sql, session_id, envelope)
-                .bind(refreshed_at)
-                .execute(db)
-                .await?
+            next.last_activity_at = *refreshed_at;
+            next.idle_expires_at = idle_deadline(
+                *refreshed_at,
+                row.idle_timeout_seconds,
+                SessionEvent::REFRESHED,
+            )?;
         }
         SessionEvent::Revoked { reason, revoked_at } => {
-            end(
-                db,
-                &table,
-                session_id,
-                envelope,
-                "revoked",
-                reason.as_str(),
-                revoked_at,
-            )
-            .await?
+            end(&mut next, REVOKED, reason.as_str(), *revoked_at);
         }
         SessionEvent::Expired { reason, expired_at } => {
-            end(
-                db,
-                &table,
-                session_id,
-                envelope,
-                "expired",
-                reason.as_str(),
-                expired_at,
-            )
-            .await?
+            end(&mut next, EXPIRED, reason.as_str(), *expired_at);
         }
-    };
-    Ok(result.rows_affected() == 1)
+    }
+    Ok(next)
 }
 
-async fn end(
-    db: &mut PgConnection,
-    table: &str,
-    session_id: Uuid,
-    envelope: &Envelope,
-    status: &str,
-    reason: &str,
-    at: &DateTime<Utc>,
-) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
-    let sql = update_sql(table, "status = $4, end_reason = $5, ended_at = $6");
-    guarded_update(&sql, session_id, envelope)
-        .bind(status)
-        .bind(reason)
-        .bind(at)
-        .execute(db)
-        .await
+fn end(row: &mut SessionRow, status: &str, reason: &str, at: DateTime<Utc>) {
+    row.status = status.to_owned();
+    row.end_reason = Some(reason.to_owned());
+    row.ended_at = Some(at);
 }
 
-fn update_sql(table: &str, set: &str) -> String {
-    guarded_update_sql(table, View::Sessions.key_column(), set)
+fn idle_deadline(
+    last_activity_at: DateTime<Utc>,
+    idle_timeout_seconds: i64,
+    event: EventType,
+) -> Result<DateTime<Utc>, ReduceError> {
+    TimeDelta::try_seconds(idle_timeout_seconds)
+        .and_then(|timeout| last_activity_at.checked_add_signed(timeout))
+        .ok_or(ReduceError::OutOfRange {
+            event,
+            field: "idle_timeout_seconds",
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use domain::{ExpiryReason, RefreshTokenHash, RevocationReason};
+
+    use super::*;
+
+    const IDLE: i64 = 600;
+
+    fn started_at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 6, 7, 8, 9).unwrap()
+    }
+
+    fn start_context() -> EventContext {
+        EventContext {
+            aggregate_id: Uuid::from_u128(0x5e55),
+            sequence: 1,
+            global_position: 3,
+            // Recorded later than it started: the row keeps the event's times.
+            occurred_at: started_at() + TimeDelta::seconds(1),
+        }
+    }
+
+    fn next_at() -> EventContext {
+        EventContext {
+            sequence: 2,
+            global_position: 8,
+            occurred_at: started_at() + TimeDelta::days(1),
+            ..start_context()
+        }
+    }
+
+    fn token() -> RefreshTokenHash {
+        RefreshTokenHash::new("f00d".into())
+    }
+
+    fn start(idle_timeout_seconds: i64) -> SessionEvent {
+        SessionEvent::Started {
+            session_id: start_context().aggregate_id,
+            user_id: Uuid::from_u128(0xada),
+            refresh_token_hash: token(),
+            started_at: started_at(),
+            expires_at: started_at() + TimeDelta::hours(1),
+            idle_timeout_seconds,
+            ip: Some("198.51.100.2".into()),
+            user_agent: None,
+        }
+    }
+
+    fn started_row() -> SessionRow {
+        SessionRow {
+            session_id: start_context().aggregate_id,
+            user_id: Uuid::from_u128(0xada),
+            status: "active".into(),
+            end_reason: None,
+            ip: Some("198.51.100.2".into()),
+            user_agent: None,
+            started_at: started_at(),
+            expires_at: started_at() + TimeDelta::hours(1),
+            idle_timeout_seconds: IDLE,
+            last_activity_at: started_at(),
+            idle_expires_at: started_at() + TimeDelta::seconds(IDLE),
+            ended_at: None,
+            sequence: 1,
+            global_position: 3,
+        }
+    }
+
+    fn advanced(change: impl FnOnce(&mut SessionRow)) -> SessionRow {
+        let mut row = SessionRow {
+            sequence: 2,
+            global_position: 8,
+            ..started_row()
+        };
+        change(&mut row);
+        row
+    }
+
+    /// Given a started session, when `event` happens.
+    fn when_started(event: &SessionEvent) -> Result<Change<SessionRow>, ReduceError> {
+        reduce(Some(&started_row()), event, &next_at())
+    }
+
+    #[test]
+    fn given_no_session_when_started_then_an_active_row_is_inserted_with_its_deadlines() {
+        let change = reduce(None, &start(IDLE), &start_context());
+        assert_eq!(change, Ok(Change::Insert(started_row())));
+    }
+
+    #[test]
+    fn given_a_session_when_refreshed_then_the_idle_deadline_moves() {
+        let refreshed_at = started_at() + TimeDelta::minutes(5);
+        let event = SessionEvent::Refreshed {
+            refresh_token_hash: token(),
+            refreshed_at,
+        };
+        let expected = advanced(|row| {
+            row.last_activity_at = refreshed_at;
+            row.idle_expires_at = refreshed_at + TimeDelta::seconds(IDLE);
+        });
+        assert_eq!(when_started(&event), Ok(Change::Update(expected)));
+    }
+
+    #[test]
+    fn given_a_session_when_revoked_then_it_ended_revoked_for_the_reason() {
+        let revoked_at = started_at() + TimeDelta::minutes(7);
+        for reason in [RevocationReason::LoggedOut, RevocationReason::Revoked] {
+            let event = SessionEvent::Revoked { reason, revoked_at };
+            let expected = advanced(|row| {
+                row.status = "revoked".into();
+                row.end_reason = Some(reason.as_str().into());
+                row.ended_at = Some(revoked_at);
+            });
+            assert_eq!(when_started(&event), Ok(Change::Update(expected)));
+        }
+    }
+
+    #[test]
+    fn given_a_session_when_expired_then_it_ended_expired_for_the_reason() {
+        let expired_at = started_at() + TimeDelta::hours(2);
+        for reason in [ExpiryReason::Absolute, ExpiryReason::Idle] {
+            let event = SessionEvent::Expired { reason, expired_at };
+            let expected = advanced(|row| {
+                row.status = "expired".into();
+                row.end_reason = Some(reason.as_str().into());
+                row.ended_at = Some(expired_at);
+            });
+            assert_eq!(when_started(&event), Ok(Change::Update(expected)));
+        }
+    }
+
+    #[test]
+    fn given_no_session_when_anything_but_a_start_happens_then_it_is_refused() {
+        let events = [
+            SessionEvent::Refreshed {
+                refresh_token_hash: token(),
+                refreshed_at: started_at(),
+            },
+            SessionEvent::Revoked {
+                reason: RevocationReason::LoggedOut,
+                revoked_at: started_at(),
+            },
+            SessionEvent::Expired {
+                reason: ExpiryReason::Idle,
+                expired_at: started_at(),
+            },
+        ];
+        for event in events {
+            assert_eq!(
+                reduce(None, &event, &start_context()),
+                Err(ReduceError::NotStarted {
+                    event: event.contract_type()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn given_a_session_when_started_again_then_it_is_refused() {
+        assert_eq!(
+            when_started(&start(IDLE)),
+            Err(ReduceError::AlreadyStarted {
+                event: SessionEvent::STARTED
+            })
+        );
+    }
+
+    #[test]
+    fn given_no_session_when_started_with_an_idle_timeout_past_any_date_then_it_is_refused() {
+        assert_eq!(
+            reduce(None, &start(i64::MAX), &start_context()),
+            Err(ReduceError::OutOfRange {
+                event: SessionEvent::STARTED,
+                field: "idle_timeout_seconds"
+            })
+        );
+    }
+
+    #[test]
+    fn no_column_holds_the_refresh_token_hash() {
+        let columns = format!("{:?}", started_row().columns());
+        assert!(!columns.contains(token().as_str()));
+    }
 }
