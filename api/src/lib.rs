@@ -1,5 +1,5 @@
 //! The identity service's HTTP API: commands through cqrs-es and postgres-es,
-//! queries on read models, and the outbox relay that publishes the event log.
+//! queries on read models; it starts the outbox relay (crate `relay`) by default.
 
 pub mod auth;
 pub mod bootstrap;
@@ -12,7 +12,6 @@ pub mod openapi;
 pub mod password;
 pub mod problem;
 pub mod rate_limit;
-pub mod relay;
 pub mod role_commands;
 pub mod routes;
 pub mod settings;

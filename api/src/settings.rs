@@ -4,8 +4,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
 
-use crate::relay::RelaySettings;
-
 /// The identity service's HTTP API and outbox relay.
 #[derive(Parser, Debug)]
 #[command(name = "api", version, about)]
@@ -66,13 +64,8 @@ pub struct ApiSettings {
     #[arg(long, env = "RELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub relay_enabled: bool,
 
-    /// Events published per batch (one round of publisher confirms).
-    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500)]
-    pub relay_batch_size: i64,
-
-    /// Fallback poll of the event table when no notification arrives, in milliseconds.
-    #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 1000)]
-    pub relay_poll_interval_ms: u64,
+    #[command(flatten)]
+    pub relay: relay::settings::RelayArgs,
 
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "API_WORKERS")]
@@ -170,13 +163,6 @@ impl AuthSettings {
 }
 
 impl ApiSettings {
-    pub fn relay(&self) -> RelaySettings {
-        RelaySettings {
-            batch_size: self.relay_batch_size.max(1),
-            poll_interval: Duration::from_millis(self.relay_poll_interval_ms.max(10)),
-        }
-    }
-
     pub fn read_your_writes_timeout(&self) -> Duration {
         Duration::from_millis(self.read_your_writes_timeout_ms)
     }

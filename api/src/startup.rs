@@ -21,7 +21,7 @@ use crate::rate_limit::auth_rate_limit;
 use crate::role_commands::RoleCommands;
 use crate::settings::ApiSettings;
 use crate::user_commands::UserCommands;
-use crate::{http_metrics, relay, routes};
+use crate::{http_metrics, routes};
 
 /// The running API: the HTTP server plus the relay task.
 pub struct Application {
@@ -42,7 +42,7 @@ impl Application {
                 pool.clone(),
                 broker.clone(),
                 common.topology(),
-                settings.relay(),
+                settings.relay.settings(),
                 shutdown.clone(),
             ))
         });

@@ -7,12 +7,12 @@ mod support;
 use std::time::Duration;
 
 use api::extract::RequestContext;
-use api::relay::{Relay, RelaySettings};
 use api::user_commands::UserCommands;
 use bus::{ConsumerGroup, Envelope};
 use domain::{DisplayName, Email, Password, PasswordHash, UserEvent};
 use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
+use relay::{Relay, RelaySettings};
 use sqlx::{Connection, PgConnection};
 use support::{projector_group, start_api, GOOD_PASSWORD};
 use uuid::Uuid;

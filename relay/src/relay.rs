@@ -14,19 +14,15 @@ use infra::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 
+use crate::RelaySettings;
+
 /// Key of the advisory lock that elects the active relay ("relay" in ASCII).
 const LEADER_LOCK: i64 = 0x72_656c_6179;
-const RELAY_CHECKPOINT: Checkpoint = Checkpoint::Relay("amqp");
+/// Where the relay has published up to.
+pub const RELAY_CHECKPOINT: Checkpoint = Checkpoint::Relay("amqp");
 /// How soon to look again when rows exist that an older, still running
 /// transaction holds back; doubles (up to the poll interval) while it runs.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
-
-#[derive(Clone, Debug)]
-pub struct RelaySettings {
-    pub batch_size: i64,
-    /// Fallback when a notification is missed; publishing never waits for it.
-    pub poll_interval: Duration,
-}
 
 /// Publishes one batch at a time from a checkpoint.
 pub struct Relay {

@@ -1,0 +1,10 @@
+//! The outbox relay: the event table is the outbox. The api binary runs it
+//! by default; the `relay` binary runs it alone. Either way one process at a
+//! time is elected (a PostgreSQL advisory lock) and the others wait.
+
+mod relay;
+pub mod settings;
+pub mod startup;
+
+pub use relay::{run, Relay, RELAY_CHECKPOINT};
+pub use settings::RelaySettings;
