@@ -2,20 +2,18 @@
 //! order, not at all (a later event of the user arrives instead), or hand it
 //! a message it can never apply.
 
-mod support;
-
-use bus::Envelope;
-use cqrs_es::Aggregate;
-use domain::User;
-use infra::event_log::LogPosition;
-use infra::testing::eventually;
-use support::run;
-use support::view::{self, checkpoint};
-use support::writer::Writer;
-use support::{
+use crate::support::run;
+use crate::support::view::{self, checkpoint};
+use crate::support::writer::Writer;
+use crate::support::{
     aggregate_key, committed_events, death_reason, deliveries_with_gaps, AggregateKey, Fixture,
     Rng, TIMEOUT,
 };
+use bus::Envelope;
+use cqrs_es::Aggregate;
+use domain::{User, UserEvent};
+use infra::event_log::LogPosition;
+use infra::testing::eventually;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -99,7 +97,7 @@ async fn a_poison_message_is_dead_lettered_and_later_events_still_apply() {
         event_id: Uuid::new_v4(),
         aggregate_id: Uuid::now_v7().to_string(),
         sequence: 1,
-        event_type: "user.registered".into(),
+        event_type: UserEvent::REGISTERED.name().into(),
         payload: serde_json::json!({ "Bogus": {} }),
         ..events[0].clone()
     };

@@ -1,23 +1,22 @@
 //! `roles_view`, `user_roles_view` and `sessions_view` under what the broker
 //! may do: duplicates, any order, lost deliveries, early deliveries.
 
-mod support;
-
-use bus::Envelope;
-use cqrs_es::Aggregate;
-use domain::{Role, RoleCommand, Session, User};
-use infra::event_log::LogPosition;
-use infra::testing::eventually;
-use sqlx::PgPool;
-use support::fold::{self, occurred_at, IdentityViews, UserRoleRow};
-use support::identity::{assign, create_role, identity_traffic, unassign};
-use support::run;
-use support::view::{self, checkpoint};
-use support::writer::Writer;
-use support::{
+use crate::support::fold::{self, occurred_at, IdentityViews, UserRoleRow};
+use crate::support::identity::{assign, create_role, identity_traffic, unassign};
+use crate::support::run;
+use crate::support::view::{self, checkpoint};
+use crate::support::writer::Writer;
+use crate::support::{
     aggregate_key, committed_events, deliveries_with_gaps, AggregateKey, Fixture, Relay, Rng,
     TIMEOUT,
 };
+use bus::Envelope;
+use cqrs_es::Aggregate;
+use domain::{Role, RoleCommand, Session, User, UserEvent};
+use infra::event_log::LogPosition;
+use infra::testing::eventually;
+use projector::views::{View, ROLES_VIEW, USER_ROLES_VIEW};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -147,7 +146,8 @@ async fn user_roles_follow_assignments_and_outlive_a_deleted_role() {
     let reassigned = events
         .iter()
         .rfind(|event| {
-            event.event_type == "user.role_assigned" && event.aggregate_id == ada.to_string()
+            event.event_type == UserEvent::ROLE_ASSIGNED.name()
+                && event.aggregate_id == ada.to_string()
         })
         .expect("the second assignment of admin");
     assert_eq!(
@@ -180,10 +180,10 @@ fn user_role(rows: &[UserRoleRow], user_id: Uuid, role_id: Uuid) -> &UserRoleRow
 
 /// A user's roles as the API reads them: deleted roles left out by the join.
 async fn live_roles(pool: &PgPool, user_id: Uuid) -> Vec<Uuid> {
-    sqlx::query_scalar(
-        "SELECT ur.role_id FROM user_roles_view ur JOIN roles_view r USING (role_id) \
+    sqlx::query_scalar(&format!(
+        "SELECT ur.role_id FROM {USER_ROLES_VIEW} ur JOIN {ROLES_VIEW} r USING (role_id) \
          WHERE ur.user_id = $1 AND r.deleted_at IS NULL ORDER BY ur.role_id",
-    )
+    ))
     .bind(user_id)
     .fetch_all(pool)
     .await
@@ -231,12 +231,8 @@ async fn the_checkpoint_never_passes_a_role_or_session_event_that_is_not_applied
 
 /// Whether the view of the event's aggregate type has reached its sequence.
 async fn is_applied(pool: &PgPool, event: &Envelope) -> bool {
-    let (table, key) = match event.aggregate_type.as_str() {
-        User::TYPE => ("users_view", "id"),
-        Role::TYPE => ("roles_view", "role_id"),
-        Session::TYPE => ("sessions_view", "session_id"),
-        other => panic!("unexpected aggregate type {other}"),
-    };
+    let view = View::of_aggregate(&event.aggregate_type).expect("an aggregate type with a view");
+    let (table, key) = (view.name(), view.key_column());
     let id = Uuid::parse_str(&event.aggregate_id).expect("uuid");
     let sequence: Option<i64> =
         sqlx::query_scalar(&format!("SELECT sequence FROM {table} WHERE {key} = $1"))

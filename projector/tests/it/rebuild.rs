@@ -1,21 +1,20 @@
 //! `projector rebuild`: the table replayed from the event store equals the one
 //! the live projector built, also when the live projector keeps writing.
 
-mod support;
-
+use crate::support::fold::{self, IdentityViews};
+use crate::support::identity::{create_role, identity_traffic};
+use crate::support::run;
+use crate::support::view::{self, checkpoint, index_definitions, table_snapshot};
+use crate::support::writer::Writer;
+use crate::support::{committed_events, Fixture, Relay, TIMEOUT};
 use cqrs_es::Aggregate;
 use domain::{Role, Session, User};
 use infra::event_log::LogPosition;
 use infra::testing::{eventually, TestDatabase};
 use projector::rebuild::{rebuild, RebuildError};
+use projector::views::{Target, ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use support::fold::{self, IdentityViews};
-use support::identity::{create_role, identity_traffic};
-use support::run;
-use support::view::{self, checkpoint, index_definitions, table_snapshot};
-use support::writer::Writer;
-use support::{committed_events, Fixture, Relay, TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_reproduces_the_live_table_row_for_row() {
@@ -38,7 +37,7 @@ async fn a_rebuild_reproduces_the_live_table_row_for_row() {
 
     let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild");
 
-    assert_eq!(rebuilt.views, ["users_view", "roles_view", "sessions_view"]);
+    assert_eq!(rebuilt.views, [USERS_VIEW, ROLES_VIEW, SESSIONS_VIEW]);
     assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
     assert_eq!(rebuilt.up_to, last);
     assert_eq!(table_snapshot(fx.pool()).await, live);
@@ -80,10 +79,10 @@ async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
     };
 
     for (name, view, aggregate_type) in [
-        ("users_view", "users_view", User::TYPE),
-        ("user_roles_view", "users_view", User::TYPE),
-        ("roles_view", "roles_view", Role::TYPE),
-        ("sessions_view", "sessions_view", Session::TYPE),
+        (USERS_VIEW, USERS_VIEW, User::TYPE),
+        (USER_ROLES_VIEW, USERS_VIEW, User::TYPE),
+        (ROLES_VIEW, ROLES_VIEW, Role::TYPE),
+        (SESSIONS_VIEW, SESSIONS_VIEW, Session::TYPE),
     ] {
         let rebuilt = rebuild(fx.pool(), Some(name)).await.expect("rebuild");
         assert_eq!(rebuilt.views, [view]);
@@ -123,9 +122,7 @@ async fn rebuilding_one_view_never_moves_the_checkpoint_past_the_others() {
     assert_eq!(events[1].aggregate_type, User::TYPE);
 
     // No projector runs: only the rebuild writes.
-    rebuild(fx.pool(), Some("roles_view"))
-        .await
-        .expect("rebuild");
+    rebuild(fx.pool(), Some(ROLES_VIEW)).await.expect("rebuild");
     let rebuilt = IdentityViews::read(fx.pool()).await;
     assert_eq!(
         rebuilt.roles,
@@ -233,12 +230,14 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
 /// read the log once more without finding anything: its last statement.
 async fn wait_for_replay_to_finish(pool: &PgPool) {
     let expected = view::expected_rows(pool).await;
+    let next = Target::Rebuild.table(USERS_VIEW);
     eventually(TIMEOUT, "the rebuild to finish its replay", || async {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass('users_view_next') IS NOT NULL")
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&next)
             .fetch_one(pool)
             .await
             .unwrap();
-        if !exists || view::table_rows(pool, "users_view_next").await != expected {
+        if !exists || view::table_rows(pool, &next).await != expected {
             return None;
         }
         let read_last: bool = sqlx::query_scalar(
@@ -265,10 +264,11 @@ async fn a_rebuild_of_an_unknown_view_is_refused() {
     );
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables \
-         WHERE schemaname = current_schema() AND tablename LIKE 'users_view%'",
+         WHERE schemaname = current_schema() AND tablename LIKE $1 || '%'",
     )
+    .bind(USERS_VIEW)
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(tables, ["users_view"], "nothing was created or swapped");
+    assert_eq!(tables, [USERS_VIEW], "nothing was created or swapped");
 }

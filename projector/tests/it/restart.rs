@@ -1,14 +1,13 @@
 //! The real binary killed with SIGKILL in the middle of the stream, with a
 //! batch transaction open and deliveries unacked, then started again.
 
-mod support;
-
+use crate::support::run;
+use crate::support::view::{self, checkpoint, view_count};
+use crate::support::writer::Writer;
+use crate::support::{Fixture, Relay, TIMEOUT};
 use infra::event_log::LogPosition;
 use infra::testing::eventually;
-use support::run;
-use support::view::{self, checkpoint, view_count};
-use support::writer::Writer;
-use support::{Fixture, Relay, TIMEOUT};
+use projector::views::USERS_VIEW;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,11 +34,11 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
         .expect("a registration in the second half");
     let held_id = Uuid::parse_str(&held.aggregate_id).unwrap();
     let mut barrier = fx.pool().begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO users_view (id, email, email_key, display_name, status, registered_at, \
+    sqlx::query(&format!(
+        "INSERT INTO {USERS_VIEW} (id, email, email_key, display_name, status, registered_at, \
            updated_at, sequence, global_position) \
          VALUES ($1, 'held@example.com', 'held@example.com', 'Held', 'active', now(), now(), 0, 0)",
-    )
+    ))
     .bind(held_id)
     .execute(&mut *barrier)
     .await

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use bus::Envelope;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use domain::{Role, RoleEvent, Session, SessionEnd, User, UserEvent};
+use domain::{ContractEvent, Role, RoleEvent, Session, SessionEnd, User, UserEvent};
 use infra::event_log;
 use infra::testing::eventually;
+use projector::views::{ROLES_VIEW, SESSIONS_VIEW, USER_ROLES_VIEW};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -68,13 +69,9 @@ impl IdentityViews {
     /// The live tables.
     pub async fn read(pool: &PgPool) -> Self {
         Self {
-            roles: rows(pool, "SELECT * FROM roles_view ORDER BY role_id").await,
-            user_roles: rows(
-                pool,
-                "SELECT * FROM user_roles_view ORDER BY user_id, role_id",
-            )
-            .await,
-            sessions: rows(pool, "SELECT * FROM sessions_view ORDER BY session_id").await,
+            roles: rows(pool, ROLES_VIEW, "role_id").await,
+            user_roles: rows(pool, USER_ROLES_VIEW, "user_id, role_id").await,
+            sessions: rows(pool, SESSIONS_VIEW, "session_id").await,
         }
     }
 
@@ -99,11 +96,13 @@ impl IdentityViews {
     }
 }
 
-async fn rows<T>(pool: &PgPool, sql: &str) -> Vec<T>
+/// Every row of `table` in `order`.
+async fn rows<T>(pool: &PgPool, table: &str, order: &str) -> Vec<T>
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
-    sqlx::query_as(sql)
+    let sql = format!("SELECT * FROM {table} ORDER BY {order}");
+    sqlx::query_as(&sql)
         .fetch_all(pool)
         .await
         .unwrap_or_else(|error| panic!("{sql}: {error}"))
@@ -130,8 +129,8 @@ async fn streams(pool: &PgPool, aggregate_type: &str) -> Vec<Vec<Envelope>> {
     streams
 }
 
-fn decode<E: serde::de::DeserializeOwned>(envelope: &Envelope) -> E {
-    serde_json::from_value(envelope.payload.clone()).expect("stored event decodes")
+fn decode<E: ContractEvent>(envelope: &Envelope) -> E {
+    event_log::decode(envelope).expect("stored event decodes")
 }
 
 pub fn occurred_at(envelope: &Envelope) -> DateTime<Utc> {
@@ -264,13 +263,9 @@ impl Drop for MismatchReport<'_> {
             return;
         }
         let seen = self.last_seen.lock().map(|v| v.clone()).unwrap_or_default();
-        report("roles_view", &self.expected.roles, &seen.roles);
-        report(
-            "user_roles_view",
-            &self.expected.user_roles,
-            &seen.user_roles,
-        );
-        report("sessions_view", &self.expected.sessions, &seen.sessions);
+        report(ROLES_VIEW, &self.expected.roles, &seen.roles);
+        report(USER_ROLES_VIEW, &self.expected.user_roles, &seen.user_roles);
+        report(SESSIONS_VIEW, &self.expected.sessions, &seen.sessions);
     }
 }
 

@@ -2,7 +2,6 @@
 //! broker topology per test, a writer executing real commands, a publisher
 //! standing in for the relay, the expected read model folded from the event
 //! store, and the projector run in-process or as its binary.
-#![allow(dead_code)] // every test file uses a different part
 
 pub mod fold;
 pub mod identity;
@@ -33,7 +32,8 @@ pub struct Fixture {
     pub group: ConsumerGroup,
     publisher: Publisher,
     channel: Channel,
-    conn: Connection,
+    /// Held open: the channel and the publisher live on it.
+    _conn: Connection,
     // Dropped last, in this order: queues and exchange, then the database.
     pub topology: TestTopology,
     pub db: TestDatabase,
@@ -72,7 +72,7 @@ impl Fixture {
             group,
             publisher,
             channel,
-            conn,
+            _conn: conn,
             topology,
             db,
         }

@@ -9,6 +9,8 @@ use cqrs_es::Aggregate;
 use domain::{User, UserEvent};
 use infra::event_log::{self, LogPosition};
 use infra::testing::eventually;
+use projector::projection::CHECKPOINT;
+use projector::views::{View, USERS_VIEW};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -31,7 +33,7 @@ pub struct UserRow {
 
 /// `users_view` ordered by id.
 pub async fn view_rows(pool: &PgPool) -> Vec<UserRow> {
-    table_rows(pool, "users_view").await
+    table_rows(pool, USERS_VIEW).await
 }
 
 /// The rows of `users_view` or of a table like it (a rebuild's), by id.
@@ -47,25 +49,26 @@ pub async fn table_rows(pool: &PgPool, table: &str) -> Vec<UserRow> {
 }
 
 pub async fn view_count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM users_view")
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {USERS_VIEW}"))
         .fetch_one(pool)
         .await
         .expect("count users_view")
 }
 
 /// Every table of every view.
-pub const VIEW_TABLES: [&str; 4] = [
-    "users_view",
-    "user_roles_view",
-    "roles_view",
-    "sessions_view",
-];
+pub fn view_tables() -> Vec<&'static str> {
+    View::ALL
+        .iter()
+        .flat_map(|view| view.tables())
+        .copied()
+        .collect()
+}
 
 /// Each view table as JSON rows, in a fixed order: every column, including
 /// any this file does not know about.
 pub async fn table_snapshot(pool: &PgPool) -> Vec<(&'static str, Vec<serde_json::Value>)> {
     let mut snapshot = Vec::new();
-    for table in VIEW_TABLES {
+    for table in view_tables() {
         let rows = sqlx::query_scalar(&format!(
             "SELECT to_jsonb(v) FROM {table} v ORDER BY v::text"
         ))
@@ -88,7 +91,7 @@ pub async fn index_definitions(pool: &PgPool) -> Vec<String> {
          FROM pg_constraint WHERE conrelid::regclass::text = ANY($1) \
          ORDER BY 1",
     )
-    .bind(&VIEW_TABLES[..])
+    .bind(view_tables())
     .fetch_all(pool)
     .await
     .expect("read index definitions")
@@ -96,17 +99,7 @@ pub async fn index_definitions(pool: &PgPool) -> Vec<String> {
 
 /// The checkpoint of the read models.
 pub async fn checkpoint(pool: &PgPool) -> LogPosition {
-    let (transaction_id, global_position): (i64, i64) = sqlx::query_as(
-        "SELECT transaction_id, global_position FROM projection_checkpoints \
-         WHERE projection = 'read_models'",
-    )
-    .fetch_one(pool)
-    .await
-    .expect("read checkpoint");
-    LogPosition {
-        transaction_id,
-        global_position,
-    }
+    CHECKPOINT.load(pool).await.expect("read checkpoint")
 }
 
 /// The expected `users_view`: every user's events from the event store
@@ -141,8 +134,7 @@ fn fold(events: &[Envelope]) -> UserRow {
             envelope.sequence, expected_sequence,
             "gap in the event store"
         );
-        let event: UserEvent =
-            serde_json::from_value(envelope.payload.clone()).expect("stored event decodes");
+        let event: UserEvent = event_log::decode(envelope).expect("stored event decodes");
         user.apply(event);
     }
     let email = user.email().expect("registered user has an email");

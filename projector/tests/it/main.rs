@@ -1,0 +1,8 @@
+//! The projector's integration tests, in one binary: each needs PostgreSQL
+//! and RabbitMQ, and they share the fixtures in `support`.
+
+mod delivery;
+mod identity_views;
+mod rebuild;
+mod restart;
+mod support;
