@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use bus::EventMetadata;
 use chrono::Utc;
 use cqrs_es::AggregateError;
@@ -87,7 +88,8 @@ impl Expiry {
         .bind(&skip)
         .bind(self.batch)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .context("finding the sessions past their deadline")?;
         let mut scan = Scan {
             due: due.len(),
             expired: 0,
@@ -146,7 +148,10 @@ impl Expiry {
                 tracing::warn!(%session_id, %error, "expiry refused");
                 false
             }
-            Err(error) => anyhow::bail!("expiring session {session_id}: {error}"),
+            Err(error) => {
+                let error = anyhow::Error::new(error);
+                return Err(error.context(format!("expiring session {session_id}")));
+            }
         };
         self.handled.insert(session_id, Instant::now());
         Ok(expired)

@@ -3,6 +3,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
 
+use crate::lockout;
+pub use crate::lockout::LockoutPolicy;
+
 /// Runs the side effects of events: locks users (and blocks client
 /// addresses) after repeated login failures, expires sessions.
 #[derive(Parser, Debug)]
@@ -85,16 +88,6 @@ pub struct WorkerSettings {
     pub retry_base_ms: u64,
 }
 
-/// The lockout policy, in the units the code uses.
-#[derive(Clone, Copy, Debug)]
-pub struct LockoutPolicy {
-    pub threshold: u32,
-    pub window: chrono::TimeDelta,
-    pub duration: chrono::TimeDelta,
-    pub ip_threshold: u32,
-    pub ip_block: chrono::TimeDelta,
-}
-
 /// Longest duration taken from a setting: a century (`TimeDelta` has bounds).
 const MAX_SECONDS: u64 = 100 * 366 * 24 * 3600;
 
@@ -106,11 +99,10 @@ impl WorkerSettings {
     pub fn consumer_group(&self) -> bus::ConsumerGroup {
         bus::ConsumerGroup {
             name: "worker.lockout".into(),
-            binding_keys: vec![
-                "user.login_failed".into(),
-                "user.locked".into(),
-                "session.started".into(),
-            ],
+            binding_keys: lockout::HANDLED
+                .iter()
+                .map(|event_type| event_type.routing_key().to_owned())
+                .collect(),
             delivery_limit: self.delivery_limit,
         }
     }

@@ -1,14 +1,13 @@
 //! Session expiry: sessions past a deadline in `sessions_view` (written here
 //! as the projector would) get exactly one `session.expired`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::run;
+use crate::support::{now, Fixture, TIMEOUT};
 use chrono::TimeDelta;
+use domain::SessionEvent;
 use infra::testing::eventually;
-use support::run;
-use support::{now, Fixture, TIMEOUT};
 use uuid::Uuid;
 use worker::expiry::Expiry;
 
@@ -36,20 +35,23 @@ async fn sessions_past_their_idle_or_absolute_deadline_expire_once() {
 
     for (session, reason) in [(idle, "idle"), (absolute, "absolute")] {
         let expired = eventually(TIMEOUT, "the session to expire", || async {
-            let expired = fx.events_of(session, "session.expired").await;
+            let expired = fx.events_of(session, SessionEvent::EXPIRED).await;
             (!expired.is_empty()).then_some(expired)
         })
         .await;
-        assert_eq!(expired[0]["Expired"]["reason"], reason);
-        let metadata = &fx.metadata_of(session, "session.expired").await[0];
+        assert_eq!(
+            expired[0][SessionEvent::EXPIRED.variant()]["reason"],
+            reason
+        );
+        let metadata = &fx.metadata_of(session, SessionEvent::EXPIRED).await[0];
         assert_eq!(metadata["actor_id"], "worker");
     }
     // The view still says active (no projector here): the loop keeps
     // nominating them, and the aggregate writes nothing more.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(fx.events_of(idle, "session.expired").await.len(), 1);
-    assert_eq!(fx.events_of(absolute, "session.expired").await.len(), 1);
-    assert!(fx.events_of(fresh, "session.expired").await.is_empty());
+    assert_eq!(fx.events_of(idle, SessionEvent::EXPIRED).await.len(), 1);
+    assert_eq!(fx.events_of(absolute, SessionEvent::EXPIRED).await.len(), 1);
+    assert!(fx.events_of(fresh, SessionEvent::EXPIRED).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,17 +76,17 @@ async fn concurrent_expiry_loops_write_one_expiry_per_session() {
     assert!(scans.iter().all(|scan| scan.due == 20), "{scans:?}");
     assert_eq!(scans.iter().map(|scan| scan.expired).sum::<usize>(), 20);
     for session in &sessions {
-        assert_eq!(fx.events_of(*session, "session.expired").await.len(), 1);
+        assert_eq!(fx.events_of(*session, SessionEvent::EXPIRED).await.len(), 1);
     }
     // And two running workers on top: still one each.
     let _first = run::start_in_process(fx.settings.clone()).await;
     let _second = run::start_in_process(fx.settings.clone()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'session.expired'")
-            .fetch_one(fx.pool())
-            .await
-            .unwrap();
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+        .bind(SessionEvent::EXPIRED.name())
+        .fetch_one(fx.pool())
+        .await
+        .unwrap();
     assert_eq!(total, 20);
 }
 
@@ -106,7 +108,10 @@ async fn a_stale_view_is_not_trusted() {
     let mut expiry = Expiry::new(fx.pool().clone(), 500);
     let scan = expiry.scan().await.expect("scan");
     assert_eq!((scan.due, scan.expired), (2, 0));
-    assert!(fx.events_of(session, "session.expired").await.is_empty());
+    assert!(fx
+        .events_of(session, SessionEvent::EXPIRED)
+        .await
+        .is_empty());
     // Handled ones are left out of the next scans for a while.
     assert_eq!(expiry.scan().await.expect("scan").due, 0);
 }

@@ -1,12 +1,11 @@
 //! The real binary killed with SIGKILL in the middle of the stream, with a
 //! batch transaction open and deliveries unacked, then started again.
 
-mod support;
-
+use crate::support::run;
+use crate::support::{now, Fixture, TIMEOUT};
 use chrono::TimeDelta;
+use domain::UserEvent;
 use infra::testing::eventually;
-use support::run;
-use support::{now, Fixture, TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_restarts_and_counts_every_failure_once() {
@@ -31,7 +30,7 @@ async fn a_killed_worker_restarts_and_counts_every_failure_once() {
     let events = fx.forward().await;
     let failures: Vec<_> = events
         .iter()
-        .filter(|event| event.event_type == "user.login_failed")
+        .filter(|event| event.event_type == UserEvent::LOGIN_FAILED.name())
         .collect();
     assert_eq!(failures.len(), 120);
 
@@ -88,7 +87,7 @@ async fn a_killed_worker_restarts_and_counts_every_failure_once() {
     published.sort();
     assert_eq!(stored_ids, published, "exactly the published failures");
     for user in &users {
-        let locks = fx.events_of(*user, "user.locked").await;
+        let locks = fx.events_of(*user, UserEvent::LOCKED).await;
         assert_eq!(locks.len(), 1, "user {user} locked once");
     }
     restarted.terminate();

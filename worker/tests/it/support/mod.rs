@@ -2,23 +2,21 @@
 //! broker topology per test, real commands executed on the event store, a
 //! publisher standing in for the relay, and the worker run in-process or as
 //! its binary.
-#![allow(dead_code)] // every test file uses a different part
 
 pub mod run;
 
 use std::time::{Duration, Instant};
 
-use bus::{ConsumerGroup, Envelope, EventMetadata, Publisher};
+use bus::{Envelope, EventMetadata, Publisher};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::{
-    DisplayName, Email, PasswordHash, RefreshTokenHash, Session, SessionCommand, User, UserCommand,
+    DisplayName, Email, EventType, PasswordHash, RefreshTokenHash, Session, SessionCommand,
+    SessionEvent, User, UserCommand, UserEvent,
 };
 use infra::commands::CommandBus;
 use infra::event_log::{self, LogPosition};
 use infra::settings::{CommonSettings, LogFormat};
 use infra::testing::{self, eventually, TestDatabase, TestTopology};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
@@ -60,16 +58,16 @@ pub fn test_settings(db: &TestDatabase) -> WorkerSettings {
 /// before any worker starts, so events published early wait for it.
 pub struct Fixture {
     pub settings: WorkerSettings,
-    pub group: ConsumerGroup,
     pub users: CommandBus<User>,
     pub sessions: CommandBus<Session>,
     relay: Mutex<LogPosition>,
     registered: std::sync::atomic::AtomicUsize,
     publisher: Publisher,
-    channel: Channel,
-    conn: Connection,
+    // Held for as long as the publisher needs them.
+    _channel: Channel,
+    _conn: Connection,
     // Dropped last, in this order: queues and exchange, then the database.
-    pub topology: TestTopology,
+    _topology: TestTopology,
     pub db: TestDatabase,
 }
 
@@ -88,15 +86,14 @@ impl Fixture {
         let (conn, channel, publisher) = topology.declare_for_publishing(&group).await;
         Self {
             settings,
-            group,
             users: CommandBus::new(db.pool.clone()),
             sessions: CommandBus::new(db.pool.clone()),
             relay: Mutex::new(LogPosition::default()),
             registered: Default::default(),
             publisher,
-            channel,
-            conn,
-            topology,
+            _channel: channel,
+            _conn: conn,
+            _topology: topology,
             db,
         }
     }
@@ -129,7 +126,7 @@ impl Fixture {
         let marker = Uuid::new_v4();
         let session_id = Uuid::new_v4();
         let now = Utc::now();
-        let payload = domain::SessionEvent::Started {
+        let payload = SessionEvent::Started {
             session_id,
             user_id: marker,
             refresh_token_hash: domain::RefreshTokenHash::redacted(),
@@ -143,12 +140,12 @@ impl Fixture {
             event_id: Uuid::new_v4(),
             global_position: 0,
             transaction_id: 0,
-            aggregate_type: "session".into(),
+            aggregate_type: SessionEvent::STARTED.aggregate_type().into(),
             aggregate_id: session_id.to_string(),
             sequence: 1,
-            event_type: "session.started".into(),
-            event_version: "1".into(),
-            payload: serde_json::to_value(payload).expect("session.started payload"),
+            event_type: SessionEvent::STARTED.name().into(),
+            event_version: SessionEvent::STARTED.version().into(),
+            payload: serde_json::to_value(payload).expect("session start payload"),
             metadata: EventMetadata::default(),
             recorded_at: Utc::now(),
         };
@@ -248,35 +245,18 @@ impl Fixture {
         .expect("insert into sessions_view");
     }
 
-    /// Messages ready (not in flight) in the worker's queue.
-    pub async fn ready(&self) -> u32 {
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        self.channel
-            .queue_declare(
-                self.topology
-                    .topology
-                    .queue_name(&self.group)
-                    .as_str()
-                    .into(),
-                passive,
-                FieldTable::default(),
-            )
-            .await
-            .expect("passive queue declare")
-            .message_count()
-    }
-
     /// Payloads of the aggregate's events of one type, in order.
-    pub async fn events_of(&self, aggregate_id: Uuid, event_type: &str) -> Vec<serde_json::Value> {
+    pub async fn events_of(
+        &self,
+        aggregate_id: Uuid,
+        event_type: EventType,
+    ) -> Vec<serde_json::Value> {
         sqlx::query_scalar(
             "SELECT payload::jsonb FROM events WHERE aggregate_id = $1 AND event_type = $2 \
              ORDER BY sequence",
         )
         .bind(aggregate_id.to_string())
-        .bind(event_type)
+        .bind(event_type.name())
         .fetch_all(self.pool())
         .await
         .expect("read events")
@@ -286,14 +266,14 @@ impl Fixture {
     pub async fn metadata_of(
         &self,
         aggregate_id: Uuid,
-        event_type: &str,
+        event_type: EventType,
     ) -> Vec<serde_json::Value> {
         sqlx::query_scalar(
             "SELECT metadata::jsonb FROM events WHERE aggregate_id = $1 AND event_type = $2 \
              ORDER BY sequence",
         )
         .bind(aggregate_id.to_string())
-        .bind(event_type)
+        .bind(event_type.name())
         .fetch_all(self.pool())
         .await
         .expect("read metadata")
@@ -352,16 +332,14 @@ async fn committed_after(pool: &PgPool, position: &mut LogPosition) -> Vec<Envel
     }
 }
 
-/// The `user.locked` payload's inner object (`{"until", "failures"}`).
-pub fn locked(payload: &serde_json::Value) -> (DateTime<Utc>, u64) {
-    let inner = &payload["Locked"];
-    let until = inner["until"].as_str().expect("until");
-    (
-        DateTime::parse_from_rfc3339(until)
-            .expect("until is RFC 3339")
-            .with_timezone(&Utc),
-        inner["failures"].as_u64().expect("failures"),
-    )
+/// `until` and `failures` of a lock's payload.
+pub fn locked(payload: &serde_json::Value) -> (DateTime<Utc>, u32) {
+    let lock = UserEvent::LOCKED;
+    let event = domain::decode(lock.name(), lock.version(), payload.clone()).expect("a lock");
+    match event {
+        UserEvent::Locked { until, failures } => (until, failures),
+        other => panic!("not a lock: {other:?}"),
+    }
 }
 
 /// Logs of in-process workers go to the test output when `TEST_LOG` is set.

@@ -1,12 +1,11 @@
 //! The lockout policy through the broker: real events, written by the
 //! domain on the event store, published to the worker's queue.
 
-mod support;
-
+use crate::support::run;
+use crate::support::{locked, now, Fixture, TIMEOUT};
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::{SessionEvent, UserEvent};
 use infra::testing::eventually;
-use support::run;
-use support::{locked, now, Fixture, TIMEOUT};
 
 async fn ip_block(fx: &Fixture, ip: &str) -> Option<(DateTime<Utc>, i32)> {
     sqlx::query_as("SELECT blocked_until, failures FROM login_ip_blocks WHERE ip = $1")
@@ -31,14 +30,14 @@ async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
     fx.publish(&first).await;
     fx.drain().await;
     assert_eq!(fx.failures_stored().await, 2);
-    assert!(fx.events_of(user, "user.locked").await.is_empty());
+    assert!(fx.events_of(user, UserEvent::LOCKED).await.is_empty());
 
     fx.fail_login(user, Some("10.1.0.1"), start).await;
     let third = fx.forward().await;
     assert_eq!(third.len(), 1);
     let third = &third[0];
     let locks = eventually(TIMEOUT, "the user to be locked", || async {
-        let locks = fx.events_of(user, "user.locked").await;
+        let locks = fx.events_of(user, UserEvent::LOCKED).await;
         (!locks.is_empty()).then_some(locks)
     })
     .await;
@@ -50,7 +49,7 @@ async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
         "until = failed_at + duration"
     );
     assert_eq!(failures, 3);
-    let metadata = &fx.metadata_of(user, "user.locked").await[0];
+    let metadata = &fx.metadata_of(user, UserEvent::LOCKED).await[0];
     assert_eq!(metadata["actor_id"], "worker");
     assert_eq!(metadata["causation_id"], third.event_id.to_string());
     assert_eq!(
@@ -62,7 +61,7 @@ async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
     fx.publish(std::slice::from_ref(third)).await;
     fx.forward().await;
     fx.drain().await;
-    assert_eq!(fx.events_of(user, "user.locked").await.len(), 1);
+    assert_eq!(fx.events_of(user, UserEvent::LOCKED).await.len(), 1);
     assert_eq!(fx.failures_stored().await, 3);
 
     assert!(get(worker.port, "/health/ready")
@@ -99,25 +98,28 @@ async fn a_lock_revokes_the_users_active_sessions() {
 
     for session in sessions {
         let revoked = eventually(TIMEOUT, "the session to be revoked", || async {
-            let revoked = fx.events_of(session, "session.revoked").await;
+            let revoked = fx.events_of(session, SessionEvent::REVOKED).await;
             (!revoked.is_empty()).then_some(revoked)
         })
         .await;
         assert_eq!(revoked.len(), 1);
-        assert_eq!(revoked[0]["Revoked"]["reason"], "user_locked");
-        let metadata = &fx.metadata_of(session, "session.revoked").await[0];
+        assert_eq!(
+            revoked[0][SessionEvent::REVOKED.variant()]["reason"],
+            "user_locked"
+        );
+        let metadata = &fx.metadata_of(session, SessionEvent::REVOKED).await[0];
         assert_eq!(metadata["actor_id"], "worker");
     }
-    assert_eq!(fx.events_of(user, "user.locked").await.len(), 1);
+    assert_eq!(fx.events_of(user, UserEvent::LOCKED).await.len(), 1);
 
     // The lock reaches the worker too (it revokes again: nothing is left).
     fx.forward().await;
     fx.drain().await;
     for session in sessions {
-        assert_eq!(fx.events_of(session, "session.revoked").await.len(), 1);
+        assert_eq!(fx.events_of(session, SessionEvent::REVOKED).await.len(), 1);
     }
-    assert!(fx.events_of(others, "session.revoked").await.is_empty());
-    assert!(fx.events_of(other, "user.locked").await.is_empty());
+    assert!(fx.events_of(others, SessionEvent::REVOKED).await.is_empty());
+    assert!(fx.events_of(other, UserEvent::LOCKED).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,7 +163,7 @@ async fn failures_from_one_address_across_users_block_it() {
     );
     assert_eq!(ip_block(&fx, bystander).await, None);
     for user in users {
-        assert!(fx.events_of(user, "user.locked").await.is_empty());
+        assert!(fx.events_of(user, UserEvent::LOCKED).await.is_empty());
     }
 }
 
@@ -181,14 +183,14 @@ async fn a_successful_login_restarts_the_count() {
     fx.drain().await;
     assert_eq!(fx.failures_stored().await, 4);
     assert!(
-        fx.events_of(user, "user.locked").await.is_empty(),
+        fx.events_of(user, UserEvent::LOCKED).await.is_empty(),
         "two failures since the login"
     );
 
     fx.fail_login(user, None, at(0)).await;
     fx.forward().await;
     let locks = eventually(TIMEOUT, "the user to be locked", || async {
-        let locks = fx.events_of(user, "user.locked").await;
+        let locks = fx.events_of(user, UserEvent::LOCKED).await;
         (!locks.is_empty()).then_some(locks)
     })
     .await;
@@ -212,12 +214,12 @@ async fn failures_outside_the_window_do_not_count() {
     fx.fail_login(user, None, start).await;
     fx.forward().await;
     fx.drain().await;
-    assert!(fx.events_of(user, "user.locked").await.is_empty());
+    assert!(fx.events_of(user, UserEvent::LOCKED).await.is_empty());
     fx.fail_login(user, None, start + TimeDelta::seconds(1))
         .await;
     fx.forward().await;
     fx.drain().await;
-    assert_eq!(fx.events_of(user, "user.locked").await.len(), 1);
+    assert_eq!(fx.events_of(user, UserEvent::LOCKED).await.len(), 1);
 }
 
 /// A page of the worker's health server (status 200 required).
@@ -264,7 +266,7 @@ async fn two_workers_sharing_the_queue_lock_each_user_once() {
     fx.forward().await;
     for user in &users {
         eventually(TIMEOUT, "every user to be locked", || async {
-            (!fx.events_of(*user, "user.locked").await.is_empty()).then_some(())
+            (!fx.events_of(*user, UserEvent::LOCKED).await.is_empty()).then_some(())
         })
         .await;
     }
@@ -272,7 +274,7 @@ async fn two_workers_sharing_the_queue_lock_each_user_once() {
     fx.drain().await;
     assert_eq!(fx.failures_stored().await, 40);
     for user in &users {
-        let locks = fx.events_of(*user, "user.locked").await;
+        let locks = fx.events_of(*user, UserEvent::LOCKED).await;
         assert_eq!(locks.len(), 1, "user {user} locked once");
         assert_eq!(
             locked(&locks[0]),

@@ -1,0 +1,443 @@
+//! The lockout policy, without I/O: given a consumed event and what the
+//! store holds about its user and client address, what to do.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{EventType, SessionEvent, UserEvent};
+use uuid::Uuid;
+
+/// The lockout policy, in the units the code uses.
+#[derive(Clone, Copy, Debug)]
+pub struct LockoutPolicy {
+    /// Failures of one user within the window that lock the user.
+    pub threshold: u32,
+    /// Length of the window failures are counted in (per user and per address).
+    pub window: TimeDelta,
+    /// How long a lock lasts, from the failure that triggered it.
+    pub duration: TimeDelta,
+    /// Failures from one address within the window, across users, that block it.
+    pub ip_threshold: u32,
+    /// How long an address stays blocked, from the failure that triggered it.
+    pub ip_block: TimeDelta,
+}
+
+/// An event the lockout consumer handles, as the policy sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Consumed {
+    LoginFailed {
+        user_id: Uuid,
+        ip: Option<String>,
+        failed_at: DateTime<Utc>,
+    },
+    Locked {
+        user_id: Uuid,
+        until: DateTime<Utc>,
+        /// When the lock was decided, if its metadata says.
+        occurred_at: Option<DateTime<Utc>>,
+        /// When the lock was appended to the event store.
+        recorded_at: DateTime<Utc>,
+    },
+    SessionStarted {
+        user_id: Uuid,
+        started_at: DateTime<Utc>,
+    },
+}
+
+impl Consumed {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::LoginFailed { .. } => UserEvent::LOGIN_FAILED,
+            Self::Locked { .. } => UserEvent::LOCKED,
+            Self::SessionStarted { .. } => SessionEvent::STARTED,
+        }
+    }
+
+    pub fn user_id(&self) -> Uuid {
+        match self {
+            Self::LoginFailed { user_id, .. }
+            | Self::Locked { user_id, .. }
+            | Self::SessionStarted { user_id, .. } => *user_id,
+        }
+    }
+}
+
+/// The failures stored before a failed login is judged (itself included),
+/// each counted in the failure's [`Window`]. Only a failed login reads them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stored {
+    /// Of the user, since the user's count last restarted.
+    pub user_failures: u32,
+    /// Of the failure's client address, if it has one.
+    pub address: Option<AddressFailures>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressFailures {
+    /// Across all users.
+    pub failures: u32,
+    /// The address's current block, if it ever had one.
+    pub blocked_until: Option<DateTime<Utc>>,
+}
+
+/// The failures that count at a time: those in `(after, until]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub after: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// What the policy calls for. The first two change the worker's own
+/// tables; the others are commands on the aggregates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// The user's failures up to `at` no longer count (never moves back).
+    RestartCount { user_id: Uuid, at: DateTime<Utc> },
+    /// Block the address until `until` (only ever extended); `newly` when
+    /// it was not blocked at the time of the failure.
+    BlockAddress {
+        ip: String,
+        until: DateTime<Utc>,
+        failures: u32,
+        newly: bool,
+    },
+    /// Lock the user: the failure brought their count to `failures`.
+    Lock {
+        user_id: Uuid,
+        until: DateTime<Utc>,
+        failures: u32,
+    },
+    /// A lock was recorded: make sure the user has no active session.
+    RevokeSessions { user_id: Uuid },
+}
+
+impl LockoutPolicy {
+    /// The window a failure at `at` is counted in.
+    pub fn window(&self, at: DateTime<Utc>) -> Window {
+        Window {
+            after: at - self.window,
+            until: at,
+        }
+    }
+
+    /// What to do about `event`, given what was `stored` before it and the
+    /// time `now`. The same inputs always decide the same, so a redelivered
+    /// event repeats actions that then write nothing.
+    pub fn decide(&self, event: &Consumed, stored: &Stored, now: DateTime<Utc>) -> Vec<Action> {
+        match event {
+            Consumed::LoginFailed {
+                user_id,
+                ip,
+                failed_at,
+            } => self.login_failed(*user_id, ip.as_deref(), *failed_at, stored, now),
+            Consumed::Locked {
+                user_id,
+                until,
+                occurred_at,
+                recorded_at,
+            } => locked(*user_id, *until, *occurred_at, *recorded_at, now),
+            // A successful login restarts the user's count.
+            Consumed::SessionStarted {
+                user_id,
+                started_at,
+            } => vec![Action::RestartCount {
+                user_id: *user_id,
+                at: *started_at,
+            }],
+        }
+    }
+
+    fn login_failed(
+        &self,
+        user_id: Uuid,
+        ip: Option<&str>,
+        failed_at: DateTime<Utc>,
+        stored: &Stored,
+        now: DateTime<Utc>,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if stored.user_failures >= self.threshold {
+            let until = failed_at + self.duration;
+            // Consumed too late, the lock would already be over: not recorded.
+            if until > now {
+                actions.push(Action::Lock {
+                    user_id,
+                    until,
+                    failures: stored.user_failures,
+                });
+            }
+            // The lock restarts the count: later failures (made before the
+            // lock existed) start a new one.
+            actions.push(Action::RestartCount {
+                user_id,
+                at: failed_at,
+            });
+        }
+        if let (Some(ip), Some(address)) = (ip, &stored.address) {
+            actions.extend(self.block_address(ip, failed_at, address));
+        }
+        actions
+    }
+
+    /// Blocks the address when its failures reach the threshold, unless it
+    /// is blocked at least as long already.
+    fn block_address(
+        &self,
+        ip: &str,
+        failed_at: DateTime<Utc>,
+        address: &AddressFailures,
+    ) -> Option<Action> {
+        if address.failures < self.ip_threshold {
+            return None;
+        }
+        let until = failed_at + self.ip_block;
+        if address
+            .blocked_until
+            .is_some_and(|blocked| blocked >= until)
+        {
+            return None;
+        }
+        Some(Action::BlockAddress {
+            ip: ip.to_owned(),
+            until,
+            failures: address.failures,
+            newly: address
+                .blocked_until
+                .is_none_or(|blocked| blocked <= failed_at),
+        })
+    }
+}
+
+/// A lock (from this worker or elsewhere) restarts the user's count from
+/// when it was recorded (or decided, if that is later) and, while it lasts,
+/// ends their sessions.
+fn locked(
+    user_id: Uuid,
+    until: DateTime<Utc>,
+    occurred_at: Option<DateTime<Utc>>,
+    recorded_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let at = occurred_at.unwrap_or(recorded_at).max(recorded_at);
+    let mut actions = vec![Action::RestartCount { user_id, at }];
+    if until > now {
+        actions.push(Action::RevokeSessions { user_id });
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn policy() -> LockoutPolicy {
+        LockoutPolicy {
+            threshold: 3,
+            window: TimeDelta::seconds(60),
+            duration: TimeDelta::seconds(300),
+            ip_threshold: 5,
+            ip_block: TimeDelta::seconds(120),
+        }
+    }
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0).unwrap() + TimeDelta::seconds(seconds)
+    }
+
+    fn user() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    const IP: &str = "203.0.113.7";
+
+    fn failure(ip: Option<&str>, at: i64) -> Consumed {
+        Consumed::LoginFailed {
+            user_id: user(),
+            ip: ip.map(str::to_owned),
+            failed_at: t(at),
+        }
+    }
+
+    fn stored(user_failures: u32, address: Option<(u32, Option<i64>)>) -> Stored {
+        Stored {
+            user_failures,
+            address: address.map(|(failures, blocked_until)| AddressFailures {
+                failures,
+                blocked_until: blocked_until.map(t),
+            }),
+        }
+    }
+
+    fn lock(until: i64, failures: u32) -> Action {
+        Action::Lock {
+            user_id: user(),
+            until: t(until),
+            failures,
+        }
+    }
+
+    fn restart(at: i64) -> Action {
+        Action::RestartCount {
+            user_id: user(),
+            at: t(at),
+        }
+    }
+
+    fn block(until: i64, failures: u32, newly: bool) -> Action {
+        Action::BlockAddress {
+            ip: IP.to_owned(),
+            until: t(until),
+            failures,
+            newly,
+        }
+    }
+
+    #[test]
+    fn a_failure_is_counted_in_the_window_ending_at_it() {
+        assert_eq!(
+            policy().window(t(100)),
+            Window {
+                after: t(40),
+                until: t(100)
+            }
+        );
+    }
+
+    #[test]
+    fn failed_logins() {
+        // (case, event, stored, now, expected actions)
+        let cases = [
+            (
+                "below the threshold",
+                failure(None, 0),
+                stored(2, None),
+                0,
+                vec![],
+            ),
+            (
+                "the nth failure locks from its own time and restarts the count",
+                failure(None, 0),
+                stored(3, None),
+                0,
+                vec![lock(300, 3), restart(0)],
+            ),
+            (
+                "over the threshold (a racing batch) locks with the count",
+                failure(None, 0),
+                stored(4, None),
+                0,
+                vec![lock(300, 4), restart(0)],
+            ),
+            (
+                "a lock that has run out is not recorded, the count still restarts",
+                failure(None, 0),
+                stored(3, None),
+                300,
+                vec![restart(0)],
+            ),
+            (
+                "an address below its threshold is not blocked",
+                failure(Some(IP), 0),
+                stored(1, Some((4, None))),
+                0,
+                vec![],
+            ),
+            (
+                "an address at its threshold is blocked from the failure's time",
+                failure(Some(IP), 10),
+                stored(1, Some((5, None))),
+                10,
+                vec![block(130, 5, true)],
+            ),
+            (
+                "a block is extended, not new, while it lasts",
+                failure(Some(IP), 10),
+                stored(1, Some((6, Some(100)))),
+                10,
+                vec![block(130, 6, false)],
+            ),
+            (
+                "a block that ran out is new again",
+                failure(Some(IP), 10),
+                stored(1, Some((6, Some(10)))),
+                10,
+                vec![block(130, 6, true)],
+            ),
+            (
+                "a block lasting as long already is left alone",
+                failure(Some(IP), 10),
+                stored(1, Some((6, Some(130)))),
+                10,
+                vec![],
+            ),
+            (
+                "user and address at once",
+                failure(Some(IP), 0),
+                stored(3, Some((5, None))),
+                0,
+                vec![lock(300, 3), restart(0), block(120, 5, true)],
+            ),
+            (
+                "no address, nothing to block",
+                failure(None, 0),
+                stored(1, Some((50, None))),
+                0,
+                vec![],
+            ),
+        ];
+        for (case, event, stored, now, expected) in cases {
+            assert_eq!(policy().decide(&event, &stored, t(now)), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn locks_and_logins() {
+        let locked = |until, occurred_at: Option<i64>, recorded_at| Consumed::Locked {
+            user_id: user(),
+            until: t(until),
+            occurred_at: occurred_at.map(t),
+            recorded_at: t(recorded_at),
+        };
+        let revoke = Action::RevokeSessions { user_id: user() };
+        // (case, event, now, expected actions)
+        let cases = [
+            (
+                "a lasting lock restarts the count when recorded and revokes sessions",
+                locked(300, Some(-1), 0),
+                0,
+                vec![restart(0), revoke.clone()],
+            ),
+            (
+                "decided after it was recorded: restarts from the decision",
+                locked(300, Some(2), 0),
+                0,
+                vec![restart(2), revoke],
+            ),
+            (
+                "without a decision time: from when it was recorded",
+                locked(300, None, 5),
+                5,
+                vec![restart(5), Action::RevokeSessions { user_id: user() }],
+            ),
+            (
+                "a lock that ran out revokes nothing",
+                locked(300, None, 0),
+                300,
+                vec![restart(0)],
+            ),
+            (
+                "a successful login restarts the count",
+                Consumed::SessionStarted {
+                    user_id: user(),
+                    started_at: t(-3),
+                },
+                0,
+                vec![restart(-3)],
+            ),
+        ];
+        for (case, event, now, expected) in cases {
+            let stored = Stored::default();
+            assert_eq!(policy().decide(&event, &stored, t(now)), expected, "{case}");
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The worker against a real PostgreSQL and RabbitMQ: one test binary, one
+//! module per part.
+
+mod expiry;
+mod lockout;
+mod restart;
+mod support;
