@@ -148,3 +148,66 @@ fn context(id: Uuid, envelope: &Envelope) -> EventContext {
             .unwrap_or(envelope.recorded_at),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::UserEvent;
+
+    use super::*;
+
+    fn permanence(error: ApplyError) -> (String, bool) {
+        (error.to_string(), error.is_permanent())
+    }
+
+    #[test]
+    fn only_a_wrong_event_or_history_is_a_permanent_failure() {
+        let id = Uuid::from_u128(1);
+        let cases = [
+            (
+                ApplyError::Decode {
+                    event_id: id,
+                    source: DecodeError::UnknownType("user.exploded".into()),
+                },
+                true,
+            ),
+            (
+                ApplyError::BadId {
+                    aggregate_type: "user".into(),
+                    id: "42".into(),
+                    source: Uuid::parse_str("42").unwrap_err(),
+                },
+                true,
+            ),
+            (
+                ApplyError::Inapplicable {
+                    event_id: id,
+                    source: ReduceError::NotStarted {
+                        event: UserEvent::DEACTIVATED,
+                    },
+                },
+                true,
+            ),
+            (ApplyError::Database(sqlx::Error::PoolTimedOut), false),
+            (
+                ApplyError::MissingEvents {
+                    aggregate_type: "user".into(),
+                    id,
+                    expected: 2,
+                    found: Some(3),
+                },
+                false,
+            ),
+            (
+                ApplyError::Raced {
+                    aggregate_type: "user".into(),
+                    id,
+                },
+                false,
+            ),
+        ];
+        for (error, permanent) in cases {
+            let (message, is_permanent) = permanence(error);
+            assert_eq!(is_permanent, permanent, "{message}");
+        }
+    }
+}

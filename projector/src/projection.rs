@@ -150,10 +150,12 @@ static PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
 #[async_trait]
 impl BatchHandler for ReadModels {
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
-        // Until `ApplyError` says which failures are permanent, every one is
-        // retried (and dead-lettered by the delivery limit).
-        self.apply_batch(events)
-            .await
-            .map_err(HandlerError::transient)
+        self.apply_batch(events).await.map_err(|error| {
+            if error.is_permanent() {
+                HandlerError::permanent(error)
+            } else {
+                HandlerError::transient(error)
+            }
+        })
     }
 }

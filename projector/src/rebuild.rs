@@ -13,12 +13,25 @@ const REPLAY_BATCH: i64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("unknown view {0:?}; known views: users_view (with user_roles_view), roles_view, sessions_view")]
+    #[error("unknown view {0:?}; known views: {known}", known = known_views())]
     UnknownView(String),
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// `users_view (with user_roles_view), roles_view, sessions_view`.
+fn known_views() -> String {
+    let described: Vec<String> = View::ALL
+        .iter()
+        .map(|view| match view.tables() {
+            [name] => (*name).to_owned(),
+            [name, others @ ..] => format!("{name} (with {})", others.join(", ")),
+            [] => unreachable!("a view has at least one table"),
+        })
+        .collect();
+    described.join(", ")
 }
 
 /// Summary of a finished rebuild.
@@ -150,5 +163,23 @@ async fn replay(
                 count += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::{ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW};
+
+    #[test]
+    fn an_unknown_view_is_answered_with_every_known_one() {
+        let error = RebuildError::UnknownView("nope".into());
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "unknown view \"nope\"; known views: \
+                 {USERS_VIEW} (with {USER_ROLES_VIEW}), {ROLES_VIEW}, {SESSIONS_VIEW}"
+            )
+        );
     }
 }

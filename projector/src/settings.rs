@@ -70,11 +70,7 @@ impl ProjectorSettings {
     pub fn consumer_group(&self) -> bus::ConsumerGroup {
         bus::ConsumerGroup {
             name: "projector.read_models".into(),
-            binding_keys: View::ALL
-                .iter()
-                .flat_map(|view| view.event_types())
-                .map(|event_type| event_type.routing_key().to_owned())
-                .collect(),
+            binding_keys: binding_keys(),
             delivery_limit: self.delivery_limit,
         }
     }
@@ -95,5 +91,30 @@ impl ProjectorSettings {
             backoff_max: Duration::from_secs(10),
             consumer_tag: format!("projector-{}", std::process::id()),
         }
+    }
+}
+
+/// The routing key of every event type a view is fed by.
+fn binding_keys() -> Vec<String> {
+    View::ALL
+        .iter()
+        .flat_map(|view| view.event_types())
+        .map(|event_type| event_type.routing_key().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_is_bound_to_every_event_type_of_the_contract_once() {
+        let mut bound = binding_keys();
+        bound.sort();
+        let mut all: Vec<String> = domain::all_event_types()
+            .map(|event_type| event_type.routing_key().to_owned())
+            .collect();
+        all.sort();
+        assert_eq!(bound, all);
     }
 }

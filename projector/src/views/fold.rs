@@ -1,23 +1,11 @@
 //! The shape of every view's reducer: the row as it is and one event in,
 //! the change to write out.
 
-use chrono::{DateTime, Utc};
 use domain::{ContractEvent, EventType};
-use uuid::Uuid;
 
+use super::context::EventContext;
 use super::user_roles::Membership;
 use super::ViewRow;
-
-/// What a reducer knows of an event besides its payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EventContext {
-    /// The id of the aggregate whose stream holds the event.
-    pub aggregate_id: Uuid,
-    pub sequence: i64,
-    pub global_position: i64,
-    /// When the command ran (its metadata's time, else when it was recorded).
-    pub occurred_at: DateTime<Utc>,
-}
 
 /// What one event does to its aggregate's row. Every event advances the
 /// row's sequence, so no event leaves the row alone; and no view removes an

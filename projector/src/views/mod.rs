@@ -2,6 +2,7 @@
 //! tables, and how one event changes its rows. No I/O here; the executor
 //! writes what the reducers decide.
 
+mod context;
 mod fold;
 pub mod roles;
 mod row;
@@ -11,7 +12,8 @@ pub mod users;
 
 use domain::{ContractEvent, EventType, RoleEvent, SessionEvent, UserEvent};
 
-pub use fold::{Change, EventContext, Projection, ReduceError, ViewChange};
+pub use context::EventContext;
+pub use fold::{Change, Projection, ReduceError, ViewChange};
 pub use row::{Column, Value, ViewRow};
 
 /// One row per user.
