@@ -6,8 +6,8 @@ use crate::support::run;
 use crate::support::view::{self, checkpoint};
 use crate::support::writer::Writer;
 use crate::support::{
-    aggregate_key, committed_events, death_reason, deliveries_with_gaps, AggregateKey, Fixture,
-    Rng, TIMEOUT,
+    aggregate_key, committed_events, death_reason, deliveries_with_gaps, handler_error,
+    AggregateKey, Fixture, Rng, TIMEOUT,
 };
 use bus::Envelope;
 use cqrs_es::Aggregate;
@@ -81,7 +81,7 @@ async fn duplicated_shuffled_and_missing_deliveries_end_equal_to_the_fold() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_poison_message_is_dead_lettered_and_later_events_still_apply() {
+async fn poison_messages_are_dead_lettered_and_later_events_still_apply() {
     let fx = Fixture::new(|settings| {
         settings.delivery_limit = 3;
         settings.retry_base_ms = 10;
@@ -92,32 +92,71 @@ async fn a_poison_message_is_dead_lettered_and_later_events_still_apply() {
     writer.advance(&mut users, |position| position + 1).await;
     let events = committed_events(fx.pool()).await;
 
-    // A well-formed envelope whose payload is no `UserEvent`.
-    let poison = Envelope {
+    let template = || Envelope {
         event_id: Uuid::new_v4(),
         aggregate_id: Uuid::now_v7().to_string(),
         sequence: 1,
-        event_type: UserEvent::REGISTERED.name().into(),
-        payload: serde_json::json!({ "Bogus": {} }),
         ..events[0].clone()
     };
-    fx.publish(std::slice::from_ref(&poison)).await;
+    // Permanent: the same bytes can never apply, dead-lettered at once.
+    let undecodable = Envelope {
+        event_type: UserEvent::REGISTERED.name().into(),
+        payload: serde_json::json!({ "Bogus": {} }),
+        ..template()
+    };
+    let bad_id = Envelope {
+        aggregate_id: "not-a-uuid".into(),
+        ..template()
+    };
+    // Transient: the event store may yet hold the events before it; retried
+    // until the delivery limit.
+    let ahead_of_history = Envelope {
+        sequence: 2,
+        ..template()
+    };
+    let poison = [undecodable, bad_id, ahead_of_history];
+    fx.publish(&poison).await;
     fx.publish(&events).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
 
-    let dead = eventually(TIMEOUT, "the poison message to be dead-lettered", || {
-        fx.take_dead_letter()
-    })
-    .await;
-    let dead_event = Envelope::from_json(&dead.delivery.data).expect("dead letter is an envelope");
-    assert_eq!(dead_event, poison);
-    assert_eq!(death_reason(&dead).as_deref(), Some("delivery_limit"));
+    let mut dead = Vec::new();
+    while dead.len() < poison.len() {
+        let message = eventually(TIMEOUT, "the poison messages to be dead-lettered", || {
+            fx.take_dead_letter()
+        })
+        .await;
+        let event =
+            Envelope::from_json(&message.delivery.data).expect("dead letter is an envelope");
+        dead.push((event, handler_error(&message), death_reason(&message)));
+    }
+    let dead_letter_of = |sent: &Envelope| {
+        let (_, handler_error, death_reason) = dead
+            .iter()
+            .find(|(event, ..)| event == sent)
+            .unwrap_or_else(|| panic!("{} not dead-lettered", sent.event_id));
+        (handler_error.as_deref(), death_reason.as_deref())
+    };
+    let [undecodable, bad_id, ahead_of_history] = &poison;
+    let (reason, _) = dead_letter_of(undecodable);
+    assert!(
+        reason.is_some_and(|reason| reason.contains("does not decode")),
+        "{reason:?}"
+    );
+    let (reason, _) = dead_letter_of(bad_id);
+    assert!(
+        reason.is_some_and(|reason| reason.contains("is not a UUID")),
+        "{reason:?}"
+    );
+    assert_eq!(
+        dead_letter_of(ahead_of_history),
+        (None, Some("delivery_limit"))
+    );
 
     let rows = view::wait_for_fold(fx.pool()).await;
     assert_eq!(rows.len(), users.len());
-    assert!(!rows
+    assert!(!rows.iter().any(|row| poison
         .iter()
-        .any(|row| row.id.to_string() == poison.aggregate_id));
+        .any(|event| row.id.to_string() == event.aggregate_id)));
     let last = LogPosition::of(events.last().expect("events"));
     assert_eq!(checkpoint(fx.pool()).await, last);
     fx.assert_delivered_and_none_dead().await;

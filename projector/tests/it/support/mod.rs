@@ -223,6 +223,15 @@ pub fn death_reason(message: &BasicGetMessage) -> Option<String> {
     }
 }
 
+/// Why the consumer dead-lettered a message at once (a permanent failure).
+pub fn handler_error(message: &BasicGetMessage) -> Option<String> {
+    let headers = message.delivery.properties.headers().as_ref()?;
+    match headers.inner().get(bus::DEAD_LETTER_REASON_HEADER)? {
+        AMQPValue::LongString(reason) => Some(reason.to_string()),
+        _ => None,
+    }
+}
+
 /// Logs of in-process projectors go to the test output when `TEST_LOG` is set.
 fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
