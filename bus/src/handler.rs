@@ -32,12 +32,12 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    pub fn transient(cause: impl Into<BoxError>) -> Self {
-        Self::Transient(cause.into())
+    pub fn transient(cause: impl Error + Send + Sync + 'static) -> Self {
+        Self::Transient(Box::new(cause))
     }
 
-    pub fn permanent(cause: impl Into<BoxError>) -> Self {
-        Self::Permanent(cause.into())
+    pub fn permanent(cause: impl Error + Send + Sync + 'static) -> Self {
+        Self::Permanent(Box::new(cause))
     }
 
     pub fn is_permanent(&self) -> bool {

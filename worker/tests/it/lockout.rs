@@ -1,11 +1,15 @@
 //! The lockout policy through the broker: real events, written by the
 //! domain on the event store, published to the worker's queue.
 
-use crate::support::run;
-use crate::support::{locked, now, Fixture, TIMEOUT};
+use bus::Envelope;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{SessionEvent, UserEvent};
 use infra::testing::eventually;
+use lapin::types::AMQPValue;
+use uuid::Uuid;
+
+use crate::support::run;
+use crate::support::{locked, now, Fixture, TIMEOUT};
 
 async fn ip_block(fx: &Fixture, ip: &str) -> Option<(DateTime<Utc>, i32)> {
     sqlx::query_as("SELECT blocked_until, failures FROM login_ip_blocks WHERE ip = $1")
@@ -220,6 +224,54 @@ async fn failures_outside_the_window_do_not_count() {
     fx.forward().await;
     fx.drain().await;
     assert_eq!(fx.events_of(user, UserEvent::LOCKED).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_failure_is_dead_lettered_at_once_and_the_others_count() {
+    let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
+    let user = fx.register().await;
+    fx.fail_login(user, None, now()).await;
+    let failure = fx
+        .forward()
+        .await
+        .into_iter()
+        .find(|event| event.event_type == UserEvent::LOGIN_FAILED.name())
+        .expect("the failure");
+    let poison = Envelope {
+        event_id: Uuid::new_v4(),
+        payload: serde_json::json!({ "Bogus": {} }),
+        ..failure.clone()
+    };
+    // Queued before the worker starts: one batch with the valid failure.
+    fx.publish(std::slice::from_ref(&poison)).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
+
+    let dead = eventually(TIMEOUT, "the poison to be dead-lettered", || {
+        fx.take_dead_letter()
+    })
+    .await;
+    let dead_event = Envelope::from_json(&dead.delivery.data).expect("an envelope");
+    assert_eq!(dead_event.event_id, poison.event_id);
+    let headers = dead
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    let headers = headers.inner();
+    assert!(
+        !headers.contains_key("x-death"),
+        "dead-lettered by the worker, not by the delivery limit"
+    );
+    let reason = match headers.get(bus::DEAD_LETTER_REASON_HEADER) {
+        Some(AMQPValue::LongString(reason)) => reason.to_string(),
+        other => panic!("no reason: {other:?}"),
+    };
+    assert!(reason.contains("does not decode"), "{reason}");
+
+    fx.drain().await;
+    assert_eq!(fx.failures_stored().await, 1, "the valid failure counted");
+    assert!(fx.take_dead_letter().await.is_none());
 }
 
 /// A page of the worker's health server (status 200 required).

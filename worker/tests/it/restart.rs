@@ -1,11 +1,12 @@
 //! The real binary killed with SIGKILL in the middle of the stream, with a
 //! batch transaction open and deliveries unacked, then started again.
 
-use crate::support::run;
-use crate::support::{now, Fixture, TIMEOUT};
 use chrono::TimeDelta;
 use domain::UserEvent;
 use infra::testing::eventually;
+
+use crate::support::run;
+use crate::support::{now, Fixture, TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_restarts_and_counts_every_failure_once() {

@@ -7,7 +7,7 @@ pub mod run;
 
 use std::time::{Duration, Instant};
 
-use bus::{Envelope, EventMetadata, Publisher};
+use bus::{ConsumerGroup, Envelope, EventMetadata, Publisher};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::{
     DisplayName, Email, EventType, PasswordHash, RefreshTokenHash, Session, SessionCommand,
@@ -17,6 +17,8 @@ use infra::commands::CommandBus;
 use infra::event_log::{self, LogPosition};
 use infra::settings::{CommonSettings, LogFormat};
 use infra::testing::{self, eventually, TestDatabase, TestTopology};
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Channel, Connection};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
@@ -58,16 +60,17 @@ pub fn test_settings(db: &TestDatabase) -> WorkerSettings {
 /// before any worker starts, so events published early wait for it.
 pub struct Fixture {
     pub settings: WorkerSettings,
+    group: ConsumerGroup,
     pub users: CommandBus<User>,
     pub sessions: CommandBus<Session>,
     relay: Mutex<LogPosition>,
     registered: std::sync::atomic::AtomicUsize,
     publisher: Publisher,
-    // Held for as long as the publisher needs them.
-    _channel: Channel,
+    channel: Channel,
+    // Held for as long as the publisher and the channel need it.
     _conn: Connection,
     // Dropped last, in this order: queues and exchange, then the database.
-    _topology: TestTopology,
+    topology: TestTopology,
     pub db: TestDatabase,
 }
 
@@ -91,9 +94,10 @@ impl Fixture {
             relay: Mutex::new(LogPosition::default()),
             registered: Default::default(),
             publisher,
-            _channel: channel,
+            group,
+            channel,
             _conn: conn,
-            _topology: topology,
+            topology,
             db,
         }
     }
@@ -243,6 +247,22 @@ impl Fixture {
         .execute(self.pool())
         .await
         .expect("insert into sessions_view");
+    }
+
+    /// Takes (and acks) one message from the worker's dead-letter queue.
+    pub async fn take_dead_letter(&self) -> Option<BasicGetMessage> {
+        let queue = self.topology.topology.dead_letter_queue_name(&self.group);
+        let message = self
+            .channel
+            .basic_get(queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")?;
+        message
+            .delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+        Some(message)
     }
 
     /// Payloads of the aggregate's events of one type, in order.
