@@ -8,7 +8,6 @@ use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::mime;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use chrono::Utc;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -112,35 +111,14 @@ fn strip_position(error: &serde_json::Error) -> String {
     }
 }
 
-/// Who asked, and from where: recorded in the metadata of every event a command writes.
-#[derive(Clone, Debug)]
-pub struct RequestContext {
-    pub correlation_id: String,
-    pub request_ip: Option<String>,
-    pub user_agent: Option<String>,
-}
+/// The extractor of [`app::RequestContext`]: who asked and from where.
+pub struct RequestContext(app::RequestContext);
 
-impl RequestContext {
-    /// Metadata for one command's events; `causation_id` identifies the command.
-    pub fn metadata_for(&self, command_id: Uuid) -> bus::EventMetadata {
-        bus::EventMetadata {
-            actor_id: None,
-            correlation_id: Some(self.correlation_id.clone()),
-            causation_id: Some(command_id.to_string()),
-            request_ip: self.request_ip.clone(),
-            user_agent: self.user_agent.clone(),
-            occurred_at: Some(Utc::now()),
-        }
-    }
-}
+impl std::ops::Deref for RequestContext {
+    type Target = app::RequestContext;
 
-impl RequestContext {
-    /// Metadata for a new command, acting as `actor` (a user id) if known.
-    pub fn metadata_as(&self, actor: Option<Uuid>) -> bus::EventMetadata {
-        bus::EventMetadata {
-            actor_id: actor.map(|id| id.to_string()),
-            ..self.metadata_for(Uuid::new_v4())
-        }
+    fn deref(&self) -> &app::RequestContext {
+        &self.0
     }
 }
 
@@ -149,11 +127,11 @@ impl FromRequest for RequestContext {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Ok(Self {
+        std::future::ready(Ok(Self(app::RequestContext {
             correlation_id: correlation_id(req),
             request_ip: req.peer_addr().map(|addr| addr.ip().to_string()),
             user_agent: header_text(req, header::USER_AGENT.as_str(), 256),
-        }))
+        })))
     }
 }
 

@@ -1,20 +1,16 @@
 //! The identity service's HTTP API: commands through cqrs-es and postgres-es,
 //! queries on read models; it starts the outbox relay (crate `relay`) by default.
 
+pub mod admin;
 pub mod auth;
-pub mod bootstrap;
-pub mod claims;
 pub mod correlation;
 pub mod extract;
 pub mod freshness;
 pub mod http_metrics;
 pub mod openapi;
-pub mod password;
 pub mod problem;
 pub mod rate_limit;
-pub mod role_commands;
 pub mod routes;
 pub mod settings;
 pub mod startup;
-pub mod user_commands;
 pub mod user_queries;

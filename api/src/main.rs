@@ -1,7 +1,6 @@
 use api::settings::{AdminCommand, Cli, Command};
 use api::startup::Application;
 use clap::Parser;
-use domain::{DisplayName, Email};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,13 +21,13 @@ async fn main() -> anyhow::Result<()> {
                     password_file,
                 },
         } => {
-            let email = Email::parse(&email).map_err(|error| anyhow::anyhow!("email: {error}"))?;
-            let display_name = DisplayName::parse(&display_name)
-                .map_err(|error| anyhow::anyhow!("display name: {error}"))?;
-            let password = api::bootstrap::read_password(password_file.as_deref())?;
-            let pool = infra::db::connect(&common.database_url, 2).await?;
-            infra::db::migrate(&pool).await?;
-            let done = api::bootstrap::bootstrap(pool, email, display_name, password).await?;
+            let done = api::admin::bootstrap_admin(
+                common,
+                &email,
+                &display_name,
+                password_file.as_deref(),
+            )
+            .await?;
             println!(
                 "admin user {} ({}), role admin {} ({})",
                 done.user_id,

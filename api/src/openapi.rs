@@ -5,8 +5,8 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::sign_in::TokenPair;
 use crate::problem::{FieldError, Problem};
+use crate::routes::auth::TokenPair;
 use crate::routes::{auth, roles, sessions, users};
 use crate::user_queries::UserView;
 

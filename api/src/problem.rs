@@ -3,9 +3,12 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use app::AppError;
 use serde::Serialize;
 
 const TYPE_BASE: &str = "https://identity.example/problems/";
+/// The media type of every problem answer.
+pub const PROBLEM: &str = "application/problem+json";
 
 /// A rule a field of the request broke.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -41,8 +44,6 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
-    RuleViolated(String),
     #[error("the aggregate was changed by another request; retry")]
     ConcurrencyConflict,
     #[error("the read model did not reach position {position} within {waited_ms} ms")]
@@ -93,7 +94,6 @@ impl ApiError {
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
-            Self::RuleViolated(_) => "rule-violated",
             Self::ConcurrencyConflict => "concurrency-conflict",
             Self::NotYetProjected { .. } => "projection-timeout",
             Self::Unauthorized => "unauthorized",
@@ -116,7 +116,6 @@ impl ApiError {
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict(_) => "Conflict",
-            Self::RuleViolated(_) => "Rule violated",
             Self::ConcurrencyConflict => "Concurrency conflict",
             Self::NotYetProjected { .. } => "Read model not yet up to date",
             Self::Unauthorized => "Unauthorized",
@@ -133,6 +132,37 @@ impl ApiError {
         match self {
             Self::BadRequest(errors) | Self::Validation(errors) => Some(errors),
             _ => None,
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        match error {
+            AppError::Invalid { field, message } => Self::invalid(field, message),
+            AppError::NotFound(what) => Self::NotFound(what),
+            AppError::EmailTaken
+            | AppError::RoleNameTaken
+            | AppError::User(_)
+            | AppError::Role(_)
+            | AppError::Session(_) => Self::Conflict(error.to_string()),
+            AppError::ConcurrencyConflict => Self::ConcurrencyConflict,
+            AppError::InvalidCredentials => Self::InvalidCredentials,
+            AppError::InvalidRefreshToken => Self::InvalidRefreshToken,
+            AppError::TooManyRequests {
+                retry_after_seconds,
+            } => Self::TooManyRequests {
+                retry_after_seconds,
+            },
+            AppError::Overloaded {
+                retry_after_seconds,
+            } => Self::Overloaded {
+                retry_after_seconds,
+            },
+            AppError::Hashing(_)
+            | AppError::Database(_)
+            | AppError::EventStore(_)
+            | AppError::Unexpected(_) => Self::internal(error),
         }
     }
 }
@@ -155,7 +185,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) | Self::RuleViolated(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -185,7 +215,7 @@ impl ResponseError for ApiError {
             errors: self.field_errors().map(<[FieldError]>::to_vec),
         };
         let mut response = HttpResponse::build(status);
-        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        response.insert_header((header::CONTENT_TYPE, PROBLEM));
         match self {
             Self::TooManyRequests {
                 retry_after_seconds,

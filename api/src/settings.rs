@@ -150,8 +150,8 @@ fn bounded(seconds: i64) -> chrono::Duration {
 }
 
 impl AuthSettings {
-    pub fn session_policy(&self) -> crate::auth::sign_in::SessionPolicy {
-        crate::auth::sign_in::SessionPolicy {
+    pub fn session_policy(&self) -> app::sign_in::SessionPolicy {
+        app::sign_in::SessionPolicy {
             lifetime: bounded(self.session_lifetime_seconds),
             idle_timeout: bounded(self.session_idle_timeout_seconds),
         }

@@ -10,18 +10,18 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::keys::SigningKeys;
-use crate::auth::sign_in::SignIn;
-use crate::auth::tokens::AccessTokens;
 use crate::correlation::{self, CorrelatedRootSpan};
 use crate::extract::MAX_BODY_BYTES;
 use crate::freshness::Freshness;
-use crate::password::Passwords;
 use crate::rate_limit::auth_rate_limit;
-use crate::role_commands::RoleCommands;
 use crate::settings::ApiSettings;
-use crate::user_commands::UserCommands;
 use crate::{http_metrics, routes};
+use app::keys::SigningKeys;
+use app::password::Passwords;
+use app::roles::RoleCommands;
+use app::sign_in::SignIn;
+use app::tokens::AccessTokens;
+use app::users::UserCommands;
 
 /// The running API: the HTTP server plus the relay task.
 pub struct Application {

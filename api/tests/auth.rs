@@ -554,7 +554,7 @@ async fn a_login_rehashes_a_hash_with_older_parameters_once() {
     let app = spawn_app().await;
     let email = domain::Email::parse("Old.Timer@Example.com").unwrap();
     let user_id = uuid::Uuid::now_v7();
-    let old_hash = api::password::hash_with_cost(GOOD_PASSWORD, 8192, 1).unwrap();
+    let old_hash = app::password::hash_with_cost(GOOD_PASSWORD, 8192, 1).unwrap();
     assert!(old_hash
         .as_str()
         .starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
@@ -871,7 +871,7 @@ fn attacker_key(app: &TestApp) -> EncodingKey {
     let file = std::env::temp_dir()
         .join(format!("{}-attacker", app.db.name))
         .join("jwt.pem");
-    api::auth::keys::SigningKeys::load(&file, true, &[]).expect("generate a key");
+    app::keys::SigningKeys::load(&file, true, &[]).expect("generate a key");
     let key = EncodingKey::from_ed_pem(&std::fs::read(&file).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
     key

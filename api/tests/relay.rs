@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use api::extract::RequestContext;
-use api::user_commands::UserCommands;
+use app::users::UserCommands;
+use app::RequestContext;
 use bus::{ConsumerGroup, Envelope};
 use domain::{DisplayName, Email, Password, PasswordHash, UserEvent};
 use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
@@ -102,7 +102,7 @@ impl Fixture {
 }
 
 async fn register_users(pool: &sqlx::PgPool, count: usize) {
-    let passwords = api::password::Passwords::new(4).await.unwrap();
+    let passwords = app::password::Passwords::new(4).await.unwrap();
     let commands = UserCommands::new(pool.clone(), passwords);
     let context = RequestContext {
         correlation_id: "relay-test".into(),

@@ -6,12 +6,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use anyhow::Context;
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use domain::{Password, PasswordHash};
 use tokio::sync::Semaphore;
 
-use crate::problem::ApiError;
+use crate::AppError;
 
 /// How long a refused caller is told to wait before retrying.
 const RETRY_AFTER_SECONDS: u64 = 1;
@@ -36,8 +37,9 @@ pub struct Verified {
 impl Passwords {
     pub async fn new(queue_limit: usize) -> anyhow::Result<Arc<Self>> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let decoy =
-            tokio::task::spawn_blocking(|| hash_now("decoy password for unknown emails")).await??;
+        let decoy = tokio::task::spawn_blocking(|| hash_now("decoy password for unknown emails"))
+            .await
+            .context("hashing the decoy password")??;
         Ok(Arc::new(Self {
             running: Semaphore::new(cores),
             admitted: AtomicUsize::new(0),
@@ -46,7 +48,7 @@ impl Passwords {
         }))
     }
 
-    pub async fn hash(&self, password: Password) -> Result<PasswordHash, ApiError> {
+    pub async fn hash(&self, password: Password) -> Result<PasswordHash, AppError> {
         self.on_blocking_pool(move || hash_now(password.expose()))
             .await
     }
@@ -57,7 +59,7 @@ impl Passwords {
         &self,
         password: String,
         stored: Option<PasswordHash>,
-    ) -> Result<Verified, ApiError> {
+    ) -> Result<Verified, AppError> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.decoy.clone());
         let verified = self
@@ -72,27 +74,40 @@ impl Passwords {
 
     async fn on_blocking_pool<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-    ) -> Result<T, ApiError> {
+        work: impl FnOnce() -> Result<T, HashingError> + Send + 'static,
+    ) -> Result<T, AppError> {
         let _admission = self.admit()?;
-        let _slot = self.running.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(work)
+        let _slot = self.running.acquire().await.map_err(HashingError::from)?;
+        let result = tokio::task::spawn_blocking(work)
             .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)
+            .map_err(HashingError::from)?;
+        Ok(result?)
     }
 
-    fn admit(&self) -> Result<Admission<'_>, ApiError> {
+    fn admit(&self) -> Result<Admission<'_>, AppError> {
         let admitted = self.admitted.fetch_add(1, Ordering::SeqCst);
         let admission = Admission(&self.admitted);
         if admitted >= self.capacity {
             metrics::counter!("password_hashing_refused_total").increment(1);
-            return Err(ApiError::Overloaded {
+            return Err(AppError::Overloaded {
                 retry_after_seconds: RETRY_AFTER_SECONDS,
             });
         }
         Ok(admission)
     }
+}
+
+/// Why a hash could not be computed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    #[error("argon2 failed: {0}")]
+    Argon2(argon2::password_hash::Error),
+    #[error("invalid argon2 parameters: {0}")]
+    Params(argon2::Error),
+    #[error("the hashing task did not finish")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the hashing pool is closed")]
+    Closed(#[from] tokio::sync::AcquireError),
 }
 
 /// A place in the hashing queue, given back when dropped.
@@ -111,17 +126,16 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-fn hash_now(password: &str) -> anyhow::Result<PasswordHash> {
+fn hash_now(password: &str) -> Result<PasswordHash, HashingError> {
     let salt = SaltString::generate(&mut OsRng);
     let hash = hasher()
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|error| anyhow::anyhow!("argon2 failed: {error}"))?;
+        .map_err(HashingError::Argon2)?;
     Ok(PasswordHash::new(hash.to_string()))
 }
 
-fn verify_now(password: &str, stored: &PasswordHash) -> anyhow::Result<Verified> {
-    let parsed = argon2::PasswordHash::new(stored.as_str())
-        .map_err(|error| anyhow::anyhow!("stored hash is not a PHC string: {error}"))?;
+fn verify_now(password: &str, stored: &PasswordHash) -> Result<Verified, HashingError> {
+    let parsed = argon2::PasswordHash::new(stored.as_str()).map_err(HashingError::Argon2)?;
     let matches = hasher()
         .verify_password(password.as_bytes(), &parsed)
         .is_ok();
@@ -149,13 +163,12 @@ pub fn hash_with_cost(
     password: &str,
     memory_kib: u32,
     passes: u32,
-) -> anyhow::Result<PasswordHash> {
-    let params = Params::new(memory_kib, passes, 1, None)
-        .map_err(|error| anyhow::anyhow!("argon2 parameters: {error}"))?;
+) -> Result<PasswordHash, HashingError> {
+    let params = Params::new(memory_kib, passes, 1, None).map_err(HashingError::Params)?;
     let salt = SaltString::generate(&mut OsRng);
     let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|error| anyhow::anyhow!("argon2 failed: {error}"))?;
+        .map_err(HashingError::Argon2)?;
     Ok(PasswordHash::new(hash.to_string()))
 }
 
@@ -216,7 +229,7 @@ mod tests {
         let results = futures_util::future::join_all(flood).await;
         let refused = results
             .iter()
-            .filter(|r| matches!(r, Err(ApiError::Overloaded { .. })))
+            .filter(|r| matches!(r, Err(AppError::Overloaded { .. })))
             .count();
         assert!(refused > 0, "no caller was refused");
         assert!(refused < 16, "every caller was refused");

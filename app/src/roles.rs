@@ -3,15 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use cqrs_es::AggregateError;
-use domain::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleName};
+use domain::{ClaimScope, Permission, Role, RoleCommand, RoleDescription, RoleName};
 use infra::commands::CommandBus;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::claims::{Claims, ROLE_NAME};
-use crate::extract::RequestContext;
-use crate::problem::ApiError;
+use crate::claims::{Claim, Claims};
+use crate::{AppError, RequestContext};
 
 pub struct RoleCommands {
     roles: CommandBus<Role>,
@@ -34,34 +32,30 @@ impl RoleCommands {
         name: RoleName,
         description: RoleDescription,
         permissions: BTreeSet<Permission>,
-    ) -> Result<(Uuid, i64), ApiError> {
+    ) -> Result<(Uuid, i64), AppError> {
         let role_id = Uuid::now_v7();
-        let owner = role_id.to_string();
-        let key = name.uniqueness_key();
-        if !self
-            .claims
-            .claim(ROLE_NAME, &key, &owner)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            return Err(ApiError::Conflict("a role with this name exists".into()));
-        }
+        let claim = Claim {
+            scope: ClaimScope::ROLE_NAME,
+            value: name.uniqueness_key(),
+            owner: role_id,
+        };
         let command = RoleCommand::Create {
             role_id,
             name,
             description,
             permissions,
         };
-        let result = self
-            .roles
-            .execute(&owner, command, &context.metadata_as(actor))
-            .await;
-        // Frees nothing when the event was written: the trigger confirmed the claim.
-        self.claims
-            .release(ROLE_NAME, &key, &owner)
-            .await
-            .map_err(ApiError::internal)?;
-        Ok((role_id, result.map_err(command_error)?.position))
+        let metadata = context.metadata_as(actor);
+        let outcome = self
+            .claims
+            .while_claimed(Some(&claim), || async {
+                Ok(self
+                    .roles
+                    .execute(&role_id.to_string(), command, &metadata)
+                    .await?)
+            })
+            .await?;
+        Ok((role_id, outcome.position))
     }
 
     pub async fn execute(
@@ -70,7 +64,7 @@ impl RoleCommands {
         actor: Uuid,
         role_id: Uuid,
         command: RoleCommand,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, AppError> {
         let outcome = self
             .roles
             .execute(
@@ -78,17 +72,7 @@ impl RoleCommands {
                 command,
                 &context.metadata_as(Some(actor)),
             )
-            .await
-            .map_err(command_error)?;
+            .await?;
         Ok(outcome.position)
-    }
-}
-
-fn command_error(error: AggregateError<RoleError>) -> ApiError {
-    match error {
-        AggregateError::UserError(RoleError::NotFound) => ApiError::NotFound("role"),
-        AggregateError::UserError(rule) => ApiError::Conflict(rule.to_string()),
-        AggregateError::AggregateConflict => ApiError::ConcurrencyConflict,
-        other => ApiError::internal(anyhow::anyhow!("command failed: {other}")),
     }
 }

@@ -7,19 +7,19 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use domain::{
-    Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User, UserCommand,
+    ClaimScope, Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User,
+    UserCommand,
 };
 use infra::commands::CommandBus;
-use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::refresh_token::RefreshToken;
-use super::tokens::AccessTokens;
-use crate::claims::USER_EMAIL;
-use crate::extract::RequestContext;
+use crate::claims::Claims;
 use crate::password::Passwords;
-use crate::problem::ApiError;
+use crate::refresh_token::RefreshToken;
+use crate::tokens::AccessTokens;
+use crate::AppError;
+use crate::RequestContext;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
@@ -28,15 +28,12 @@ pub struct SessionPolicy {
 }
 
 /// What login and refresh hand to the client.
-#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
-    access_token: String,
-    /// Always `Bearer`.
-    token_type: &'static str,
+    pub access_token: String,
     /// Seconds until the access token expires.
-    expires_in: i64,
-    refresh_token: String,
-    session_id: Uuid,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub session_id: Uuid,
 }
 
 pub struct SignIn {
@@ -45,6 +42,7 @@ pub struct SignIn {
     passwords: Arc<Passwords>,
     tokens: Arc<AccessTokens>,
     policy: SessionPolicy,
+    claims: Claims,
     pool: PgPool,
 }
 
@@ -61,6 +59,7 @@ impl SignIn {
             passwords,
             tokens,
             policy,
+            claims: Claims::new(pool.clone()),
             pool,
         }
     }
@@ -71,31 +70,27 @@ impl SignIn {
         context: &RequestContext,
         email: &str,
         password: String,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<TokenPair, AppError> {
         self.refuse_blocked_ip(context).await?;
         let user_id = self.user_with_email(email).await?;
         // An unknown email loads an empty stream, so both paths do the same reads.
         let lookup_id = user_id.unwrap_or_else(Uuid::new_v4);
-        let user = self
-            .users
-            .load(&lookup_id.to_string())
-            .await
-            .map_err(internal)?;
+        let user = self.users.load(&lookup_id.to_string()).await?;
         let verified = self
             .passwords
             .verify(password, user.password_hash().cloned())
             .await?;
         let now = Utc::now();
         let Some(user_id) = user_id.filter(|_| user.is_registered()) else {
-            return Err(ApiError::InvalidCredentials);
+            return Err(AppError::InvalidCredentials);
         };
         tracing::Span::current().record("user_id", tracing::field::display(user_id));
         if user.check_can_log_in(now).is_err() {
-            return Err(ApiError::InvalidCredentials);
+            return Err(AppError::InvalidCredentials);
         }
         if !verified.matches {
             self.record_failure(context, user_id, now).await;
-            return Err(ApiError::InvalidCredentials);
+            return Err(AppError::InvalidCredentials);
         }
         if let Some(password_hash) = verified.rehashed {
             self.rehash(context, user_id, password_hash).await;
@@ -116,8 +111,7 @@ impl SignIn {
         let metadata = context.metadata_as(Some(user_id));
         self.sessions
             .execute(&session_id.to_string(), start, &metadata)
-            .await
-            .map_err(internal)?;
+            .await?;
         self.issue_if_still_allowed(context, user_id, session_id, refresh_token, now)
             .await
     }
@@ -127,9 +121,9 @@ impl SignIn {
         &self,
         context: &RequestContext,
         presented: &str,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<TokenPair, AppError> {
         self.refuse_blocked_ip(context).await?;
-        let presented = RefreshToken::parse(presented).ok_or(ApiError::InvalidRefreshToken)?;
+        let presented = RefreshToken::parse(presented).ok_or(AppError::InvalidRefreshToken)?;
         let session_id = presented.session_id();
         tracing::Span::current().record("session_id", tracing::field::display(session_id));
         let next = RefreshToken::generate(session_id);
@@ -139,12 +133,8 @@ impl SignIn {
             next: next.hash(),
             now,
         };
-        let session = self
-            .sessions
-            .load(&session_id.to_string())
-            .await
-            .map_err(internal)?;
-        let user_id = session.user_id().ok_or(ApiError::InvalidRefreshToken)?;
+        let session = self.sessions.load(&session_id.to_string()).await?;
+        let user_id = session.user_id().ok_or(AppError::InvalidRefreshToken)?;
         let metadata = context.metadata_as(Some(user_id));
         let outcome = self
             .sessions
@@ -157,7 +147,7 @@ impl SignIn {
             .any(|event| matches!(event, SessionEvent::Revoked { .. }))
         {
             tracing::warn!(%session_id, "a rotated refresh token was presented again; session revoked");
-            return Err(ApiError::InvalidRefreshToken);
+            return Err(AppError::InvalidRefreshToken);
         }
         self.issue_if_still_allowed(context, user_id, session_id, next, now)
             .await
@@ -169,7 +159,7 @@ impl SignIn {
         actor: Uuid,
         session_id: Uuid,
         reason: RevocationReason,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, AppError> {
         let command = SessionCommand::Revoke {
             reason,
             now: Utc::now(),
@@ -181,12 +171,7 @@ impl SignIn {
                 command,
                 &context.metadata_as(Some(actor)),
             )
-            .await
-            .map_err(|error| match error {
-                AggregateError::UserError(SessionError::NotFound) => ApiError::NotFound("session"),
-                AggregateError::AggregateConflict => ApiError::ConcurrencyConflict,
-                other => internal(other),
-            })?;
+            .await?;
         Ok(outcome.position)
     }
 
@@ -200,12 +185,8 @@ impl SignIn {
         session_id: Uuid,
         refresh_token: RefreshToken,
         now: DateTime<Utc>,
-    ) -> Result<TokenPair, ApiError> {
-        let user = self
-            .users
-            .load(&user_id.to_string())
-            .await
-            .map_err(internal)?;
+    ) -> Result<TokenPair, AppError> {
+        let user = self.users.load(&user_id.to_string()).await?;
         if user.check_can_log_in(now).is_err() {
             let reason = if user.is_locked_at(now) {
                 RevocationReason::UserLocked
@@ -214,23 +195,19 @@ impl SignIn {
             };
             self.end_session(context, user_id, session_id, reason)
                 .await?;
-            return Err(ApiError::InvalidCredentials);
+            return Err(AppError::InvalidCredentials);
         }
         let roles = self.role_names(&user).await?;
-        let access = self
-            .tokens
-            .issue(user_id, session_id, roles, now)
-            .map_err(ApiError::internal)?;
+        let access = self.tokens.issue(user_id, session_id, roles, now)?;
         Ok(TokenPair {
             access_token: access.token,
-            token_type: "Bearer",
             expires_in: access.expires_in,
             refresh_token: refresh_token.expose().to_owned(),
             session_id,
         })
     }
 
-    async fn role_names(&self, user: &User) -> Result<Vec<String>, ApiError> {
+    async fn role_names(&self, user: &User) -> Result<Vec<String>, AppError> {
         let ids: Vec<Uuid> = user.roles().iter().copied().collect();
         sqlx::query_scalar(
             "SELECT name FROM roles_view WHERE role_id = ANY($1) AND deleted_at IS NULL ORDER BY name",
@@ -238,26 +215,21 @@ impl SignIn {
         .bind(ids)
         .fetch_all(&self.pool)
         .await
-        .map_err(ApiError::internal)
+        .map_err(AppError::from)
     }
 
-    async fn user_with_email(&self, email: &str) -> Result<Option<Uuid>, ApiError> {
+    async fn user_with_email(&self, email: &str) -> Result<Option<Uuid>, AppError> {
         let Ok(email) = Email::parse(email) else {
             return Ok(None);
         };
-        let owner: Option<String> = sqlx::query_scalar(
-            "SELECT owner_id FROM unique_claims WHERE scope = $1 AND value = $2 AND confirmed",
-        )
-        .bind(USER_EMAIL)
-        .bind(email.uniqueness_key())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(ApiError::internal)?;
-        Ok(owner.and_then(|id| Uuid::parse_str(&id).ok()))
+        Ok(self
+            .claims
+            .owner(ClaimScope::USER_EMAIL, &email.uniqueness_key())
+            .await?)
     }
 
     /// The worker blocks an address that failed too often across users.
-    async fn refuse_blocked_ip(&self, context: &RequestContext) -> Result<(), ApiError> {
+    async fn refuse_blocked_ip(&self, context: &RequestContext) -> Result<(), AppError> {
         let Some(ip) = &context.request_ip else {
             return Ok(());
         };
@@ -267,10 +239,9 @@ impl SignIn {
         )
         .bind(ip)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
         match remaining {
-            Some(seconds) => Err(ApiError::TooManyRequests {
+            Some(seconds) => Err(AppError::TooManyRequests {
                 retry_after_seconds: seconds.ceil().max(1.0) as u64,
             }),
             None => Ok(()),
@@ -316,14 +287,10 @@ impl SignIn {
     }
 }
 
-fn refresh_error(error: AggregateError<SessionError>) -> ApiError {
+fn refresh_error(error: AggregateError<SessionError>) -> AppError {
     match error {
-        AggregateError::UserError(_) => ApiError::InvalidRefreshToken,
-        AggregateError::AggregateConflict => ApiError::ConcurrencyConflict,
-        other => internal(other),
+        AggregateError::UserError(_) => AppError::InvalidRefreshToken,
+        AggregateError::AggregateConflict => AppError::ConcurrencyConflict,
+        other => other.into(),
     }
-}
-
-fn internal<E: std::fmt::Display>(error: E) -> ApiError {
-    ApiError::internal(anyhow::anyhow!("{error}"))
 }

@@ -9,7 +9,7 @@ use jsonwebtoken::{decode, decode_header, encode, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::keys::{SigningKeys, ALGORITHM};
+use crate::keys::{SigningKeys, ALGORITHM};
 
 /// Seconds of clock skew tolerated on `exp` between processes.
 const LEEWAY_SECONDS: u64 = 5;

@@ -4,17 +4,15 @@
 
 use std::sync::Arc;
 
-use cqrs_es::AggregateError;
-use domain::{DisplayName, Email, Password, RevocationReason, Role, User, UserCommand, UserError};
+use domain::{ClaimScope, DisplayName, Email, Password, RevocationReason, Role, User, UserCommand};
 use infra::commands::CommandBus;
 use infra::sessions::UserSessions;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::claims::{Claims, USER_EMAIL};
-use crate::extract::RequestContext;
+use crate::claims::{Claim, Claims};
 use crate::password::Passwords;
-use crate::problem::ApiError;
+use crate::{AppError, RequestContext};
 
 pub struct UserCommands {
     users: CommandBus<User>,
@@ -58,7 +56,7 @@ impl UserCommands {
         email: Email,
         display_name: DisplayName,
         password: Password,
-    ) -> Result<Registered, ApiError> {
+    ) -> Result<Registered, AppError> {
         let user_id = Uuid::now_v7();
         tracing::Span::current().record("user_id", tracing::field::display(user_id));
         let password_hash = self.passwords.hash(password).await?;
@@ -82,7 +80,7 @@ impl UserCommands {
         user_id: Uuid,
         email: Option<Email>,
         display_name: Option<DisplayName>,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, AppError> {
         let command = UserCommand::UpdateProfile {
             email: email.clone(),
             display_name,
@@ -97,7 +95,7 @@ impl UserCommands {
         actor: Uuid,
         user_id: Uuid,
         command: UserCommand,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, AppError> {
         self.execute_claiming(context, Some(actor), user_id, None, command)
             .await
     }
@@ -108,7 +106,7 @@ impl UserCommands {
         context: &RequestContext,
         actor: Uuid,
         user_id: Uuid,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, AppError> {
         let position = self
             .execute(context, actor, user_id, UserCommand::Deactivate)
             .await?;
@@ -133,26 +131,22 @@ impl UserCommands {
         user_id: Uuid,
         new_password: Password,
         by: PasswordChangeBy,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, AppError> {
         let keep = match by {
             PasswordChangeBy::Owner {
                 current_password,
                 session_id,
             } => {
-                let user = self
-                    .users
-                    .load(&user_id.to_string())
-                    .await
-                    .map_err(command_error)?;
+                let user = self.users.load(&user_id.to_string()).await?;
                 let verified = self
                     .passwords
                     .verify(current_password, user.password_hash().cloned())
                     .await?;
                 if !verified.matches {
-                    return Err(ApiError::invalid(
-                        "current_password",
-                        "is not the current password",
-                    ));
+                    return Err(AppError::Invalid {
+                        field: "current_password",
+                        message: "is not the current password",
+                    });
                 }
                 Some(session_id)
             }
@@ -186,14 +180,13 @@ impl UserCommands {
         actor: Uuid,
         user_id: Uuid,
         role_id: Uuid,
-    ) -> Result<i64, ApiError> {
-        let role = self
-            .roles
-            .load(&role_id.to_string())
-            .await
-            .map_err(|error| ApiError::internal(anyhow::anyhow!("{error}")))?;
+    ) -> Result<i64, AppError> {
+        let role = self.roles.load(&role_id.to_string()).await?;
         if !role.exists() {
-            return Err(ApiError::invalid("role_id", "names no role"));
+            return Err(AppError::Invalid {
+                field: "role_id",
+                message: "names no role",
+            });
         }
         self.execute(context, actor, user_id, UserCommand::AssignRole { role_id })
             .await
@@ -206,11 +199,11 @@ impl UserCommands {
         user_id: Uuid,
         keep: Option<Uuid>,
         reason: RevocationReason,
-    ) -> Result<i64, ApiError> {
+    ) -> Result<i64, AppError> {
         self.sessions
             .revoke_all(user_id, keep, reason, &context.metadata_as(Some(actor)))
             .await
-            .map_err(|error| ApiError::internal(anyhow::anyhow!("ending sessions: {error}")))
+            .map_err(AppError::from)
     }
 
     /// Claims `email` for the user (when given), runs the command, and frees
@@ -222,45 +215,25 @@ impl UserCommands {
         user_id: Uuid,
         email: Option<&Email>,
         command: UserCommand,
-    ) -> Result<i64, ApiError> {
-        let owner = user_id.to_string();
-        if let Some(email) = email {
-            let claimed = self
-                .claims
-                .claim(USER_EMAIL, &email.uniqueness_key(), &owner)
-                .await
-                .map_err(ApiError::internal)?;
-            if !claimed {
-                return Err(ApiError::Conflict("the email is already in use".into()));
-            }
-        }
-        let result = self
-            .users
-            .execute(&owner, command, &context.metadata_as(actor))
-            .await;
-        if let Some(email) = email {
-            // Frees nothing when the event was written: the trigger confirmed the claim.
-            self.claims
-                .release(USER_EMAIL, &email.uniqueness_key(), &owner)
-                .await
-                .map_err(ApiError::internal)?;
-        }
-        let outcome = result.map_err(command_error)?;
+    ) -> Result<i64, AppError> {
+        let claim = email.map(|email| Claim {
+            scope: ClaimScope::USER_EMAIL,
+            value: email.uniqueness_key(),
+            owner: user_id,
+        });
+        let metadata = context.metadata_as(actor);
+        let outcome = self
+            .claims
+            .while_claimed(claim.as_ref(), || async {
+                Ok(self
+                    .users
+                    .execute(&user_id.to_string(), command, &metadata)
+                    .await?)
+            })
+            .await?;
         if outcome.position == 0 {
-            return Err(ApiError::NotFound("user"));
+            return Err(AppError::NotFound("user"));
         }
         Ok(outcome.position)
-    }
-}
-
-fn command_error(error: AggregateError<UserError>) -> ApiError {
-    match error {
-        AggregateError::UserError(UserError::NotFound) => ApiError::NotFound("user"),
-        AggregateError::UserError(UserError::RoleNotAssigned) => {
-            ApiError::NotFound("role assignment")
-        }
-        AggregateError::UserError(rule) => ApiError::Conflict(rule.to_string()),
-        AggregateError::AggregateConflict => ApiError::ConcurrencyConflict,
-        other => ApiError::internal(anyhow::anyhow!("command failed: {other}")),
     }
 }

@@ -120,6 +120,21 @@ pub const PAYLOAD_FIELDS_READ_BY_SQL: &[PayloadField] = &[
     SessionEvent::REFRESHED_REFRESHED_AT,
 ];
 
+/// A value unique across aggregates (an email across users), claimed in
+/// `unique_claims` before the command that uses it and confirmed, by a
+/// trigger, in the transaction that appends the event carrying it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimScope(&'static str);
+
+impl ClaimScope {
+    pub const USER_EMAIL: Self = Self("user.email");
+    pub const ROLE_NAME: Self = Self("role.name");
+
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
 /// An event of the contract whose payload type can be decoded from a stored row.
 pub trait ContractEvent: DeserializeOwned {
     /// The aggregate type whose streams hold these events.

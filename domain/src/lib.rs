@@ -7,7 +7,9 @@ pub mod session;
 pub mod user;
 pub mod validation;
 
-pub use contract::{all_event_types, decode, ContractEvent, DecodeError, EventType, PayloadField};
+pub use contract::{
+    all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
+};
 pub use redaction::redact_event_payload;
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use session::{

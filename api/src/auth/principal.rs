@@ -16,8 +16,8 @@ use domain::{Permission, Session, SessionEvent};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::tokens::AccessTokens;
 use crate::problem::ApiError;
+use app::tokens::AccessTokens;
 
 /// An authenticated caller with an active session.
 #[derive(Debug, Clone)]

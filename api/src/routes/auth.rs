@@ -4,17 +4,40 @@
 use actix_governor::Governor;
 use actix_web::{web, HttpResponse};
 use domain::RevocationReason;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::sign_in::{SignIn, TokenPair};
-use crate::auth::tokens::AccessTokens;
 use crate::auth::Principal;
 use crate::extract::{RequestContext, ValidJson};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, Problem, PROBLEM};
 use crate::rate_limit::AuthRateLimit;
+use app::sign_in::SignIn;
+use app::tokens::AccessTokens;
 
-const PROBLEM: &str = "application/problem+json";
+
+/// What login and refresh hand to the client.
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+    refresh_token: String,
+    session_id: uuid::Uuid,
+}
+
+impl From<app::sign_in::TokenPair> for TokenPair {
+    fn from(tokens: app::sign_in::TokenPair) -> Self {
+        Self {
+            access_token: tokens.access_token,
+            token_type: "Bearer",
+            expires_in: tokens.expires_in,
+            refresh_token: tokens.refresh_token,
+            session_id: tokens.session_id,
+        }
+    }
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
     cfg.service(
@@ -62,7 +85,7 @@ async fn login(
     ValidJson(body): ValidJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = sign_in.login(&context, &body.email, body.password).await?;
-    Ok(HttpResponse::Ok().json(tokens))
+    Ok(HttpResponse::Ok().json(TokenPair::from(tokens)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -89,7 +112,7 @@ async fn refresh(
     ValidJson(body): ValidJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = sign_in.refresh(&context, &body.refresh_token).await?;
-    Ok(HttpResponse::Ok().json(tokens))
+    Ok(HttpResponse::Ok().json(TokenPair::from(tokens)))
 }
 
 #[utoipa::path(

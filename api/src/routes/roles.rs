@@ -17,10 +17,9 @@ use crate::auth::principal::{RolesRead, RolesWrite};
 use crate::auth::Allowed;
 use crate::extract::{RequestContext, ValidJson, ValidQuery};
 use crate::freshness::Freshness;
-use crate::problem::{ApiError, FieldError, Problem};
-use crate::role_commands::RoleCommands;
+use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
+use app::roles::RoleCommands;
 
-const PROBLEM: &str = "application/problem+json";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -13,13 +13,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::users::{min_position, PROJECTION_POSITION};
-use crate::auth::sign_in::SignIn;
 use crate::auth::Principal;
 use crate::extract::{RequestContext, ValidQuery};
 use crate::freshness::Freshness;
-use crate::problem::{ApiError, FieldError, Problem};
+use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
+use app::sign_in::SignIn;
 
-const PROBLEM: &str = "application/problem+json";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -13,13 +13,12 @@ use crate::auth::principal::{RolesWrite, UsersRead, UsersWrite};
 use crate::auth::{Allowed, Principal, SelfOr};
 use crate::extract::{RequestContext, ValidJson, ValidQuery};
 use crate::freshness::Freshness;
-use crate::problem::{ApiError, FieldError, Problem};
+use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
 use crate::settings::SignupMode;
-use crate::user_commands::{PasswordChangeBy, UserCommands};
 use crate::user_queries::{self, UserFilter, UserView};
+use app::users::{PasswordChangeBy, UserCommands};
 
 pub const PROJECTION_POSITION: &str = "Projection-Position";
-const PROBLEM: &str = "application/problem+json";
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 

@@ -90,11 +90,12 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
 
 /// `api admin bootstrap` as a function: the admin role and user.
 pub async fn bootstrap_admin(db: &TestDatabase) -> String {
-    let done = api::bootstrap::bootstrap(
+    let done = app::bootstrap::bootstrap(
         db.pool.clone(),
         domain::Email::parse(ADMIN_EMAIL).unwrap(),
         domain::DisplayName::parse("Admin").unwrap(),
         domain::Password::parse(GOOD_PASSWORD).unwrap(),
+        app::password::Passwords::new(0).await.unwrap(),
     )
     .await
     .expect("bootstrap admin");

@@ -1,0 +1,137 @@
+//! The one error of the use cases. Domain rules keep their typed error;
+//! storage failures keep their cause. The api maps each variant to a
+//! problem once (`From<AppError> for ApiError`).
+
+use cqrs_es::AggregateError;
+use domain::{RoleError, SessionError, UserError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A request field breaks a rule only the use case can check.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the email is already in use")]
+    EmailTaken,
+    #[error("a role with this name exists")]
+    RoleNameTaken,
+    #[error(transparent)]
+    User(UserError),
+    #[error(transparent)]
+    Role(RoleError),
+    #[error(transparent)]
+    Session(SessionError),
+    /// Another writer appended to the aggregate first; the same request may succeed again.
+    #[error("the aggregate was changed by another request; retry")]
+    ConcurrencyConflict,
+    #[error("the email or password is wrong, or the account cannot sign in")]
+    InvalidCredentials,
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
+    #[error("too many requests; retry in {retry_after_seconds} s")]
+    TooManyRequests { retry_after_seconds: u64 },
+    #[error("the service is busy; retry in {retry_after_seconds} s")]
+    Overloaded { retry_after_seconds: u64 },
+    #[error("password hashing failed")]
+    Hashing(#[from] crate::password::HashingError),
+    #[error("the database failed")]
+    Database(#[from] sqlx::Error),
+    #[error("the event store failed")]
+    EventStore(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("an unexpected failure")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// A domain error: how it reads as an [`AppError`].
+pub trait DomainRule: std::error::Error + Send + Sync + 'static {
+    fn into_app_error(self) -> AppError;
+}
+
+impl DomainRule for UserError {
+    fn into_app_error(self) -> AppError {
+        match self {
+            UserError::NotFound => AppError::NotFound("user"),
+            UserError::RoleNotAssigned => AppError::NotFound("role assignment"),
+            rule => AppError::User(rule),
+        }
+    }
+}
+
+impl DomainRule for RoleError {
+    fn into_app_error(self) -> AppError {
+        match self {
+            RoleError::NotFound => AppError::NotFound("role"),
+            rule => AppError::Role(rule),
+        }
+    }
+}
+
+impl DomainRule for SessionError {
+    fn into_app_error(self) -> AppError {
+        match self {
+            SessionError::NotFound => AppError::NotFound("session"),
+            rule => AppError::Session(rule),
+        }
+    }
+}
+
+impl<E: DomainRule> From<AggregateError<E>> for AppError {
+    fn from(error: AggregateError<E>) -> Self {
+        match error {
+            AggregateError::UserError(rule) => rule.into_app_error(),
+            AggregateError::AggregateConflict => Self::ConcurrencyConflict,
+            other => Self::EventStore(Box::new(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_rules_keep_their_type_and_not_found_names_the_thing() {
+        let cases: Vec<(AppError, &str)> = vec![
+            (
+                AggregateError::UserError(UserError::NotFound).into(),
+                "user not found",
+            ),
+            (
+                AggregateError::UserError(UserError::RoleNotAssigned).into(),
+                "role assignment not found",
+            ),
+            (
+                AggregateError::UserError(RoleError::NotFound).into(),
+                "role not found",
+            ),
+            (
+                AggregateError::UserError(SessionError::NotFound).into(),
+                "session not found",
+            ),
+        ];
+        for (error, message) in cases {
+            assert!(matches!(error, AppError::NotFound(_)), "{error:?}");
+            assert_eq!(error.to_string(), message);
+        }
+        let rule: AppError = AggregateError::UserError(UserError::AlreadyDeactivated).into();
+        assert!(matches!(
+            rule,
+            AppError::User(UserError::AlreadyDeactivated)
+        ));
+        let raced: AppError = AggregateError::<UserError>::AggregateConflict.into();
+        assert!(matches!(raced, AppError::ConcurrencyConflict));
+    }
+
+    #[test]
+    fn a_storage_failure_keeps_its_cause() {
+        let failed =
+            AggregateError::<RoleError>::UnexpectedError(Box::new(sqlx::Error::PoolTimedOut));
+        let error = AppError::from(failed);
+        assert!(matches!(error, AppError::EventStore(_)));
+        assert!(std::error::Error::source(&error).is_some());
+    }
+}

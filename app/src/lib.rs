@@ -1,0 +1,17 @@
+//! The use cases of the identity service: what a request or an operator's
+//! command does, independent of HTTP. Each returns [`AppError`].
+
+pub mod bootstrap;
+pub mod claims;
+pub mod context;
+pub mod error;
+pub mod keys;
+pub mod password;
+pub mod refresh_token;
+pub mod roles;
+pub mod sign_in;
+pub mod tokens;
+pub mod users;
+
+pub use context::RequestContext;
+pub use error::AppError;
