@@ -9,6 +9,10 @@ use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
+/// Tries of [`CommandBus::execute_retrying_conflicts`] when concurrent
+/// writers keep winning the append.
+pub const CONFLICT_ATTEMPTS: usize = 5;
+
 pub struct CommandBus<A: Aggregate> {
     store: PersistedEventStore<PostgresEventRepository, A>,
     pool: PgPool,
@@ -60,6 +64,27 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
                 .collect(),
             position,
         })
+    }
+
+    /// Runs the command built by `command`, and again at once (reloading
+    /// the aggregate, with a fresh command) when a concurrent writer
+    /// appended first, up to [`CONFLICT_ATTEMPTS`] tries. Only for commands
+    /// whose outcome a rerun decides anew, e.g. revoking a session.
+    pub async fn execute_retrying_conflicts(
+        &self,
+        aggregate_id: &str,
+        mut command: impl FnMut() -> A::Command,
+        metadata: &bus::EventMetadata,
+    ) -> Result<Outcome<A::Event>, AggregateError<A::Error>> {
+        let mut attempt = 1;
+        loop {
+            match self.execute(aggregate_id, command(), metadata).await {
+                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_ATTEMPTS => {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// The aggregate as its events make it now (a default one if it has none).

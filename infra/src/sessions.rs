@@ -11,9 +11,6 @@ use uuid::Uuid;
 
 use crate::commands::CommandBus;
 
-/// Tries per session when concurrent writers keep winning the append.
-const CONFLICT_ATTEMPTS: usize = 5;
-
 pub struct UserSessions {
     sessions: CommandBus<Session>,
     pool: PgPool,
@@ -79,22 +76,17 @@ impl UserSessions {
         reason: RevocationReason,
         metadata: &bus::EventMetadata,
     ) -> Result<i64, AggregateError<SessionError>> {
-        let mut attempt = 1;
-        loop {
-            let command = SessionCommand::Revoke {
-                reason,
-                now: Utc::now(),
-            };
-            match self
-                .sessions
-                .execute(&session_id.to_string(), command, metadata)
-                .await
-            {
-                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_ATTEMPTS => {
-                    attempt += 1;
-                }
-                result => return result.map(|outcome| outcome.position),
-            }
-        }
+        let outcome = self
+            .sessions
+            .execute_retrying_conflicts(
+                &session_id.to_string(),
+                || SessionCommand::Revoke {
+                    reason,
+                    now: Utc::now(),
+                },
+                metadata,
+            )
+            .await?;
+        Ok(outcome.position)
     }
 }

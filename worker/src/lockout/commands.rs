@@ -13,10 +13,6 @@ use uuid::Uuid;
 /// `actor_id` of every event the worker writes.
 pub const ACTOR: &str = "worker";
 
-/// How often a lock is tried at once when it races another writer of the
-/// user (a failed login recorded meanwhile).
-const CONFLICT_ATTEMPTS: usize = 3;
-
 /// A command that failed; worth retrying (a rule of the aggregate that
 /// refuses is not an error here).
 #[derive(Debug, thiserror::Error)]
@@ -99,20 +95,17 @@ impl Commands {
         let aggregate_id = user_id.to_string();
         let metadata = metadata(cause);
         let now = Utc::now();
-        let mut attempt = 1;
-        loop {
-            let command = UserCommand::Lock {
-                until,
-                failures,
-                now,
-            };
-            match self.users.execute(&aggregate_id, command, &metadata).await {
-                Err(AggregateError::AggregateConflict) if attempt < CONFLICT_ATTEMPTS => {
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        self.users
+            .execute_retrying_conflicts(
+                &aggregate_id,
+                || UserCommand::Lock {
+                    until,
+                    failures,
+                    now,
+                },
+                &metadata,
+            )
+            .await
     }
 
     /// Revokes every active session of the user (`UserSessions` retries a

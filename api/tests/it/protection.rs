@@ -2,15 +2,14 @@
 //! through the real worker and broker, session expiry by the worker, and
 //! no secret in the logs of the real `api` binary.
 
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
+use crate::support::{assert_problem, spawn_app_with_worker, TestApp, GOOD_PASSWORD, SHORT};
 use chrono::{DateTime, Utc};
 use infra::testing::{eventually, TestDatabase, TestTopology};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{assert_problem, spawn_app_with_worker, TestApp, GOOD_PASSWORD, SHORT};
 
 async fn login_attempt(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
     app.request(Method::POST, "/v1/auth/login", None)

@@ -1,8 +1,6 @@
 //! `spawn_app()`: the API and the projector on a fresh database, a unique
 //! exchange and queue prefix, the API on a random port.
 
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -1,11 +1,9 @@
 //! Two `api` processes on one database: of 20 concurrent registrations of
 //! one email, exactly one wins.
 
-mod support;
-
+use crate::support::{projector_group, start_api, GOOD_PASSWORD};
 use infra::testing::{TestDatabase, TestTopology};
 use serde_json::json;
-use support::{projector_group, start_api, GOOD_PASSWORD};
 
 #[tokio::test]
 async fn twenty_concurrent_registrations_of_one_email_across_two_processes() {

@@ -1,10 +1,8 @@
 //! Every input rule answers with an RFC 7807 problem naming the field, and a
 //! rejected command leaves no event and no email claim behind.
 
-mod support;
-
+use crate::support::{assert_problem, spawn_app, TestApp, GOOD_PASSWORD};
 use serde_json::json;
-use support::{assert_problem, spawn_app, TestApp, GOOD_PASSWORD};
 
 async fn register_raw(app: &TestApp, body: &str, content_type: &str) -> reqwest::Response {
     app.client

@@ -5,20 +5,18 @@
 //! token. (Permissions, sessions across processes, lockout and expiry
 //! through the worker, bootstrap and log secrets are in `access.rs`.)
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::{
+    api_settings, assert_problem, key_file, login, spawn_app, spawn_app_with, start_api, TestApp,
+    ADMIN_EMAIL, GOOD_PASSWORD, SHORT,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{
-    api_settings, assert_problem, key_file, login, spawn_app, spawn_app_with, start_api, TestApp,
-    ADMIN_EMAIL, GOOD_PASSWORD, SHORT,
-};
 
 const WRONG_PASSWORD: &str = "not the right password at all";
 

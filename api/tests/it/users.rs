@@ -1,10 +1,9 @@
 //! Users from the HTTP command through the event store, the relay, the
 //! broker and the projector back to the query endpoints.
 
-mod support;
-
+use crate::support;
+use crate::support::{assert_problem, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
-use support::{assert_problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn register_then_read_your_write() {

@@ -1,7 +1,6 @@
 //! The `api` binary's own commands.
 
-mod support;
-
+use crate::support;
 use std::process::Command;
 
 use sqlx::migrate::MigrateDatabase;

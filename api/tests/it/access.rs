@@ -2,12 +2,11 @@
 //! plain user (no roles) with a `403 forbidden` problem and lets them
 //! through once a role granting it is assigned; the role endpoints.
 
-mod support;
-
+use crate::support;
+use crate::support::{assert_problem, spawn_app, TestApp, SHORT};
 use infra::testing::eventually;
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{assert_problem, spawn_app, TestApp, SHORT};
 
 /// A plain user with a session: `(id, access token, session id)`.
 async fn plain_user(app: &TestApp, email: &str) -> (String, String, String) {

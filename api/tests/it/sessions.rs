@@ -2,14 +2,13 @@
 //! process; the sessions list; a password change and a deactivation
 //! revoke sessions.
 
-mod support;
-
+use crate::support;
 use std::time::{Duration, Instant};
 
+use crate::support::{assert_problem, spawn_app, ApiProcess, TestApp, GOOD_PASSWORD};
 use infra::testing::{eventually, TestDatabase, TestTopology};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{assert_problem, spawn_app, ApiProcess, TestApp, GOOD_PASSWORD};
 
 /// Two real `api` processes on one database (the first with `env`), with
 /// the projector (and, when `worker`, the worker) in this process.

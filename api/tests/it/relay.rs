@@ -2,10 +2,10 @@
 //! publish and checkpoint re-publishes and the projector applies once; a
 //! transaction that commits out of position order is never skipped.
 
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
+use crate::support::{projector_group, start_api, GOOD_PASSWORD};
 use app::users::UserCommands;
 use app::RequestContext;
 use bus::{ConsumerGroup, Envelope};
@@ -14,7 +14,6 @@ use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use relay::{Relay, RelaySettings};
 use sqlx::{Connection, PgConnection};
-use support::{projector_group, start_api, GOOD_PASSWORD};
 use uuid::Uuid;
 
 fn tap_group() -> ConsumerGroup {

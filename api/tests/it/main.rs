@@ -1,0 +1,14 @@
+//! The api's integration tests, in one binary: each starts what it needs
+//! (api, projector, worker) against the real PostgreSQL and RabbitMQ, with
+//! a database and broker names of its own.
+
+mod access;
+mod auth;
+mod bad_input;
+mod cli;
+mod email_race;
+mod protection;
+mod relay;
+mod sessions;
+mod support;
+mod users;
