@@ -14,7 +14,6 @@ use crate::rate_limit::AuthRateLimit;
 use app::sign_in::SignIn;
 use app::tokens::AccessTokens;
 
-
 /// What login and refresh hand to the client.
 #[derive(Serialize, ToSchema)]
 pub struct TokenPair {

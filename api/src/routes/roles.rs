@@ -20,7 +20,6 @@ use crate::freshness::Freshness;
 use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
 use app::roles::RoleCommands;
 
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/roles")

@@ -19,7 +19,6 @@ use crate::freshness::Freshness;
 use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
 use app::sign_in::SignIn;
 
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/sessions")

@@ -237,7 +237,10 @@ async fn users_write_is_needed_to_change_other_users_and_to_register_in_closed_s
         .await;
     }
     assert_status(&app, Method::POST, "/v1/users", &token, Some(carol), 201).await;
-    assert_eq!(support::count_events(&app.db, "user.registered").await, 4);
+    assert_eq!(
+        support::count_events(&app.db, domain::UserEvent::REGISTERED.name()).await,
+        4
+    );
 }
 
 #[tokio::test]
@@ -503,10 +506,14 @@ async fn create_role_answers_201_with_location_and_refuses_a_name_taken_in_anoth
         .await;
     assert_problem(duplicate, 409, "conflict", None).await;
     // The admin role and this one.
-    assert_eq!(support::count_events(&app.db, "role.created").await, 2);
-    let claims: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM unique_claims WHERE scope = 'role.name' AND value = 'support' AND confirmed",
-    )
+    assert_eq!(
+        support::count_events(&app.db, domain::RoleEvent::CREATED.name()).await,
+        2
+    );
+    let claims: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM unique_claims WHERE scope = '{}' AND value = 'support' AND confirmed",
+        domain::ClaimScope::ROLE_NAME.as_str()
+    ))
     .fetch_one(&app.db.pool)
     .await
     .unwrap();

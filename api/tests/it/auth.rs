@@ -124,17 +124,18 @@ async fn refresh_rotates_and_reuse_of_a_rotated_token_revokes_the_session() {
     assert_eq!(jwt_claims(second_access)["sid"], session_id.as_str());
     me_when_projected(&app, second_access).await;
     assert_eq!(
-        session_events(&app, &session_id, "session.refreshed").await,
+        session_events(&app, &session_id, domain::SessionEvent::REFRESHED.name()).await,
         1
     );
 
     // The rotated token again: refused, and the whole session is revoked.
     let response = refresh(&app, first_refresh).await;
     assert_problem(response, 401, "invalid-refresh-token", None).await;
-    let reasons: Vec<String> = sqlx::query_scalar(
+    let reasons: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT payload -> 'Revoked' ->> 'reason' FROM events \
-         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = 'session.revoked'",
-    )
+         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = '{}'",
+        domain::SessionEvent::REVOKED.name()
+    ))
     .bind(&session_id)
     .fetch_all(&app.db.pool)
     .await
@@ -149,7 +150,7 @@ async fn refresh_rotates_and_reuse_of_a_rotated_token_revokes_the_session() {
         assert_problem(response, 401, "unauthorized", None).await;
     }
     assert_eq!(
-        session_events(&app, &session_id, "session.refreshed").await,
+        session_events(&app, &session_id, domain::SessionEvent::REFRESHED.name()).await,
         1,
         "no refresh after the revocation"
     );
@@ -179,7 +180,10 @@ async fn a_refresh_token_that_is_not_one_is_refused() {
     }
     // A guessed secret for a real session is refused without ending it:
     // knowing a session id must not let anyone log its owner out.
-    assert_eq!(session_events(&app, session_id, "session.revoked").await, 0);
+    assert_eq!(
+        session_events(&app, session_id, domain::SessionEvent::REVOKED.name()).await,
+        0
+    );
     let response = refresh(&app, real).await;
     assert_eq!(response.status(), 200, "the real refresh token still works");
 }
@@ -201,10 +205,11 @@ async fn logout_ends_the_session_for_access_and_refresh_tokens() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
-    let reasons: Vec<String> = sqlx::query_scalar(
+    let reasons: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT payload -> 'Revoked' ->> 'reason' FROM events \
-         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = 'session.revoked'",
-    )
+         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = '{}'",
+        domain::SessionEvent::REVOKED.name()
+    ))
     .bind(session_id)
     .fetch_all(&app.db.pool)
     .await
@@ -558,12 +563,15 @@ async fn a_login_rehashes_a_hash_with_older_parameters_once() {
         .starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
     // As the API registers: claim the email, then append `user.registered`
     // (whose trigger confirms the claim).
-    sqlx::query("INSERT INTO unique_claims (scope, value, owner_id) VALUES ('user.email', $1, $2)")
-        .bind(email.uniqueness_key())
-        .bind(user_id.to_string())
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO unique_claims (scope, value, owner_id) VALUES ('{}', $1, $2)",
+        domain::ClaimScope::USER_EMAIL.as_str()
+    ))
+    .bind(email.uniqueness_key())
+    .bind(user_id.to_string())
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
     let users = infra::commands::CommandBus::<domain::User>::new(app.db.pool.clone());
     users
         .execute(
@@ -578,9 +586,10 @@ async fn a_login_rehashes_a_hash_with_older_parameters_once() {
         )
         .await
         .expect("register with the old hash");
-    let confirmed: bool = sqlx::query_scalar(
-        "SELECT confirmed FROM unique_claims WHERE scope = 'user.email' AND owner_id = $1",
-    )
+    let confirmed: bool = sqlx::query_scalar(&format!(
+        "SELECT confirmed FROM unique_claims WHERE scope = '{}' AND owner_id = $1",
+        domain::ClaimScope::USER_EMAIL.as_str()
+    ))
     .bind(user_id.to_string())
     .fetch_one(&app.db.pool)
     .await
@@ -588,10 +597,11 @@ async fn a_login_rehashes_a_hash_with_older_parameters_once() {
     assert!(confirmed);
 
     let rehashes = || async {
-        sqlx::query_scalar::<_, i64>(
+        sqlx::query_scalar::<_, i64>(&format!(
             "SELECT count(*) FROM events WHERE aggregate_type = 'user' AND aggregate_id = $1 \
-             AND event_type = 'user.password_rehashed'",
-        )
+             AND event_type = '{}'",
+            domain::UserEvent::PASSWORD_REHASHED
+        ))
         .bind(user_id.to_string())
         .fetch_one(&app.db.pool)
         .await

@@ -267,8 +267,11 @@ async fn an_unserved_method_is_405() {
 #[tokio::test]
 async fn a_pending_claim_blocks_until_it_is_stale_then_is_taken_over() {
     let app = spawn_app().await;
-    let claim = "INSERT INTO unique_claims (scope, value, owner_id, claimed_at) \
-                 VALUES ('user.email', $1, 'crashed-process', now() - make_interval(secs => $2))";
+    let claim = &format!(
+        "INSERT INTO unique_claims (scope, value, owner_id, claimed_at) \
+                 VALUES ('{}', $1, 'crashed-process', now() - make_interval(secs => $2))",
+        domain::ClaimScope::USER_EMAIL.as_str()
+    );
     for (email, age_seconds) in [("fresh@example.com", 1.0), ("stale@example.com", 120.0)] {
         sqlx::query(claim)
             .bind(email)

@@ -163,7 +163,10 @@ async fn admin_bootstrap_twice_leaves_one_admin() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM events WHERE event_type = 'user.registered'"
+            &format!(
+                "SELECT count(*) FROM events WHERE event_type = '{}'",
+                domain::UserEvent::REGISTERED.name()
+            )
         )
         .await,
         1
@@ -171,7 +174,10 @@ async fn admin_bootstrap_twice_leaves_one_admin() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM events WHERE event_type = 'role.created'"
+            &format!(
+                "SELECT count(*) FROM events WHERE event_type = '{}'",
+                domain::RoleEvent::CREATED.name()
+            )
         )
         .await,
         1
@@ -179,7 +185,10 @@ async fn admin_bootstrap_twice_leaves_one_admin() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM events WHERE event_type = 'user.role_assigned'"
+            &format!(
+                "SELECT count(*) FROM events WHERE event_type = '{}'",
+                domain::UserEvent::ROLE_ASSIGNED.name()
+            )
         )
         .await,
         1
@@ -187,7 +196,10 @@ async fn admin_bootstrap_twice_leaves_one_admin() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM events WHERE event_type = 'user.password_changed'"
+            &format!(
+                "SELECT count(*) FROM events WHERE event_type = '{}'",
+                domain::UserEvent::PASSWORD_CHANGED
+            )
         )
         .await,
         0,
@@ -196,7 +208,7 @@ async fn admin_bootstrap_twice_leaves_one_admin() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM unique_claims WHERE scope = 'role.name' AND value = 'admin' AND confirmed"
+            &format!("SELECT count(*) FROM unique_claims WHERE scope = '{}' AND value = 'admin' AND confirmed", domain::ClaimScope::ROLE_NAME.as_str())
         )
         .await,
         1
@@ -204,7 +216,10 @@ async fn admin_bootstrap_twice_leaves_one_admin() {
     assert_eq!(
         count(
             &db,
-            "SELECT count(*) FROM unique_claims WHERE scope = 'user.email'"
+            &format!(
+                "SELECT count(*) FROM unique_claims WHERE scope = '{}'",
+                domain::ClaimScope::USER_EMAIL.as_str()
+            )
         )
         .await,
         1

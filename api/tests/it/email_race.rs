@@ -39,11 +39,13 @@ async fn twenty_concurrent_registrations_of_one_email_across_two_processes() {
         19,
         "{statuses:?}"
     );
-    let registered: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'user.registered'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let registered: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM events WHERE event_type = '{}'",
+        domain::UserEvent::REGISTERED.name()
+    ))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(registered, 1);
     let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE confirmed")
         .fetch_one(&db.pool)

@@ -63,11 +63,12 @@ async fn failed_logins_lock_the_user_through_the_worker_until_the_lock_runs_out(
         wrong.push(assert_problem(response, 401, "invalid-credentials", None).await);
     }
 
-    let until: DateTime<Utc> = eventually(SHORT, "user.locked", || async {
-        let until: Option<String> = sqlx::query_scalar(
+    let until: DateTime<Utc> = eventually(SHORT, domain::UserEvent::LOCKED.name(), || async {
+        let until: Option<String> = sqlx::query_scalar(&format!(
             "SELECT payload -> 'Locked' ->> 'until' FROM events \
-             WHERE aggregate_type = 'user' AND aggregate_id = $1 AND event_type = 'user.locked'",
-        )
+             WHERE aggregate_type = 'user' AND aggregate_id = $1 AND event_type = '{}'",
+            domain::UserEvent::LOCKED.name()
+        ))
         .bind(&user_id)
         .fetch_optional(&app.db.pool)
         .await
@@ -75,8 +76,14 @@ async fn failed_logins_lock_the_user_through_the_worker_until_the_lock_runs_out(
         until.map(|until| until.parse().unwrap())
     })
     .await;
-    assert_eq!(support::count_events(&app.db, "user.locked").await, 1);
-    assert_eq!(support::count_events(&app.db, "user.login_failed").await, 3);
+    assert_eq!(
+        support::count_events(&app.db, domain::UserEvent::LOCKED.name()).await,
+        1
+    );
+    assert_eq!(
+        support::count_events(&app.db, domain::UserEvent::LOGIN_FAILED.name()).await,
+        3
+    );
 
     // The right password is refused the same way while locked.
     let response = login_attempt(&app, email, GOOD_PASSWORD).await;
@@ -151,7 +158,10 @@ async fn failures_across_users_from_one_address_block_it() {
     );
     assert_problem(response, 429, "too-many-requests", None).await;
     // No user was locked: the address is throttled, not the accounts.
-    assert_eq!(support::count_events(&app.db, "user.locked").await, 0);
+    assert_eq!(
+        support::count_events(&app.db, domain::UserEvent::LOCKED.name()).await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -166,11 +176,12 @@ async fn the_worker_expires_idle_sessions() {
     let session_id = tokens["session_id"].as_str().unwrap().to_string();
     assert_eq!(app.get_as("/v1/sessions", access).await.status(), 200);
 
-    let reason: String = eventually(SHORT, "session.expired", || async {
-        sqlx::query_scalar(
+    let reason: String = eventually(SHORT, domain::SessionEvent::EXPIRED.name(), || async {
+        sqlx::query_scalar(&format!(
             "SELECT payload -> 'Expired' ->> 'reason' FROM events \
-             WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = 'session.expired'",
-        )
+             WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = '{}'",
+            domain::SessionEvent::EXPIRED.name()
+        ))
         .bind(&session_id)
         .fetch_optional(&app.db.pool)
         .await
@@ -239,7 +250,8 @@ async fn nothing_secret_reaches_the_logs() {
     assert_eq!(failed.status(), 401);
     // Let the failure be recorded and the relay publish it all.
     eventually(SHORT, "failure recorded", || async {
-        (support::count_events(&db, "user.login_failed").await == 1).then_some(())
+        (support::count_events(&db, domain::UserEvent::LOGIN_FAILED.name()).await == 1)
+            .then_some(())
     })
     .await;
     let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
@@ -365,7 +377,10 @@ async fn an_administrator_unlocks_a_locked_user_early() {
     let position = unlocked.json::<Value>().await.unwrap()["position"]
         .as_i64()
         .unwrap();
-    assert_eq!(support::count_events(&app.db, "user.unlocked").await, 1);
+    assert_eq!(
+        support::count_events(&app.db, domain::UserEvent::UNLOCKED.name()).await,
+        1
+    );
     let user: Value = app
         .get(&format!("/v1/users/{user_id}?min_position={position}"))
         .await

@@ -199,8 +199,8 @@ async fn append_registration(connection: &mut PgConnection) -> i64 {
         password_hash: PasswordHash::new("$argon2id$test".into()),
     };
     sqlx::query_scalar(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-         VALUES ('user', $1, 1, 'user.registered', '1', $2, '{}') RETURNING global_position",
+        &format!("INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('user', $1, 1, '{}', '1', $2, '{{}}') RETURNING global_position", domain::UserEvent::REGISTERED.name()),
     )
     .bind(user_id.to_string())
     .bind(serde_json::to_value(event).unwrap())

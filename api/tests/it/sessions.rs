@@ -163,17 +163,22 @@ async fn expired_tokens_are_refused_by_every_api_process() {
     assert_eq!(status_with(&client, &a, &access).await, 200);
     assert_eq!(status_with(&client, &b, &access).await, 200);
 
-    eventually(Duration::from_secs(20), "session.expired", || async {
-        let expired: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE aggregate_type = 'session' \
-             AND aggregate_id = $1 AND event_type = 'session.expired'",
-        )
-        .bind(session_id)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        (expired == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        domain::SessionEvent::EXPIRED.name(),
+        || async {
+            let expired: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM events WHERE aggregate_type = 'session' \
+             AND aggregate_id = $1 AND event_type = '{}'",
+                domain::SessionEvent::EXPIRED.name()
+            ))
+            .bind(session_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            (expired == 1).then_some(())
+        },
+    )
     .await;
     let started = Instant::now();
     for process in [&a, &b] {
@@ -402,7 +407,10 @@ async fn deactivating_a_user_revokes_all_their_sessions() {
             ["user_deactivated"]
         );
     }
-    assert_eq!(support::count_events(&app.db, "session.revoked").await, 2);
+    assert_eq!(
+        support::count_events(&app.db, domain::SessionEvent::REVOKED.name()).await,
+        2
+    );
     // And a deactivated user cannot start a new one.
     assert_eq!(login_status(&app, email, GOOD_PASSWORD).await, 401);
 }
@@ -445,11 +453,13 @@ async fn a_session_past_its_idle_deadline_is_refused_without_the_worker() {
         .await
         .unwrap();
     assert_problem(refresh, 401, "invalid-refresh-token", None).await;
-    let expired: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'session.expired'")
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
+    let expired: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM events WHERE event_type = '{}'",
+        domain::SessionEvent::EXPIRED.name()
+    ))
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
     assert_eq!(
         expired, 0,
         "no worker ran: the refusal came from the deadline"
@@ -472,11 +482,12 @@ async fn revoking_all_sessions_retries_one_that_a_refresh_changed_meanwhile() {
     })
     .unwrap();
     let mut refresh = app.db.pool.begin().await.unwrap();
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
                              event_version, payload, metadata) \
-         VALUES ('session', $1, 2, 'session.refreshed', '1', $2, '{}')",
-    )
+         VALUES ('session', $1, 2, '{}', '1', $2, '{{}}')",
+        domain::SessionEvent::REFRESHED.name()
+    ))
     .bind(&session_id)
     .bind(&refreshed)
     .execute(&mut *refresh)
@@ -513,6 +524,10 @@ async fn revoking_all_sessions_retries_one_that_a_refresh_changed_meanwhile() {
     .unwrap();
     assert_eq!(
         events,
-        ["session.started", "session.refreshed", "session.revoked"]
+        [
+            domain::SessionEvent::STARTED.name(),
+            domain::SessionEvent::REFRESHED.name(),
+            domain::SessionEvent::REVOKED.name()
+        ]
     );
 }

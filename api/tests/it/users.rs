@@ -248,10 +248,11 @@ async fn the_correlation_id_reaches_the_event_and_comes_back() {
     let generated = unnamed.headers()["x-correlation-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok());
 
-    let stored: String = sqlx::query_scalar(
-        "SELECT metadata ->> 'correlation_id' FROM events WHERE event_type = 'user.registered' \
+    let stored: String = sqlx::query_scalar(&format!(
+        "SELECT metadata ->> 'correlation_id' FROM events WHERE event_type = '{}' \
          ORDER BY global_position DESC LIMIT 1",
-    )
+        domain::UserEvent::REGISTERED.name()
+    ))
     .fetch_one(&app.db.pool)
     .await
     .unwrap();

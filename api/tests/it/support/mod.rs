@@ -364,9 +364,9 @@ pub fn worker_group() -> bus::ConsumerGroup {
     bus::ConsumerGroup {
         name: "worker.lockout".into(),
         binding_keys: vec![
-            "user.login_failed".into(),
-            "user.locked".into(),
-            "session.started".into(),
+            domain::UserEvent::LOGIN_FAILED.name().into(),
+            domain::UserEvent::LOCKED.name().into(),
+            domain::SessionEvent::STARTED.name().into(),
         ],
         delivery_limit: 10,
     }
@@ -501,11 +501,12 @@ pub async fn count_events(db: &TestDatabase, event_type: &str) -> i64 {
 
 /// The `reason` of each `session.revoked` event of the session.
 pub async fn revocation_reasons(db: &TestDatabase, session_id: &str) -> Vec<String> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "SELECT payload -> 'Revoked' ->> 'reason' FROM events \
-         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = 'session.revoked' \
+         WHERE aggregate_type = 'session' AND aggregate_id = $1 AND event_type = '{}' \
          ORDER BY sequence",
-    )
+        domain::SessionEvent::REVOKED.name()
+    ))
     .bind(session_id)
     .fetch_all(&db.pool)
     .await

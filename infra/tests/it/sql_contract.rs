@@ -72,10 +72,10 @@ fn payload_paths(sql: &str) -> Vec<(String, String)> {
 #[test]
 fn the_scanner_finds_names_and_paths_in_both_spellings() {
     let written = flatten(
-        "IF NEW.event_type = 'role.created' THEN x := lower(NEW.payload -> 'Created' ->> 'name'); \
+        "IF NEW.event_type = 'thing.created' THEN x := lower(NEW.payload -> 'Created' ->> 'name'); \
          ELSIF NEW.event_type IN ('a.b', 'c.d') THEN",
     );
-    assert_eq!(event_names(&written), ["role.created", "a.b", "c.d"]);
+    assert_eq!(event_names(&written), ["thing.created", "a.b", "c.d"]);
     assert_eq!(payload_paths(&written), [("Created".into(), "name".into())]);
     let normalized = flatten(
         "CREATE INDEX i ON events USING btree (((payload -> 'Started'::text) ->> 'user_id'::text)) \

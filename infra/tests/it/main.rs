@@ -1,0 +1,3 @@
+//! infra against a real, migrated PostgreSQL.
+
+mod sql_contract;

@@ -1,0 +1,3 @@
+//! The relay binary against the real PostgreSQL and RabbitMQ.
+
+mod election;
