@@ -58,7 +58,7 @@ async fn duplicated_shuffled_and_missing_deliveries_end_equal_to_the_fold() {
 
     let _projector = run::start_in_process(fx.settings.clone()).await;
     for chunk in deliveries.chunks(7) {
-        fx.publish(chunk).await;
+        fx.broker.publish(chunk).await;
     }
 
     let rows = view::wait_for_fold(fx.pool()).await;
@@ -72,7 +72,7 @@ async fn duplicated_shuffled_and_missing_deliveries_end_equal_to_the_fold() {
         || async { (checkpoint(fx.pool()).await == last).then_some(()) },
     )
     .await;
-    fx.assert_delivered_and_none_dead().await;
+    fx.broker.assert_delivered_and_none_dead().await;
     assert_eq!(
         view::view_rows(fx.pool()).await,
         rows,
@@ -115,14 +115,14 @@ async fn poison_messages_are_dead_lettered_and_later_events_still_apply() {
         ..template()
     };
     let poison = [undecodable, bad_id, ahead_of_history];
-    fx.publish(&poison).await;
-    fx.publish(&events).await;
+    fx.broker.publish(&poison).await;
+    fx.broker.publish(&events).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
 
     let mut dead = Vec::new();
     while dead.len() < poison.len() {
         let message = eventually(TIMEOUT, "the poison messages to be dead-lettered", || {
-            fx.take_dead_letter()
+            fx.broker.take_dead_letter()
         })
         .await;
         let event =
@@ -159,7 +159,7 @@ async fn poison_messages_are_dead_lettered_and_later_events_still_apply() {
         .any(|event| row.id.to_string() == event.aggregate_id)));
     let last = LogPosition::of(events.last().expect("events"));
     assert_eq!(checkpoint(fx.pool()).await, last);
-    fx.assert_delivered_and_none_dead().await;
+    fx.broker.assert_delivered_and_none_dead().await;
 }
 
 /// Read-your-writes (api/src/freshness.rs) trusts that every event at or
@@ -177,7 +177,7 @@ async fn the_checkpoint_never_passes_an_event_that_is_not_applied() {
     let _projector = run::start_in_process(fx.settings.clone()).await;
 
     // The last event arrives first; gap filling applies its user's history.
-    fx.publish(std::slice::from_ref(last)).await;
+    fx.broker.publish(std::slice::from_ref(last)).await;
     eventually(TIMEOUT, "the early event applied", || async {
         let rows = view::view_rows(fx.pool()).await;
         rows.iter()
@@ -200,7 +200,7 @@ async fn the_checkpoint_never_passes_an_event_that_is_not_applied() {
     assert!(position < LogPosition::of(last));
 
     // Once the rest arrives, the checkpoint reaches the end.
-    fx.publish(earlier).await;
+    fx.broker.publish(earlier).await;
     let end = LogPosition::of(last);
     eventually(TIMEOUT, "the checkpoint at the end", || async {
         (checkpoint(fx.pool()).await == end).then_some(())

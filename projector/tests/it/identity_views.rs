@@ -67,7 +67,7 @@ async fn duplicated_shuffled_and_missing_role_and_session_deliveries_end_equal_t
 
     let _projector = run::start_in_process(fx.settings.clone()).await;
     for chunk in deliveries.chunks(7) {
-        fx.publish(chunk).await;
+        fx.broker.publish(chunk).await;
     }
 
     let views = fold::wait_for_identity_fold(fx.pool()).await;
@@ -80,7 +80,7 @@ async fn duplicated_shuffled_and_missing_role_and_session_deliveries_end_equal_t
         || async { (checkpoint(fx.pool()).await == last).then_some(()) },
     )
     .await;
-    fx.assert_delivered_and_none_dead().await;
+    fx.broker.assert_delivered_and_none_dead().await;
     assert_eq!(
         IdentityViews::read(fx.pool()).await,
         views,
@@ -131,7 +131,7 @@ async fn user_roles_follow_assignments_and_outlive_a_deleted_role() {
     writer.execute_role(support, RoleCommand::Delete).await;
     assign(&writer, ada, admin).await;
     let mut relay = Relay::default();
-    let events = relay.forward(&fx).await;
+    let events = relay.forward(fx.pool(), &fx.broker).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
 
     let views = fold::wait_for_identity_fold(fx.pool()).await;
@@ -160,16 +160,16 @@ async fn user_roles_follow_assignments_and_outlive_a_deleted_role() {
 
     // The whole history again, then one new event behind it: once that is
     // applied, so are the duplicates before it.
-    fx.publish(&events).await;
+    fx.broker.publish(&events).await;
     assign(&writer, bob, admin).await;
-    relay.forward(&fx).await;
+    relay.forward(fx.pool(), &fx.broker).await;
     let after = fold::wait_for_identity_fold(fx.pool()).await;
     assert_eq!(
         after.roles, views.roles,
         "a duplicate revived the deleted role"
     );
     assert_eq!(live_roles(fx.pool(), bob).await, [admin]);
-    fx.assert_delivered_and_none_dead().await;
+    fx.broker.assert_delivered_and_none_dead().await;
 }
 
 fn user_role(rows: &[UserRoleRow], user_id: Uuid, role_id: Uuid) -> &UserRoleRow {
@@ -203,7 +203,7 @@ async fn the_checkpoint_never_passes_a_role_or_session_event_that_is_not_applied
     assert_eq!(last.aggregate_type, Session::TYPE);
     let _projector = run::start_in_process(fx.settings.clone()).await;
 
-    fx.publish(std::slice::from_ref(last)).await;
+    fx.broker.publish(std::slice::from_ref(last)).await;
     eventually(TIMEOUT, "the early event applied", || async {
         is_applied(fx.pool(), last).await.then_some(())
     })
@@ -221,7 +221,7 @@ async fn the_checkpoint_never_passes_a_role_or_session_event_that_is_not_applied
     }
     assert!(position < LogPosition::of(last));
 
-    fx.publish(earlier).await;
+    fx.broker.publish(earlier).await;
     let end = LogPosition::of(last);
     eventually(TIMEOUT, "the checkpoint at the end", || async {
         (checkpoint(fx.pool()).await == end).then_some(())

@@ -22,7 +22,7 @@ async fn a_rebuild_reproduces_the_live_table_row_for_row() {
     let writer = Writer::new(fx.pool());
     let mut users = writer.register(40).await;
     writer.advance(&mut users, |position| position % 11).await;
-    let events = Relay::default().forward(&fx).await;
+    let events = Relay::default().forward(fx.pool(), &fx.broker).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
     view::wait_for_fold(fx.pool()).await;
     let last = LogPosition::of(events.last().unwrap());
@@ -57,7 +57,7 @@ async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
     writer.advance(&mut users, |position| position % 3).await;
     identity_traffic(&writer, &users, "rebuild").await;
     let mut relay = Relay::default();
-    let events = relay.forward(&fx).await;
+    let events = relay.forward(fx.pool(), &fx.broker).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
     view::wait_for_fold(fx.pool()).await;
     fold::wait_for_identity_fold(fx.pool()).await;
@@ -102,10 +102,10 @@ async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
 
     // The live projector goes on with the swapped-in tables.
     identity_traffic(&writer, &users, "after").await;
-    relay.forward(&fx).await;
+    relay.forward(fx.pool(), &fx.broker).await;
     view::wait_for_fold(fx.pool()).await;
     fold::wait_for_identity_fold(fx.pool()).await;
-    fx.assert_delivered_and_none_dead().await;
+    fx.broker.assert_delivered_and_none_dead().await;
 }
 
 /// The checkpoint covers every view: a rebuild of one must not move it past
@@ -154,7 +154,7 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
     let mut relay = Relay::default();
     let mut users = writer.register(30).await;
     writer.advance(&mut users, |position| position % 5).await;
-    relay.forward(&fx).await;
+    relay.forward(fx.pool(), &fx.broker).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
     view::wait_for_fold(fx.pool()).await;
 
@@ -163,7 +163,7 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
     writer
         .advance(&mut newcomers, |position| position % 3)
         .await;
-    relay.forward(&fx).await;
+    relay.forward(fx.pool(), &fx.broker).await;
 
     // The rebuild gets a pool of two connections and the test holds one:
     // after its replay the rebuild waits for a second one, before it locks
@@ -185,13 +185,13 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
         .advance(&mut meanwhile, |position| position % 3)
         .await;
     writer.advance(&mut users, |position| position % 2).await;
-    relay.forward(&fx).await;
+    relay.forward(fx.pool(), &fx.broker).await;
     view::wait_for_fold(fx.pool()).await;
     // And some the live projector is applying while the rebuild swaps.
     writer
         .advance(&mut newcomers, |position| position % 2)
         .await;
-    relay.forward(&fx).await;
+    relay.forward(fx.pool(), &fx.broker).await;
     drop(gate);
     let rebuilt = rebuilding.await.expect("rebuild task").expect("rebuild");
 
@@ -209,7 +209,7 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
         writer
             .advance(&mut users, |position| (position + round) % 2)
             .await;
-        relay.forward(&fx).await;
+        relay.forward(fx.pool(), &fx.broker).await;
         users.extend(late);
     }
     users.extend(newcomers);
@@ -223,7 +223,7 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
         || async { (checkpoint(fx.pool()).await == relay.position).then_some(()) },
     )
     .await;
-    fx.assert_delivered_and_none_dead().await;
+    fx.broker.assert_delivered_and_none_dead().await;
 }
 
 /// Waits until the rebuild has replayed everything into its new table and

@@ -6,7 +6,7 @@ use crate::support::view::{self, checkpoint, view_count};
 use crate::support::writer::Writer;
 use crate::support::{Fixture, Relay, TIMEOUT};
 use infra::event_log::LogPosition;
-use infra::testing::eventually;
+use infra::testing::{eventually, lock_waiters};
 use projector::views::USERS_VIEW;
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
         writer.advance(&mut wave, |position| position % 4).await;
         users.extend(wave);
     }
-    let events = Relay::default().forward(&fx).await;
+    let events = Relay::default().forward(fx.pool(), &fx.broker).await;
     let total = i64::try_from(users.len()).unwrap();
 
     // A registration half-way through the stream. An uncommitted row of that
@@ -46,13 +46,7 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
 
     let mut projector = run::spawn_binary(&fx.settings, 1);
     eventually(TIMEOUT, "the projector to be held mid-stream", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(fx.pool())
-        .await
-        .unwrap();
+        let waiting = lock_waiters(fx.pool()).await;
         let applied = view_count(fx.pool()).await;
         (waiting > 0 && applied > 0).then_some(())
     })
@@ -83,5 +77,5 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
     .await;
     assert!(restarted.is_running());
     restarted.terminate();
-    fx.assert_all_acked().await;
+    fx.broker.assert_all_acked().await;
 }

@@ -4,8 +4,7 @@
 use bus::Envelope;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{SessionEvent, UserEvent};
-use infra::testing::eventually;
-use lapin::types::AMQPValue;
+use infra::testing::{eventually, handler_error};
 use uuid::Uuid;
 
 use crate::support::run;
@@ -31,7 +30,7 @@ async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
         .await;
     let first = fx.forward().await;
     // Every message twice: were duplicates counted, 4 >= 3 would lock.
-    fx.publish(&first).await;
+    fx.broker.publish(&first).await;
     fx.drain().await;
     assert_eq!(fx.failures_stored().await, 2);
     assert!(fx.events_of(user, UserEvent::LOCKED).await.is_empty());
@@ -62,7 +61,7 @@ async fn the_nth_failure_locks_and_a_redelivered_failure_counts_once() {
     );
 
     // The third failure again (a redelivery), and the lock itself: nothing new.
-    fx.publish(std::slice::from_ref(third)).await;
+    fx.broker.publish(std::slice::from_ref(third)).await;
     fx.forward().await;
     fx.drain().await;
     assert_eq!(fx.events_of(user, UserEvent::LOCKED).await.len(), 1);
@@ -243,11 +242,11 @@ async fn an_undecodable_failure_is_dead_lettered_at_once_and_the_others_count() 
         ..failure.clone()
     };
     // Queued before the worker starts: one batch with the valid failure.
-    fx.publish(std::slice::from_ref(&poison)).await;
+    fx.broker.publish(std::slice::from_ref(&poison)).await;
     let _worker = run::start_in_process(fx.settings.clone()).await;
 
     let dead = eventually(TIMEOUT, "the poison to be dead-lettered", || {
-        fx.take_dead_letter()
+        fx.broker.take_dead_letter()
     })
     .await;
     let dead_event = Envelope::from_json(&dead.delivery.data).expect("an envelope");
@@ -263,15 +262,12 @@ async fn an_undecodable_failure_is_dead_lettered_at_once_and_the_others_count() 
         !headers.contains_key("x-death"),
         "dead-lettered by the worker, not by the delivery limit"
     );
-    let reason = match headers.get(bus::DEAD_LETTER_REASON_HEADER) {
-        Some(AMQPValue::LongString(reason)) => reason.to_string(),
-        other => panic!("no reason: {other:?}"),
-    };
+    let reason = handler_error(&dead).expect("the worker's reason");
     assert!(reason.contains("does not decode"), "{reason}");
 
     fx.drain().await;
     assert_eq!(fx.failures_stored().await, 1, "the valid failure counted");
-    assert!(fx.take_dead_letter().await.is_none());
+    assert!(fx.broker.take_dead_letter().await.is_none());
 }
 
 /// A page of the worker's health server (status 200 required).

@@ -3,7 +3,7 @@
 
 use chrono::TimeDelta;
 use domain::UserEvent;
-use infra::testing::eventually;
+use infra::testing::{eventually, lock_waiters};
 
 use crate::support::run;
 use crate::support::{now, Fixture, TIMEOUT};
@@ -51,13 +51,7 @@ async fn a_killed_worker_restarts_and_counts_every_failure_once() {
 
     let mut worker = run::spawn_binary(&fx.settings, 1);
     eventually(TIMEOUT, "the worker to be held mid-stream", || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(fx.pool())
-        .await
-        .unwrap();
+        let waiting = lock_waiters(fx.pool()).await;
         let stored = fx.failures_stored().await;
         (waiting > 0 && stored > 0).then_some(())
     })

@@ -9,9 +9,10 @@ use domain::{
     PasswordHash, Permission, RefreshTokenHash, RevocationReason, RoleCommand, RoleDescription,
     RoleName, SessionCommand, UserCommand,
 };
+use infra::testing::now;
 use uuid::Uuid;
 
-use super::writer::{now, TestUser, Writer};
+use super::writer::{TestUser, Writer};
 
 /// Idle timeout of every test session.
 pub const IDLE_SECONDS: i64 = 600;

@@ -1,11 +1,15 @@
 //! Runs the projector: in-process on a runtime of its own, or as the real
 //! binary in a child process (both from `infra::testing`).
 
-use std::path::PathBuf;
-
-use infra::testing::{common_env, ChildProcess, InProcess};
+use infra::testing::{ChildProcess, InProcess, ServiceBinary};
 use projector::settings::ProjectorSettings;
 use projector::startup::Application;
+
+const BINARY: ServiceBinary = ServiceBinary {
+    name: "projector",
+    path: env!("CARGO_BIN_EXE_projector"),
+    log_dir: env!("CARGO_TARGET_TMPDIR"),
+};
 
 pub async fn start_in_process(settings: ProjectorSettings) -> InProcess {
     InProcess::start("projector", move || async move {
@@ -19,8 +23,7 @@ pub async fn start_in_process(settings: ProjectorSettings) -> InProcess {
 /// The binary configured through its environment variables only; `run`
 /// distinguishes the log files of restarts.
 pub fn spawn_binary(settings: &ProjectorSettings, run: usize) -> ChildProcess {
-    let mut env = common_env(&settings.common);
-    env.extend([
+    let env = vec![
         ("PROJECTOR_ADDR", settings.projector_addr.clone()),
         (
             "PROJECTOR_DELIVERY_LIMIT",
@@ -32,10 +35,6 @@ pub fn spawn_binary(settings: &ProjectorSettings, run: usize) -> ChildProcess {
             "PROJECTOR_RETRY_BASE_MS",
             settings.retry_base_ms.to_string(),
         ),
-    ]);
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "projector-{}-{run}.log",
-        settings.common.amqp_queue_prefix.trim_end_matches('.')
-    ));
-    ChildProcess::spawn("projector", env!("CARGO_BIN_EXE_projector"), &env, log)
+    ];
+    BINARY.spawn(&settings.common, env, run)
 }

@@ -3,13 +3,12 @@
 
 use std::fmt::Debug;
 
-use bus::EventMetadata;
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use cqrs_es::Aggregate;
 use domain::{
     DisplayName, Email, PasswordHash, Role, RoleCommand, Session, SessionCommand, User, UserCommand,
 };
 use futures_util::StreamExt;
+use infra::testing::request_metadata;
 use postgres_es::{postgres_cqrs, PostgresCqrs};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -109,26 +108,11 @@ where
     A: Aggregate<Services = ()>,
     A::Command: Debug,
 {
-    let metadata = EventMetadata {
-        actor_id: Some(id.to_string()),
-        correlation_id: Some(Uuid::new_v4().to_string()),
-        causation_id: Some(Uuid::new_v4().to_string()),
-        request_ip: Some("127.0.0.1".into()),
-        user_agent: Some("projector-tests".into()),
-        occurred_at: Some(now()),
-    };
+    let metadata = request_metadata(Some(id), "projector-tests");
     let description = format!("{command:?}");
     cqrs.execute_with_metadata(&id.to_string(), command, metadata.to_map())
         .await
         .unwrap_or_else(|error| panic!("{description} on {} {id}: {error:?}", A::TYPE));
-}
-
-/// The current time to the microsecond: PostgreSQL keeps microseconds, so
-/// the read models can equal it exactly.
-pub fn now() -> DateTime<Utc> {
-    Utc::now()
-        .duration_trunc(TimeDelta::microseconds(1))
-        .expect("truncate timestamp")
 }
 
 /// The `number`th command of a user's scripted life: registration, then a

@@ -5,42 +5,28 @@
 
 pub mod run;
 
-use std::time::{Duration, Instant};
-
-use bus::{ConsumerGroup, Envelope, EventMetadata, Publisher};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use bus::{Envelope, EventMetadata};
+use chrono::{DateTime, Utc};
 use domain::{
     DisplayName, Email, EventType, PasswordHash, RefreshTokenHash, Session, SessionCommand,
     SessionEvent, User, UserCommand, UserEvent,
 };
 use infra::commands::CommandBus;
-use infra::event_log::{self, LogPosition};
-use infra::settings::{CommonSettings, LogFormat};
-use infra::testing::{self, eventually, TestDatabase, TestTopology};
-use lapin::message::BasicGetMessage;
-use lapin::options::{BasicAckOptions, BasicGetOptions};
-use lapin::{Channel, Connection};
+use infra::testing::{self, eventually, request_metadata, Relay, TestBroker, TestDatabase};
+use projector::executor;
+use projector::views::{sessions, EventContext, Target};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 use worker::settings::WorkerSettings;
 
-/// Upper bound of every wait; the tests normally finish far sooner.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub use infra::testing::{now, TIMEOUT};
 
 /// Settings of a test worker: small thresholds, long windows and durations
 /// (so nothing runs out during a test), a fast expiry loop.
 pub fn test_settings(db: &TestDatabase) -> WorkerSettings {
     WorkerSettings {
-        common: CommonSettings {
-            database_url: db.url.clone(),
-            database_max_connections: 4,
-            amqp_url: testing::amqp_url(),
-            amqp_exchange: String::new(),
-            amqp_queue_prefix: String::new(),
-            log_format: LogFormat::Json,
-            migrate_on_start: false,
-        },
+        common: testing::common_settings(db, 4),
         worker_addr: "127.0.0.1:0".into(),
         lockout_threshold: 3,
         lockout_window_seconds: 600,
@@ -56,48 +42,33 @@ pub fn test_settings(db: &TestDatabase) -> WorkerSettings {
     }
 }
 
-/// One test's database, broker topology and settings. The queue exists
-/// before any worker starts, so events published early wait for it.
+/// One test's database, broker topology and settings.
 pub struct Fixture {
     pub settings: WorkerSettings,
-    group: ConsumerGroup,
     pub users: CommandBus<User>,
     pub sessions: CommandBus<Session>,
-    relay: Mutex<LogPosition>,
+    relay: Mutex<Relay>,
     registered: std::sync::atomic::AtomicUsize,
-    publisher: Publisher,
-    channel: Channel,
-    // Held for as long as the publisher and the channel need it.
-    _conn: Connection,
     // Dropped last, in this order: queues and exchange, then the database.
-    topology: TestTopology,
+    pub broker: TestBroker,
     pub db: TestDatabase,
 }
 
 impl Fixture {
     /// `tune` adjusts the worker's settings (thresholds, durations...).
     pub async fn new(tune: impl FnOnce(&mut WorkerSettings)) -> Self {
-        init_logging();
+        testing::init_logging();
         let db = TestDatabase::create().await;
         let mut settings = test_settings(&db);
         tune(&mut settings);
-        let group = settings.consumer_group();
-        let topology = TestTopology::new(vec![group.clone()]);
-        settings.common.amqp_exchange = topology.topology.exchange.clone();
-        settings.common.amqp_queue_prefix = topology.topology.queue_prefix.clone();
-
-        let (conn, channel, publisher) = topology.declare_for_publishing(&group).await;
+        let broker = TestBroker::declare(settings.consumer_group(), &mut settings.common).await;
         Self {
             settings,
             users: CommandBus::new(db.pool.clone()),
             sessions: CommandBus::new(db.pool.clone()),
-            relay: Mutex::new(LogPosition::default()),
+            relay: Mutex::new(Relay::default()),
             registered: Default::default(),
-            publisher,
-            group,
-            channel,
-            _conn: conn,
-            topology,
+            broker,
             db,
         }
     }
@@ -106,21 +77,11 @@ impl Fixture {
         &self.db.pool
     }
 
-    /// Publishes and waits for the broker's confirms.
-    pub async fn publish(&self, events: &[Envelope]) {
-        self.publisher
-            .publish_batch(events)
-            .await
-            .expect("publish events");
-    }
-
     /// Stands in for the outbox relay: publishes the events committed since
     /// the last call, in log order; returns them.
     pub async fn forward(&self) -> Vec<Envelope> {
-        let mut position = self.relay.lock().await;
-        let events = committed_after(self.pool(), &mut position).await;
-        self.publish(&events).await;
-        events
+        let mut relay = self.relay.lock().await;
+        relay.forward(self.pool(), &self.broker).await
     }
 
     /// Publishes a marker (a `session.started` of a user of its own) and
@@ -153,7 +114,7 @@ impl Fixture {
             metadata: EventMetadata::default(),
             recorded_at: Utc::now(),
         };
-        self.publish(&[started]).await;
+        self.broker.publish(&[started]).await;
         eventually(TIMEOUT, "the worker to handle the marker", || async {
             let handled: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM lockout_resets WHERE user_id = $1)",
@@ -234,35 +195,28 @@ impl Fixture {
         expires_at: DateTime<Utc>,
         idle_timeout_seconds: i64,
     ) {
-        sqlx::query(
-            "INSERT INTO sessions_view (session_id, user_id, status, started_at, expires_at, \
-                 idle_timeout_seconds, last_activity_at, idle_expires_at, sequence, global_position) \
-             VALUES ($1, $2, 'active', $3, $4, $5, $3, $3 + make_interval(secs => $5), 1, 0)",
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .bind(started_at)
-        .bind(expires_at)
-        .bind(idle_timeout_seconds)
-        .execute(self.pool())
-        .await
-        .expect("insert into sessions_view");
-    }
-
-    /// Takes (and acks) one message from the worker's dead-letter queue.
-    pub async fn take_dead_letter(&self) -> Option<BasicGetMessage> {
-        let queue = self.topology.topology.dead_letter_queue_name(&self.group);
-        let message = self
-            .channel
-            .basic_get(queue.as_str().into(), BasicGetOptions::default())
+        let started = SessionEvent::Started {
+            session_id,
+            user_id,
+            refresh_token_hash: RefreshTokenHash::redacted(),
+            started_at,
+            expires_at,
+            idle_timeout_seconds,
+            ip: None,
+            user_agent: None,
+        };
+        let at = EventContext {
+            aggregate_id: session_id,
+            sequence: 1,
+            global_position: 0,
+            occurred_at: started_at,
+        };
+        let row = sessions::reduce(None, &started, &at).expect("a session's first row");
+        let mut connection = self.pool().acquire().await.expect("a connection");
+        let inserted = executor::write(&mut connection, Target::Live, &row)
             .await
-            .expect("basic_get")?;
-        message
-            .delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
-        Some(message)
+            .expect("insert into sessions_view");
+        assert!(inserted, "the session had a row already");
     }
 
     /// Payloads of the aggregate's events of one type, in order.
@@ -271,15 +225,8 @@ impl Fixture {
         aggregate_id: Uuid,
         event_type: EventType,
     ) -> Vec<serde_json::Value> {
-        sqlx::query_scalar(
-            "SELECT payload::jsonb FROM events WHERE aggregate_id = $1 AND event_type = $2 \
-             ORDER BY sequence",
-        )
-        .bind(aggregate_id.to_string())
-        .bind(event_type.name())
-        .fetch_all(self.pool())
-        .await
-        .expect("read events")
+        self.column_of_events("payload", aggregate_id, event_type)
+            .await
     }
 
     /// Metadata of the aggregate's events of one type, in order.
@@ -288,15 +235,26 @@ impl Fixture {
         aggregate_id: Uuid,
         event_type: EventType,
     ) -> Vec<serde_json::Value> {
-        sqlx::query_scalar(
-            "SELECT metadata::jsonb FROM events WHERE aggregate_id = $1 AND event_type = $2 \
-             ORDER BY sequence",
-        )
-        .bind(aggregate_id.to_string())
-        .bind(event_type.name())
-        .fetch_all(self.pool())
-        .await
-        .expect("read metadata")
+        self.column_of_events("metadata", aggregate_id, event_type)
+            .await
+    }
+
+    async fn column_of_events(
+        &self,
+        column: &'static str,
+        aggregate_id: Uuid,
+        event_type: EventType,
+    ) -> Vec<serde_json::Value> {
+        let sql = format!(
+            "SELECT {column}::jsonb FROM events WHERE aggregate_id = $1 AND event_type = $2 \
+             ORDER BY sequence"
+        );
+        sqlx::query_scalar(&sql)
+            .bind(aggregate_id.to_string())
+            .bind(event_type.name())
+            .fetch_all(self.pool())
+            .await
+            .unwrap_or_else(|error| panic!("read the events' {column}: {error}"))
     }
 
     pub async fn failures_stored(&self) -> i64 {
@@ -309,47 +267,7 @@ impl Fixture {
 
 /// Request metadata as the API writes it.
 fn request() -> EventMetadata {
-    EventMetadata {
-        actor_id: None,
-        correlation_id: Some(Uuid::new_v4().to_string()),
-        causation_id: Some(Uuid::new_v4().to_string()),
-        request_ip: Some("127.0.0.1".into()),
-        user_agent: Some("worker-tests".into()),
-        occurred_at: Some(Utc::now()),
-    }
-}
-
-/// Now, to the microsecond PostgreSQL keeps.
-pub fn now() -> DateTime<Utc> {
-    Utc::now()
-        .duration_trunc(TimeDelta::microseconds(1))
-        .expect("truncate timestamp")
-}
-
-/// Events committed after `position`, in publishing order; advances it.
-/// Like the relay it reads only below the oldest running transaction, and
-/// waits until nothing is held back.
-async fn committed_after(pool: &PgPool, position: &mut LogPosition) -> Vec<Envelope> {
-    let started = Instant::now();
-    let mut events = Vec::new();
-    loop {
-        let batch = event_log::read_committed_after(pool, *position, 1000)
-            .await
-            .expect("read the event log");
-        if let Some(last) = batch.last() {
-            *position = LogPosition::of(last);
-            events.extend(batch);
-            continue;
-        }
-        let held_back = event_log::has_rows_held_back(pool, *position)
-            .await
-            .expect("look for held back events");
-        if !held_back {
-            return events;
-        }
-        assert!(started.elapsed() < TIMEOUT, "events held back for too long");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    request_metadata(None, "worker-tests")
 }
 
 /// `until` and `failures` of a lock's payload.
@@ -359,12 +277,5 @@ pub fn locked(payload: &serde_json::Value) -> (DateTime<Utc>, u32) {
     match event {
         UserEvent::Locked { until, failures } => (until, failures),
         other => panic!("not a lock: {other:?}"),
-    }
-}
-
-/// Logs of in-process workers go to the test output when `TEST_LOG` is set.
-fn init_logging() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        infra::telemetry::init(LogFormat::Pretty);
     }
 }

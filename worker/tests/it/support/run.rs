@@ -1,11 +1,15 @@
 //! Runs the worker: in-process on a runtime of its own, or as the real
 //! binary in a child process (both from `infra::testing`).
 
-use std::path::PathBuf;
-
-use infra::testing::{common_env, ChildProcess, InProcess};
+use infra::testing::{ChildProcess, InProcess, ServiceBinary};
 use worker::settings::WorkerSettings;
 use worker::startup::Application;
+
+const BINARY: ServiceBinary = ServiceBinary {
+    name: "worker",
+    path: env!("CARGO_BIN_EXE_worker"),
+    log_dir: env!("CARGO_TARGET_TMPDIR"),
+};
 
 pub async fn start_in_process(settings: WorkerSettings) -> InProcess {
     InProcess::start("worker", move || async move {
@@ -19,8 +23,7 @@ pub async fn start_in_process(settings: WorkerSettings) -> InProcess {
 /// The binary configured through its environment variables only; `run`
 /// distinguishes the log files of restarts.
 pub fn spawn_binary(settings: &WorkerSettings, run: usize) -> ChildProcess {
-    let mut env = common_env(&settings.common);
-    env.extend([
+    let env = vec![
         ("WORKER_ADDR", settings.worker_addr.clone()),
         ("LOCKOUT_THRESHOLD", settings.lockout_threshold.to_string()),
         (
@@ -51,10 +54,6 @@ pub fn spawn_binary(settings: &WorkerSettings, run: usize) -> ChildProcess {
         ("WORKER_PREFETCH", settings.prefetch.to_string()),
         ("WORKER_MAX_BATCH", settings.max_batch.to_string()),
         ("WORKER_RETRY_BASE_MS", settings.retry_base_ms.to_string()),
-    ]);
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "worker-{}-{run}.log",
-        settings.common.amqp_queue_prefix.trim_end_matches('.')
-    ));
-    ChildProcess::spawn("worker", env!("CARGO_BIN_EXE_worker"), &env, log)
+    ];
+    BINARY.spawn(&settings.common, env, run)
 }
