@@ -163,7 +163,7 @@ impl Run {
     fn projector_group() -> bus::ConsumerGroup {
         // Only the name matters here: the projector declares its own queue.
         bus::ConsumerGroup {
-            name: "projector.read_models".into(),
+            name: projector::settings::CONSUMER_GROUP.into(),
             binding_keys: vec![],
             delivery_limit: 0,
         }

@@ -66,13 +66,22 @@ pub struct ProjectorSettings {
     pub retry_base_ms: u64,
 }
 
+/// The projector's queue (before `AMQP_QUEUE_PREFIX`).
+pub const CONSUMER_GROUP: &str = "projector.read_models";
+
+/// The projector's consumer group: its queue bound to every event type a
+/// view reads.
+pub fn consumer_group(delivery_limit: u32) -> bus::ConsumerGroup {
+    bus::ConsumerGroup {
+        name: CONSUMER_GROUP.into(),
+        binding_keys: binding_keys(),
+        delivery_limit,
+    }
+}
+
 impl ProjectorSettings {
     pub fn consumer_group(&self) -> bus::ConsumerGroup {
-        bus::ConsumerGroup {
-            name: "projector.read_models".into(),
-            binding_keys: binding_keys(),
-            delivery_limit: self.delivery_limit,
-        }
+        consumer_group(self.delivery_limit)
     }
 
     pub fn consumption(&self) -> infra::consuming::Consumption {

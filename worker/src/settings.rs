@@ -95,16 +95,24 @@ fn seconds(value: u64) -> chrono::TimeDelta {
     chrono::TimeDelta::seconds(i64::try_from(value.min(MAX_SECONDS)).unwrap_or_default())
 }
 
+/// The lockout consumer's queue (before `AMQP_QUEUE_PREFIX`).
+pub const CONSUMER_GROUP: &str = "worker.lockout";
+
+/// The lockout consumer's group: its queue bound to the event types it handles.
+pub fn consumer_group(delivery_limit: u32) -> bus::ConsumerGroup {
+    bus::ConsumerGroup {
+        name: CONSUMER_GROUP.into(),
+        binding_keys: lockout::HANDLED
+            .iter()
+            .map(|event_type| event_type.routing_key().to_owned())
+            .collect(),
+        delivery_limit,
+    }
+}
+
 impl WorkerSettings {
     pub fn consumer_group(&self) -> bus::ConsumerGroup {
-        bus::ConsumerGroup {
-            name: "worker.lockout".into(),
-            binding_keys: lockout::HANDLED
-                .iter()
-                .map(|event_type| event_type.routing_key().to_owned())
-                .collect(),
-            delivery_limit: self.delivery_limit,
-        }
+        consumer_group(self.delivery_limit)
     }
 
     pub fn consumption(&self) -> infra::consuming::Consumption {

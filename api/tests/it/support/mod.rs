@@ -62,11 +62,7 @@ pub fn key_file(db: &TestDatabase) -> String {
 }
 
 pub fn projector_group() -> bus::ConsumerGroup {
-    bus::ConsumerGroup {
-        name: "projector.read_models".into(),
-        binding_keys: vec!["user.*".into(), "role.*".into(), "session.*".into()],
-        delivery_limit: 10,
-    }
+    projector::settings::consumer_group(10)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -143,6 +139,8 @@ pub async fn login_with_permissions(
     token
 }
 
+/// Runs the projector in this process. Its queue is declared before this
+/// returns, so no event published from now on passes it by.
 pub async fn spawn_projector(common: &infra::settings::CommonSettings) {
     let settings = projector::settings::ProjectorSettings {
         common: common.clone(),
@@ -152,6 +150,7 @@ pub async fn spawn_projector(common: &infra::settings::CommonSettings) {
         max_batch: 128,
         retry_base_ms: 20,
     };
+    declare_group(common, &settings.consumer_group()).await;
     let projector = projector::startup::Application::build(settings)
         .await
         .expect("build projector");
@@ -361,15 +360,7 @@ struct WorkerArgs {
 /// The worker's consumer group (as `WorkerSettings::consumer_group`), for a
 /// `TestTopology` that deletes its queues afterwards.
 pub fn worker_group() -> bus::ConsumerGroup {
-    bus::ConsumerGroup {
-        name: "worker.lockout".into(),
-        binding_keys: vec![
-            domain::UserEvent::LOGIN_FAILED.name().into(),
-            domain::UserEvent::LOCKED.name().into(),
-            domain::SessionEvent::STARTED.name().into(),
-        ],
-        delivery_limit: 10,
-    }
+    worker::settings::consumer_group(10)
 }
 
 /// Worker settings as the binary would parse them, with the test's names.
@@ -392,12 +383,10 @@ pub fn worker_settings(
     WorkerArgs::parse_from(args).settings
 }
 
-/// Runs the worker in this process. Its queue is declared before this
-/// returns, so no event published from now on passes it by.
-pub async fn spawn_worker(common: &infra::settings::CommonSettings, extra: &[&str]) {
-    let settings = worker_settings(common, extra);
-    let group = settings.consumer_group();
-    assert_eq!(group.name, worker_group().name);
+/// Declares the exchange and `group`'s queue with its bindings, as the
+/// consumer will: what a process started in the background must have
+/// before the relay publishes, or the broker drops the events.
+async fn declare_group(common: &infra::settings::CommonSettings, group: &bus::ConsumerGroup) {
     let connection = bus::connect(&common.amqp_url)
         .await
         .expect("connect broker");
@@ -408,10 +397,17 @@ pub async fn spawn_worker(common: &infra::settings::CommonSettings, extra: &[&st
         .await
         .expect("declare exchange");
     topology
-        .declare_group(&channel, &group)
+        .declare_group(&channel, group)
         .await
-        .expect("declare worker queue");
+        .expect("declare the consumer's queue");
     let _ = connection.close(200, "declared".into()).await;
+}
+
+/// Runs the worker in this process. Its queue is declared before this
+/// returns, so no event published from now on passes it by.
+pub async fn spawn_worker(common: &infra::settings::CommonSettings, extra: &[&str]) {
+    let settings = worker_settings(common, extra);
+    declare_group(common, &settings.consumer_group()).await;
     let worker = worker::startup::Application::build(settings)
         .await
         .expect("build worker");
