@@ -36,7 +36,7 @@ impl Application {
         let common = &settings.common;
         let pool = infra::db::open(common).await?;
         let shutdown = Shutdown::default();
-        let broker = Arc::new(BrokerLink::new(&common.amqp_url));
+        let broker = Arc::new(BrokerLink::new(common.amqp_url.clone()));
         let relay = settings.relay_enabled.then(|| {
             tokio::spawn(relay::run(
                 pool.clone(),

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
 
 use crate::run::AbortOnDrop;
@@ -52,8 +53,10 @@ impl CheckpointLog {
 
 pub type SharedCheckpoints = Arc<Mutex<CheckpointLog>>;
 
-pub async fn start(database_url: &str) -> anyhow::Result<(SharedCheckpoints, AbortOnDrop)> {
-    let mut connection = PgConnection::connect(database_url).await?;
+pub async fn start(
+    database_url: &SecretString,
+) -> anyhow::Result<(SharedCheckpoints, AbortOnDrop)> {
+    let mut connection = PgConnection::connect(database_url.expose_secret()).await?;
     let log = SharedCheckpoints::default();
     let shared = log.clone();
     let task = tokio::spawn(async move {

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use secrecy::SecretString;
 
 /// Benchmarks user registration end to end, and login, against the real `api` and `projector`.
 ///
@@ -92,17 +93,21 @@ pub struct Cli {
     #[arg(
         long,
         env = "BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432"
+        default_value = "postgres://postgres@127.0.0.1:5432",
+        hide_env_values = true,
+        value_parser = infra::settings::secret
     )]
-    pub postgres_url: String,
+    pub postgres_url: SecretString,
 
     /// RabbitMQ; the bench uses (and deletes) exchange and queue names of its own.
     #[arg(
         long,
         env = "BENCH_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true,
+        value_parser = infra::settings::secret
     )]
-    pub amqp_url: String,
+    pub amqp_url: SecretString,
 
     /// Give up after this many seconds from the database's creation to the last
     /// check (startup, registrations, waiting for the relay and the projection,

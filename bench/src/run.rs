@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::Postgres;
 use tokio::task::JoinHandle;
@@ -65,8 +66,8 @@ impl Phase {
 pub struct Run {
     pub id: String,
     pub db_name: String,
-    pub db_url: String,
-    pub amqp_url: String,
+    pub db_url: SecretString,
+    pub amqp_url: SecretString,
     pub topology: bus::Topology,
     pub log_dir: PathBuf,
     pub api_log: PathBuf,
@@ -135,13 +136,13 @@ impl Run {
     pub fn new(cli: &Cli, root: &Path, api_bin: PathBuf, projector_bin: PathBuf) -> Self {
         let id = Uuid::new_v4().simple().to_string();
         let db_name = format!("identity_bench_{id}");
-        let server = cli.postgres_url.trim_end_matches('/');
+        let server = cli.postgres_url.expose_secret().trim_end_matches('/');
         let log_dir = root.join("target").join("bench-logs").join(&id);
         Self {
             api_log: log_dir.join("api.log"),
             projector_log: log_dir.join("projector.log"),
             jwt_key: log_dir.join("jwt.pem"),
-            db_url: format!("{server}/{db_name}"),
+            db_url: SecretString::from(format!("{server}/{db_name}")),
             db_name,
             amqp_url: cli.amqp_url.clone(),
             topology: bus::Topology {
@@ -182,7 +183,7 @@ impl Run {
 
         phase.set("declaring the exchange and the tap queue");
         self.broker_declared = true;
-        let connection = bus::connect(&self.amqp_url)
+        let connection = infra::broker::connect(&self.amqp_url)
             .await
             .context("connect to RabbitMQ")?;
         let channel = connection.create_channel().await?;
@@ -372,8 +373,8 @@ impl Run {
 
     fn service_env(&self, addr_var: &'static str) -> Vec<(&'static str, String)> {
         vec![
-            ("DATABASE_URL", self.db_url.clone()),
-            ("AMQP_URL", self.amqp_url.clone()),
+            ("DATABASE_URL", self.db_url.expose_secret().to_owned()),
+            ("AMQP_URL", self.amqp_url.expose_secret().to_owned()),
             ("AMQP_EXCHANGE", self.topology.exchange.clone()),
             ("AMQP_QUEUE_PREFIX", self.topology.queue_prefix.clone()),
             ("LOG_FORMAT", "json".into()),
@@ -473,8 +474,11 @@ impl Run {
             }
         }
         if self.db_created {
-            match tokio::time::timeout(CLEANUP_STEP, Postgres::force_drop_database(&self.db_url))
-                .await
+            match tokio::time::timeout(
+                CLEANUP_STEP,
+                Postgres::force_drop_database(self.db_url.expose_secret()),
+            )
+            .await
             {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => cleanup
@@ -500,7 +504,7 @@ impl Run {
     }
 
     async fn delete_broker_objects(&self) -> anyhow::Result<()> {
-        let connection = bus::connect(&self.amqp_url).await?;
+        let connection = infra::broker::connect(&self.amqp_url).await?;
         let mut result = Ok(());
         for group in [tap::group(), Self::projector_group()] {
             let channel = connection.create_channel().await?;

@@ -1,19 +1,25 @@
 use std::sync::{Arc, Mutex};
 
 use lapin::Connection;
+use secrecy::{ExposeSecret, SecretString};
+
+/// A connection to RabbitMQ at `url`.
+pub async fn connect(url: &SecretString) -> Result<Connection, bus::BusError> {
+    bus::connect(url.expose_secret()).await
+}
 
 /// The process's connection to RabbitMQ, reopened on demand after a failure.
 /// Readiness reports whether it is currently connected.
 pub struct BrokerLink {
-    url: String,
+    url: SecretString,
     current: Mutex<Option<Arc<Connection>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
 impl BrokerLink {
-    pub fn new(url: impl Into<String>) -> Self {
+    pub fn new(url: SecretString) -> Self {
         Self {
-            url: url.into(),
+            url,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -25,7 +31,7 @@ impl BrokerLink {
         if let Some(connection) = self.open_connection() {
             return Ok(connection);
         }
-        let connection = Arc::new(bus::connect(&self.url).await?);
+        let connection = Arc::new(connect(&self.url).await?);
         *self.current.lock().expect("broker link poisoned") = Some(connection.clone());
         Ok(connection)
     }

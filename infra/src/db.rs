@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres};
@@ -7,7 +8,8 @@ use sqlx::{PgPool, Postgres};
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Opens a pool, creating the database first if it does not exist.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let url = url.expose_secret();
     if !Postgres::database_exists(url).await? {
         // Two processes may race to create it; the loser sees it exists.
         if let Err(error) = Postgres::create_database(url).await {

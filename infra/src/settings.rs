@@ -1,17 +1,19 @@
 use clap::{Args, ValueEnum};
+use secrecy::SecretString;
 
 /// Options every process of the service takes, each from an environment variable.
-/// `Debug` leaves the URLs out: they may carry passwords.
-#[derive(Args, Clone)]
+/// The URLs may carry passwords: they are secrets, which `Debug` redacts.
+#[derive(Args, Clone, Debug)]
 pub struct CommonSettings {
     /// PostgreSQL connection URL; the database is created if it does not exist.
     #[arg(
         long,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/identity",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// Maximum connections in this process's PostgreSQL pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
@@ -22,9 +24,10 @@ pub struct CommonSettings {
         long,
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub amqp_url: String,
+    pub amqp_url: SecretString,
 
     /// Name of the durable topic exchange events are published to.
     #[arg(long, env = "AMQP_EXCHANGE", default_value = "identity.events")]
@@ -49,25 +52,42 @@ pub enum LogFormat {
     Pretty,
 }
 
-impl std::fmt::Debug for CommonSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CommonSettings")
-            .field("database_url", &"[redacted]")
-            .field("database_max_connections", &self.database_max_connections)
-            .field("amqp_url", &"[redacted]")
-            .field("amqp_exchange", &self.amqp_exchange)
-            .field("amqp_queue_prefix", &self.amqp_queue_prefix)
-            .field("log_format", &self.log_format)
-            .field("migrate_on_start", &self.migrate_on_start)
-            .finish()
-    }
-}
-
 impl CommonSettings {
     pub fn topology(&self) -> bus::Topology {
         bus::Topology {
             exchange: self.amqp_exchange.clone(),
             queue_prefix: self.amqp_queue_prefix.clone(),
         }
+    }
+}
+
+/// Parses a command-line value that must not show in `Debug` output.
+pub fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonSettings,
+    }
+
+    #[test]
+    fn debug_output_leaves_the_passwords_in_the_urls_out() {
+        let cli = Cli::parse_from([
+            "test",
+            "--database-url=postgres://identity:db-password-1@db:5432/identity",
+            "--amqp-url=amqp://identity:broker-password-2@broker:5672/%2f",
+        ]);
+        let debug = format!("{:?}", cli.common);
+        assert!(!debug.contains("db-password-1"), "{debug}");
+        assert!(!debug.contains("broker-password-2"), "{debug}");
+        assert!(debug.contains("amqp_exchange"), "{debug}");
     }
 }

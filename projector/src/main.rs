@@ -33,7 +33,7 @@ async fn dead_letters(
     replay: bool,
     max: usize,
 ) -> anyhow::Result<()> {
-    let connection = bus::connect(&settings.common.amqp_url).await?;
+    let connection = infra::broker::connect(&settings.common.amqp_url).await?;
     let topology = settings.common.topology();
     let group = settings.consumer_group();
     let channel = connection.create_channel().await?;

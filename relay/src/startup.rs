@@ -22,7 +22,7 @@ impl Application {
     pub async fn build(settings: StandaloneSettings) -> anyhow::Result<Self> {
         let pool = infra::db::open(&settings.common).await?;
         let shutdown = Shutdown::default();
-        let broker = Arc::new(BrokerLink::new(&settings.common.amqp_url));
+        let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
         let relay = tokio::spawn(crate::run(
             pool.clone(),
             broker.clone(),

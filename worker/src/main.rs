@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn dead_letters(settings: &WorkerSettings, replay: bool, max: usize) -> anyhow::Result<()> {
-    let connection = bus::connect(&settings.common.amqp_url).await?;
+    let connection = infra::broker::connect(&settings.common.amqp_url).await?;
     let topology = settings.common.topology();
     let group = settings.consumer_group();
     let channel = connection.create_channel().await?;

@@ -31,7 +31,7 @@ impl Application {
 
     pub async fn build_with_pool(settings: WorkerSettings, pool: PgPool) -> anyhow::Result<Self> {
         let shutdown = Shutdown::default();
-        let broker = Arc::new(BrokerLink::new(&settings.common.amqp_url));
+        let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
         let consumer = tokio::spawn(consume_until_shutdown(
             Lockout::new(pool.clone(), settings.lockout_policy()),
             broker.clone(),

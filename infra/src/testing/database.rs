@@ -1,5 +1,6 @@
 //! A database of its own for each test.
 
+use secrecy::SecretString;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
@@ -24,7 +25,7 @@ impl TestDatabase {
         Postgres::create_database(&url)
             .await
             .expect("create test database");
-        let pool = crate::db::connect(&url, 5)
+        let pool = crate::db::connect(&SecretString::from(url.clone()), 5)
             .await
             .expect("connect test database");
         crate::db::migrate(&pool)
