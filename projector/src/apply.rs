@@ -15,9 +15,9 @@ use crate::views::{EventContext, Projection, ReduceError, Target, View, ViewChan
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("database: {0}")]
+    #[error("the database failed")]
     Database(#[from] sqlx::Error),
-    #[error("event {event_id} does not decode: {source}")]
+    #[error("event {event_id} does not decode")]
     Decode { event_id: Uuid, source: DecodeError },
     #[error("{aggregate_type} {id:?} is not a UUID")]
     BadId {
@@ -25,7 +25,7 @@ pub enum ApplyError {
         id: String,
         source: uuid::Error,
     },
-    #[error("event {event_id} cannot follow its view's row: {source}")]
+    #[error("event {event_id} cannot follow its view's row")]
     Inapplicable { event_id: Uuid, source: ReduceError },
     #[error("{aggregate_type} {id}: expected sequence {expected}, the event store has {found:?}")]
     MissingEvents {

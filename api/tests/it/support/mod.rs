@@ -1,6 +1,7 @@
 //! `spawn_app()`: the API and the projector on a fresh database, a unique
 //! exchange and queue prefix, the API on a random port.
 
+use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -370,8 +371,8 @@ pub fn worker_settings(
 ) -> worker::settings::WorkerSettings {
     let mut args = vec![
         "worker".to_string(),
-        format!("--database-url={}", common.database_url),
-        format!("--amqp-url={}", common.amqp_url),
+        format!("--database-url={}", common.database_url.expose_secret()),
+        format!("--amqp-url={}", common.amqp_url.expose_secret()),
         format!("--amqp-exchange={}", common.amqp_exchange),
         format!("--amqp-queue-prefix={}", common.amqp_queue_prefix),
         "--worker-addr=127.0.0.1:0".into(),
@@ -387,7 +388,7 @@ pub fn worker_settings(
 /// consumer will: what a process started in the background must have
 /// before the relay publishes, or the broker drops the events.
 async fn declare_group(common: &infra::settings::CommonSettings, group: &bus::ConsumerGroup) {
-    let connection = bus::connect(&common.amqp_url)
+    let connection = infra::broker::connect(&common.amqp_url)
         .await
         .expect("connect broker");
     let channel = connection.create_channel().await.expect("channel");
