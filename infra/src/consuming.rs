@@ -18,6 +18,23 @@ pub struct Consumption {
     pub options: ConsumerOptions,
 }
 
+/// How a consuming process takes deliveries: `process` names its consumer
+/// tag; a failed event is retried after `retry_base_ms`, doubling up to 10 s.
+pub fn consumer_options(
+    process: &str,
+    prefetch: u16,
+    max_batch: usize,
+    retry_base_ms: u64,
+) -> ConsumerOptions {
+    ConsumerOptions {
+        prefetch,
+        max_batch: max_batch.max(1),
+        backoff_base: Duration::from_millis(retry_base_ms),
+        backoff_max: Duration::from_secs(10),
+        consumer_tag: format!("{process}-{}", std::process::id()),
+    }
+}
+
 /// Consumes until shutdown, reconnecting a second after any failure.
 pub async fn consume_until_shutdown<H: BatchHandler>(
     handler: H,

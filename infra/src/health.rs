@@ -57,6 +57,23 @@ async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
     }
 }
 
+/// Binds `address` and serves health and metrics there; returns the bound
+/// port (`address` may ask for port 0) and the server to await.
+pub fn serve_on(
+    address: &str,
+    readiness: Readiness,
+) -> anyhow::Result<(u16, actix_web::dev::Server)> {
+    use anyhow::Context;
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("binding the health address {address}"))?;
+    let port = listener
+        .local_addr()
+        .context("reading the bound port")?
+        .port();
+    let server = serve(listener, readiness).context("starting the health server")?;
+    Ok((port, server))
+}
+
 /// The HTTP server of a process that serves only health and metrics (the
 /// projector, the worker): one actix worker is plenty.
 pub fn serve(

@@ -7,6 +7,7 @@ pub mod checkpoints;
 pub mod commands;
 pub mod consuming;
 pub mod db;
+pub mod dead_letters;
 pub mod event_log;
 pub mod health;
 pub mod metrics;

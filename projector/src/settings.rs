@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
 
@@ -93,13 +91,12 @@ impl ProjectorSettings {
     }
 
     pub fn consumer_options(&self) -> bus::ConsumerOptions {
-        bus::ConsumerOptions {
-            prefetch: self.prefetch,
-            max_batch: self.max_batch.max(1),
-            backoff_base: Duration::from_millis(self.retry_base_ms),
-            backoff_max: Duration::from_secs(10),
-            consumer_tag: format!("projector-{}", std::process::id()),
-        }
+        infra::consuming::consumer_options(
+            "projector",
+            self.prefetch,
+            self.max_batch,
+            self.retry_base_ms,
+        )
     }
 }
 

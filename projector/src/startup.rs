@@ -1,4 +1,3 @@
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -38,9 +37,8 @@ impl Application {
             settings.consumption(),
             shutdown.clone(),
         ));
-        let listener = TcpListener::bind(&settings.projector_addr)?;
-        let port = listener.local_addr()?.port();
-        let server = health::serve(listener, Readiness { pool, broker })?;
+        let (port, server) =
+            health::serve_on(&settings.projector_addr, Readiness { pool, broker })?;
         Ok(Self {
             port,
             server,

@@ -1,8 +1,6 @@
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use anyhow::Context;
 use infra::broker::BrokerLink;
 use infra::health::{self, Readiness};
 use infra::shutdown::Shutdown;
@@ -30,13 +28,7 @@ impl Application {
             settings.relay.settings(),
             shutdown.clone(),
         ));
-        let listener = TcpListener::bind(&settings.relay_addr)
-            .with_context(|| format!("binding {}", settings.relay_addr))?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound port")?
-            .port();
-        let server = health::serve(listener, Readiness { pool, broker })?;
+        let (port, server) = health::serve_on(&settings.relay_addr, Readiness { pool, broker })?;
         Ok(Self {
             port,
             server,

@@ -124,13 +124,12 @@ impl WorkerSettings {
     }
 
     pub fn consumer_options(&self) -> bus::ConsumerOptions {
-        bus::ConsumerOptions {
-            prefetch: self.prefetch,
-            max_batch: self.max_batch.max(1),
-            backoff_base: Duration::from_millis(self.retry_base_ms),
-            backoff_max: Duration::from_secs(10),
-            consumer_tag: format!("worker-{}", std::process::id()),
-        }
+        infra::consuming::consumer_options(
+            "worker",
+            self.prefetch,
+            self.max_batch,
+            self.retry_base_ms,
+        )
     }
 
     pub fn lockout_policy(&self) -> LockoutPolicy {

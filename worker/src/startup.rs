@@ -1,4 +1,3 @@
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -42,9 +41,7 @@ impl Application {
             Expiry::new(pool.clone(), settings.session_expiry_batch)
                 .run(settings.session_expiry_interval(), shutdown.clone()),
         );
-        let listener = TcpListener::bind(&settings.worker_addr)?;
-        let port = listener.local_addr()?.port();
-        let server = health::serve(listener, Readiness { pool, broker })?;
+        let (port, server) = health::serve_on(&settings.worker_addr, Readiness { pool, broker })?;
         Ok(Self {
             port,
             server,
