@@ -9,17 +9,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use infra::event_log::LogPosition;
+use projector::projection::CHECKPOINT;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
 
 use crate::run::AbortOnDrop;
 
 pub const POLL_EVERY: Duration = Duration::from_millis(2);
-const PROJECTION: &str = infra::checkpoints::READ_MODELS;
-
-/// The projection's position in publishing order: (transaction_id, global_position).
-pub type LogPosition = (i64, i64);
-
 /// The checkpoint had reached `position` by `at` (the end of the poll that saw it);
 /// it had not at the start of the poll before, `window` earlier.
 #[derive(Clone, Copy, Debug)]
@@ -67,13 +64,7 @@ pub async fn start(
         loop {
             ticks.tick().await;
             let started = Instant::now();
-            let row: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
-                "SELECT transaction_id, global_position FROM projection_checkpoints \
-                 WHERE projection = $1",
-            )
-            .bind(PROJECTION)
-            .fetch_one(&mut connection)
-            .await;
+            let row = CHECKPOINT.load(&mut connection).await;
             let finished = Instant::now();
             let mut log = shared.lock().expect("checkpoint log");
             log.polls += 1;

@@ -532,7 +532,7 @@ pub fn write_csv(path: &std::path::Path, measured: &Measured) -> anyhow::Result<
                 "{:.3}",
                 a.window.as_secs_f64() * 1e3
             )),
-            applied.map_or(String::new(), |a| a.position.1.to_string()),
+            applied.map_or(String::new(), |a| a.position.global_position.to_string()),
         );
     }
     std::fs::write(path, csv)?;

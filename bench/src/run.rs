@@ -14,7 +14,7 @@ use sqlx::Postgres;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::checkpoints::{self, CheckpointLog, LogPosition};
+use crate::checkpoints::{self, CheckpointLog};
 use crate::cpu;
 use crate::failed_logins::{self, FailedLogins};
 use crate::load::{self, Registration};
@@ -22,6 +22,7 @@ use crate::login::{self, Logins};
 use crate::services::{Service, Stopped};
 use crate::tap::{self, TapLog};
 use crate::Cli;
+use infra::event_log::LogPosition;
 
 const CLEANUP_STEP: Duration = Duration::from_secs(15);
 
@@ -433,7 +434,10 @@ impl Run {
                     .map(|registration| {
                         tap.by_position
                             .get(&registration.position)
-                            .map(|seen| (seen.transaction_id, registration.position))
+                            .map(|seen| LogPosition {
+                                transaction_id: seen.transaction_id,
+                                global_position: registration.position,
+                            })
                     })
                     .collect::<Option<Vec<_>>>()
                     .and_then(|positions| positions.into_iter().max());
@@ -573,7 +577,10 @@ fn correlate(
         }
         seen.push(arrival.map(|arrival| arrival.at));
         applied.push(arrival.and_then(|arrival| {
-            checkpoints.applied((arrival.transaction_id, registration.position))
+            checkpoints.applied(LogPosition {
+                transaction_id: arrival.transaction_id,
+                global_position: registration.position,
+            })
         }));
     }
     Measured {
