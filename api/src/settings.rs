@@ -127,6 +127,16 @@ pub struct AuthSettings {
     #[arg(long, env = "SESSION_IDLE_TIMEOUT_SECONDS", default_value_t = 7 * 24 * 3600)]
     pub session_idle_timeout_seconds: i64,
 
+    /// Seconds a rotated refresh token still refreshes the session instead of
+    /// revoking it as stolen, for concurrent refreshes with one token (0: never).
+    #[arg(
+        long,
+        env = "REFRESH_REUSE_INTERVAL_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(0..=MAX_REFRESH_REUSE_INTERVAL_SECONDS)
+    )]
+    pub refresh_reuse_interval_seconds: u32,
+
     /// Login and refresh requests per second allowed per client IP.
     #[arg(long, env = "AUTH_RATE_PER_SECOND", default_value_t = 10)]
     pub auth_rate_per_second: u64,
@@ -141,6 +151,10 @@ pub struct AuthSettings {
     pub password_hash_queue: usize,
 }
 
+/// A longer reuse interval would keep a stolen, rotated refresh token useful
+/// for longer than any honest race takes (Okta allows at most 60 s too).
+const MAX_REFRESH_REUSE_INTERVAL_SECONDS: i64 = 60;
+
 /// Durations beyond ten years are taken as ten years: the deadlines are
 /// stored as timestamps and must stay representable.
 const MAX_SECONDS: i64 = 10 * 366 * 24 * 3600;
@@ -154,6 +168,9 @@ impl AuthSettings {
         app::sign_in::SessionPolicy {
             lifetime: bounded(self.session_lifetime_seconds),
             idle_timeout: bounded(self.session_idle_timeout_seconds),
+            refresh_reuse_interval: chrono::Duration::seconds(
+                self.refresh_reuse_interval_seconds.into(),
+            ),
         }
     }
 
@@ -165,5 +182,36 @@ impl AuthSettings {
 impl ApiSettings {
     pub fn read_your_writes_timeout(&self) -> Duration {
         Duration::from_millis(self.read_your_writes_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn auth(args: &[&str]) -> Result<AuthSettings, clap::Error> {
+        let args = std::iter::once("api").chain(args.iter().copied());
+        Cli::try_parse_from(args).map(|cli| cli.settings.auth)
+    }
+
+    #[test]
+    fn the_refresh_reuse_interval_is_ten_seconds_unless_set_within_a_minute() {
+        let policy = auth(&[]).unwrap().session_policy();
+        assert_eq!(policy.refresh_reuse_interval, chrono::Duration::seconds(10));
+        for seconds in [0, 60] {
+            let policy = auth(&[&format!("--refresh-reuse-interval-seconds={seconds}")])
+                .unwrap()
+                .session_policy();
+            assert_eq!(
+                policy.refresh_reuse_interval,
+                chrono::Duration::seconds(seconds)
+            );
+        }
+        for refused in ["61", "-1", "ten"] {
+            let arg = format!("--refresh-reuse-interval-seconds={refused}");
+            assert!(auth(&[&arg]).is_err(), "{refused} accepted");
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
+use domain::session::ReuseInterval;
 use domain::{
     ClaimScope, Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User,
     UserCommand,
@@ -25,6 +26,8 @@ use crate::RequestContext;
 pub struct SessionPolicy {
     pub lifetime: chrono::Duration,
     pub idle_timeout: chrono::Duration,
+    /// How long a rotated refresh token still refreshes (zero: not at all).
+    pub refresh_reuse_interval: chrono::Duration,
 }
 
 /// What login and refresh hand to the client.
@@ -131,14 +134,17 @@ impl SignIn {
         let command = SessionCommand::Refresh {
             presented: presented.hash(),
             next: next.hash(),
+            reuse_interval: ReuseInterval::new(self.policy.refresh_reuse_interval),
             now,
         };
         let session = self.sessions.load(&session_id.to_string()).await?;
         let user_id = session.user_id().ok_or(AppError::InvalidRefreshToken)?;
         let metadata = context.metadata_as(Some(user_id));
+        // A concurrent refresh with the same token is decided anew against the
+        // rotation that won: a rotation within the reuse interval, a revocation after.
         let outcome = self
             .sessions
-            .execute(&session_id.to_string(), command, &metadata)
+            .execute_retrying_conflicts(&session_id.to_string(), || command.clone(), &metadata)
             .await
             .map_err(refresh_error)?;
         if outcome
@@ -287,6 +293,8 @@ impl SignIn {
     }
 }
 
+/// A conflict left after the retries means other refreshes keep winning; a
+/// client's retry can still succeed within the reuse interval.
 fn refresh_error(error: AggregateError<SessionError>) -> AppError {
     match error {
         AggregateError::UserError(_) => AppError::InvalidRefreshToken,

@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    api_settings, assert_problem, key_file, login, spawn_app, spawn_app_with, start_api, TestApp,
-    ADMIN_EMAIL, GOOD_PASSWORD, SHORT,
+    api_settings, assert_problem, key_file, login, revocation_reasons, spawn_app, spawn_app_with,
+    start_api, TestApp, ADMIN_EMAIL, GOOD_PASSWORD, SHORT,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use futures_util::future::join_all;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -105,7 +106,7 @@ async fn every_refused_login_is_the_same_401_and_costs_one_argon2_verification()
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_of_a_rotated_token_revokes_the_session() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&["--refresh-reuse-interval-seconds=0"]).await;
     let (_, first) = app.user_with_session("ada@example.com").await;
     let session_id = first["session_id"].as_str().unwrap().to_string();
     let first_access = first["access_token"].as_str().unwrap();
@@ -186,6 +187,94 @@ async fn a_refresh_token_that_is_not_one_is_refused() {
     );
     let response = refresh(&app, real).await;
     assert_eq!(response.status(), 200, "the real refresh token still works");
+}
+
+/// Refreshes racing with one token, as from two tabs.
+const RACING_REFRESHES: usize = 5;
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_all_succeed_within_the_reuse_interval() {
+    let app = spawn_app_with(&["--refresh-reuse-interval-seconds=30"]).await;
+    let (_, tokens) = app.user_with_session("ada@example.com").await;
+    let session_id = tokens["session_id"].as_str().unwrap();
+    let shared = tokens["refresh_token"].as_str().unwrap();
+
+    let responses = join_all((0..RACING_REFRESHES).map(|_| refresh(&app, shared))).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [200; RACING_REFRESHES], "no 401, no 409 retry");
+    let pairs: Vec<Value> = join_all(responses.into_iter().map(|r| r.json::<Value>()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let issued: BTreeSet<&str> = pairs
+        .iter()
+        .map(|pair| pair["refresh_token"].as_str().unwrap())
+        .collect();
+    assert_eq!(issued.len(), RACING_REFRESHES, "each got its own token");
+    assert!(revocation_reasons(&app.db, session_id).await.is_empty());
+    assert_eq!(
+        session_events(&app, session_id, domain::SessionEvent::REFRESHED.name()).await,
+        RACING_REFRESHES as i64
+    );
+
+    // Every pair handed out works: each access token, and each refresh
+    // token (rotated away by the others less than the interval ago).
+    for pair in &pairs {
+        me_when_projected(&app, pair["access_token"].as_str().unwrap()).await;
+    }
+    for refresh_token in &issued {
+        let response = refresh(&app, refresh_token).await;
+        assert_eq!(response.status(), 200, "a racing client's token works");
+    }
+    assert!(revocation_reasons(&app.db, session_id).await.is_empty());
+}
+
+#[tokio::test]
+async fn without_a_reuse_interval_concurrent_refreshes_revoke_the_session_and_never_ask_to_retry() {
+    let app = spawn_app_with(&["--refresh-reuse-interval-seconds=0"]).await;
+    let (_, tokens) = app.user_with_session("ada@example.com").await;
+    let session_id = tokens["session_id"].as_str().unwrap();
+    let shared = tokens["refresh_token"].as_str().unwrap();
+
+    let responses = join_all((0..RACING_REFRESHES).map(|_| refresh(&app, shared))).await;
+    let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    let mut expected = vec![401; RACING_REFRESHES];
+    expected[0] = 200;
+    assert_eq!(
+        statuses, expected,
+        "one rotation wins; the others are reuses"
+    );
+    assert_eq!(
+        revocation_reasons(&app.db, session_id).await,
+        ["refresh_token_reused"]
+    );
+    assert_eq!(
+        session_events(&app, session_id, domain::SessionEvent::REFRESHED.name()).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn reuse_after_the_reuse_interval_revokes_the_session() {
+    let app = spawn_app_with(&["--refresh-reuse-interval-seconds=1"]).await;
+    let (_, tokens) = app.user_with_session("ada@example.com").await;
+    let session_id = tokens["session_id"].as_str().unwrap();
+    let first = tokens["refresh_token"].as_str().unwrap();
+    let response = refresh(&app, first).await;
+    assert_eq!(response.status(), 200);
+    let second: Value = response.json().await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let response = refresh(&app, first).await;
+    assert_problem(response, 401, "invalid-refresh-token", None).await;
+    assert_eq!(
+        revocation_reasons(&app.db, session_id).await,
+        ["refresh_token_reused"]
+    );
+    let response = refresh(&app, second["refresh_token"].as_str().unwrap()).await;
+    assert_problem(response, 401, "invalid-refresh-token", None).await;
 }
 
 // ---------------------------------------------------------------- logout

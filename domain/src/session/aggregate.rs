@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::commands::SessionCommand;
 use super::errors::SessionError;
 use super::events::SessionEvent;
-use super::values::{ExpiryReason, RefreshTokenHash, RevocationReason};
+use super::values::{ExpiryReason, RefreshTokenHash, ReuseInterval, RevocationReason};
 
 /// How and when a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,8 +40,9 @@ pub struct Session {
     id: Option<Uuid>,
     user_id: Option<Uuid>,
     refresh_token_hash: Option<RefreshTokenHash>,
-    /// Every hash rotated away: presenting one again means the token was copied.
-    previous_refresh_token_hashes: BTreeSet<RefreshTokenHash>,
+    /// Every hash rotated away, with when: presenting one again after the reuse
+    /// interval means the token was copied.
+    superseded_refresh_token_hashes: BTreeMap<RefreshTokenHash, DateTime<Utc>>,
     started_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     idle_timeout_seconds: i64,
@@ -173,8 +174,9 @@ impl Session {
             SessionCommand::Refresh {
                 presented,
                 next,
+                reuse_interval,
                 now,
-            } => self.refresh(&presented, next, now),
+            } => self.refresh(&presented, next, reuse_interval, now),
             SessionCommand::Revoke { reason, now } => self.revoke(reason, now),
             SessionCommand::Expire { now } => self.expire(now),
         };
@@ -188,12 +190,17 @@ impl Session {
         Ok(Some(started))
     }
 
-    /// A rotated token presented again revokes the session: whoever holds the current
-    /// token may have stolen it. The caller still answers the request as unauthorized.
+    /// The current token, or one rotated away within the reuse interval (a
+    /// concurrent refresh won the race), rotates the current token to `next`.
+    /// Only the current token is rotated away, so reusing an old token never
+    /// restarts its interval. A token rotated away earlier revokes the session:
+    /// whoever holds the current token may have stolen it. The caller still
+    /// answers the request as unauthorized.
     fn refresh(
         &self,
         presented: &RefreshTokenHash,
         next: RefreshTokenHash,
+        reuse_interval: ReuseInterval,
         now: DateTime<Utc>,
     ) -> Decision {
         let current = self
@@ -203,22 +210,27 @@ impl Session {
         if self.end.is_some() {
             return Err(SessionError::Ended);
         }
-        if presented == current {
-            if self.due_expiry(now).is_some() {
-                return Err(SessionError::Expired);
-            }
-            return Ok(Some(SessionEvent::Refreshed {
-                refresh_token_hash: next,
-                refreshed_at: now,
-            }));
+        let superseded_at = self.superseded_refresh_token_hashes.get(presented);
+        if presented == current || superseded_at.is_some_and(|at| reuse_interval.covers(*at, now)) {
+            return self.rotate(next, now);
         }
-        if self.previous_refresh_token_hashes.contains(presented) {
+        if superseded_at.is_some() {
             return Ok(Some(SessionEvent::Revoked {
                 reason: RevocationReason::RefreshTokenReused,
                 revoked_at: now,
             }));
         }
         Err(SessionError::InvalidRefreshToken)
+    }
+
+    fn rotate(&self, next: RefreshTokenHash, now: DateTime<Utc>) -> Decision {
+        if self.due_expiry(now).is_some() {
+            return Err(SessionError::Expired);
+        }
+        Ok(Some(SessionEvent::Refreshed {
+            refresh_token_hash: next,
+            refreshed_at: now,
+        }))
     }
 
     fn revoke(&self, reason: RevocationReason, now: DateTime<Utc>) -> Decision {
@@ -299,7 +311,8 @@ impl Aggregate for Session {
                 refreshed_at,
             } => {
                 if let Some(previous) = self.refresh_token_hash.replace(refresh_token_hash) {
-                    self.previous_refresh_token_hashes.insert(previous);
+                    self.superseded_refresh_token_hashes
+                        .insert(previous, refreshed_at);
                 }
                 self.last_activity_at = Some(refreshed_at);
             }
@@ -382,18 +395,52 @@ mod tests {
         }
     }
 
+    /// The reuse interval of the test refreshes: 10 seconds.
+    fn reuse_interval() -> ReuseInterval {
+        ReuseInterval::new(TimeDelta::seconds(10))
+    }
+
     fn refresh(presented: u8, next: u8, minutes: i64) -> SessionCommand {
+        refresh_at(presented, next, t(minutes))
+    }
+
+    fn refresh_at(presented: u8, next: u8, now: DateTime<Utc>) -> SessionCommand {
         SessionCommand::Refresh {
             presented: token(presented),
             next: token(next),
-            now: t(minutes),
+            reuse_interval: reuse_interval(),
+            now,
         }
+    }
+
+    fn refreshed_at(n: u8, at: DateTime<Utc>) -> SessionEvent {
+        SessionEvent::Refreshed {
+            refresh_token_hash: token(n),
+            refreshed_at: at,
+        }
+    }
+
+    /// t(5) plus `seconds`: around the rotation of token 1 in [`rotated_at_t5`].
+    fn after_t5(seconds: i64) -> DateTime<Utc> {
+        t(5) + TimeDelta::seconds(seconds)
+    }
+
+    /// Token 1 rotated away to token 2 at t(5).
+    fn rotated_at_t5() -> Vec<SessionEvent> {
+        vec![started(), refreshed(2, 5)]
     }
 
     fn revoked(reason: RevocationReason, minutes: i64) -> SessionEvent {
         SessionEvent::Revoked {
             reason,
             revoked_at: t(minutes),
+        }
+    }
+
+    fn revoked_at(at: DateTime<Utc>) -> SessionEvent {
+        SessionEvent::Revoked {
+            reason: RevocationReason::RefreshTokenReused,
+            revoked_at: at,
         }
     }
 
@@ -508,6 +555,118 @@ mod tests {
             .given(vec![started(), refreshed(2, 5), refreshed(3, 6)])
             .when(refresh(1, 9, 7))
             .then_expect_events(vec![revoked(RevocationReason::RefreshTokenReused, 7)]);
+    }
+
+    #[test]
+    fn a_token_rotated_away_less_than_the_reuse_interval_ago_rotates_the_current_one() {
+        // -1 s: this process's clock is behind the one that rotated it.
+        for seconds in [-1, 0, 1, 9] {
+            SessionTest::with(())
+                .given(rotated_at_t5())
+                .when(refresh_at(1, 3, after_t5(seconds)))
+                .then_expect_events(vec![refreshed_at(3, after_t5(seconds))]);
+        }
+    }
+
+    #[test]
+    fn a_token_rotated_away_exactly_the_reuse_interval_ago_revokes_the_session() {
+        SessionTest::with(())
+            .given(rotated_at_t5())
+            .when(refresh_at(1, 3, after_t5(10)))
+            .then_expect_events(vec![revoked_at(after_t5(10))]);
+    }
+
+    #[test]
+    fn a_token_rotated_away_beyond_the_reuse_interval_revokes_the_session() {
+        SessionTest::with(())
+            .given(rotated_at_t5())
+            .when(refresh_at(1, 3, after_t5(11)))
+            .then_expect_events(vec![revoked_at(after_t5(11))]);
+    }
+
+    #[test]
+    fn without_a_reuse_interval_a_rotated_token_revokes_at_once() {
+        SessionTest::with(())
+            .given(rotated_at_t5())
+            .when(SessionCommand::Refresh {
+                presented: token(1),
+                next: token(3),
+                reuse_interval: ReuseInterval::NONE,
+                now: t(5),
+            })
+            .then_expect_events(vec![revoked_at(t(5))]);
+    }
+
+    /// Token 1 is presented twice within its interval (tokens 2 and 3 issued
+    /// from it); the second use rotated token 2 away at t(5) + 4 s.
+    fn token_1_used_twice() -> Vec<SessionEvent> {
+        vec![started(), refreshed(2, 5), refreshed_at(3, after_t5(4))]
+    }
+
+    #[test]
+    fn reusing_a_token_within_its_interval_does_not_restart_the_interval() {
+        SessionTest::with(())
+            .given(token_1_used_twice())
+            .when(refresh_at(1, 4, after_t5(9)))
+            .then_expect_events(vec![refreshed_at(4, after_t5(9))]);
+        SessionTest::with(())
+            .given(token_1_used_twice())
+            .when(refresh_at(1, 4, after_t5(10)))
+            .then_expect_events(vec![revoked_at(after_t5(10))]);
+    }
+
+    #[test]
+    fn every_token_rotated_away_keeps_its_own_interval() {
+        // Token 2 (the first winner's) was rotated away at t(5) + 4 s.
+        SessionTest::with(())
+            .given(token_1_used_twice())
+            .when(refresh_at(2, 4, after_t5(13)))
+            .then_expect_events(vec![refreshed_at(4, after_t5(13))]);
+        SessionTest::with(())
+            .given(token_1_used_twice())
+            .when(refresh_at(2, 4, after_t5(14)))
+            .then_expect_events(vec![revoked_at(after_t5(14))]);
+    }
+
+    #[test]
+    fn the_current_token_rotates_after_reuses_within_the_interval() {
+        SessionTest::with(())
+            .given(token_1_used_twice())
+            .when(refresh_at(3, 4, after_t5(5)))
+            .then_expect_events(vec![refreshed_at(4, after_t5(5))]);
+    }
+
+    #[test]
+    fn an_unknown_token_within_the_reuse_interval_is_rejected() {
+        SessionTest::with(())
+            .given(rotated_at_t5())
+            .when(refresh_at(9, 3, after_t5(1)))
+            .then_expect_error(SessionError::InvalidRefreshToken);
+    }
+
+    #[test]
+    fn a_token_within_the_reuse_interval_cannot_refresh_an_ended_or_expired_session() {
+        let mut ended = rotated_at_t5();
+        ended.push(revoked(RevocationReason::LoggedOut, 5));
+        SessionTest::with(())
+            .given(ended)
+            .when(refresh_at(1, 3, after_t5(1)))
+            .then_expect_error(SessionError::Ended);
+        // Token 2 rotated away 5 s before the absolute deadline.
+        let near_deadline = t(60) - TimeDelta::seconds(5);
+        SessionTest::with(())
+            .given(vec![
+                started(),
+                refreshed(2, 9),
+                refreshed(3, 18),
+                refreshed(4, 27),
+                refreshed(5, 36),
+                refreshed(6, 45),
+                refreshed(7, 54),
+                refreshed_at(8, near_deadline),
+            ])
+            .when(refresh(7, 9, 60))
+            .then_expect_error(SessionError::Expired);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::values::{RefreshTokenHash, RevocationReason};
+use super::values::{RefreshTokenHash, ReuseInterval, RevocationReason};
 
 /// Requests to change a [`Session`](super::Session). Values arrive already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +16,12 @@ pub enum SessionCommand {
         ip: Option<String>,
         user_agent: Option<String>,
     },
-    /// Rotates the refresh token: `presented` must be the current one, `next` replaces it.
+    /// Rotates the refresh token: `presented` must be the current one, or one
+    /// rotated away less than `reuse_interval` ago; `next` replaces the current one.
     Refresh {
         presented: RefreshTokenHash,
         next: RefreshTokenHash,
+        reuse_interval: ReuseInterval,
         now: DateTime<Utc>,
     },
     Revoke {

@@ -8,7 +8,7 @@ pub use aggregate::{Session, SessionEnd};
 pub use commands::SessionCommand;
 pub use errors::SessionError;
 pub use events::SessionEvent;
-pub use values::{ExpiryReason, RefreshTokenHash, RevocationReason};
+pub use values::{ExpiryReason, RefreshTokenHash, ReuseInterval, RevocationReason};
 
 #[cfg(test)]
 pub(crate) use events::tests::all_events as test_events;

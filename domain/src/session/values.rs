@@ -1,5 +1,6 @@
 use std::fmt;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The lowercase hex SHA-256 digest of a refresh token, computed by the caller.
@@ -32,6 +33,28 @@ impl RefreshTokenHash {
 impl fmt::Debug for RefreshTokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RefreshTokenHash(..)")
+    }
+}
+
+/// How long a refresh token stays acceptable after it was rotated away, so
+/// that refreshes racing with one token (two tabs, a client retrying a lost
+/// response) are not taken for a stolen token. Zero: never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReuseInterval(TimeDelta);
+
+impl ReuseInterval {
+    pub const NONE: Self = Self(TimeDelta::zero());
+
+    /// A negative interval is taken as none.
+    pub fn new(interval: TimeDelta) -> Self {
+        Self(interval.max(TimeDelta::zero()))
+    }
+
+    /// Whether a token rotated away at `superseded_at` is still acceptable at
+    /// `now`: strictly less than the interval later. A `now` before
+    /// `superseded_at` (another process's clock ahead) counts as within.
+    pub fn covers(self, superseded_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.0 > TimeDelta::zero() && now.signed_duration_since(superseded_at) < self.0
     }
 }
 
@@ -111,6 +134,29 @@ mod tests {
             serde_json::from_str::<RefreshTokenHash>(&json).unwrap(),
             hash
         );
+    }
+
+    #[test]
+    fn a_reuse_interval_covers_strictly_less_than_its_length() {
+        let rotated = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000);
+        let interval = ReuseInterval::new(TimeDelta::seconds(10));
+        for (offset, covered) in [(-3, true), (0, true), (9, true), (10, false), (11, false)] {
+            let now = rotated + TimeDelta::seconds(offset);
+            assert_eq!(interval.covers(rotated, now), covered, "{offset} s");
+        }
+    }
+
+    #[test]
+    fn no_reuse_interval_covers_nothing() {
+        let rotated = DateTime::<Utc>::UNIX_EPOCH;
+        let negative = ReuseInterval::new(TimeDelta::seconds(-5));
+        assert_eq!(negative, ReuseInterval::NONE);
+        for interval in [ReuseInterval::NONE, ReuseInterval::default(), negative] {
+            for offset in [-1, 0, 1] {
+                let now = rotated + TimeDelta::seconds(offset);
+                assert!(!interval.covers(rotated, now), "{offset} s");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::session::ReuseInterval;
 use domain::{
     PasswordHash, Permission, RefreshTokenHash, RevocationReason, RoleCommand, RoleDescription,
     RoleName, SessionCommand, UserCommand,
@@ -173,6 +174,7 @@ async fn refresh(writer: &Writer, session_id: Uuid, number: u8, at: DateTime<Utc
     let refresh = SessionCommand::Refresh {
         presented: token(session_id, number - 1),
         next: token(session_id, number),
+        reuse_interval: ReuseInterval::NONE,
         now: at,
     };
     writer.execute_session(session_id, refresh).await;
