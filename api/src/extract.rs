@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::error::PayloadError;
 use actix_web::http::header;
@@ -15,9 +16,23 @@ use crate::correlation::CORRELATION_HEADER;
 use crate::problem::{ApiError, FieldError};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// No array in a request body may hold more items (the longest the API
+/// takes is a role's permissions, of which there are a handful).
+pub const MAX_ARRAY_ITEMS: usize = 32;
+/// How long a request body may take to arrive (actix's
+/// `client_request_timeout` bounds only the head).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub Duration);
 
-/// A JSON request body. Content type, size and shape are checked before a
-/// handler runs; every failure is a problem that names the offending field.
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        Self(Duration::from_secs(10))
+    }
+}
+
+/// A JSON request body. Content type, size, arrival time and shape are
+/// checked before a handler runs; every failure is a problem that names the
+/// offending field.
 pub struct ValidJson<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
@@ -26,12 +41,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let is_json = is_json_content_type(req);
+        let BodyTimeout(timeout) = req.app_data::<BodyTimeout>().copied().unwrap_or_default();
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !is_json {
                 return Err(ApiError::UnsupportedMediaType);
             }
-            let bytes = body.await.map_err(body_error)?;
+            let bytes = tokio::time::timeout(timeout, body)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)?
+                .map_err(body_error)?;
             parse_json(&bytes).map(ValidJson)
         })
     }
@@ -77,7 +96,15 @@ impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
     }
 }
 
+/// One JSON document (nothing but whitespace after it), no array longer
+/// than [`MAX_ARRAY_ITEMS`], then `T`'s shape.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let document: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::MalformedJson(error.to_string()))?;
+    if let Some(path) = over_long_array(&document, "") {
+        let message = format!("has more than {MAX_ARRAY_ITEMS} items");
+        return Err(ApiError::BadRequest(vec![FieldError::new(path, message)]));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -86,8 +113,44 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return ApiError::MalformedJson(inner.to_string());
         }
         let field = field_of(&path, &inner.to_string());
-        ApiError::BadRequest(vec![FieldError::new(field, strip_position(&inner))])
+        let message = shown_message(&field, strip_position(&inner));
+        ApiError::BadRequest(vec![FieldError::new(field, message)])
     })
+}
+
+/// The path (as `serde_path_to_error` writes it) of the first array with
+/// more than [`MAX_ARRAY_ITEMS`] items.
+fn over_long_array(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) if items.len() > MAX_ARRAY_ITEMS => Some(path.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| over_long_array(item, &format!("{path}[{index}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(name, field)| {
+            let path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            over_long_array(field, &path)
+        }),
+        _ => None,
+    }
+}
+
+/// serde quotes the value it refused ("invalid type: integer `2718...`,
+/// expected a string"); for a secret field only what was expected is kept.
+fn shown_message(field: &str, message: String) -> String {
+    let name = field.rsplit('.').next().unwrap_or(field);
+    if !crate::screening::is_secret(name) || message.starts_with("missing field") {
+        return message;
+    }
+    match message.rfind(", expected ") {
+        Some(index) => format!("invalid type or value{}", &message[index..]),
+        None => "invalid type or value".to_string(),
+    }
 }
 
 /// The path names an unknown field itself; a missing field only appears in

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
 pub mod routes;
+pub mod screening;
 pub mod settings;
 pub mod startup;
 pub mod user_queries;

@@ -1,12 +1,18 @@
 //! The one place where errors become HTTP: every failure a client can see is
 //! an `ApiError`, answered as RFC 7807 `application/problem+json`.
 
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpResponse, ResponseError};
 use app::AppError;
 use serde::Serialize;
 
 const TYPE_BASE: &str = "https://identity.example/problems/";
+/// At most this many field errors are reported; the detail says how many
+/// more there were.
+pub const MAX_FIELD_ERRORS: usize = 20;
 /// The media type of every problem answer.
 pub const PROBLEM: &str = "application/problem+json";
 
@@ -26,7 +32,7 @@ impl FieldError {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ApiError {
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
@@ -38,6 +44,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("this method is not allowed here")]
@@ -64,14 +72,37 @@ pub enum ApiError {
     Overloaded { retry_after_seconds: u64 },
     #[error("an internal error occurred")]
     Internal(#[source] anyhow::Error),
+    /// A response actix built without a body (see [`bare_errors_as_problems`]).
+    #[error("{}", .0.canonical_reason().unwrap_or("error").to_lowercase())]
+    Other(StatusCode),
 }
 
 fn describe(errors: &[FieldError]) -> String {
-    errors
+    let shown = errors
         .iter()
+        .take(MAX_FIELD_ERRORS)
         .map(|e| format!("{}: {}", e.field, e.message))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    match errors.len().saturating_sub(MAX_FIELD_ERRORS) {
+        0 => shown,
+        more => format!("{shown}; and {more} more errors not shown"),
+    }
+}
+
+/// What the logs show (`tracing-actix-web` records it): the kind and the
+/// detail, so it is as short as the detail; the cause of an internal error.
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("ApiError");
+        debug
+            .field("kind", &self.kind())
+            .field("detail", &self.to_string());
+        if let Self::Internal(cause) = self {
+            debug.field("cause", cause);
+        }
+        debug.finish()
+    }
 }
 
 impl ApiError {
@@ -83,6 +114,20 @@ impl ApiError {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
+    /// The problem for an error status actix answered with an empty body.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::NotFound("resource"),
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge {
+                limit: crate::extract::MAX_BODY_BYTES,
+            },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            status => Self::Other(status),
+        }
+    }
+
     /// Stable, documented problem type (the last segment of `type`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -91,6 +136,7 @@ impl ApiError {
             Self::Validation(_) => "validation-failed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::RequestTimeout => "request-timeout",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -103,6 +149,9 @@ impl ApiError {
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::Overloaded { .. } => "overloaded",
             Self::Internal(_) => "internal",
+            Self::Other(status) if status.is_server_error() => "internal",
+            Self::Other(status) if *status == StatusCode::BAD_REQUEST => "bad-request",
+            Self::Other(_) => "client-error",
         }
     }
 
@@ -113,6 +162,7 @@ impl ApiError {
             Self::Validation(_) => "Validation failed",
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
+            Self::RequestTimeout => "Request timeout",
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict(_) => "Conflict",
@@ -125,12 +175,16 @@ impl ApiError {
             Self::TooManyRequests { .. } => "Too many requests",
             Self::Overloaded { .. } => "Service overloaded",
             Self::Internal(_) => "Internal error",
+            Self::Other(status) => status.canonical_reason().unwrap_or("Error"),
         }
     }
 
+    /// The first [`MAX_FIELD_ERRORS`] field errors.
     fn field_errors(&self) -> Option<&[FieldError]> {
         match self {
-            Self::BadRequest(errors) | Self::Validation(errors) => Some(errors),
+            Self::BadRequest(errors) | Self::Validation(errors) => {
+                Some(&errors[..errors.len().min(MAX_FIELD_ERRORS)])
+            }
             _ => None,
         }
     }
@@ -188,6 +242,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::ConcurrencyConflict => StatusCode::CONFLICT,
@@ -199,6 +254,7 @@ impl ResponseError for ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Other(status) => *status,
         }
     }
 
@@ -231,5 +287,117 @@ impl ResponseError for ApiError {
             _ => {}
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}
+
+/// Error responses actix builds itself inside the app (a resource's own
+/// `405`, an extractor's default error, ...) become problems too: an error
+/// status with an empty body gets the problem of its status, the other
+/// headers (`Allow`, `Retry-After`) kept. Responses the HTTP/1 dispatcher
+/// writes before any service runs (`400` for an unparsable head, `431` for
+/// a head over 128 KiB or 96 headers, `408` for a slow head) cannot be
+/// reached from here.
+pub fn bare_errors_as_problems<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(as_problem)
+}
+
+fn as_problem<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let empty = matches!(
+        response.response().body().size(),
+        BodySize::None | BodySize::Sized(0)
+    );
+    if !empty {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let (request, bare) = response.into_parts();
+    let mut problem = ApiError::for_status(bare.status()).error_response();
+    for (name, value) in bare.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let problem = ServiceResponse::new(request, problem);
+    Ok(ErrorHandlerResponse::Response(
+        problem.map_into_right_body(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test as actix;
+    use actix_web::{web, App};
+
+    async fn answer(path: &str) -> (StatusCode, header::HeaderMap, serde_json::Value) {
+        let app = actix::init_service(
+            App::new()
+                .wrap(bare_errors_as_problems())
+                .route(
+                    "/400",
+                    web::get().to(|| async { HttpResponse::BadRequest().finish() }),
+                )
+                .route(
+                    "/405",
+                    web::get().to(|| async {
+                        HttpResponse::MethodNotAllowed()
+                            .insert_header((header::ALLOW, "GET"))
+                            .finish()
+                    }),
+                )
+                .route(
+                    "/503",
+                    web::get().to(|| async {
+                        HttpResponse::ServiceUnavailable().json(serde_json::json!({"up": false}))
+                    }),
+                ),
+        )
+        .await;
+        let response =
+            actix::call_service(&app, actix::TestRequest::get().uri(path).to_request()).await;
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, headers, actix::read_body_json(response).await)
+    }
+
+    #[actix_web::test]
+    async fn an_empty_error_response_becomes_the_problem_of_its_status() {
+        let (status, headers, body) = answer("/400").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers.get(header::CONTENT_TYPE).unwrap(), PROBLEM);
+        assert_eq!(body["type"], format!("{TYPE_BASE}bad-request"));
+        assert_eq!(body["status"], 400);
+        let (status, headers, body) = answer("/405").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers.get(header::ALLOW).unwrap(), "GET");
+        assert_eq!(body["type"], format!("{TYPE_BASE}method-not-allowed"));
+    }
+
+    #[actix_web::test]
+    async fn an_error_response_with_a_body_is_left_alone() {
+        let (status, headers, body) = answer("/503").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            headers.get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        assert_eq!(body, serde_json::json!({"up": false}));
+    }
+
+    #[test]
+    fn at_most_twenty_field_errors_are_reported() {
+        let errors = (0..30)
+            .map(|i| FieldError::new(format!("f{i}"), "bad"))
+            .collect();
+        let error = ApiError::Validation(errors);
+        assert_eq!(error.field_errors().unwrap().len(), MAX_FIELD_ERRORS);
+        let detail = error.to_string();
+        assert!(
+            detail.ends_with("f19: bad; and 10 more errors not shown"),
+            "{detail}"
+        );
+        assert!(format!("{error:?}").len() < 1_000);
     }
 }

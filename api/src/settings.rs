@@ -60,6 +60,11 @@ pub struct ApiSettings {
     #[arg(long, env = "READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 5000)]
     pub read_your_writes_timeout_ms: u64,
 
+    /// How long a request body may take to arrive, in milliseconds; then
+    /// `408 request-timeout` (the head is bounded by actix: 5 s).
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_body_timeout_ms: u64,
+
     /// Run the outbox relay in this process (one process at a time is elected).
     #[arg(long, env = "RELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub relay_enabled: bool,
@@ -182,6 +187,10 @@ impl AuthSettings {
 impl ApiSettings {
     pub fn read_your_writes_timeout(&self) -> Duration {
         Duration::from_millis(self.read_your_writes_timeout_ms)
+    }
+
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
     }
 }
 

@@ -11,11 +11,11 @@ use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
 use crate::correlation::{self, CorrelatedRootSpan};
-use crate::extract::MAX_BODY_BYTES;
+use crate::extract::{BodyTimeout, MAX_BODY_BYTES};
 use crate::freshness::Freshness;
 use crate::rate_limit::auth_rate_limit;
 use crate::settings::ApiSettings;
-use crate::{http_metrics, routes};
+use crate::{http_metrics, problem, routes, screening};
 use app::keys::SigningKeys;
 use app::password::Passwords;
 use app::roles::RoleCommands;
@@ -142,14 +142,20 @@ fn http_server(
         settings.auth.auth_rate_burst,
     )?;
     let signup_mode = web::Data::new(settings.auth.signup_mode);
+    let body_timeout = BodyTimeout(settings.request_body_timeout());
     let pool = web::Data::new(pool);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(problem::bare_errors_as_problems())
+            .wrap(middleware::from_fn(screening::refuse_control_characters))
             .wrap(middleware::from_fn(http_metrics::record))
             .wrap(TracingLogger::<CorrelatedRootSpan>::new())
+            // Before the span is made: it must never see a secret.
+            .wrap(middleware::from_fn(screening::redact_secret_query))
             // Registered last, so it runs first: the span sees the id.
             .wrap(middleware::from_fn(correlation::assign))
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .app_data(body_timeout)
             .app_data(readiness.clone())
             .app_data(freshness.clone())
             .app_data(services.users.clone())

@@ -60,14 +60,27 @@ pub async fn list(
     .await
 }
 
-/// Names of the roles the user holds (deleted roles excluded), sorted.
-pub async fn role_names(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT r.name FROM user_roles_view ur \
-         JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
-         WHERE ur.user_id = $1 ORDER BY r.name",
+/// What the user's live roles grant, read in one statement (one snapshot),
+/// so the roles and the permissions are of the same moment.
+#[derive(Debug, Default, FromRow)]
+pub struct Grants {
+    /// Names of the roles the user holds (deleted roles excluded), sorted.
+    pub roles: Vec<String>,
+    /// The permissions those roles grant, each once.
+    pub permissions: Vec<String>,
+}
+
+pub async fn grants(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Grants> {
+    sqlx::query_as(
+        "WITH held AS ( \
+             SELECT r.name, r.permissions FROM user_roles_view ur \
+             JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
+             WHERE ur.user_id = $1) \
+         SELECT ARRAY(SELECT name FROM held ORDER BY name) AS roles, \
+                ARRAY(SELECT DISTINCT permission FROM held \
+                      CROSS JOIN LATERAL unnest(held.permissions) AS permission) AS permissions",
     )
     .bind(user_id)
-    .fetch_all(pool)
+    .fetch_one(pool)
     .await
 }

@@ -18,8 +18,8 @@ use crate::AppError;
 const RETRY_AFTER_SECONDS: u64 = 1;
 
 pub struct Passwords {
-    running: Semaphore,
-    admitted: AtomicUsize,
+    running: Arc<Semaphore>,
+    admitted: Arc<AtomicUsize>,
     capacity: usize,
     /// Verified against when the email is unknown, so that path costs one
     /// hash too and answers in the same time as a wrong password.
@@ -41,8 +41,8 @@ impl Passwords {
             .await
             .context("hashing the decoy password")??;
         Ok(Arc::new(Self {
-            running: Semaphore::new(cores),
-            admitted: AtomicUsize::new(0),
+            running: Arc::new(Semaphore::new(cores)),
+            admitted: Arc::new(AtomicUsize::new(0)),
             capacity: cores + queue_limit,
             decoy,
         }))
@@ -72,21 +72,32 @@ impl Passwords {
         })
     }
 
+    /// Runs `work` once a core is free. The place in the queue and the core
+    /// go with the work, not with this future: a caller that stops waiting
+    /// (a client that disconnected) frees them only when the work has ended.
     async fn on_blocking_pool<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, AppError> {
-        let _admission = self.admit()?;
-        let _slot = self.running.acquire().await.map_err(HashingError::from)?;
-        let result = tokio::task::spawn_blocking(work)
+        let admission = self.admit()?;
+        let core = self
+            .running
+            .clone()
+            .acquire_owned()
             .await
             .map_err(HashingError::from)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let _held = (admission, core);
+            work()
+        })
+        .await
+        .map_err(HashingError::from)?;
         Ok(result?)
     }
 
-    fn admit(&self) -> Result<Admission<'_>, AppError> {
+    fn admit(&self) -> Result<Admission, AppError> {
         let admitted = self.admitted.fetch_add(1, Ordering::SeqCst);
-        let admission = Admission(&self.admitted);
+        let admission = Admission(self.admitted.clone());
         if admitted >= self.capacity {
             metrics::counter!("password_hashing_refused_total").increment(1);
             return Err(AppError::Overloaded {
@@ -111,9 +122,9 @@ pub enum HashingError {
 }
 
 /// A place in the hashing queue, given back when dropped.
-struct Admission<'a>(&'a AtomicUsize);
+struct Admission(Arc<AtomicUsize>);
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -233,5 +244,35 @@ mod tests {
             .count();
         assert!(refused > 0, "no caller was refused");
         assert!(refused < 16, "every caller was refused");
+    }
+
+    /// A caller that goes away (a client that disconnected) must not free
+    /// its place while its hash still runs, or disconnecting clients could
+    /// run any number of hashes at once.
+    #[tokio::test]
+    async fn a_dropped_caller_keeps_its_place_until_its_hash_ends() {
+        let passwords = Passwords::new(0).await.unwrap();
+        let permits = passwords.running.available_permits();
+        let (started, has_started) = std::sync::mpsc::channel();
+        let (finish, may_finish) = std::sync::mpsc::channel::<()>();
+        let mut call = Box::pin(passwords.on_blocking_pool(move || {
+            let _ = started.send(());
+            let _ = may_finish.recv();
+            Ok(())
+        }));
+        tokio::select! {
+            _ = &mut call => panic!("the work ended before it was released"),
+            _ = tokio::task::spawn_blocking(move || has_started.recv()) => {}
+        }
+        drop(call);
+        assert_eq!(passwords.admitted.load(Ordering::SeqCst), 1, "admission");
+        assert_eq!(passwords.running.available_permits(), permits - 1, "core");
+        finish.send(()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while passwords.admitted.load(Ordering::SeqCst) > 0 {
+            assert!(std::time::Instant::now() < deadline, "never released");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(passwords.running.available_permits(), permits);
     }
 }

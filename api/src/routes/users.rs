@@ -440,20 +440,25 @@ async fn me(
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::NotFound("user"))?;
-    let roles = user_queries::role_names(&pool, principal.user_id)
+    // Read after the wait, not taken from the principal (read before it):
+    // the roles and the permissions shown are of the same moment.
+    let grants = user_queries::grants(&pool, principal.user_id)
         .await
         .map_err(ApiError::internal)?;
-    let permissions = principal
+    let permissions: std::collections::BTreeSet<domain::Permission> = grants
         .permissions
         .iter()
-        .map(|permission| permission.as_str().to_owned())
+        .filter_map(|name| domain::Permission::parse(name).ok())
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header((PROJECTION_POSITION, applied.global_position))
         .json(Me {
             user,
-            roles,
-            permissions,
+            roles: grants.roles,
+            permissions: permissions
+                .iter()
+                .map(|permission| permission.as_str().to_owned())
+                .collect(),
             session_id: principal.session_id,
         }))
 }

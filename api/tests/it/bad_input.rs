@@ -1,7 +1,7 @@
 //! Every input rule answers with an RFC 7807 problem naming the field, and a
 //! rejected command leaves no event and no email claim behind.
 
-use crate::support::{assert_problem, spawn_app, TestApp, GOOD_PASSWORD};
+use crate::support::{assert_problem, spawn_app, spawn_app_with, TestApp, GOOD_PASSWORD};
 use serde_json::json;
 
 async fn register_raw(app: &TestApp, body: &str, content_type: &str) -> reqwest::Response {
@@ -295,4 +295,225 @@ async fn a_pending_claim_blocks_until_it_is_stale_then_is_taken_over() {
     .await
     .unwrap();
     assert_eq!(owner, id);
+}
+
+// ---- Issue 14, low: hostile input ----
+
+#[tokio::test]
+async fn control_characters_in_query_or_path_parameters_are_400_naming_them() {
+    let app = spawn_app().await;
+    for (path, field) in [
+        ("/v1/users?email=%00", "email"),
+        ("/v1/users?status=active%0A", "status"),
+        ("/v1/users?cursor=%1B%5B2J", "cursor"),
+        ("/v1/users/%00", "id"),
+        ("/v1/users/ab%07cd/roles", "id"),
+        ("/v1/roles/%7F", "id"),
+        ("/v1/sessions?user_id=%00", "user_id"),
+    ] {
+        let response = app.get(path).await;
+        assert_problem(response, 400, "bad-request", Some(field)).await;
+    }
+}
+
+#[tokio::test]
+async fn json_followed_by_anything_but_whitespace_is_400() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .patch(app.url(&format!("/v1/users/{}", app.admin_id)))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/json")
+        .body(r#"{"display_name":"x"} }}garbage[["#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 400, "malformed-json", None).await;
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn long_arrays_are_refused_and_reported_errors_are_capped() {
+    let app = spawn_app().await;
+    // 48 KB: under the body limit.
+    let unknown = vec!["x"; 12_000];
+    let response = app
+        .post_json("/v1/roles", &json!({"name": "big", "permissions": unknown}))
+        .await;
+    let body = assert_problem(response, 400, "bad-request", Some("permissions")).await;
+    assert!(
+        body.to_string().len() < 2_000,
+        "problem of {} bytes",
+        body.to_string().len()
+    );
+
+    let unknown: Vec<String> = (0..30).map(|i| format!("p{i}")).collect();
+    let response = app
+        .post_json(
+            "/v1/roles",
+            &json!({"name": "many", "permissions": unknown}),
+        )
+        .await;
+    let body = assert_problem(response, 422, "validation-failed", Some("permissions[0]")).await;
+    assert_eq!(body["errors"].as_array().unwrap().len(), 20, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("10 more"), "{detail}");
+    assert!(!detail.contains("permissions[25]"), "{detail}");
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_sent_too_slowly_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(&["--request-body-timeout-ms=1000"]).await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nhost: {address}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let trickle = async {
+        for byte in br#"{"email": "a@example.com""# {
+            if stream.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), trickle).await;
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("no answer to a slow body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("/request-timeout"), "{answer}");
+}
+
+#[tokio::test]
+async fn secret_values_are_neither_echoed_nor_logged() {
+    use infra::testing::{TestDatabase, TestTopology};
+    let db = TestDatabase::create().await;
+    let topology = TestTopology::new(vec![crate::support::projector_group()]);
+    let common = crate::support::api_settings(&db, &topology, &[]).common;
+    crate::support::spawn_projector(&common).await;
+    let log = std::env::temp_dir().join(format!("{}-api.log", db.name));
+    let mut api =
+        crate::support::start_api_with(&db, &topology, &[("RUST_LOG", "debug")], Some(&log)).await;
+    let client = reqwest::Client::new();
+    let token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJzZWNyZXQifQ.c2VjcmV0LXNpZ25hdHVyZQ";
+    for query in [
+        format!("access_token={token}"),
+        format!("limit=5&refresh_token={token}-r"),
+        format!("token={token}-t&password=hunter2-in-the-query"),
+    ] {
+        let response = client
+            .get(format!("{}/v1/users?{query}", api.address))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+    }
+    for body in [
+        json!({"email": "n@example.com", "password": 271828182845904_u64}),
+        json!({"email": "n@example.com", "password": ["31415926535897"]}),
+    ] {
+        let response = client
+            .post(format!("{}/v1/auth/login", api.address))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 400, "bad-request", Some("password")).await;
+        let shown = problem.to_string();
+        assert!(!shown.contains("271828182845904"), "{shown}");
+        assert!(!shown.contains("31415926535897"), "{shown}");
+    }
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &api.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let deadline = std::time::Instant::now() + crate::support::SHORT;
+    while api.child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "api still running");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        logs.contains("/v1/users"),
+        "the requests are not in the log"
+    );
+    for secret in [
+        "eyJhbGciOiJFZERTQSJ9",
+        "c2VjcmV0LXNpZ25hdHVyZQ",
+        "hunter2",
+        "271828182845904",
+        "31415926535897",
+    ] {
+        assert!(!logs.contains(secret), "{secret:?} is in the log");
+    }
+}
+
+/// The roles and the permissions in `/v1/users/me?min_position` are read
+/// after the wait, together: never new roles with old permissions.
+#[tokio::test]
+async fn me_after_a_wait_shows_roles_and_permissions_of_the_same_moment() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("waiting@example.com", "Waiting").await;
+    let tokens = crate::support::login(
+        &app.client,
+        &app.address,
+        "waiting@example.com",
+        GOOD_PASSWORD,
+    )
+    .await;
+    let token = tokens["access_token"].as_str().unwrap().to_string();
+    let now: i64 = sqlx::query_scalar("SELECT global_position FROM projection_checkpoints")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let target = now + 1_000_000;
+    let path = format!("/v1/users/me?min_position={target}");
+    let request = app.get_as(&path, &token);
+    let projected = async {
+        // The request has authenticated (no permissions yet) and is waiting.
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let role_id = uuid::Uuid::now_v7();
+        let user_id = uuid::Uuid::parse_str(&id).unwrap();
+        sqlx::query(
+            "INSERT INTO roles_view (role_id, name, name_key, description, permissions, \
+             created_at, updated_at, sequence, global_position) \
+             VALUES ($1, 'late', 'late', '', ARRAY['users:read'], now(), now(), 1, $2)",
+        )
+        .bind(role_id)
+        .bind(target)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO user_roles_view (user_id, role_id, assigned_at, global_position) \
+             VALUES ($1, $2, now(), $3)",
+        )
+        .bind(user_id)
+        .bind(role_id)
+        .bind(target)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE projection_checkpoints SET global_position = $1")
+            .bind(target)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+    };
+    let (response, ()) = tokio::join!(request, projected);
+    assert_eq!(response.status(), 200);
+    let me: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(me["roles"], json!(["late"]), "{me}");
+    assert_eq!(me["permissions"], json!(["users:read"]), "{me}");
 }
