@@ -54,6 +54,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the aggregate was changed by another request; retry")]
     ConcurrencyConflict,
+    #[error("this would leave no active user holding every permission")]
+    LastAdministrator,
     #[error("the read model did not reach position {position} within {waited_ms} ms")]
     NotYetProjected { position: i64, waited_ms: u128 },
     #[error(
@@ -141,6 +143,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::ConcurrencyConflict => "concurrency-conflict",
+            Self::LastAdministrator => "last-administrator",
             Self::NotYetProjected { .. } => "projection-timeout",
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials => "invalid-credentials",
@@ -167,6 +170,7 @@ impl ApiError {
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict(_) => "Conflict",
             Self::ConcurrencyConflict => "Concurrency conflict",
+            Self::LastAdministrator => "Last administrator",
             Self::NotYetProjected { .. } => "Read model not yet up to date",
             Self::Unauthorized => "Unauthorized",
             Self::InvalidCredentials => "Invalid credentials",
@@ -195,6 +199,8 @@ impl From<AppError> for ApiError {
         match error {
             AppError::Invalid { field, message } => Self::invalid(field, message),
             AppError::NotFound(what) => Self::NotFound(what),
+            AppError::Forbidden(missing) => Self::Forbidden(missing.as_str()),
+            AppError::LastAdministrator => Self::LastAdministrator,
             AppError::EmailTaken
             | AppError::RoleNameTaken
             | AppError::User(_)
@@ -245,7 +251,9 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) | Self::ConcurrencyConflict => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::ConcurrencyConflict | Self::LastAdministrator => {
+                StatusCode::CONFLICT
+            }
             Self::NotYetProjected { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
                 StatusCode::UNAUTHORIZED

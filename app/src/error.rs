@@ -15,6 +15,12 @@ pub enum AppError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The actor lacks a permission the change needs: the one named.
+    #[error("this needs the permission {}", .0.as_str())]
+    Forbidden(domain::Permission),
+    /// The change would leave no active user holding every permission.
+    #[error("this would leave no active user holding every permission")]
+    LastAdministrator,
     #[error("the email is already in use")]
     EmailTaken,
     #[error("a role with this name exists")]

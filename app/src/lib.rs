@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod keys;
 pub mod password;
+pub mod power;
 pub mod refresh_token;
 pub mod roles;
 pub mod sign_in;

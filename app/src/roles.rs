@@ -3,36 +3,46 @@
 
 use std::collections::BTreeSet;
 
+use domain::rbac::PowerChange;
 use domain::{ClaimScope, Permission, Role, RoleCommand, RoleDescription, RoleName};
 use infra::commands::CommandBus;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::claims::{Claim, Claims};
+use crate::power::{Actor, PowerGuard};
 use crate::{AppError, RequestContext};
 
 pub struct RoleCommands {
     roles: CommandBus<Role>,
     claims: Claims,
+    power: PowerGuard,
 }
 
 impl RoleCommands {
     pub fn new(pool: PgPool) -> Self {
         Self {
             roles: CommandBus::new(pool.clone()),
-            claims: Claims::new(pool),
+            claims: Claims::new(pool.clone()),
+            power: PowerGuard::new(pool),
         }
     }
 
     /// Creates a role; returns its id and the position of `role.created`.
+    /// An actor must hold every permission the role grants; without one
+    /// (the operator's bootstrap) nothing is checked.
     pub async fn create(
         &self,
         context: &RequestContext,
-        actor: Option<Uuid>,
+        actor: Option<&Actor>,
         name: RoleName,
         description: RoleDescription,
         permissions: BTreeSet<Permission>,
     ) -> Result<(Uuid, i64), AppError> {
+        if let Some(actor) = actor {
+            actor.require_all(permissions.iter().copied())?;
+        }
+        let actor = actor.map(|actor| actor.user_id);
         let role_id = Uuid::now_v7();
         let claim = Claim {
             scope: ClaimScope::ROLE_NAME,
@@ -58,10 +68,50 @@ impl RoleCommands {
         Ok((role_id, outcome.position))
     }
 
-    pub async fn execute(
+    /// Replaces the role's permissions: the actor must hold every permission
+    /// the role grants before and after; never leaves no active user holding
+    /// every permission.
+    pub async fn set_permissions(
         &self,
         context: &RequestContext,
-        actor: Uuid,
+        actor: &Actor,
+        role_id: Uuid,
+        permissions: BTreeSet<Permission>,
+    ) -> Result<i64, AppError> {
+        let current = self.power.permissions_of_role(role_id).await?;
+        actor.require_all(current.unwrap_or_default().union(&permissions).copied())?;
+        let change = PowerChange::SetPermissions {
+            role_id,
+            permissions: permissions.clone(),
+        };
+        let command = RoleCommand::SetPermissions { permissions };
+        self.power
+            .keeping_an_administrator(change, || self.execute(context, actor, role_id, command))
+            .await
+    }
+
+    /// Deletes the role: the actor must hold every permission it grants;
+    /// never leaves no active user holding every permission.
+    pub async fn delete(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        role_id: Uuid,
+    ) -> Result<i64, AppError> {
+        let current = self.power.permissions_of_role(role_id).await?;
+        actor.require_all(current.unwrap_or_default())?;
+        let change = PowerChange::DeleteRole { role_id };
+        self.power
+            .keeping_an_administrator(change, || {
+                self.execute(context, actor, role_id, RoleCommand::Delete)
+            })
+            .await
+    }
+
+    async fn execute(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
         role_id: Uuid,
         command: RoleCommand,
     ) -> Result<i64, AppError> {
@@ -70,7 +120,7 @@ impl RoleCommands {
             .execute(
                 &role_id.to_string(),
                 command,
-                &context.metadata_as(Some(actor)),
+                &context.metadata_as(Some(actor.user_id)),
             )
             .await?;
         Ok(outcome.position)

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use domain::{ClaimScope, DisplayName, Email, Password, RevocationReason, Role, User, UserCommand};
+use domain::rbac::PowerChange;
+use domain::{ClaimScope, DisplayName, Email, Password, RevocationReason, User, UserCommand};
 use infra::commands::CommandBus;
 use infra::sessions::UserSessions;
 use sqlx::PgPool;
@@ -12,11 +13,12 @@ use uuid::Uuid;
 
 use crate::claims::{Claim, Claims};
 use crate::password::Passwords;
+use crate::power::{Actor, PowerGuard};
 use crate::{AppError, RequestContext};
 
 pub struct UserCommands {
     users: CommandBus<User>,
-    roles: CommandBus<Role>,
+    power: PowerGuard,
     sessions: UserSessions,
     claims: Claims,
     passwords: Arc<Passwords>,
@@ -41,7 +43,7 @@ impl UserCommands {
     pub fn new(pool: PgPool, passwords: Arc<Passwords>) -> Self {
         Self {
             users: CommandBus::new(pool.clone()),
-            roles: CommandBus::new(pool.clone()),
+            power: PowerGuard::new(pool.clone()),
             sessions: UserSessions::new(pool.clone()),
             claims: Claims::new(pool),
             passwords,
@@ -72,48 +74,49 @@ impl UserCommands {
         Ok(Registered { user_id, position })
     }
 
-    /// Changes email and display name in one command, so either both change or neither.
+    /// Changes email and display name in one command, so either both change
+    /// or neither. Another user's email (the way into their account) only
+    /// by an actor who holds everything that user holds.
     pub async fn update_profile(
         &self,
         context: &RequestContext,
-        actor: Uuid,
+        actor: &Actor,
         user_id: Uuid,
         email: Option<Email>,
         display_name: Option<DisplayName>,
     ) -> Result<i64, AppError> {
+        if email.is_some() {
+            self.power.require_outranks(actor, user_id).await?;
+        }
         let command = UserCommand::UpdateProfile {
             email: email.clone(),
             display_name,
         };
-        self.execute_claiming(context, Some(actor), user_id, email.as_ref(), command)
+        let actor = Some(actor.user_id);
+        self.execute_claiming(context, actor, user_id, email.as_ref(), command)
             .await
     }
 
-    pub async fn execute(
-        &self,
-        context: &RequestContext,
-        actor: Uuid,
-        user_id: Uuid,
-        command: UserCommand,
-    ) -> Result<i64, AppError> {
-        self.execute_claiming(context, Some(actor), user_id, None, command)
-            .await
-    }
-
-    /// Deactivates the user and ends all their sessions.
+    /// Deactivates the user and ends all their sessions; never the last
+    /// active user holding every permission.
     pub async fn deactivate(
         &self,
         context: &RequestContext,
-        actor: Uuid,
+        actor: &Actor,
         user_id: Uuid,
     ) -> Result<i64, AppError> {
+        self.power.require_outranks(actor, user_id).await?;
+        let change = PowerChange::Deactivate { user_id };
         let position = self
-            .execute(context, actor, user_id, UserCommand::Deactivate)
+            .power
+            .keeping_an_administrator(change, || {
+                self.execute(context, actor, user_id, UserCommand::Deactivate)
+            })
             .await?;
         let revoked = self
             .end_sessions(
                 context,
-                actor,
+                actor.user_id,
                 user_id,
                 None,
                 RevocationReason::UserDeactivated,
@@ -122,12 +125,36 @@ impl UserCommands {
         Ok(position.max(revoked))
     }
 
+    pub async fn reactivate(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        user_id: Uuid,
+    ) -> Result<i64, AppError> {
+        self.power.require_outranks(actor, user_id).await?;
+        self.execute(context, actor, user_id, UserCommand::Reactivate)
+            .await
+    }
+
+    /// Ends a lock before its time.
+    pub async fn unlock(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        user_id: Uuid,
+    ) -> Result<i64, AppError> {
+        self.power.require_outranks(actor, user_id).await?;
+        let now = chrono::Utc::now();
+        self.execute(context, actor, user_id, UserCommand::Unlock { now })
+            .await
+    }
+
     /// Sets a new password and ends every other session of the user (all of
     /// them when an administrator sets it).
     pub async fn change_password(
         &self,
         context: &RequestContext,
-        actor: Uuid,
+        actor: &Actor,
         user_id: Uuid,
         new_password: Password,
         by: PasswordChangeBy,
@@ -150,7 +177,10 @@ impl UserCommands {
                 }
                 Some(session_id)
             }
-            PasswordChangeBy::Administrator => None,
+            PasswordChangeBy::Administrator => {
+                self.power.require_outranks(actor, user_id).await?;
+                None
+            }
         };
         let password_hash = self.passwords.hash(new_password).await?;
         let position = self
@@ -164,7 +194,7 @@ impl UserCommands {
         let revoked = self
             .end_sessions(
                 context,
-                actor,
+                actor.user_id,
                 user_id,
                 keep,
                 RevocationReason::PasswordChanged,
@@ -173,22 +203,58 @@ impl UserCommands {
         Ok(position.max(revoked))
     }
 
-    /// Gives the user a role that exists and is not deleted.
+    /// Gives the user a role that exists and is not deleted, if the actor
+    /// holds every permission the role grants.
     pub async fn assign_role(
         &self,
         context: &RequestContext,
-        actor: Uuid,
+        actor: &Actor,
         user_id: Uuid,
         role_id: Uuid,
     ) -> Result<i64, AppError> {
-        let role = self.roles.load(&role_id.to_string()).await?;
-        if !role.exists() {
+        let Some(granted) = self.power.permissions_of_role(role_id).await? else {
             return Err(AppError::Invalid {
                 field: "role_id",
                 message: "names no role",
             });
-        }
+        };
+        actor.require_all(granted)?;
         self.execute(context, actor, user_id, UserCommand::AssignRole { role_id })
+            .await
+    }
+
+    /// Takes a role from the user, if the actor holds every permission the
+    /// role grants; never from the last active user holding every permission.
+    pub async fn unassign_role(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        user_id: Uuid,
+        role_id: Uuid,
+    ) -> Result<i64, AppError> {
+        let granted = self.power.permissions_of_role(role_id).await?;
+        actor.require_all(granted.unwrap_or_default())?;
+        let change = PowerChange::Unassign { user_id, role_id };
+        self.power
+            .keeping_an_administrator(change, || {
+                self.execute(
+                    context,
+                    actor,
+                    user_id,
+                    UserCommand::UnassignRole { role_id },
+                )
+            })
+            .await
+    }
+
+    async fn execute(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        user_id: Uuid,
+        command: UserCommand,
+    ) -> Result<i64, AppError> {
+        self.execute_claiming(context, Some(actor.user_id), user_id, None, command)
             .await
     }
 

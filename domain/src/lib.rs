@@ -1,6 +1,7 @@
 //! Aggregates, commands, events and rules of the identity service. No I/O.
 
 pub mod contract;
+pub mod rbac;
 pub mod redaction;
 pub mod role;
 pub mod session;

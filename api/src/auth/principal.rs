@@ -40,6 +40,14 @@ impl Principal {
         }
     }
 
+    /// The caller as the use cases see it.
+    pub fn actor(&self) -> app::power::Actor {
+        app::power::Actor {
+            user_id: self.user_id,
+            permissions: self.permissions.clone(),
+        }
+    }
+
     /// Acting on oneself is allowed; on anyone else it needs `permission`.
     pub fn require_self_or(&self, user_id: Uuid, permission: Permission) -> Result<(), ApiError> {
         if user_id == self.user_id {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use domain::{Permission, RoleCommand, RoleDescription, RoleName};
+use domain::{Permission, RoleDescription, RoleName};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgPool};
 use utoipa::{IntoParams, ToSchema};
@@ -117,7 +117,7 @@ async fn create(
     let (id, position) = commands
         .create(
             &context,
-            Some(principal.user_id),
+            Some(&principal.actor()),
             name,
             description,
             permissions,
@@ -155,9 +155,8 @@ async fn set_permissions(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let command = RoleCommand::SetPermissions { permissions };
     let position = commands
-        .execute(&context, principal.user_id, id, command)
+        .set_permissions(&context, &principal.actor(), id, permissions)
         .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted::new(id, position)))
 }
@@ -181,9 +180,7 @@ async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = role_id(&id)?;
-    let position = commands
-        .execute(&context, principal.user_id, id, RoleCommand::Delete)
-        .await?;
+    let position = commands.delete(&context, &principal.actor(), id).await?;
     Ok(HttpResponse::Ok().json(CommandAccepted::new(id, position)))
 }
 

@@ -4,7 +4,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use domain::{DisplayName, Email, Password, UserCommand, UserStatus};
+use domain::{DisplayName, Email, Password, UserStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -195,7 +195,7 @@ async fn update_profile(
     let position = commands
         .update_profile(
             &context,
-            access.principal.user_id,
+            &access.principal.actor(),
             id,
             email.flatten(),
             display_name.flatten(),
@@ -225,7 +225,9 @@ async fn deactivate(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&id)?;
-    let position = commands.deactivate(&context, principal.user_id, id).await?;
+    let position = commands
+        .deactivate(&context, &principal.actor(), id)
+        .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
@@ -251,7 +253,7 @@ async fn reactivate(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&id)?;
     let position = commands
-        .execute(&context, principal.user_id, id, UserCommand::Reactivate)
+        .reactivate(&context, &principal.actor(), id)
         .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
@@ -277,12 +279,7 @@ async fn unlock(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&id)?;
-    let command = UserCommand::Unlock {
-        now: chrono::Utc::now(),
-    };
-    let position = commands
-        .execute(&context, principal.user_id, id, command)
-        .await?;
+    let position = commands.unlock(&context, &principal.actor(), id).await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
@@ -339,7 +336,7 @@ async fn change_password(
     let position = commands
         .change_password(
             &context,
-            access.principal.user_id,
+            &access.principal.actor(),
             access.user_id,
             new_password,
             by,
@@ -380,7 +377,7 @@ async fn assign_role(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&id)?;
     let position = commands
-        .assign_role(&context, principal.user_id, id, body.role_id)
+        .assign_role(&context, &principal.actor(), id, body.role_id)
         .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
@@ -406,12 +403,7 @@ async fn unassign_role(
     let id = user_id(&path.0)?;
     let role_id = Uuid::parse_str(&path.1).map_err(|_| ApiError::NotFound("role assignment"))?;
     let position = commands
-        .execute(
-            &context,
-            principal.user_id,
-            id,
-            UserCommand::UnassignRole { role_id },
-        )
+        .unassign_role(&context, &principal.actor(), id, role_id)
         .await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }

@@ -330,7 +330,11 @@ async fn roles_write_is_needed_to_change_roles_and_assignments() {
     assert_eq!(app.event_count().await, before, "a refused request wrote");
     assert!(permissions_of(&app, &token).await.is_empty());
 
-    grant(&app, &alice, &token, "roles:write").await;
+    // Granting and taking away also needs what is granted or taken away
+    // (see escalation.rs): users:read and roles:read here.
+    for permission in ["roles:write", "users:read", "roles:read"] {
+        grant(&app, &alice, &token, permission).await;
+    }
     assert_status(&app, Method::POST, "/v1/roles", &token, create, 201).await;
     assert_status(
         &app,

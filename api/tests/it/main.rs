@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod email_race;
+mod escalation;
 mod protection;
 mod relay;
 mod sessions;
