@@ -42,9 +42,7 @@ pub async fn bootstrap(
     };
     let claims = Claims::new(pool.clone());
     let (role_id, created_role) = admin_role(&pool, &claims, &context).await?;
-    let owner = claims
-        .owner(ClaimScope::USER_EMAIL, &email.uniqueness_key())
-        .await?;
+    let owner = claims.email_owner(&email).await?;
     let (user_id, created_user) = match owner {
         Some(user_id) => (user_id, false),
         None => {

@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use domain::session::ReuseInterval;
 use domain::{
-    ClaimScope, Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User,
-    UserCommand,
+    Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User, UserCommand,
 };
 use infra::commands::CommandBus;
 use sqlx::PgPool;
@@ -225,13 +224,10 @@ impl SignIn {
     }
 
     async fn user_with_email(&self, email: &str) -> Result<Option<Uuid>, AppError> {
-        let Ok(email) = Email::parse(email) else {
+        let Ok(email) = Email::parse_existing(email) else {
             return Ok(None);
         };
-        Ok(self
-            .claims
-            .owner(ClaimScope::USER_EMAIL, &email.uniqueness_key())
-            .await?)
+        Ok(self.claims.email_owner(&email).await?)
     }
 
     /// The worker blocks an address that failed too often across users.

@@ -9,6 +9,8 @@ pub enum ValidationError {
     TooShort { min: usize },
     #[error("must be a valid email address")]
     InvalidEmail,
+    #[error("must not quote the part before the @")]
+    QuotedEmail,
     #[error("must not contain control characters")]
     ControlCharacters,
     #[error("must not be a commonly used password")]

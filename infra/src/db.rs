@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::migrate::{MigrateDatabase, MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres};
 
@@ -25,8 +25,12 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool,
         .await
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+/// The SQL migrations, then the data migrations SQL cannot do.
+pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    MIGRATOR.run(pool).await?;
+    crate::email_keys::migrate(pool)
+        .await
+        .map_err(MigrateError::Execute)
 }
 
 /// The pool a process runs on, migrated first when its settings say so.

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod consuming;
 pub mod db;
 pub mod dead_letters;
+pub mod email_keys;
 pub mod event_log;
 pub mod health;
 pub mod metrics;

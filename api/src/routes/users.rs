@@ -559,7 +559,7 @@ async fn list(
         .transpose()?;
     let filter = UserFilter {
         status: params.status.as_deref().map(status_filter).transpose()?,
-        email_key: params.email.map(|email| email.trim().to_lowercase()),
+        email_key: params.email.as_deref().map(email_key).transpose()?,
     };
     let applied = freshness.wait_for(min_position).await?;
     let mut items = user_queries::list(&pool, &filter, after, limit)
@@ -609,6 +609,13 @@ fn page_limit(raw: Option<&str>) -> Result<i64, ApiError> {
         Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
         Some(_) => Err(bad("limit", "must be an integer from 1 to 200")),
     }
+}
+
+/// The canonical form: any way of writing the mailbox finds its accounts.
+fn email_key(raw: &str) -> Result<String, ApiError> {
+    Email::parse_existing(raw)
+        .map(|email| email.uniqueness_key())
+        .map_err(|error| bad("email", &error.to_string()))
 }
 
 fn status_filter(raw: &str) -> Result<String, ApiError> {

@@ -315,3 +315,236 @@ async fn the_openapi_document_lists_every_route() {
     assert!(register["422"]["content"]["application/problem+json"].is_object());
     assert!(document["components"]["schemas"]["Problem"].is_object());
 }
+
+// ---- Issue 14, medium 3: one mailbox, one account ----
+
+const MAILBOX: &str = "sec-lk4@example.com";
+
+/// `email` logs in to the account with this id (read once `position` is projected).
+async fn login_reaches(app: &support::TestApp, email: &str, position: i64) -> String {
+    let tokens = support::login(&app.client, &app.address, email, support::GOOD_PASSWORD).await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let me: Value = app
+        .get_as(&format!("/v1/users/me?min_position={position}"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    me["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_way_of_writing_a_registered_mailbox_is_taken_or_refused() {
+    let app = spawn_app().await;
+    app.register(MAILBOX, "First").await;
+    for variant in [
+        "SEC-LK4@Example.COM",
+        "sec-lk4@ｅｘａｍｐｌｅ.com",
+        "sec-lk4@ＥＸＡＭＰＬＥ.com",
+    ] {
+        let response = app
+            .post_json(
+                "/v1/users",
+                &json!({"email": variant, "password": support::GOOD_PASSWORD, "display_name": "Second"}),
+            )
+            .await;
+        assert_problem(response, 409, "conflict", None).await;
+    }
+    let response = app
+        .post_json(
+            "/v1/users",
+            &json!({"email": "\"sec-lk4\"@example.com", "password": support::GOOD_PASSWORD, "display_name": "Second"}),
+        )
+        .await;
+    assert_problem(response, 422, "validation-failed", Some("email")).await;
+    // One domain, in Unicode and in ASCII.
+    app.register("sec-lk4@exämple.com", "Umlaut").await;
+    for variant in ["sec-lk4@xn--exmple-cua.com", "SEC-LK4@EXÄMPLE.com"] {
+        let response = app
+            .post_json(
+                "/v1/users",
+                &json!({"email": variant, "password": support::GOOD_PASSWORD, "display_name": "Punycode"}),
+            )
+            .await;
+        assert_problem(response, 409, "conflict", None).await;
+    }
+    // Nor can an existing account change its email to another's mailbox.
+    let (other, _) = app.register("other@example.com", "Other").await;
+    let response = app
+        .patch_json(
+            &format!("/v1/users/{other}"),
+            &json!({"email": "sec-lk4@ｅｘａｍｐｌｅ.com"}),
+        )
+        .await;
+    assert_problem(response, 409, "conflict", None).await;
+    assert_eq!(app.claim_count().await, app.baseline_claims + 3);
+}
+
+#[tokio::test]
+async fn login_and_the_email_filter_reach_the_account_by_any_way_of_writing_it() {
+    let app = spawn_app().await;
+    let (id, position) = app.register("Sec-LK4@ｅｘａｍｐｌｅ.com", "Typed").await;
+    assert_eq!(
+        app.user_at(&id, position).await["email"],
+        "Sec-LK4@ｅｘａｍｐｌｅ.com"
+    );
+    for variant in [
+        MAILBOX,
+        "SEC-LK4@EXAMPLE.COM",
+        "sec-lk4@ｅｘａｍｐｌｅ.com",
+        "\"sec-lk4\"@example.com",
+    ] {
+        assert_eq!(
+            login_reaches(&app, variant, position).await,
+            id,
+            "{variant}"
+        );
+        let path = format!(
+            "/v1/users?email={}&min_position={position}",
+            urlencode(variant)
+        );
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        let ids: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|user| user["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [id.as_str()], "{variant}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_email_changes_of_one_user_leave_one_claim() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("mover@example.com", "Mover").await;
+    let path = format!("/v1/users/{id}");
+    let requests = (0..10).map(|n| {
+        let body = json!({"email": format!("mover{n}@example.com")});
+        let path = path.clone();
+        let app = &app;
+        async move { app.patch_json(&path, &body).await }
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let current: String = sqlx::query_scalar(&format!(
+        "SELECT {} FROM events WHERE aggregate_id = $1 ORDER BY sequence DESC LIMIT 1",
+        domain::UserEvent::EMAIL_CHANGED_EMAIL.json_text()
+    ))
+    .bind(&id)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let claims: Vec<(String, bool)> =
+        sqlx::query_as("SELECT value, confirmed FROM unique_claims WHERE owner_id = $1")
+            .bind(&id)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(claims, [(current, true)]);
+}
+
+/// A user written as the service did before the canonical form: the claim
+/// holds the whole address lowercased.
+async fn register_the_old_way(app: &support::TestApp, email: &str) -> (String, i64) {
+    let email = domain::Email::parse_existing(email).unwrap();
+    let user_id = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO unique_claims (scope, value, owner_id) VALUES ($1, $2, $3)")
+        .bind(domain::ClaimScope::USER_EMAIL.as_str())
+        .bind(email.as_str().to_lowercase())
+        .bind(user_id.to_string())
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let outcome = infra::commands::CommandBus::<domain::User>::new(app.db.pool.clone())
+        .execute(
+            &user_id.to_string(),
+            domain::UserCommand::Register {
+                user_id,
+                email,
+                display_name: domain::DisplayName::parse("Old").unwrap(),
+                password_hash: app::password::hash_with_cost(support::GOOD_PASSWORD, 8192, 1)
+                    .unwrap(),
+            },
+            &bus::EventMetadata::default(),
+        )
+        .await
+        .expect("register the old way");
+    (user_id.to_string(), outcome.position)
+}
+
+#[tokio::test]
+async fn accounts_that_collide_in_the_canonical_form_all_keep_working() {
+    let app = spawn_app().await;
+    let (first, _) = app.register(MAILBOX, "First").await;
+    let (quoted, _) = register_the_old_way(&app, "\"sec-lk4\"@example.com").await;
+    let (fullwidth, _) = register_the_old_way(&app, "sec-lk4@ｅｘａｍｐｌｅ.com").await;
+    let (dana, position) = register_the_old_way(&app, "Dana@ＥＸＡＭＰＬＥ.com").await;
+    app.user_at(&dana, position).await;
+    sqlx::query("UPDATE users_view SET email_key = lower(email)")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM data_migrations")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+
+    infra::email_keys::migrate(&app.db.pool).await.unwrap();
+    infra::email_keys::migrate(&app.db.pool).await.unwrap();
+
+    for (email, id) in [
+        (MAILBOX, &first),
+        ("SEC-LK4@example.com", &first),
+        ("\"sec-lk4\"@example.com", &quoted),
+        ("sec-lk4@ｅｘａｍｐｌｅ.com", &fullwidth),
+        ("SEC-LK4@ｅｘａｍｐｌｅ.com", &fullwidth),
+        ("dana@example.com", &dana),
+        ("Dana@ｅｘａｍｐｌｅ.com", &dana),
+    ] {
+        assert_eq!(&login_reaches(&app, email, position).await, id, "{email}");
+    }
+    let found = |email: &'static str| {
+        let app = &app;
+        async move {
+            let page: Value = app
+                .get(&format!("/v1/users?email={}", urlencode(email)))
+                .await
+                .json()
+                .await
+                .unwrap();
+            page["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(found(MAILBOX).await, 3);
+    assert_eq!(found("dana@example.com").await, 1);
+
+    // The mailbox stays taken while an account keeps its old form, even
+    // once the account holding the canonical form moved away.
+    let response = app
+        .patch_json(
+            &format!("/v1/users/{first}"),
+            &json!({"email": "moved@example.com"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = app
+        .post_json(
+            "/v1/users",
+            &json!({"email": MAILBOX, "password": support::GOOD_PASSWORD, "display_name": "Late"}),
+        )
+        .await;
+    assert_problem(response, 409, "conflict", None).await;
+}
+
+fn urlencode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}

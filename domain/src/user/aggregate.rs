@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::commands::UserCommand;
+use super::email::Email;
 use super::errors::UserError;
 use super::events::UserEvent;
-use super::values::{DisplayName, Email, PasswordHash};
+use super::values::{DisplayName, PasswordHash};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

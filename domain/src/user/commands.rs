@@ -1,7 +1,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::values::{DisplayName, Email, PasswordHash};
+use super::email::Email;
+use super::values::{DisplayName, PasswordHash};
 
 /// Requests to change a [`User`](super::User). Values arrive already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

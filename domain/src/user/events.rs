@@ -5,7 +5,8 @@ use crate::contract::{EventType, PayloadField};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::values::{DisplayName, Email, PasswordHash};
+use super::email::Email;
+use super::values::{DisplayName, PasswordHash};
 
 /// What happened to a [`User`](super::User). Each event carries the resulting values so
 /// read models only copy them.

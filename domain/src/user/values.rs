@@ -1,48 +1,10 @@
 use std::fmt;
 
-use email_address::{EmailAddress, Options};
 use serde::{Deserialize, Serialize};
 
 use crate::validation::{check_length, string_value, ValidationError};
 
 const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
-
-/// A syntactically valid email address, trimmed, with the domain part lowercased.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Email(String);
-
-impl Email {
-    pub const MAX_LEN: usize = 254;
-
-    pub fn parse(input: &str) -> Result<Self, ValidationError> {
-        let trimmed = input.trim();
-        check_length(trimmed, Self::MAX_LEN)?;
-        let options = Options::default()
-            .with_required_tld()
-            .without_domain_literal()
-            .without_display_text();
-        EmailAddress::parse_with_options(trimmed, options)
-            .map_err(|_| ValidationError::InvalidEmail)?;
-        // Split on the last '@': a quoted local part may itself contain one.
-        let (local, domain) = trimmed
-            .rsplit_once('@')
-            .ok_or(ValidationError::InvalidEmail)?;
-        if !domain.contains('.') {
-            return Err(ValidationError::InvalidEmail);
-        }
-        Ok(Self(format!("{local}@{}", domain.to_lowercase())))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The whole address lowercased: two addresses with the same key belong to one account.
-    pub fn uniqueness_key(&self) -> String {
-        self.0.to_lowercase()
-    }
-}
 
 /// A trimmed, non-empty name of at most 100 characters without control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -149,7 +111,6 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
-string_value!(Email);
 string_value!(DisplayName);
 
 fn is_common(lowercase: &str) -> bool {
@@ -203,103 +164,6 @@ fn wrap(c: char, base: u8, size: u8, step: i32) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A valid address of exactly `len` characters (len >= 12).
-    fn email_of_len(len: usize) -> String {
-        let local = "a".repeat(64);
-        let domain_len = len - local.len() - 1;
-        // Labels of at most 63 characters, separated by dots, ending in ".com".
-        let mut domain = String::new();
-        while domain_len - domain.len() > 4 + 64 {
-            domain.push_str(&"b".repeat(63));
-            domain.push('.');
-        }
-        domain.push_str(&"c".repeat(domain_len - domain.len() - 4));
-        domain.push_str(".com");
-        format!("{local}@{domain}")
-    }
-
-    #[test]
-    fn email_is_trimmed_and_its_domain_lowercased() {
-        let email = Email::parse("  Alice.Smith@Example.COM \n").unwrap();
-        assert_eq!(email.as_str(), "Alice.Smith@example.com");
-        assert_eq!(email.to_string(), "Alice.Smith@example.com");
-    }
-
-    #[test]
-    fn email_uniqueness_key_lowercases_the_whole_address() {
-        let email = Email::parse("Alice.Smith@Example.COM").unwrap();
-        assert_eq!(email.uniqueness_key(), "alice.smith@example.com");
-    }
-
-    #[test]
-    fn email_rejects_empty_and_blank() {
-        assert_eq!(Email::parse(""), Err(ValidationError::Empty));
-        assert_eq!(Email::parse("   "), Err(ValidationError::Empty));
-    }
-
-    #[test]
-    fn email_accepts_254_characters() {
-        let address = email_of_len(254);
-        assert_eq!(address.len(), 254);
-        assert_eq!(Email::parse(&address).unwrap().as_str(), address);
-    }
-
-    #[test]
-    fn email_rejects_255_characters() {
-        let address = email_of_len(255);
-        assert_eq!(address.len(), 255);
-        assert_eq!(
-            Email::parse(&address),
-            Err(ValidationError::TooLong { max: 254 })
-        );
-    }
-
-    #[test]
-    fn email_rejects_invalid_syntax() {
-        for input in [
-            "plainaddress",
-            "@example.com",
-            "alice@",
-            "alice@@example.com",
-            "alice smith@example.com",
-            "alice@example",
-            "alice@localhost",
-            "alice@[127.0.0.1]",
-            "alice@.example.com",
-            "alice@example..com",
-            "alice@example.com.",
-            "ali\nce@example.com",
-            "Alice <alice@example.com>",
-            "<alice@example.com>",
-        ] {
-            assert_eq!(
-                Email::parse(input),
-                Err(ValidationError::InvalidEmail),
-                "{input}"
-            );
-        }
-    }
-
-    #[test]
-    fn email_accepts_common_forms() {
-        for input in [
-            "a@b.co",
-            "first.last+tag@sub.example.org",
-            "x_y-z@example.io",
-        ] {
-            assert!(Email::parse(input).is_ok(), "{input}");
-        }
-    }
-
-    #[test]
-    fn email_serializes_as_plain_string_and_validates_on_deserialize() {
-        let email = Email::parse("alice@example.com").unwrap();
-        let json = serde_json::to_string(&email).unwrap();
-        assert_eq!(json, "\"alice@example.com\"");
-        assert_eq!(serde_json::from_str::<Email>(&json).unwrap(), email);
-        assert!(serde_json::from_str::<Email>("\"not-an-email\"").is_err());
-    }
 
     #[test]
     fn display_name_is_trimmed() {
