@@ -1,6 +1,6 @@
-//! The `worker` process: side effects of events. Locks users and blocks
-//! client addresses after repeated login failures (`lockout`), expires
-//! sessions past their deadlines (`expiry`).
+//! The `worker` process: side effects of events. Locks users after repeated
+//! login failures (`lockout`), expires sessions past their deadlines
+//! (`expiry`).
 
 pub mod expiry;
 pub mod lockout;

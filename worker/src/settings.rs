@@ -6,8 +6,8 @@ use infra::settings::CommonSettings;
 use crate::lockout;
 pub use crate::lockout::LockoutPolicy;
 
-/// Runs the side effects of events: locks users (and blocks client
-/// addresses) after repeated login failures, expires sessions.
+/// Runs the side effects of events: locks users after repeated login
+/// failures, expires sessions.
 #[derive(Parser, Debug)]
 #[command(name = "worker", version, about)]
 pub struct Cli {
@@ -46,22 +46,13 @@ pub struct WorkerSettings {
     #[arg(long, env = "LOCKOUT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub lockout_threshold: u32,
 
-    /// Length of the window failures are counted in, in seconds (per user and per address).
+    /// Length of the window a user's failures are counted in, in seconds.
     #[arg(long, env = "LOCKOUT_WINDOW_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     pub lockout_window_seconds: u64,
 
     /// How long a lock lasts, in seconds, from the failure that triggered it.
     #[arg(long, env = "LOCKOUT_DURATION_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     pub lockout_duration_seconds: u64,
-
-    /// Failed logins from one client address within the window, across all
-    /// users, that block the address.
-    #[arg(long, env = "LOCKOUT_IP_THRESHOLD", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    pub lockout_ip_threshold: u32,
-
-    /// How long an address stays blocked, in seconds, from the failure that triggered it.
-    #[arg(long, env = "LOCKOUT_IP_BLOCK_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
-    pub lockout_ip_block_seconds: u64,
 
     /// How often to look for sessions past their deadline, in milliseconds.
     #[arg(long, env = "SESSION_EXPIRY_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -137,8 +128,6 @@ impl WorkerSettings {
             threshold: self.lockout_threshold,
             window: seconds(self.lockout_window_seconds),
             duration: seconds(self.lockout_duration_seconds),
-            ip_threshold: self.lockout_ip_threshold,
-            ip_block: seconds(self.lockout_ip_block_seconds),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Lockout: counts failed logins per user and per client address and locks
-//! the user (revoking their sessions) or blocks the address when too many
-//! fall within the window.
+//! Lockout: counts failed logins per user and locks the user (revoking
+//! their sessions) when too many fall within the window. Failures per client
+//! address are counted, and addresses blocked, by the api
+//! (`app::failed_logins`), which sees unknown emails too.
 //!
 //! Consumes the [`HANDLED`] event types from `worker.lockout`. Every delivery
 //! may come twice: a failure is stored once (keyed by its event id) and
@@ -115,7 +116,7 @@ impl Lockout {
                 } else {
                     tracing::debug!(event_id = %envelope.event_id, "failure already counted");
                 }
-                store::stored(tx, *user_id, ip, self.policy.window(*failed_at)).await?
+                store::stored(tx, *user_id, self.policy.window(*failed_at)).await?
             }
             Consumed::Locked { .. } | Consumed::SessionStarted { .. } => Stored::default(),
         };
@@ -133,7 +134,7 @@ impl Lockout {
                 self.commands.revoke_sessions(user_id, cause).await
             }
             // Written to the store while the batch was decided.
-            Action::RestartCount { .. } | Action::BlockAddress { .. } => Ok(()),
+            Action::RestartCount { .. } => Ok(()),
         }
     }
 }
@@ -158,18 +159,6 @@ fn decode_all(events: &[Envelope]) -> Result<Vec<(&Envelope, Consumed)>, Undecod
 async fn apply_to_store(tx: &mut PgConnection, action: Action) -> sqlx::Result<Option<Action>> {
     match action {
         Action::RestartCount { user_id, at } => store::restart_count(tx, user_id, at).await?,
-        Action::BlockAddress {
-            ip,
-            until,
-            failures,
-            newly,
-        } => {
-            store::block_address(tx, &ip, until, failures).await?;
-            if newly {
-                metrics::counter!("worker_ips_blocked_total").increment(1);
-                tracing::warn!(%ip, failures, blocked_until = %until, "client address blocked");
-            }
-        }
         command @ (Action::Lock { .. } | Action::RevokeSessions { .. }) => {
             return Ok(Some(command))
         }

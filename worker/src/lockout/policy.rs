@@ -1,5 +1,6 @@
 //! The lockout policy, without I/O: given a consumed event and what the
-//! store holds about its user and client address, what to do.
+//! store holds about its user, what to do. Failures are counted per user
+//! only; the api counts them per client address (`app::failed_logins`).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{EventType, SessionEvent, UserEvent};
@@ -10,14 +11,10 @@ use uuid::Uuid;
 pub struct LockoutPolicy {
     /// Failures of one user within the window that lock the user.
     pub threshold: u32,
-    /// Length of the window failures are counted in (per user and per address).
+    /// Length of the window a user's failures are counted in.
     pub window: TimeDelta,
     /// How long a lock lasts, from the failure that triggered it.
     pub duration: TimeDelta,
-    /// Failures from one address within the window, across users, that block it.
-    pub ip_threshold: u32,
-    /// How long an address stays blocked, from the failure that triggered it.
-    pub ip_block: TimeDelta,
 }
 
 /// An event the lockout consumer handles, as the policy sees it.
@@ -25,6 +22,7 @@ pub struct LockoutPolicy {
 pub enum Consumed {
     LoginFailed {
         user_id: Uuid,
+        /// The client's address, stored with the failure for forensics only.
         ip: Option<String>,
         failed_at: DateTime<Utc>,
     },
@@ -61,21 +59,11 @@ impl Consumed {
 }
 
 /// The failures stored before a failed login is judged (itself included),
-/// each counted in the failure's [`Window`]. Only a failed login reads them.
+/// counted in the failure's [`Window`]. Only a failed login reads them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stored {
     /// Of the user, since the user's count last restarted.
     pub user_failures: u32,
-    /// Of the failure's client address, if it has one.
-    pub address: Option<AddressFailures>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct AddressFailures {
-    /// Across all users.
-    pub failures: u32,
-    /// The address's current block, if it ever had one.
-    pub blocked_until: Option<DateTime<Utc>>,
 }
 
 /// The failures that count at a time: those in `(after, until]`.
@@ -85,20 +73,12 @@ pub struct Window {
     pub until: DateTime<Utc>,
 }
 
-/// What the policy calls for. The first two change the worker's own
-/// tables; the others are commands on the aggregates.
+/// What the policy calls for. The first changes the worker's own tables;
+/// the others are commands on the aggregates.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// The user's failures up to `at` no longer count (never moves back).
     RestartCount { user_id: Uuid, at: DateTime<Utc> },
-    /// Block the address until `until` (only ever extended); `newly` when
-    /// it was not blocked at the time of the failure.
-    BlockAddress {
-        ip: String,
-        until: DateTime<Utc>,
-        failures: u32,
-        newly: bool,
-    },
     /// Lock the user: the failure brought their count to `failures`.
     Lock {
         user_id: Uuid,
@@ -124,10 +104,8 @@ impl LockoutPolicy {
     pub fn decide(&self, event: &Consumed, stored: &Stored, now: DateTime<Utc>) -> Vec<Action> {
         match event {
             Consumed::LoginFailed {
-                user_id,
-                ip,
-                failed_at,
-            } => self.login_failed(*user_id, ip.as_deref(), *failed_at, stored, now),
+                user_id, failed_at, ..
+            } => self.login_failed(*user_id, *failed_at, stored, now),
             Consumed::Locked {
                 user_id,
                 until,
@@ -148,7 +126,6 @@ impl LockoutPolicy {
     fn login_failed(
         &self,
         user_id: Uuid,
-        ip: Option<&str>,
         failed_at: DateTime<Utc>,
         stored: &Stored,
         now: DateTime<Utc>,
@@ -171,38 +148,7 @@ impl LockoutPolicy {
                 at: failed_at,
             });
         }
-        if let (Some(ip), Some(address)) = (ip, &stored.address) {
-            actions.extend(self.block_address(ip, failed_at, address));
-        }
         actions
-    }
-
-    /// Blocks the address when its failures reach the threshold, unless it
-    /// is blocked at least as long already.
-    fn block_address(
-        &self,
-        ip: &str,
-        failed_at: DateTime<Utc>,
-        address: &AddressFailures,
-    ) -> Option<Action> {
-        if address.failures < self.ip_threshold {
-            return None;
-        }
-        let until = failed_at + self.ip_block;
-        if address
-            .blocked_until
-            .is_some_and(|blocked| blocked >= until)
-        {
-            return None;
-        }
-        Some(Action::BlockAddress {
-            ip: ip.to_owned(),
-            until,
-            failures: address.failures,
-            newly: address
-                .blocked_until
-                .is_none_or(|blocked| blocked <= failed_at),
-        })
     }
 }
 
@@ -235,8 +181,6 @@ mod tests {
             threshold: 3,
             window: TimeDelta::seconds(60),
             duration: TimeDelta::seconds(300),
-            ip_threshold: 5,
-            ip_block: TimeDelta::seconds(120),
         }
     }
 
@@ -248,24 +192,16 @@ mod tests {
         Uuid::from_u128(7)
     }
 
-    const IP: &str = "203.0.113.7";
-
-    fn failure(ip: Option<&str>, at: i64) -> Consumed {
+    fn failure(at: i64) -> Consumed {
         Consumed::LoginFailed {
             user_id: user(),
-            ip: ip.map(str::to_owned),
+            ip: Some("203.0.113.7".to_owned()),
             failed_at: t(at),
         }
     }
 
-    fn stored(user_failures: u32, address: Option<(u32, Option<i64>)>) -> Stored {
-        Stored {
-            user_failures,
-            address: address.map(|(failures, blocked_until)| AddressFailures {
-                failures,
-                blocked_until: blocked_until.map(t),
-            }),
-        }
+    fn stored(user_failures: u32) -> Stored {
+        Stored { user_failures }
     }
 
     fn lock(until: i64, failures: u32) -> Action {
@@ -280,15 +216,6 @@ mod tests {
         Action::RestartCount {
             user_id: user(),
             at: t(at),
-        }
-    }
-
-    fn block(until: i64, failures: u32, newly: bool) -> Action {
-        Action::BlockAddress {
-            ip: IP.to_owned(),
-            until: t(until),
-            failures,
-            newly,
         }
     }
 
@@ -307,82 +234,27 @@ mod tests {
     fn failed_logins() {
         // (case, event, stored, now, expected actions)
         let cases = [
-            (
-                "below the threshold",
-                failure(None, 0),
-                stored(2, None),
-                0,
-                vec![],
-            ),
+            ("below the threshold", failure(0), stored(2), 0, vec![]),
             (
                 "the nth failure locks from its own time and restarts the count",
-                failure(None, 0),
-                stored(3, None),
+                failure(0),
+                stored(3),
                 0,
                 vec![lock(300, 3), restart(0)],
             ),
             (
                 "over the threshold (a racing batch) locks with the count",
-                failure(None, 0),
-                stored(4, None),
+                failure(0),
+                stored(4),
                 0,
                 vec![lock(300, 4), restart(0)],
             ),
             (
                 "a lock that has run out is not recorded, the count still restarts",
-                failure(None, 0),
-                stored(3, None),
+                failure(0),
+                stored(3),
                 300,
                 vec![restart(0)],
-            ),
-            (
-                "an address below its threshold is not blocked",
-                failure(Some(IP), 0),
-                stored(1, Some((4, None))),
-                0,
-                vec![],
-            ),
-            (
-                "an address at its threshold is blocked from the failure's time",
-                failure(Some(IP), 10),
-                stored(1, Some((5, None))),
-                10,
-                vec![block(130, 5, true)],
-            ),
-            (
-                "a block is extended, not new, while it lasts",
-                failure(Some(IP), 10),
-                stored(1, Some((6, Some(100)))),
-                10,
-                vec![block(130, 6, false)],
-            ),
-            (
-                "a block that ran out is new again",
-                failure(Some(IP), 10),
-                stored(1, Some((6, Some(10)))),
-                10,
-                vec![block(130, 6, true)],
-            ),
-            (
-                "a block lasting as long already is left alone",
-                failure(Some(IP), 10),
-                stored(1, Some((6, Some(130)))),
-                10,
-                vec![],
-            ),
-            (
-                "user and address at once",
-                failure(Some(IP), 0),
-                stored(3, Some((5, None))),
-                0,
-                vec![lock(300, 3), restart(0), block(120, 5, true)],
-            ),
-            (
-                "no address, nothing to block",
-                failure(None, 0),
-                stored(1, Some((50, None))),
-                0,
-                vec![],
             ),
         ];
         for (case, event, stored, now, expected) in cases {

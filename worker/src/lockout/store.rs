@@ -1,6 +1,7 @@
-//! The worker's own lockout tables: failures (`login_failures`), where each
-//! user's count restarts (`lockout_resets`) and blocked client addresses
-//! (`login_ip_blocks`). Every function runs in the batch's transaction.
+//! The worker's own lockout tables: failures (`login_failures`) and where
+//! each user's count restarts (`lockout_resets`). Every function runs in the
+//! batch's transaction. Client addresses are counted and blocked by the api
+//! (`login_address_failures`, `login_ip_blocks`), not here.
 
 use std::collections::BTreeSet;
 
@@ -8,15 +9,15 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::policy::{AddressFailures, Consumed, Stored, Window};
+use super::policy::{Consumed, Stored, Window};
 
-/// Advisory lock namespaces (first key of `pg_advisory_xact_lock(int, int)`):
-/// two workers counting failures of one user or one address take turns, so
-/// neither misses the other's failure.
+/// Advisory lock namespace (first key of `pg_advisory_xact_lock(int, int)`):
+/// two workers counting failures of one user take turns, so neither misses
+/// the other's failure.
 const USER_LOCK_SPACE: i32 = 0x776b_7501; // "wku\x01"
-const IP_LOCK_SPACE: i32 = 0x776b_7502;
 
 /// Stores a failure once, keyed by its event id; whether this call stored it.
+/// The client address is kept for forensics; nothing counts by it.
 pub async fn record_failure(
     tx: &mut PgConnection,
     event_id: Uuid,
@@ -39,23 +40,9 @@ pub async fn record_failure(
 }
 
 /// The failures a failure in `window` is judged by.
-pub async fn stored(
-    tx: &mut PgConnection,
-    user_id: Uuid,
-    ip: Option<&str>,
-    window: Window,
-) -> sqlx::Result<Stored> {
-    let user_failures = user_failures(tx, user_id, window).await?;
-    let address = match ip {
-        Some(ip) => Some(AddressFailures {
-            failures: address_failures(tx, ip, window).await?,
-            blocked_until: blocked_until(tx, ip).await?,
-        }),
-        None => None,
-    };
+pub async fn stored(tx: &mut PgConnection, user_id: Uuid, window: Window) -> sqlx::Result<Stored> {
     Ok(Stored {
-        user_failures,
-        address,
+        user_failures: user_failures(tx, user_id, window).await?,
     })
 }
 
@@ -73,26 +60,6 @@ async fn user_failures(tx: &mut PgConnection, user_id: Uuid, window: Window) -> 
     .fetch_one(&mut *tx)
     .await?;
     Ok(saturating_u32(count))
-}
-
-/// Failures from the address in the window, across all users.
-async fn address_failures(tx: &mut PgConnection, ip: &str, window: Window) -> sqlx::Result<u32> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM login_failures WHERE ip = $1 AND failed_at > $2 AND failed_at <= $3",
-    )
-    .bind(ip)
-    .bind(window.after)
-    .bind(window.until)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(saturating_u32(count))
-}
-
-async fn blocked_until(tx: &mut PgConnection, ip: &str) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("SELECT blocked_until FROM login_ip_blocks WHERE ip = $1")
-        .bind(ip)
-        .fetch_optional(&mut *tx)
-        .await
 }
 
 /// Failures of the user up to `at` no longer count (never moves back).
@@ -113,45 +80,21 @@ pub async fn restart_count(
     Ok(())
 }
 
-/// Blocks the address until `until`; a block is only ever extended.
-pub async fn block_address(
-    tx: &mut PgConnection,
-    ip: &str,
-    until: DateTime<Utc>,
-    failures: u32,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO login_ip_blocks (ip, blocked_until, failures) VALUES ($1, $2, $3) \
-         ON CONFLICT (ip) DO UPDATE SET blocked_until = EXCLUDED.blocked_until, \
-             failures = EXCLUDED.failures \
-         WHERE login_ip_blocks.blocked_until < EXCLUDED.blocked_until",
-    )
-    .bind(ip)
-    .bind(until)
-    .bind(i32::try_from(failures).unwrap_or(i32::MAX))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Takes the advisory locks of every user and address in the batch, in one
-/// order, so that concurrent workers neither miss each other's failures nor
-/// deadlock. A hash collision only makes two keys take turns needlessly.
+/// Takes the advisory locks of every user in the batch, in one order, so
+/// that concurrent workers neither miss each other's failures nor deadlock.
+/// A hash collision only makes two users take turns needlessly.
 pub async fn take_turns<'a>(
     tx: &mut PgConnection,
     events: impl IntoIterator<Item = &'a Consumed>,
 ) -> sqlx::Result<()> {
-    let mut keys = BTreeSet::new();
-    for event in events {
-        keys.insert((USER_LOCK_SPACE, lock_key(&event.user_id().to_string())));
-        if let Consumed::LoginFailed { ip: Some(ip), .. } = event {
-            keys.insert((IP_LOCK_SPACE, lock_key(ip)));
-        }
-    }
-    let (spaces, keys): (Vec<i32>, Vec<i32>) = keys.into_iter().unzip();
-    // unnest yields the (sorted) arrays in order: every worker locks in one order.
-    sqlx::query("SELECT pg_advisory_xact_lock(s, k) FROM unnest($1::int[], $2::int[]) AS t(s, k)")
-        .bind(&spaces)
+    let keys: BTreeSet<i32> = events
+        .into_iter()
+        .map(|event| lock_key(&event.user_id().to_string()))
+        .collect();
+    let keys: Vec<i32> = keys.into_iter().collect();
+    // unnest yields the (sorted) array in order: every worker locks in one order.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int[]) AS t(k)")
+        .bind(USER_LOCK_SPACE)
         .bind(&keys)
         .execute(&mut *tx)
         .await?;

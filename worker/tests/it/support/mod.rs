@@ -31,8 +31,6 @@ pub fn test_settings(db: &TestDatabase) -> WorkerSettings {
         lockout_threshold: 3,
         lockout_window_seconds: 600,
         lockout_duration_seconds: 300,
-        lockout_ip_threshold: 100,
-        lockout_ip_block_seconds: 120,
         session_expiry_interval_ms: 100,
         session_expiry_batch: 500,
         delivery_limit: 10,

@@ -35,14 +35,6 @@ pub fn spawn_binary(settings: &WorkerSettings, run: usize) -> ChildProcess {
             settings.lockout_duration_seconds.to_string(),
         ),
         (
-            "LOCKOUT_IP_THRESHOLD",
-            settings.lockout_ip_threshold.to_string(),
-        ),
-        (
-            "LOCKOUT_IP_BLOCK_SECONDS",
-            settings.lockout_ip_block_seconds.to_string(),
-        ),
-        (
             "SESSION_EXPIRY_INTERVAL_MS",
             settings.session_expiry_interval_ms.to_string(),
         ),
