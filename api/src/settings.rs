@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use app::failed_logins::AddressPolicy;
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
 
@@ -154,6 +155,19 @@ pub struct AuthSettings {
     /// are refused with 503.
     #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
     pub password_hash_queue: usize,
+
+    /// Failed logins from one client address within the window, whatever
+    /// the emails, that block the address.
+    #[arg(long, env = "LOCKOUT_IP_THRESHOLD", default_value_t = AddressPolicy::DEFAULT.threshold, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lockout_ip_threshold: u32,
+
+    /// Length of the window an address's failures are counted in, in seconds.
+    #[arg(long, env = "LOCKOUT_WINDOW_SECONDS", default_value_t = AddressPolicy::DEFAULT.window.num_seconds(), value_parser = clap::value_parser!(i64).range(1..))]
+    pub lockout_window_seconds: i64,
+
+    /// How long an address stays blocked, in seconds, from the failure that triggered it.
+    #[arg(long, env = "LOCKOUT_IP_BLOCK_SECONDS", default_value_t = AddressPolicy::DEFAULT.block.num_seconds(), value_parser = clap::value_parser!(i64).range(1..))]
+    pub lockout_ip_block_seconds: i64,
 }
 
 /// A longer reuse interval would keep a stolen, rotated refresh token useful
@@ -176,6 +190,14 @@ impl AuthSettings {
             refresh_reuse_interval: chrono::Duration::seconds(
                 self.refresh_reuse_interval_seconds.into(),
             ),
+        }
+    }
+
+    pub fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy {
+            threshold: self.lockout_ip_threshold,
+            window: bounded(self.lockout_window_seconds),
+            block: bounded(self.lockout_ip_block_seconds),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::freshness::Freshness;
 use crate::rate_limit::auth_rate_limit;
 use crate::settings::ApiSettings;
 use crate::{http_metrics, problem, routes, screening};
+use app::failed_logins::FailedLogins;
 use app::keys::SigningKeys;
 use app::password::Passwords;
 use app::roles::RoleCommands;
@@ -104,16 +105,18 @@ impl Services {
             auth.access_token_lifetime(),
         ));
         let passwords = Passwords::new(auth.password_hash_queue).await?;
+        let failed_logins = Arc::new(FailedLogins::new(pool.clone(), auth.address_policy()));
         let sign_in = SignIn::new(
             pool.clone(),
             passwords.clone(),
             tokens.clone(),
             auth.session_policy(),
+            failed_logins.clone(),
         );
         Ok(Self {
             tokens: web::Data::from(tokens),
             sign_in: web::Data::new(sign_in),
-            users: web::Data::new(UserCommands::new(pool.clone(), passwords)),
+            users: web::Data::new(UserCommands::new(pool.clone(), passwords, failed_logins)),
             roles: web::Data::new(RoleCommands::new(pool)),
         })
     }

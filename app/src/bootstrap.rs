@@ -3,6 +3,7 @@
 //! creates only what is missing and never changes an existing password.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use domain::{
     ClaimScope, DisplayName, Email, Password, Permission, Role, RoleCommand, RoleDescription,
@@ -13,6 +14,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::claims::Claims;
+use crate::failed_logins::{AddressPolicy, FailedLogins};
 use crate::password::Passwords;
 use crate::roles::RoleCommands;
 use crate::users::UserCommands;
@@ -46,7 +48,8 @@ pub async fn bootstrap(
     let (user_id, created_user) = match owner {
         Some(user_id) => (user_id, false),
         None => {
-            let users = UserCommands::new(pool.clone(), passwords);
+            let failed_logins = FailedLogins::new(pool.clone(), AddressPolicy::DEFAULT);
+            let users = UserCommands::new(pool.clone(), passwords, Arc::new(failed_logins));
             let registered = users
                 .register(&context, None, email, display_name, password)
                 .await?;

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod claims;
 pub mod context;
 pub mod error;
+pub mod failed_logins;
 pub mod keys;
 pub mod password;
 pub mod power;

@@ -2,9 +2,14 @@
 //! the blocking pool, never on an actix worker thread, and behind a bounded
 //! queue: at most one hash per core runs, at most `queue_limit` more wait,
 //! and anything beyond that is refused at once (503) instead of piling up.
+//! Verifications also count per account: a flood aimed at one account
+//! (guessing its password through login or password change) holds at most
+//! `PER_ACCOUNT` places and is refused beyond them (429), so it cannot take
+//! the whole queue from everyone else.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
@@ -16,11 +21,15 @@ use crate::AppError;
 
 /// How long a refused caller is told to wait before retrying.
 const RETRY_AFTER_SECONDS: u64 = 1;
+/// Verifications of one account that may run or wait at once.
+const PER_ACCOUNT: usize = 2;
 
 pub struct Passwords {
     running: Arc<Semaphore>,
     admitted: Arc<AtomicUsize>,
     capacity: usize,
+    /// Verifications in flight per account key.
+    per_account: Arc<Mutex<HashMap<String, usize>>>,
     /// Verified against when the email is unknown, so that path costs one
     /// hash too and answers in the same time as a wrong password.
     decoy: PasswordHash,
@@ -44,6 +53,7 @@ impl Passwords {
             running: Arc::new(Semaphore::new(cores)),
             admitted: Arc::new(AtomicUsize::new(0)),
             capacity: cores + queue_limit,
+            per_account: Arc::default(),
             decoy,
         }))
     }
@@ -54,16 +64,23 @@ impl Passwords {
     }
 
     /// Checks `password` against `stored`, or against the decoy when there
-    /// is no stored hash (the answer is then always "no match").
+    /// is no stored hash (the answer is then always "no match"). `account`
+    /// is the key the per-account bound counts by (the email's uniqueness
+    /// key, whether or not the account exists).
     pub async fn verify(
         &self,
+        account: &str,
         password: String,
         stored: Option<PasswordHash>,
     ) -> Result<Verified, AppError> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.decoy.clone());
+        let account = self.admit_account(account)?;
         let verified = self
-            .on_blocking_pool(move || verify_now(&password, &stored))
+            .on_blocking_pool(move || {
+                let _account = account;
+                verify_now(&password, &stored)
+            })
             .await?;
         metrics::counter!("password_verifications_total").increment(1);
         Ok(Verified {
@@ -93,6 +110,22 @@ impl Passwords {
         .await
         .map_err(HashingError::from)?;
         Ok(result?)
+    }
+
+    fn admit_account(&self, account: &str) -> Result<AccountAdmission, AppError> {
+        let mut in_flight = self.per_account.lock().expect("per-account counts");
+        let count = in_flight.entry(account.to_owned()).or_insert(0);
+        if *count >= PER_ACCOUNT {
+            metrics::counter!("password_hashing_refused_per_account_total").increment(1);
+            return Err(AppError::TooManyRequests {
+                retry_after_seconds: RETRY_AFTER_SECONDS,
+            });
+        }
+        *count += 1;
+        Ok(AccountAdmission {
+            counts: self.per_account.clone(),
+            account: account.to_owned(),
+        })
     }
 
     fn admit(&self) -> Result<Admission, AppError> {
@@ -127,6 +160,27 @@ struct Admission(Arc<AtomicUsize>);
 impl Drop for Admission {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A verification of one account in flight, given back when dropped (with
+/// the work, not with the caller: see `on_blocking_pool`).
+struct AccountAdmission {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    account: String,
+}
+
+impl Drop for AccountAdmission {
+    fn drop(&mut self) {
+        let Ok(mut counts) = self.counts.lock() else {
+            return;
+        };
+        if let Some(count) = counts.get_mut(&self.account) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.account);
+            }
+        }
     }
 }
 
@@ -205,12 +259,12 @@ mod tests {
         let passwords = Passwords::new(4).await.unwrap();
         let old = hash_with_cost("correct horse battery staple", 8 * 1024, 1).unwrap();
         let wrong = passwords
-            .verify("wrong".into(), Some(old.clone()))
+            .verify("a", "wrong".into(), Some(old.clone()))
             .await
             .unwrap();
         assert!(!wrong.matches && wrong.rehashed.is_none());
         let right = passwords
-            .verify("correct horse battery staple".into(), Some(old))
+            .verify("a", "correct horse battery staple".into(), Some(old))
             .await
             .unwrap();
         assert!(right.matches);
@@ -225,7 +279,7 @@ mod tests {
     async fn an_unknown_user_never_matches_even_the_decoy_password() {
         let passwords = Passwords::new(4).await.unwrap();
         let verified = passwords
-            .verify("decoy password for unknown emails".into(), None)
+            .verify("a", "decoy password for unknown emails".into(), None)
             .await
             .unwrap();
         assert!(!verified.matches);
@@ -234,8 +288,10 @@ mod tests {
     #[tokio::test]
     async fn beyond_the_queue_limit_callers_are_refused_not_queued() {
         let passwords = Passwords::new(0).await.unwrap();
-        let flood: Vec<_> = (0..16)
-            .map(|_| passwords.verify("x".into(), None))
+        let accounts: Vec<String> = (0..16).map(|n| format!("account-{n}")).collect();
+        let flood: Vec<_> = accounts
+            .iter()
+            .map(|account| passwords.verify(account, "x".into(), None))
             .collect();
         let results = futures_util::future::join_all(flood).await;
         let refused = results
@@ -244,6 +300,31 @@ mod tests {
             .count();
         assert!(refused > 0, "no caller was refused");
         assert!(refused < 16, "every caller was refused");
+    }
+
+    #[tokio::test]
+    async fn one_account_holds_at_most_its_share_of_the_queue() {
+        // given a queue with room for many
+        let passwords = Passwords::new(64).await.unwrap();
+        // when one account is guessed at eight times at once
+        let guesses: Vec<_> = (0..8)
+            .map(|_| passwords.verify("victim", "guess".into(), None))
+            .collect();
+        let other = passwords.verify("bystander", "x".into(), None);
+        let (results, other) = tokio::join!(futures_util::future::join_all(guesses), other);
+        // then only PER_ACCOUNT of them run, the rest are told to retry
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(AppError::TooManyRequests { .. })))
+            .count();
+        assert_eq!(refused, 8 - PER_ACCOUNT);
+        assert!(other.is_ok(), "another account was refused");
+        // and the account's places are given back afterwards
+        assert!(passwords
+            .verify("victim", "guess".into(), None)
+            .await
+            .is_ok());
+        assert!(passwords.per_account.lock().unwrap().is_empty());
     }
 
     /// A caller that goes away (a client that disconnected) must not free

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::AppError;
 
 /// Key of the advisory lock that serializes power-removing changes.
-const POWER_LOCK: i64 = 0x706f_7765_72; // "power"
+const POWER_LOCK: i64 = 0x0070_6f77_6572; // "power"
 
 /// Power-removing changes of this process take turns here first, so that
 /// at most one of them holds a pooled connection while it waits for the

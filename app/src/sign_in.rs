@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::claims::Claims;
+use crate::failed_logins::FailedLogins;
 use crate::password::Passwords;
 use crate::refresh_token::RefreshToken;
 use crate::tokens::AccessTokens;
@@ -44,6 +45,7 @@ pub struct SignIn {
     passwords: Arc<Passwords>,
     tokens: Arc<AccessTokens>,
     policy: SessionPolicy,
+    failed_logins: Arc<FailedLogins>,
     claims: Claims,
     pool: PgPool,
 }
@@ -54,6 +56,7 @@ impl SignIn {
         passwords: Arc<Passwords>,
         tokens: Arc<AccessTokens>,
         policy: SessionPolicy,
+        failed_logins: Arc<FailedLogins>,
     ) -> Self {
         Self {
             users: Arc::new(CommandBus::new(pool.clone())),
@@ -61,6 +64,7 @@ impl SignIn {
             passwords,
             tokens,
             policy,
+            failed_logins,
             claims: Claims::new(pool.clone()),
             pool,
         }
@@ -73,25 +77,29 @@ impl SignIn {
         email: &str,
         password: String,
     ) -> Result<TokenPair, AppError> {
-        self.refuse_blocked_ip(context).await?;
+        self.failed_logins.refuse_if_blocked(context).await?;
         let user_id = self.user_with_email(email).await?;
         // An unknown email loads an empty stream, so both paths do the same reads.
         let lookup_id = user_id.unwrap_or_else(Uuid::new_v4);
         let user = self.users.load(&lookup_id.to_string()).await?;
         let verified = self
             .passwords
-            .verify(password, user.password_hash().cloned())
+            .verify(&account_key(email), password, user.password_hash().cloned())
             .await?;
         let now = Utc::now();
         let Some(user_id) = user_id.filter(|_| user.is_registered()) else {
+            // Counted for the address like any failure: a block then answers
+            // alike for emails that exist and emails that do not.
+            self.failed_logins.record(context, None, now);
             return Err(AppError::InvalidCredentials);
         };
         tracing::Span::current().record("user_id", tracing::field::display(user_id));
         if user.check_can_log_in(now).is_err() {
+            self.failed_logins.record(context, None, now);
             return Err(AppError::InvalidCredentials);
         }
         if !verified.matches {
-            self.record_failure(context, user_id, now).await;
+            self.failed_logins.record(context, Some(user_id), now);
             return Err(AppError::InvalidCredentials);
         }
         if let Some(password_hash) = verified.rehashed {
@@ -124,7 +132,7 @@ impl SignIn {
         context: &RequestContext,
         presented: &str,
     ) -> Result<TokenPair, AppError> {
-        self.refuse_blocked_ip(context).await?;
+        self.failed_logins.refuse_if_blocked(context).await?;
         let presented = RefreshToken::parse(presented).ok_or(AppError::InvalidRefreshToken)?;
         let session_id = presented.session_id();
         tracing::Span::current().record("session_id", tracing::field::display(session_id));
@@ -230,46 +238,6 @@ impl SignIn {
         Ok(self.claims.email_owner(&email).await?)
     }
 
-    /// The worker blocks an address that failed too often across users.
-    async fn refuse_blocked_ip(&self, context: &RequestContext) -> Result<(), AppError> {
-        let Some(ip) = &context.request_ip else {
-            return Ok(());
-        };
-        let remaining: Option<f64> = sqlx::query_scalar(
-            "SELECT EXTRACT(EPOCH FROM blocked_until - now())::float8 FROM login_ip_blocks \
-             WHERE ip = $1 AND blocked_until > now()",
-        )
-        .bind(ip)
-        .fetch_optional(&self.pool)
-        .await?;
-        match remaining {
-            Some(seconds) => Err(AppError::TooManyRequests {
-                retry_after_seconds: seconds.ceil().max(1.0) as u64,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Recorded as an event for the worker's lockout policy, off the
-    /// response path: a wrong password for a known email must not answer
-    /// later than an unknown email does. A failure to record is logged.
-    async fn record_failure(&self, context: &RequestContext, user_id: Uuid, at: DateTime<Utc>) {
-        let command = UserCommand::RecordLoginFailure {
-            ip: context.request_ip.clone(),
-            at,
-        };
-        let metadata = context.metadata_as(None);
-        let users = self.users.clone();
-        tokio::spawn(async move {
-            if let Err(error) = users
-                .execute(&user_id.to_string(), command, &metadata)
-                .await
-            {
-                tracing::warn!(%user_id, %error, "could not record a failed login");
-            }
-        });
-    }
-
     async fn rehash(&self, context: &RequestContext, user_id: Uuid, hash: domain::PasswordHash) {
         let command = UserCommand::RehashPassword {
             password_hash: hash,
@@ -297,4 +265,11 @@ fn refresh_error(error: AggregateError<SessionError>) -> AppError {
         AggregateError::AggregateConflict => AppError::ConcurrencyConflict,
         other => other.into(),
     }
+}
+
+/// The key the hashing queue's per-account bound counts a login by: the
+/// mailbox's canonical form, or the text as sent when it is no email (so
+/// every login is bounded, whether the account exists or not).
+pub fn account_key(email: &str) -> String {
+    Email::parse_existing(email).map_or_else(|_| email.to_owned(), |email| email.uniqueness_key())
 }

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::claims::{Claim, Claims};
+use crate::failed_logins::FailedLogins;
 use crate::password::Passwords;
 use crate::power::{Actor, PowerGuard};
 use crate::{AppError, RequestContext};
@@ -22,6 +23,7 @@ pub struct UserCommands {
     sessions: UserSessions,
     claims: Claims,
     passwords: Arc<Passwords>,
+    failed_logins: Arc<FailedLogins>,
 }
 
 pub struct Registered {
@@ -40,13 +42,14 @@ pub enum PasswordChangeBy {
 }
 
 impl UserCommands {
-    pub fn new(pool: PgPool, passwords: Arc<Passwords>) -> Self {
+    pub fn new(pool: PgPool, passwords: Arc<Passwords>, failed_logins: Arc<FailedLogins>) -> Self {
         Self {
             users: CommandBus::new(pool.clone()),
             power: PowerGuard::new(pool.clone()),
             sessions: UserSessions::new(pool.clone()),
             claims: Claims::new(pool),
             passwords,
+            failed_logins,
         }
     }
 
@@ -164,17 +167,8 @@ impl UserCommands {
                 current_password,
                 session_id,
             } => {
-                let user = self.users.load(&user_id.to_string()).await?;
-                let verified = self
-                    .passwords
-                    .verify(current_password, user.password_hash().cloned())
+                self.check_current_password(context, user_id, current_password)
                     .await?;
-                if !verified.matches {
-                    return Err(AppError::Invalid {
-                        field: "current_password",
-                        message: "is not the current password",
-                    });
-                }
                 Some(session_id)
             }
             PasswordChangeBy::Administrator => {
@@ -201,6 +195,36 @@ impl UserCommands {
             )
             .await?;
         Ok(position.max(revoked))
+    }
+
+    /// The owner's current password, checked like a login: refused while
+    /// the client's address is blocked or the user is locked, bounded per
+    /// account in the hashing queue, and a wrong one counted as a failed
+    /// login (per address, and towards the user's lockout).
+    async fn check_current_password(
+        &self,
+        context: &RequestContext,
+        user_id: Uuid,
+        current_password: String,
+    ) -> Result<(), AppError> {
+        self.failed_logins.refuse_if_blocked(context).await?;
+        let user = self.users.load(&user_id.to_string()).await?;
+        let account = user.email().map(Email::uniqueness_key).unwrap_or_default();
+        let verified = self
+            .passwords
+            .verify(&account, current_password, user.password_hash().cloned())
+            .await?;
+        let now = chrono::Utc::now();
+        if !verified.matches {
+            self.failed_logins.record(context, Some(user_id), now);
+        }
+        if !verified.matches || user.is_locked_at(now) {
+            return Err(AppError::Invalid {
+                field: "current_password",
+                message: "is not the current password",
+            });
+        }
+        Ok(())
     }
 
     /// Gives the user a role that exists and is not deleted, if the actor

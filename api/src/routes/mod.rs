@@ -13,7 +13,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth_rate_limit: &AuthRateLimit) 
         .service(
             web::scope("/v1")
                 .configure(|cfg| auth::configure(cfg, auth_rate_limit))
-                .configure(users::configure)
+                .configure(|cfg| users::configure(cfg, auth_rate_limit))
                 .configure(roles::configure)
                 .configure(sessions::configure),
         );

@@ -2,6 +2,7 @@
 //! Authorization happens in the extractors: a user reads and edits their own
 //! profile; anything else needs the permission named in the extractor's type.
 
+use actix_governor::Governor;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use domain::{DisplayName, Email, Password, UserStatus};
@@ -14,6 +15,7 @@ use crate::auth::{Allowed, Principal, SelfOr};
 use crate::extract::{RequestContext, ValidJson, ValidQuery};
 use crate::freshness::Freshness;
 use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
+use crate::rate_limit::AuthRateLimit;
 use crate::settings::SignupMode;
 use crate::user_queries::{self, UserFilter, UserView};
 use app::users::{PasswordChangeBy, UserCommands};
@@ -22,7 +24,9 @@ pub const PROJECTION_POSITION: &str = "Projection-Position";
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// `rate_limit` throttles the password change per client address like
+/// login: a wrong current password is a guess at the password.
+pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
     cfg.service(
         web::resource("/users")
             .route(web::post().to(register))
@@ -43,7 +47,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/users/{id}/deactivate", web::post().to(deactivate))
     .route("/users/{id}/reactivate", web::post().to(reactivate))
     .route("/users/{id}/unlock", web::post().to(unlock))
-    .route("/users/{id}/password", web::post().to(change_password))
+    .service(
+        web::resource("/users/{id}/password")
+            .wrap(Governor::new(rate_limit))
+            .route(web::post().to(change_password))
+            .default_service(web::to(super::method_not_allowed)),
+    )
     .route("/users/{id}/roles", web::post().to(assign_role))
     .route(
         "/users/{id}/roles/{role_id}",

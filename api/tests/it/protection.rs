@@ -117,12 +117,8 @@ async fn failed_logins_lock_the_user_through_the_worker_until_the_lock_runs_out(
 #[tokio::test]
 async fn failures_across_users_from_one_address_block_it() {
     let app = spawn_app_with_worker(
-        &[],
-        &[
-            "--lockout-ip-threshold=4",
-            "--lockout-threshold=10",
-            "--lockout-window-seconds=60",
-        ],
+        &["--lockout-ip-threshold=4", "--lockout-window-seconds=60"],
+        &["--lockout-threshold=10", "--lockout-window-seconds=60"],
     )
     .await;
     let users = ["one@example.com", "two@example.com", "three@example.com"];
@@ -390,4 +386,100 @@ async fn an_administrator_unlocks_a_locked_user_early() {
     assert!(user["locked_until"].is_null(), "{user}");
     let response = login_attempt(&app, email, GOOD_PASSWORD).await;
     assert_eq!(response.status(), 200, "the right password works at once");
+}
+
+async fn address_blocked(app: &TestApp) {
+    eventually(SHORT, "address blocked", || async {
+        let blocked: Option<String> =
+            sqlx::query_scalar("SELECT ip FROM login_ip_blocks WHERE blocked_until > now()")
+                .fetch_optional(&app.db.pool)
+                .await
+                .unwrap();
+        blocked
+    })
+    .await;
+}
+
+/// Failures on emails nobody registered fill the address's count as much as
+/// failures on real accounts, and then a login with an email that exists
+/// and one that does not get the same answer: the block tells nothing.
+#[tokio::test]
+async fn a_blocked_address_answers_alike_for_emails_that_exist_and_emails_that_do_not() {
+    let app = support::spawn_app_with(&["--lockout-ip-threshold=3"]).await;
+    app.register("known@example.com", "Known").await;
+    let before = app.event_count().await;
+    for n in 0..3 {
+        let response = login_attempt(&app, &format!("nobody{n}@example.com"), "guess").await;
+        assert_eq!(response.status(), 401);
+    }
+    address_blocked(&app).await;
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "an unknown email wrote an event"
+    );
+
+    let mut answers = Vec::new();
+    for email in ["known@example.com", "unknown@example.com"] {
+        let response = login_attempt(&app, email, GOOD_PASSWORD).await;
+        assert!(response.headers().contains_key("retry-after"), "{email}");
+        let problem = assert_problem(response, 429, "too-many-requests", None).await;
+        answers.push((problem["type"].clone(), problem["title"].clone()));
+    }
+    assert_eq!(answers[0], answers[1]);
+}
+
+/// A wrong current password is a guess at the password: it counts towards
+/// the user's lockout (a `user.login_failed` the worker acts on) and the
+/// address's block, like a failed login.
+#[tokio::test]
+async fn a_wrong_current_password_counts_like_a_failed_login() {
+    let app = spawn_app_with_worker(
+        &["--lockout-ip-threshold=100"],
+        &["--lockout-threshold=3", "--lockout-window-seconds=60"],
+    )
+    .await;
+    let (user, tokens) = app.user_with_session("guessed@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    for _ in 0..3 {
+        let response = app
+            .request(Method::POST, &format!("/v1/users/{user}/password"), Some(token))
+            .json(&json!({"current_password": "a wrong guess", "new_password": "a brand new password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 422, "validation-failed", Some("current_password")).await;
+    }
+    eventually(SHORT, "the user locked by the worker", || async {
+        (support::count_events(&app.db, domain::UserEvent::LOCKED.name()).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        support::count_events(&app.db, domain::UserEvent::LOGIN_FAILED.name()).await,
+        3
+    );
+    let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM login_address_failures")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(failures, 3, "each wrong guess counted for the address");
+}
+
+/// The password change is throttled per client like login.
+#[tokio::test]
+async fn the_password_change_is_rate_limited_like_login() {
+    let app = support::spawn_app_with(&["--auth-rate-per-second=1", "--auth-rate-burst=2"]).await;
+    let (user, tokens) = app.user_with_session("limited@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = app
+            .request(Method::POST, &format!("/v1/users/{user}/password"), Some(token))
+            .json(&json!({"current_password": "a wrong guess", "new_password": "a brand new password"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "never limited: {statuses:?}");
 }

@@ -102,7 +102,11 @@ impl Fixture {
 
 async fn register_users(pool: &sqlx::PgPool, count: usize) {
     let passwords = app::password::Passwords::new(4).await.unwrap();
-    let commands = UserCommands::new(pool.clone(), passwords);
+    let failed_logins = app::failed_logins::FailedLogins::new(
+        pool.clone(),
+        app::failed_logins::AddressPolicy::DEFAULT,
+    );
+    let commands = UserCommands::new(pool.clone(), passwords, std::sync::Arc::new(failed_logins));
     let context = RequestContext {
         correlation_id: "relay-test".into(),
         request_ip: None,
