@@ -2,28 +2,27 @@
 //! order, not at all (a later event of the user arrives instead), or hand it
 //! a message it can never apply.
 
+use crate::support::fold::{self, rows};
 use crate::support::run;
-use crate::support::view::{self, checkpoint};
+use crate::support::view::{checkpoint, wait_for_checkpoint};
 use crate::support::writer::Writer;
 use crate::support::{
-    aggregate_key, committed_events, death_reason, deliveries_with_gaps, handler_error,
-    AggregateKey, Fixture, Rng, TIMEOUT,
+    aggregate_key, committed_events, death_reason, deliveries_with_gaps, handler_error, project,
+    small_batches, AggregateKey, Fixture, Rng, TIMEOUT,
 };
 use bus::Envelope;
 use cqrs_es::Aggregate;
 use domain::{User, UserEvent};
 use infra::event_log::LogPosition;
 use infra::testing::eventually;
+use projector::views::users::UserRow;
+use projector::views::USERS_VIEW;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicated_shuffled_and_missing_deliveries_end_equal_to_the_fold() {
-    // Small batches: many transactions, each seeing a different mix.
-    let fx = Fixture::new(|settings| {
-        settings.max_batch = 4;
-        settings.prefetch = 8;
-    })
-    .await;
+    let fx = Fixture::new(small_batches).await;
     let writer = Writer::new(fx.pool());
     let mut users = writer.register(8).await;
     // From registered only to twice through every kind of change.
@@ -56,37 +55,15 @@ async fn duplicated_shuffled_and_missing_deliveries_end_equal_to_the_fold() {
     assert_eq!(deliveries.len(), 2 * (events.len() - skipped));
     Rng::new(0xD1CE).shuffle(&mut deliveries);
 
-    let _projector = run::start_in_process(fx.settings.clone()).await;
-    for chunk in deliveries.chunks(7) {
-        fx.broker.publish(chunk).await;
-    }
-
-    let rows = view::wait_for_fold(fx.pool()).await;
+    let rows = project(&fx, &deliveries, &events).await.users;
     assert_eq!(rows.len(), users.len());
     let statuses: Vec<&str> = rows.iter().map(|row| row.status.as_str()).collect();
     assert!(statuses.contains(&"active") && statuses.contains(&"deactivated"));
-    let last = LogPosition::of(events.last().expect("events"));
-    eventually(
-        TIMEOUT,
-        "the checkpoint to reach the last event",
-        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
-    )
-    .await;
-    fx.broker.assert_delivered_and_none_dead().await;
-    assert_eq!(
-        view::view_rows(fx.pool()).await,
-        rows,
-        "late duplicates changed rows"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_messages_are_dead_lettered_and_later_events_still_apply() {
-    let fx = Fixture::new(|settings| {
-        settings.delivery_limit = 3;
-        settings.retry_base_ms = 10;
-    })
-    .await;
+    let fx = Fixture::new(|settings| settings.delivery_limit = 3).await;
     let writer = Writer::new(fx.pool());
     let mut users = writer.register(5).await;
     writer.advance(&mut users, |position| position + 1).await;
@@ -152,7 +129,7 @@ async fn poison_messages_are_dead_lettered_and_later_events_still_apply() {
         (None, Some("delivery_limit"))
     );
 
-    let rows = view::wait_for_fold(fx.pool()).await;
+    let rows = fold::wait_for_fold(fx.pool()).await.users;
     assert_eq!(rows.len(), users.len());
     assert!(!rows.iter().any(|row| poison
         .iter()
@@ -179,14 +156,15 @@ async fn the_checkpoint_never_passes_an_event_that_is_not_applied() {
     // The last event arrives first; gap filling applies its user's history.
     fx.broker.publish(std::slice::from_ref(last)).await;
     eventually(TIMEOUT, "the early event applied", || async {
-        let rows = view::view_rows(fx.pool()).await;
-        rows.iter()
+        user_rows(fx.pool())
+            .await
+            .iter()
             .any(|row| row.id.to_string() == last.aggregate_id && row.sequence == last.sequence)
             .then_some(())
     })
     .await;
     let position = checkpoint(fx.pool()).await;
-    let rows = view::view_rows(fx.pool()).await;
+    let rows = user_rows(fx.pool()).await;
     for event in earlier.iter().filter(|e| LogPosition::of(e) <= position) {
         let applied = rows
             .iter()
@@ -201,9 +179,9 @@ async fn the_checkpoint_never_passes_an_event_that_is_not_applied() {
 
     // Once the rest arrives, the checkpoint reaches the end.
     fx.broker.publish(earlier).await;
-    let end = LogPosition::of(last);
-    eventually(TIMEOUT, "the checkpoint at the end", || async {
-        (checkpoint(fx.pool()).await == end).then_some(())
-    })
-    .await;
+    wait_for_checkpoint(fx.pool(), LogPosition::of(last)).await;
+}
+
+async fn user_rows(pool: &PgPool) -> Vec<UserRow> {
+    rows(pool, USERS_VIEW).await
 }

@@ -1,31 +1,28 @@
 //! `roles_view`, `user_roles_view` and `sessions_view` under what the broker
 //! may do: duplicates, any order, lost deliveries, early deliveries.
 
-use crate::support::fold::{self, occurred_at, IdentityViews, UserRoleRow};
+use crate::support::fold::{self, occurred_at, Views};
 use crate::support::identity::{assign, create_role, identity_traffic, unassign};
 use crate::support::run;
-use crate::support::view::{self, checkpoint};
+use crate::support::view::{checkpoint, wait_for_checkpoint};
 use crate::support::writer::Writer;
 use crate::support::{
-    aggregate_key, committed_events, deliveries_with_gaps, AggregateKey, Fixture, Relay, Rng,
-    TIMEOUT,
+    aggregate_key, committed_events, deliveries_with_gaps, project, small_batches, AggregateKey,
+    Fixture, Relay, Rng, TIMEOUT,
 };
 use bus::Envelope;
 use cqrs_es::Aggregate;
 use domain::{Role, RoleCommand, Session, User, UserEvent};
 use infra::event_log::LogPosition;
 use infra::testing::eventually;
+use projector::views::user_roles::UserRoleRow;
 use projector::views::{View, ROLES_VIEW, USER_ROLES_VIEW};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicated_shuffled_and_missing_role_and_session_deliveries_end_equal_to_the_fold() {
-    let fx = Fixture::new(|settings| {
-        settings.max_batch = 4;
-        settings.prefetch = 8;
-    })
-    .await;
+    let fx = Fixture::new(small_batches).await;
     let writer = Writer::new(fx.pool());
     let users = writer.register(6).await;
     let identity = identity_traffic(&writer, &users, "delivery").await;
@@ -65,31 +62,12 @@ async fn duplicated_shuffled_and_missing_role_and_session_deliveries_end_equal_t
     }
     Rng::new(0xFACE).shuffle(&mut deliveries);
 
-    let _projector = run::start_in_process(fx.settings.clone()).await;
-    for chunk in deliveries.chunks(7) {
-        fx.broker.publish(chunk).await;
-    }
-
-    let views = fold::wait_for_identity_fold(fx.pool()).await;
-    let users_rows = view::wait_for_fold(fx.pool()).await;
-    assert_covers_every_case(&views, &users_rows);
-    let last = LogPosition::of(events.last().expect("events"));
-    eventually(
-        TIMEOUT,
-        "the checkpoint to reach the last event",
-        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
-    )
-    .await;
-    fx.broker.assert_delivered_and_none_dead().await;
-    assert_eq!(
-        IdentityViews::read(fx.pool()).await,
-        views,
-        "late duplicates changed rows"
-    );
+    let views = project(&fx, &deliveries, &events).await;
+    assert_covers_every_case(&views);
 }
 
 /// The script produced every kind of row the views can hold.
-fn assert_covers_every_case(views: &IdentityViews, users: &[view::UserRow]) {
+fn assert_covers_every_case(views: &Views) {
     let statuses: Vec<&str> = views.sessions.iter().map(|s| s.status.as_str()).collect();
     for status in ["active", "revoked", "expired"] {
         assert!(statuses.contains(&status), "no {status} session");
@@ -112,8 +90,8 @@ fn assert_covers_every_case(views: &IdentityViews, users: &[view::UserRow]) {
         .iter()
         .all(|role| role.name_key == role.name.to_lowercase()));
     assert!(!views.user_roles.is_empty());
-    assert!(users.iter().any(|user| user.locked_until.is_some()));
-    assert!(users.iter().any(|user| user.locked_until.is_none()));
+    assert!(views.users.iter().any(|user| user.locked_until.is_some()));
+    assert!(views.users.iter().any(|user| user.locked_until.is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,7 +112,7 @@ async fn user_roles_follow_assignments_and_outlive_a_deleted_role() {
     let events = relay.forward(fx.pool(), &fx.broker).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
 
-    let views = fold::wait_for_identity_fold(fx.pool()).await;
+    let views = fold::wait_for_fold(fx.pool()).await;
     let held: Vec<(Uuid, Uuid)> = views
         .user_roles
         .iter()
@@ -163,7 +141,7 @@ async fn user_roles_follow_assignments_and_outlive_a_deleted_role() {
     fx.broker.publish(&events).await;
     assign(&writer, bob, admin).await;
     relay.forward(fx.pool(), &fx.broker).await;
-    let after = fold::wait_for_identity_fold(fx.pool()).await;
+    let after = fold::wait_for_fold(fx.pool()).await;
     assert_eq!(
         after.roles, views.roles,
         "a duplicate revived the deleted role"
@@ -222,11 +200,7 @@ async fn the_checkpoint_never_passes_a_role_or_session_event_that_is_not_applied
     assert!(position < LogPosition::of(last));
 
     fx.broker.publish(earlier).await;
-    let end = LogPosition::of(last);
-    eventually(TIMEOUT, "the checkpoint at the end", || async {
-        (checkpoint(fx.pool()).await == end).then_some(())
-    })
-    .await;
+    wait_for_checkpoint(fx.pool(), LogPosition::of(last)).await;
 }
 
 /// Whether the view of the event's aggregate type has reached its sequence.

@@ -1,75 +1,95 @@
 //! `projector rebuild`: the table replayed from the event store equals the one
 //! the live projector built, also when the live projector keeps writing.
 
-use crate::support::fold::{self, IdentityViews};
+use crate::support::fold::{rows, wait_for_fold, Views};
 use crate::support::identity::{create_role, identity_traffic};
 use crate::support::run;
-use crate::support::view::{self, checkpoint, index_definitions, table_snapshot};
-use crate::support::writer::Writer;
+use crate::support::view::{
+    self, checkpoint, index_definitions, table_snapshot, wait_for_checkpoint,
+};
+use crate::support::writer::{TestUser, Writer};
 use crate::support::{committed_events, Fixture, Relay, TIMEOUT};
+use bus::Envelope;
 use cqrs_es::Aggregate;
 use domain::{Role, Session, User};
 use infra::event_log::LogPosition;
-use infra::testing::{eventually, TestDatabase};
+use infra::testing::{eventually, InProcess, TestDatabase};
 use projector::rebuild::{rebuild, RebuildError};
+use projector::views::users::UserRow;
 use projector::views::{Target, ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_reproduces_the_live_table_row_for_row() {
-    let fx = Fixture::new(|_| {}).await;
-    let writer = Writer::new(fx.pool());
-    let mut users = writer.register(40).await;
-    writer.advance(&mut users, |position| position % 11).await;
+    let (fx, ..) = users_with_history(40, 11).await;
     let events = Relay::default().forward(fx.pool(), &fx.broker).await;
-    let _projector = run::start_in_process(fx.settings.clone()).await;
-    view::wait_for_fold(fx.pool()).await;
-    let last = LogPosition::of(events.last().unwrap());
-    eventually(
-        TIMEOUT,
-        "the checkpoint to reach the last event",
-        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
-    )
-    .await;
-    let live = table_snapshot(fx.pool()).await;
-    let indexes = index_definitions(fx.pool()).await;
+    let live = Live::caught_up(&fx, &events).await;
 
     let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild");
 
     assert_eq!(rebuilt.views, [USERS_VIEW, ROLES_VIEW, SESSIONS_VIEW]);
     assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
-    assert_eq!(rebuilt.up_to, last);
-    assert_eq!(table_snapshot(fx.pool()).await, live);
-    assert_eq!(index_definitions(fx.pool()).await, indexes);
-    assert_eq!(checkpoint(fx.pool()).await, last);
+    assert_eq!(rebuilt.up_to, live.last);
+    live.assert_reproduced(fx.pool(), "after a rebuild").await;
     // Twice in a row works as well (the previous rebuild left nothing behind).
     rebuild(fx.pool(), None).await.expect("second rebuild");
-    assert_eq!(table_snapshot(fx.pool()).await, live);
-    assert_eq!(index_definitions(fx.pool()).await, indexes);
+    live.assert_reproduced(fx.pool(), "after a second rebuild")
+        .await;
+}
+
+/// A fixture with `count` users, each `position % cycle` commands past its
+/// registration.
+async fn users_with_history(count: usize, cycle: usize) -> (Fixture, Writer, Vec<TestUser>) {
+    let fx = Fixture::new(|_| {}).await;
+    let writer = Writer::new(fx.pool());
+    let mut users = writer.register(count).await;
+    writer
+        .advance(&mut users, |position| position % cycle)
+        .await;
+    (fx, writer, users)
+}
+
+/// The live projector caught up with the events, and its tables then.
+struct Live {
+    _projector: InProcess,
+    last: LogPosition,
+    snapshot: Vec<(&'static str, Vec<serde_json::Value>)>,
+    indexes: Vec<String>,
+}
+
+impl Live {
+    /// Starts the projector and waits until it has applied `events` (all
+    /// the event store holds, published).
+    async fn caught_up(fx: &Fixture, events: &[Envelope]) -> Self {
+        let projector = run::start_in_process(fx.settings.clone()).await;
+        wait_for_fold(fx.pool()).await;
+        let last = LogPosition::of(events.last().expect("events"));
+        wait_for_checkpoint(fx.pool(), last).await;
+        Self {
+            _projector: projector,
+            last,
+            snapshot: table_snapshot(fx.pool()).await,
+            indexes: index_definitions(fx.pool()).await,
+        }
+    }
+
+    /// The tables hold the same rows, every column, with the same indexes,
+    /// and the checkpoint has not moved.
+    async fn assert_reproduced(&self, pool: &PgPool, when: &str) {
+        assert_eq!(table_snapshot(pool).await, self.snapshot, "{when}");
+        assert_eq!(index_definitions(pool).await, self.indexes, "{when}");
+        assert_eq!(checkpoint(pool).await, self.last, "{when}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
-    let fx = Fixture::new(|_| {}).await;
-    let writer = Writer::new(fx.pool());
-    let mut users = writer.register(6).await;
-    writer.advance(&mut users, |position| position % 3).await;
+    let (fx, writer, users) = users_with_history(6, 3).await;
     identity_traffic(&writer, &users, "rebuild").await;
     let mut relay = Relay::default();
     let events = relay.forward(fx.pool(), &fx.broker).await;
-    let _projector = run::start_in_process(fx.settings.clone()).await;
-    view::wait_for_fold(fx.pool()).await;
-    fold::wait_for_identity_fold(fx.pool()).await;
-    let last = LogPosition::of(events.last().unwrap());
-    eventually(
-        TIMEOUT,
-        "the checkpoint to reach the last event",
-        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
-    )
-    .await;
-    let live = table_snapshot(fx.pool()).await;
-    let indexes = index_definitions(fx.pool()).await;
+    let live = Live::caught_up(&fx, &events).await;
     let count = |aggregate_type: &str| {
         let count = events
             .iter()
@@ -87,24 +107,18 @@ async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
         let rebuilt = rebuild(fx.pool(), Some(name)).await.expect("rebuild");
         assert_eq!(rebuilt.views, [view]);
         assert_eq!(rebuilt.events, count(aggregate_type), "{name}");
-        assert_eq!(
-            table_snapshot(fx.pool()).await,
-            live,
-            "after rebuilding {name}"
-        );
-        assert_eq!(index_definitions(fx.pool()).await, indexes, "{name}");
-        assert_eq!(checkpoint(fx.pool()).await, last);
+        live.assert_reproduced(fx.pool(), &format!("after rebuilding {name}"))
+            .await;
     }
     let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild all");
     assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
-    assert_eq!(table_snapshot(fx.pool()).await, live);
-    assert_eq!(index_definitions(fx.pool()).await, indexes);
+    live.assert_reproduced(fx.pool(), "after rebuilding all")
+        .await;
 
     // The live projector goes on with the swapped-in tables.
     identity_traffic(&writer, &users, "after").await;
     relay.forward(fx.pool(), &fx.broker).await;
-    view::wait_for_fold(fx.pool()).await;
-    fold::wait_for_identity_fold(fx.pool()).await;
+    wait_for_fold(fx.pool()).await;
     fx.broker.assert_delivered_and_none_dead().await;
 }
 
@@ -123,22 +137,15 @@ async fn rebuilding_one_view_never_moves_the_checkpoint_past_the_others() {
 
     // No projector runs: only the rebuild writes.
     rebuild(fx.pool(), Some(ROLES_VIEW)).await.expect("rebuild");
-    let rebuilt = IdentityViews::read(fx.pool()).await;
-    assert_eq!(
-        rebuilt.roles,
-        IdentityViews::expected(fx.pool()).await.roles
-    );
+    let rebuilt = Views::read(fx.pool()).await;
+    assert_eq!(rebuilt.roles, Views::expected(fx.pool()).await.roles);
     assert_eq!(view::view_count(fx.pool()).await, 0);
     assert_eq!(checkpoint(fx.pool()).await, LogPosition::of(&events[0]));
 
     rebuild(fx.pool(), None).await.expect("rebuild all");
     assert_eq!(
-        IdentityViews::read(fx.pool()).await,
-        IdentityViews::expected(fx.pool()).await
-    );
-    assert_eq!(
-        view::view_rows(fx.pool()).await,
-        view::expected_rows(fx.pool()).await
+        Views::read(fx.pool()).await,
+        Views::expected(fx.pool()).await
     );
     let last = LogPosition::of(events.last().unwrap());
     assert_eq!(checkpoint(fx.pool()).await, last);
@@ -156,7 +163,7 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
     writer.advance(&mut users, |position| position % 5).await;
     relay.forward(fx.pool(), &fx.broker).await;
     let _projector = run::start_in_process(fx.settings.clone()).await;
-    view::wait_for_fold(fx.pool()).await;
+    wait_for_fold(fx.pool()).await;
 
     // A backlog the live projector works through while the rebuild replays.
     let mut newcomers = writer.register(100).await;
@@ -186,7 +193,7 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
         .await;
     writer.advance(&mut users, |position| position % 2).await;
     relay.forward(fx.pool(), &fx.broker).await;
-    view::wait_for_fold(fx.pool()).await;
+    wait_for_fold(fx.pool()).await;
     // And some the live projector is applying while the rebuild swaps.
     writer
         .advance(&mut newcomers, |position| position % 2)
@@ -196,8 +203,8 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
     let rebuilt = rebuilding.await.expect("rebuild task").expect("rebuild");
 
     assert_eq!(
-        view::view_rows(fx.pool()).await,
-        view::expected_rows(fx.pool()).await,
+        Views::read(fx.pool()).await,
+        Views::expected(fx.pool()).await,
         "the swapped-in table misses events"
     );
     assert_eq!(rebuilt.up_to, relay.position);
@@ -215,21 +222,16 @@ async fn a_rebuild_while_the_live_projector_applies_new_events_loses_none() {
     users.extend(newcomers);
     users.extend(meanwhile);
 
-    let rows = view::wait_for_fold(fx.pool()).await;
+    let rows = wait_for_fold(fx.pool()).await.users;
     assert_eq!(rows.len(), users.len());
-    eventually(
-        TIMEOUT,
-        "the checkpoint to reach the last event",
-        || async { (checkpoint(fx.pool()).await == relay.position).then_some(()) },
-    )
-    .await;
+    wait_for_checkpoint(fx.pool(), relay.position).await;
     fx.broker.assert_delivered_and_none_dead().await;
 }
 
 /// Waits until the rebuild has replayed everything into its new table and
 /// read the log once more without finding anything: its last statement.
 async fn wait_for_replay_to_finish(pool: &PgPool) {
-    let expected = view::expected_rows(pool).await;
+    let expected = Views::expected(pool).await.users;
     let next = Target::Rebuild.table(USERS_VIEW);
     eventually(TIMEOUT, "the rebuild to finish its replay", || async {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
@@ -237,7 +239,7 @@ async fn wait_for_replay_to_finish(pool: &PgPool) {
             .fetch_one(pool)
             .await
             .unwrap();
-        if !exists || view::table_rows(pool, &next).await != expected {
+        if !exists || rows::<UserRow>(pool, &next).await != expected {
             return None;
         }
         let read_last: bool = sqlx::query_scalar(

@@ -1,13 +1,15 @@
 //! The real binary killed with SIGKILL in the middle of the stream, with a
 //! batch transaction open and deliveries unacked, then started again.
 
+use crate::support::fold::wait_for_fold;
 use crate::support::run;
-use crate::support::view::{self, checkpoint, view_count};
+use crate::support::view::{checkpoint, view_count, wait_for_checkpoint};
 use crate::support::writer::Writer;
 use crate::support::{Fixture, Relay, TIMEOUT};
 use infra::event_log::LogPosition;
 use infra::testing::{eventually, lock_waiters};
 use projector::views::USERS_VIEW;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,10 +47,8 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
     .unwrap();
 
     let mut projector = run::spawn_binary(&fx.settings, 1);
-    eventually(TIMEOUT, "the projector to be held mid-stream", || async {
-        let waiting = lock_waiters(fx.pool()).await;
-        let applied = view_count(fx.pool()).await;
-        (waiting > 0 && applied > 0).then_some(())
+    eventually(TIMEOUT, "the projector to be held mid-stream", || {
+        held_mid_stream(fx.pool())
     })
     .await;
     assert!(projector.is_running());
@@ -64,18 +64,19 @@ async fn a_killed_projector_restarts_without_losing_or_duplicating_anything() {
     assert!(checkpoint(fx.pool()).await < last);
 
     let mut restarted = run::spawn_binary(&fx.settings, 2);
-    let rows = view::wait_for_fold(fx.pool()).await;
+    let rows = wait_for_fold(fx.pool()).await.users;
     assert_eq!(rows.len(), users.len(), "exactly one row per user");
     let mut ids: Vec<Uuid> = users.iter().map(|user| user.id).collect();
     ids.sort();
     assert_eq!(rows.iter().map(|row| row.id).collect::<Vec<_>>(), ids);
-    eventually(
-        TIMEOUT,
-        "the checkpoint to reach the last event",
-        || async { (checkpoint(fx.pool()).await == last).then_some(()) },
-    )
-    .await;
+    wait_for_checkpoint(fx.pool(), last).await;
     assert!(restarted.is_running());
     restarted.terminate();
     fx.broker.assert_all_acked().await;
+}
+
+/// Some users applied, and the projector waiting for the barrier's lock.
+async fn held_mid_stream(pool: &PgPool) -> Option<()> {
+    let held = lock_waiters(pool).await > 0 && view_count(pool).await > 0;
+    held.then_some(())
 }

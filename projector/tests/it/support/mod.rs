@@ -10,9 +10,12 @@ pub mod view;
 pub mod writer;
 
 use bus::Envelope;
+use infra::event_log::LogPosition;
 use infra::testing::{self, TestBroker, TestDatabase};
 use projector::settings::ProjectorSettings;
 use sqlx::PgPool;
+
+use fold::Views;
 
 pub use infra::testing::{committed_events, death_reason, handler_error, Relay, TIMEOUT};
 
@@ -49,6 +52,12 @@ impl Fixture {
     pub fn pool(&self) -> &PgPool {
         &self.db.pool
     }
+}
+
+/// Small batches: many transactions, each seeing a different mix.
+pub fn small_batches(settings: &mut ProjectorSettings) {
+    settings.max_batch = 4;
+    settings.prefetch = 8;
 }
 
 /// An aggregate by type and id, as events name it.
@@ -88,6 +97,27 @@ pub fn deliveries_with_gaps(
         }
     }
     deliveries
+}
+
+/// Runs the projector on `deliveries` (of the committed `events`), published
+/// in small chunks; returns the views once they equal the fold of the event
+/// store, the checkpoint is at the last event and every delivery is acked,
+/// the late duplicates having changed nothing.
+pub async fn project(fx: &Fixture, deliveries: &[Envelope], events: &[Envelope]) -> Views {
+    let _projector = run::start_in_process(fx.settings.clone()).await;
+    for chunk in deliveries.chunks(7) {
+        fx.broker.publish(chunk).await;
+    }
+    let views = fold::wait_for_fold(fx.pool()).await;
+    let last = LogPosition::of(events.last().expect("events"));
+    view::wait_for_checkpoint(fx.pool(), last).await;
+    fx.broker.assert_delivered_and_none_dead().await;
+    assert_eq!(
+        Views::read(fx.pool()).await,
+        views,
+        "late duplicates changed rows"
+    );
+    views
 }
 
 /// A small deterministic generator (SplitMix64): reproducible shuffles

@@ -1,52 +1,13 @@
-//! The read model as the projector wrote it, and as it must be: the fold of
-//! each user's events in the event store through `domain::User`.
+//! The view tables as a whole: their rows as JSON, their indexes, and the
+//! checkpoint that covers them.
 
-use std::sync::Mutex;
-
-use bus::Envelope;
-use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
-use domain::{User, UserEvent};
-use infra::event_log::{self, LogPosition};
+use infra::event_log::LogPosition;
 use infra::testing::eventually;
 use projector::projection::CHECKPOINT;
 use projector::views::{View, USERS_VIEW};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::TIMEOUT;
-
-/// One row of `users_view`, every column.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
-pub struct UserRow {
-    pub id: Uuid,
-    pub email: String,
-    pub email_key: String,
-    pub display_name: String,
-    pub status: String,
-    pub registered_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub locked_until: Option<DateTime<Utc>>,
-    pub sequence: i64,
-    pub global_position: i64,
-}
-
-/// `users_view` ordered by id.
-pub async fn view_rows(pool: &PgPool) -> Vec<UserRow> {
-    table_rows(pool, USERS_VIEW).await
-}
-
-/// The rows of `users_view` or of a table like it (a rebuild's), by id.
-pub async fn table_rows(pool: &PgPool, table: &str) -> Vec<UserRow> {
-    sqlx::query_as(&format!(
-        "SELECT id, email, email_key, display_name, status, registered_at, updated_at, \
-                locked_until, sequence, global_position \
-         FROM {table} ORDER BY id"
-    ))
-    .fetch_all(pool)
-    .await
-    .unwrap_or_else(|error| panic!("read {table}: {error}"))
-}
 
 pub async fn view_count(pool: &PgPool) -> i64 {
     sqlx::query_scalar(&format!("SELECT count(*) FROM {USERS_VIEW}"))
@@ -102,117 +63,12 @@ pub async fn checkpoint(pool: &PgPool) -> LogPosition {
     CHECKPOINT.load(pool).await.expect("read checkpoint")
 }
 
-/// The expected `users_view`: every user's events from the event store
-/// applied to a `domain::User`, ordered by id.
-pub async fn expected_rows(pool: &PgPool) -> Vec<UserRow> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1")
-            .bind(User::TYPE)
-            .fetch_all(pool)
-            .await
-            .expect("list users");
-    let mut rows = Vec::with_capacity(ids.len());
-    for id in ids {
-        let events = event_log::read_stream(pool, User::TYPE, &id, 0, i64::MAX)
-            .await
-            .expect("read a user's events");
-        rows.push(fold(&events));
-    }
-    rows.sort_by_key(|row| row.id);
-    rows
-}
-
-fn fold(events: &[Envelope]) -> UserRow {
-    let (first, last) = match events {
-        [first, .., last] => (first, last),
-        [only] => (only, only),
-        [] => panic!("a user without events"),
-    };
-    let mut user = User::default();
-    for (expected_sequence, envelope) in (1..).zip(events) {
-        assert_eq!(
-            envelope.sequence, expected_sequence,
-            "gap in the event store"
-        );
-        let event: UserEvent = event_log::decode(envelope).expect("stored event decodes");
-        user.apply(event);
-    }
-    let email = user.email().expect("registered user has an email");
-    let occurred_at = |envelope: &Envelope| {
-        envelope
-            .metadata
-            .occurred_at
-            .unwrap_or(envelope.recorded_at)
-    };
-    UserRow {
-        id: user.id().expect("registered user has an id"),
-        email: email.as_str().to_owned(),
-        email_key: email.uniqueness_key(),
-        display_name: user
-            .display_name()
-            .expect("registered user has a name")
-            .as_str()
-            .to_owned(),
-        status: user.status().as_str().to_owned(),
-        registered_at: occurred_at(first),
-        updated_at: occurred_at(last),
-        locked_until: user.locked_until(),
-        sequence: last.sequence,
-        global_position: last.global_position,
-    }
-}
-
-/// Waits until `users_view` equals the fold of the event store, row for row;
-/// returns the rows. On timeout, prints what still differs.
-pub async fn wait_for_fold(pool: &PgPool) -> Vec<UserRow> {
-    let mut report = MismatchReport {
-        expected: expected_rows(pool).await,
-        last_seen: Mutex::new(Vec::new()),
-    };
-    let report_ref = &report;
+/// Waits until the checkpoint is at `position`.
+pub async fn wait_for_checkpoint(pool: &PgPool, position: LogPosition) {
     eventually(
         TIMEOUT,
-        "users_view to equal the fold of the event store",
-        || async move {
-            let rows = view_rows(pool).await;
-            let matches = rows == report_ref.expected;
-            *report_ref.last_seen.lock().unwrap() = rows;
-            matches.then_some(())
-        },
+        "the checkpoint to reach the last event",
+        || async { (checkpoint(pool).await == position).then_some(()) },
     )
     .await;
-    std::mem::take(&mut report.expected)
-}
-
-/// Prints the difference between the view and the fold if the wait panics.
-struct MismatchReport {
-    expected: Vec<UserRow>,
-    last_seen: Mutex<Vec<UserRow>>,
-}
-
-impl Drop for MismatchReport {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let seen = self
-            .last_seen
-            .lock()
-            .map(|rows| rows.clone())
-            .unwrap_or_default();
-        eprintln!(
-            "users_view has {} rows, the fold {}",
-            seen.len(),
-            self.expected.len()
-        );
-        let differing = self
-            .expected
-            .iter()
-            .filter(|row| !seen.contains(row))
-            .take(5);
-        for expected in differing {
-            let actual = seen.iter().find(|row| row.id == expected.id);
-            eprintln!("expected {expected:?}\n  actual {actual:?}");
-        }
-    }
 }
