@@ -5,9 +5,9 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
 use infra::broker::BrokerLink;
 use infra::health::{self, Readiness};
+use infra::process::RunningProcess;
 use infra::shutdown::Shutdown;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
 use crate::correlation::{self, CorrelatedRootSpan};
@@ -24,16 +24,12 @@ use app::sign_in::SignIn;
 use app::tokens::AccessTokens;
 use app::users::UserCommands;
 
-/// The running API: the HTTP server plus the relay task.
-pub struct Application {
-    port: u16,
-    server: Server,
-    relay: Option<JoinHandle<()>>,
-    shutdown: Shutdown,
-}
+/// The api process: the HTTP server plus (unless disabled) the relay task,
+/// which it stops once the server has stopped.
+pub struct Application;
 
 impl Application {
-    pub async fn build(settings: ApiSettings) -> anyhow::Result<Self> {
+    pub async fn build(settings: ApiSettings) -> anyhow::Result<RunningProcess> {
         let common = &settings.common;
         let pool = infra::db::open(common).await?;
         let shutdown = Shutdown::default();
@@ -58,27 +54,12 @@ impl Application {
             &settings,
             shutdown.clone(),
         )?;
-        Ok(Self {
+        Ok(RunningProcess::new(
             port,
             server,
-            relay,
+            relay.into_iter().collect(),
             shutdown,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Serves until SIGINT/SIGTERM or a stop through the server handle,
-    /// then stops the relay.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        self.shutdown.trigger();
-        if let Some(relay) = self.relay {
-            let _ = relay.await;
-        }
-        served
+        ))
     }
 }
 

@@ -14,6 +14,7 @@ use ed25519_dalek::pkcs8::{
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use secrecy::{ExposeSecret, SecretSlice};
 
 pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
 
@@ -36,10 +37,12 @@ impl SigningKeys {
         if generate_if_missing && !signing_key_file.exists() {
             generate(signing_key_file)?;
         }
-        let pem = fs::read(signing_key_file)
-            .with_context(|| format!("reading JWT signing key {}", signing_key_file.display()))?;
-        let encoding =
-            EncodingKey::from_ed_pem(&pem).context("JWT signing key is not Ed25519 PEM")?;
+        // The private key's PEM is zeroed when dropped.
+        let pem: SecretSlice<u8> = fs::read(signing_key_file)
+            .with_context(|| format!("reading JWT signing key {}", signing_key_file.display()))?
+            .into();
+        let encoding = EncodingKey::from_ed_pem(pem.expose_secret())
+            .context("JWT signing key is not Ed25519 PEM")?;
         let mut signing_jwk = Jwk::from_encoding_key(&encoding, ALGORITHM)?;
         let signing_kid = identify(&mut signing_jwk)?;
         let mut keys = SigningKeys {

@@ -144,10 +144,10 @@ impl Passwords {
 /// Why a hash could not be computed or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum HashingError {
-    #[error("argon2 failed: {0}")]
-    Argon2(argon2::password_hash::Error),
-    #[error("invalid argon2 parameters: {0}")]
-    Params(argon2::Error),
+    #[error("argon2 failed")]
+    Argon2(#[source] argon2::password_hash::Error),
+    #[error("invalid argon2 parameters")]
+    Params(#[source] argon2::Error),
     #[error("the hashing task did not finish")]
     Task(#[from] tokio::task::JoinError),
     #[error("the hashing pool is closed")]

@@ -116,16 +116,15 @@ impl UserCommands {
                 self.execute(context, actor, user_id, UserCommand::Deactivate)
             })
             .await?;
-        let revoked = self
-            .end_sessions(
-                context,
-                actor.user_id,
-                user_id,
-                None,
-                RevocationReason::UserDeactivated,
-            )
-            .await?;
-        Ok(position.max(revoked))
+        let ended = (user_id, None);
+        self.end_sessions(
+            context,
+            actor,
+            position,
+            ended,
+            RevocationReason::UserDeactivated,
+        )
+        .await
     }
 
     pub async fn reactivate(
@@ -185,16 +184,15 @@ impl UserCommands {
                 UserCommand::ChangePassword { password_hash },
             )
             .await?;
-        let revoked = self
-            .end_sessions(
-                context,
-                actor.user_id,
-                user_id,
-                keep,
-                RevocationReason::PasswordChanged,
-            )
-            .await?;
-        Ok(position.max(revoked))
+        let ended = (user_id, keep);
+        self.end_sessions(
+            context,
+            actor,
+            position,
+            ended,
+            RevocationReason::PasswordChanged,
+        )
+        .await
     }
 
     /// The owner's current password, checked like a login: refused while
@@ -282,18 +280,22 @@ impl UserCommands {
             .await
     }
 
+    /// Revokes the user's sessions but `keep`, after a command that wrote up
+    /// to `position`: the position of the last event written by either.
     async fn end_sessions(
         &self,
         context: &RequestContext,
-        actor: Uuid,
-        user_id: Uuid,
-        keep: Option<Uuid>,
+        actor: &Actor,
+        position: i64,
+        (user_id, keep): (Uuid, Option<Uuid>),
         reason: RevocationReason,
     ) -> Result<i64, AppError> {
-        self.sessions
-            .revoke_all(user_id, keep, reason, &context.metadata_as(Some(actor)))
-            .await
-            .map_err(AppError::from)
+        let metadata = context.metadata_as(Some(actor.user_id));
+        let revoked = self
+            .sessions
+            .revoke_all(user_id, keep, reason, &metadata)
+            .await?;
+        Ok(position.max(revoked))
     }
 
     /// Claims `email` for the user (when given), runs the command, and frees

@@ -2,6 +2,7 @@
 //! (api/src/password.rs): the ceiling of the registration rate, since every
 //! registration hashes one password on the API's blocking pool.
 
+use anyhow::Context;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -42,8 +43,8 @@ pub async fn measure(duration: Duration, threads: usize) -> anyhow::Result<HashR
 }
 
 fn hasher() -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(COST.memory_kib, COST.passes, COST.lanes, None)
-        .map_err(|error| anyhow::anyhow!("argon2 parameters: {error}"))?;
+    let params =
+        Params::new(COST.memory_kib, COST.passes, COST.lanes, None).context("argon2 parameters")?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -81,7 +82,7 @@ fn hash_until(deadline: Instant) -> anyhow::Result<(u64, Instant)> {
         let salt = SaltString::generate(&mut OsRng);
         hasher
             .hash_password(crate::load::PASSWORD.as_bytes(), &salt)
-            .map_err(|error| anyhow::anyhow!("argon2 failed: {error}"))?;
+            .context("argon2 failed")?;
         hashes += 1;
         let now = Instant::now();
         if now >= deadline {

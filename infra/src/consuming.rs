@@ -8,6 +8,7 @@ use std::time::Duration;
 use bus::{BatchHandler, ConsumerGroup, ConsumerOptions, Topology};
 
 use crate::broker::BrokerLink;
+use crate::settings::CommonSettings;
 use crate::shutdown::Shutdown;
 
 /// What to consume, and how.
@@ -18,20 +19,30 @@ pub struct Consumption {
     pub options: ConsumerOptions,
 }
 
-/// How a consuming process takes deliveries: `process` names its consumer
-/// tag; a failed event is retried after `retry_base_ms`, doubling up to 10 s.
-pub fn consumer_options(
-    process: &str,
-    prefetch: u16,
-    max_batch: usize,
-    retry_base_ms: u64,
-) -> ConsumerOptions {
-    ConsumerOptions {
-        prefetch,
-        max_batch: max_batch.max(1),
-        backoff_base: Duration::from_millis(retry_base_ms),
-        backoff_max: Duration::from_secs(10),
-        consumer_tag: format!("{process}-{}", std::process::id()),
+impl Consumption {
+    /// `group` consumed on the events exchange of `common` by `process`
+    /// (its consumer tag): `prefetch` deliveries ahead, at most `max_batch`
+    /// per batch, a failed event retried after `retry_base_ms`, doubling up
+    /// to 10 s.
+    pub fn new(
+        common: &CommonSettings,
+        group: ConsumerGroup,
+        process: &str,
+        prefetch: u16,
+        max_batch: usize,
+        retry_base_ms: u64,
+    ) -> Self {
+        Self {
+            topology: common.topology(),
+            group,
+            options: ConsumerOptions {
+                prefetch,
+                max_batch: max_batch.max(1),
+                backoff_base: Duration::from_millis(retry_base_ms),
+                backoff_max: Duration::from_secs(10),
+                consumer_tag: format!("{process}-{}", std::process::id()),
+            },
+        }
     }
 }
 

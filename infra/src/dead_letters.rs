@@ -3,12 +3,30 @@
 
 use anyhow::Context;
 use bus::ConsumerGroup;
+use clap::Args;
 
 use crate::settings::CommonSettings;
 
-/// Prints how many dead letters `group` holds; with `replay`, moves at most
-/// `max` of them back to its queue and prints how many moved.
-pub async fn inspect(
+/// The options of a consumer's `dead-letters` subcommand.
+#[derive(Args, Clone, Debug)]
+pub struct DeadLetters {
+    /// Move the dead letters back to the queue (after fixing what made them fail).
+    #[arg(long)]
+    pub replay: bool,
+    /// Most messages moved by one replay.
+    #[arg(long, default_value_t = 10_000)]
+    pub max: usize,
+}
+
+impl DeadLetters {
+    /// Prints how many dead letters `group` holds; with `--replay`, moves at
+    /// most `--max` of them back to its queue and prints how many moved.
+    pub async fn run(&self, common: &CommonSettings, group: &ConsumerGroup) -> anyhow::Result<()> {
+        inspect(common, group, self.replay, self.max).await
+    }
+}
+
+async fn inspect(
     common: &CommonSettings,
     group: &ConsumerGroup,
     replay: bool,

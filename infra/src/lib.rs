@@ -12,6 +12,7 @@ pub mod email_keys;
 pub mod event_log;
 pub mod health;
 pub mod metrics;
+pub mod process;
 pub mod sessions;
 pub mod settings;
 pub mod shutdown;

@@ -166,7 +166,7 @@ mod tests {
             (
                 ApplyError::Decode {
                     event_id: id,
-                    source: DecodeError::UnknownType("user.exploded".into()),
+                    source: DecodeError::UnknownType("thing.exploded".into()),
                 },
                 true,
             ),

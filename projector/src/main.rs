@@ -6,14 +6,9 @@ use projector::startup::Application;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     infra::telemetry::init(cli.settings.common.log_format);
-    if let Some(Command::DeadLetters { replay, max }) = cli.command {
-        return infra::dead_letters::inspect(
-            &cli.settings.common,
-            &cli.settings.consumer_group(),
-            replay,
-            max,
-        )
-        .await;
+    if let Some(Command::DeadLetters(dead_letters)) = &cli.command {
+        let group = cli.settings.consumer_group();
+        return dead_letters.run(&cli.settings.common, &group).await;
     }
     let pool = infra::db::open(&cli.settings.common).await?;
     if let Some(Command::Rebuild { view, exit }) = cli.command {

@@ -27,15 +27,9 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
-    /// Count the messages in `projector.read_models.dead`; with `--replay`,
-    /// move them back to the queue (after fixing what made them fail).
-    DeadLetters {
-        #[arg(long)]
-        replay: bool,
-        /// Most messages moved by one replay.
-        #[arg(long, default_value_t = 10_000)]
-        max: usize,
-    },
+    /// Count the messages in `projector.read_models.dead`; with `--replay`, move them
+    /// back to the queue (after fixing what made them fail).
+    DeadLetters(infra::dead_letters::DeadLetters),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -83,15 +77,9 @@ impl ProjectorSettings {
     }
 
     pub fn consumption(&self) -> infra::consuming::Consumption {
-        infra::consuming::Consumption {
-            topology: self.common.topology(),
-            group: self.consumer_group(),
-            options: self.consumer_options(),
-        }
-    }
-
-    pub fn consumer_options(&self) -> bus::ConsumerOptions {
-        infra::consuming::consumer_options(
+        infra::consuming::Consumption::new(
+            &self.common,
+            self.consumer_group(),
             "projector",
             self.prefetch,
             self.max_batch,

@@ -24,13 +24,7 @@ pub enum Command {
     Run,
     /// Count the messages in `worker.lockout.dead`; with `--replay`, move
     /// them back to the queue (after fixing what made them fail).
-    DeadLetters {
-        #[arg(long)]
-        replay: bool,
-        /// Most messages moved by one replay.
-        #[arg(long, default_value_t = 10_000)]
-        max: usize,
-    },
+    DeadLetters(infra::dead_letters::DeadLetters),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -107,15 +101,9 @@ impl WorkerSettings {
     }
 
     pub fn consumption(&self) -> infra::consuming::Consumption {
-        infra::consuming::Consumption {
-            topology: self.common.topology(),
-            group: self.consumer_group(),
-            options: self.consumer_options(),
-        }
-    }
-
-    pub fn consumer_options(&self) -> bus::ConsumerOptions {
-        infra::consuming::consumer_options(
+        infra::consuming::Consumption::new(
+            &self.common,
+            self.consumer_group(),
             "worker",
             self.prefetch,
             self.max_batch,

@@ -1,34 +1,30 @@
 use std::sync::Arc;
 
-use actix_web::dev::Server;
 use infra::broker::BrokerLink;
 use infra::consuming::consume_until_shutdown;
 use infra::health::{self, Readiness};
+use infra::process::RunningProcess;
 use infra::shutdown::Shutdown;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
 
 use crate::expiry::Expiry;
 use crate::lockout::Lockout;
 use crate::settings::WorkerSettings;
 
-/// The running worker: the lockout consumer, the session expiry loop and
-/// the health server.
-pub struct Application {
-    port: u16,
-    server: Server,
-    consumer: JoinHandle<()>,
-    expiry: JoinHandle<()>,
-    shutdown: Shutdown,
-}
+/// The worker: the lockout consumer, the session expiry loop and the health
+/// server. Stopped, it finishes the batch and the expiry scan in hand.
+pub struct Application;
 
 impl Application {
-    pub async fn build(settings: WorkerSettings) -> anyhow::Result<Self> {
+    pub async fn build(settings: WorkerSettings) -> anyhow::Result<RunningProcess> {
         let pool = infra::db::open(&settings.common).await?;
         Self::build_with_pool(settings, pool).await
     }
 
-    pub async fn build_with_pool(settings: WorkerSettings, pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn build_with_pool(
+        settings: WorkerSettings,
+        pool: PgPool,
+    ) -> anyhow::Result<RunningProcess> {
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
         let consumer = tokio::spawn(consume_until_shutdown(
@@ -42,26 +38,11 @@ impl Application {
                 .run(settings.session_expiry_interval(), shutdown.clone()),
         );
         let (port, server) = health::serve_on(&settings.worker_addr, Readiness { pool, broker })?;
-        Ok(Self {
+        Ok(RunningProcess::new(
             port,
             server,
-            consumer,
-            expiry,
+            vec![consumer, expiry],
             shutdown,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Runs until SIGINT/SIGTERM; then finishes the batch and the expiry
-    /// scan in hand and stops.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        self.shutdown.trigger();
-        let _ = self.consumer.await;
-        let _ = self.expiry.await;
-        served
+        ))
     }
 }

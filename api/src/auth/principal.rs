@@ -184,17 +184,42 @@ needs! {
     AuditRead => AuditRead,
 }
 
+/// The future of an extractor that needs the caller.
+pub type Authorizing<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// Authenticates the caller, then lets `authorize` decide with the caller
+/// and the request: the body of every extractor that authorizes.
+pub fn authenticated<T, Fut>(
+    req: &HttpRequest,
+    authorize: impl FnOnce(Principal, HttpRequest) -> Fut + 'static,
+) -> Authorizing<T>
+where
+    Fut: Future<Output = Result<T, ApiError>> + 'static,
+{
+    let req = req.clone();
+    Box::pin(async move {
+        let principal = Principal::authenticate(&req).await?;
+        authorize(principal, req).await
+    })
+}
+
+/// The UUID in the path's `{id}`; one that is not a UUID names no `what` (404).
+pub fn path_id(req: &HttpRequest, what: &'static str) -> Result<Uuid, ApiError> {
+    req.match_info()
+        .get("id")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or(ApiError::NotFound(what))
+}
+
 /// A caller holding `P`'s permission.
 pub struct Allowed<P: Needs>(pub Principal, pub PhantomData<P>);
 
 impl<P: Needs + 'static> FromRequest for Allowed<P> {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Authorizing<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let principal = Principal::authenticate(&req).await?;
+        authenticated(req, |principal, _| async move {
             principal.require(P::PERMISSION)?;
             Ok(Self(principal, PhantomData))
         })
@@ -212,17 +237,11 @@ pub struct SelfOr<P: Needs> {
 
 impl<P: Needs + 'static> FromRequest for SelfOr<P> {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Authorizing<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let principal = Principal::authenticate(&req).await?;
-            let user_id = req
-                .match_info()
-                .get("id")
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .ok_or(ApiError::NotFound("user"))?;
+        authenticated(req, |principal, req| async move {
+            let user_id = path_id(&req, "user")?;
             principal.require_self_or(user_id, P::PERMISSION)?;
             Ok(Self {
                 principal,

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::users::{min_position, PROJECTION_POSITION};
+use crate::auth::principal::{authenticated, path_id, Authorizing};
 use crate::auth::Principal;
 use crate::extract::{RequestContext, ValidQuery};
 use crate::freshness::Freshness;
@@ -137,20 +138,14 @@ pub struct RevocableSession {
 
 impl FromRequest for RevocableSession {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Authorizing<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let principal = Principal::authenticate(&req).await?;
+        authenticated(req, |principal, req| async move {
             let pool = req
                 .app_data::<web::Data<PgPool>>()
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("pool not configured")))?;
-            let session_id = req
-                .match_info()
-                .get("id")
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .ok_or(ApiError::NotFound("session"))?;
+            let session_id = path_id(&req, "session")?;
             let owner = session_owner(pool, session_id)
                 .await?
                 .ok_or(ApiError::NotFound("session"))?;

@@ -18,19 +18,6 @@ async fn plain_user(app: &TestApp, email: &str) -> (String, String, String) {
     )
 }
 
-/// Creates a role (as the admin) granting `permissions`: its id.
-async fn create_role(app: &TestApp, name: &str, permissions: &[&str]) -> String {
-    let response = app
-        .post_json(
-            "/v1/roles",
-            &json!({"name": name, "description": "test role", "permissions": permissions}),
-        )
-        .await;
-    assert_eq!(response.status(), 201, "create role {name}");
-    let body: Value = response.json().await.unwrap();
-    body["id"].as_str().unwrap().to_string()
-}
-
 /// The permissions the caller's `/v1/users/me` lists.
 async fn permissions_of(app: &TestApp, token: &str) -> Vec<String> {
     let response = app.get_as("/v1/users/me", token).await;
@@ -51,12 +38,12 @@ async fn permissions_of(app: &TestApp, token: &str) -> Vec<String> {
 /// Gives the user a new role granting `permission` and waits until their
 /// `/v1/users/me` lists it (permissions come from the read models).
 async fn grant(app: &TestApp, user_id: &str, token: &str, permission: &str) -> String {
-    let role_id = create_role(
-        app,
-        &format!("grants-{}", permission.replace(':', "-")),
-        &[permission],
-    )
-    .await;
+    let role_id = app
+        .create_role(
+            &format!("grants-{}", permission.replace(':', "-")),
+            &[permission],
+        )
+        .await;
     let response = app
         .post_json(
             &format!("/v1/users/{user_id}/roles"),
@@ -75,21 +62,6 @@ async fn grant(app: &TestApp, user_id: &str, token: &str, permission: &str) -> S
     role_id
 }
 
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let request = app.request(method, path, Some(token));
-    let request = match body {
-        Some(body) => request.json(&body),
-        None => request,
-    };
-    request.send().await.expect("request")
-}
-
 async fn assert_forbidden(
     app: &TestApp,
     method: Method,
@@ -97,7 +69,7 @@ async fn assert_forbidden(
     token: &str,
     body: Option<Value>,
 ) {
-    let response = send(app, method.clone(), path, token, body).await;
+    let response = app.send(method.clone(), path, token, body).await;
     assert_eq!(response.status(), 403, "{method} {path}");
     assert_problem(response, 403, "forbidden", None).await;
 }
@@ -110,7 +82,7 @@ async fn assert_status(
     body: Option<Value>,
     status: u16,
 ) -> Value {
-    let response = send(app, method.clone(), path, token, body).await;
+    let response = app.send(method.clone(), path, token, body).await;
     let actual = response.status();
     let text = response.text().await.unwrap();
     assert_eq!(actual, status, "{method} {path}: {text}");
@@ -247,7 +219,7 @@ async fn users_write_is_needed_to_change_other_users_and_to_register_in_closed_s
 async fn roles_read_is_needed_to_read_roles() {
     let app = spawn_app().await;
     let (alice, token, _) = plain_user(&app, "alice@example.com").await;
-    let role = create_role(&app, "readers", &["users:read"]).await;
+    let role = app.create_role("readers", &["users:read"]).await;
     let role_path = format!("/v1/roles/{role}");
 
     assert_forbidden(&app, Method::GET, "/v1/roles", &token, None).await;
@@ -274,8 +246,8 @@ async fn roles_write_is_needed_to_change_roles_and_assignments() {
     let app = spawn_app().await;
     let (alice, token, _) = plain_user(&app, "alice@example.com").await;
     let (bob, _, _) = plain_user(&app, "bob@example.com").await;
-    let role = create_role(&app, "editors", &["users:read"]).await;
-    let held = create_role(&app, "held", &["users:read"]).await;
+    let role = app.create_role("editors", &["users:read"]).await;
+    let held = app.create_role("held", &["users:read"]).await;
     let response = app
         .post_json(&format!("/v1/users/{bob}/roles"), &json!({"role_id": held}))
         .await;
@@ -493,13 +465,7 @@ async fn create_role_answers_201_with_location_and_refuses_a_name_taken_in_anoth
     assert_eq!(role["id"], id);
     assert_eq!(role["name"], "Support");
     assert_eq!(role["description"], "helps");
-    let mut permissions: Vec<&str> = role["permissions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    permissions.sort_unstable();
+    let permissions = support::sorted_strings(&role["permissions"]);
     assert_eq!(permissions, ["sessions:read", "users:read"]);
 
     let duplicate = app
@@ -540,7 +506,7 @@ async fn an_unknown_permission_is_named_and_nothing_is_written() {
     assert_eq!(app.claim_count().await, app.baseline_claims);
 
     // The name was not kept: it can be created now.
-    let role = create_role(&app, "flyers", &["users:read"]).await;
+    let role = app.create_role("flyers", &["users:read"]).await;
     let before = app.event_count().await;
     let response = app
         .request(
@@ -559,7 +525,9 @@ async fn an_unknown_permission_is_named_and_nothing_is_written() {
 #[tokio::test]
 async fn put_permissions_replaces_the_set() {
     let app = spawn_app().await;
-    let role = create_role(&app, "shifting", &["users:read", "roles:read"]).await;
+    let role = app
+        .create_role("shifting", &["users:read", "roles:read"])
+        .await;
     let response = app
         .request(
             Method::PUT,
@@ -579,13 +547,7 @@ async fn put_permissions_replaces_the_set() {
         .json()
         .await
         .unwrap();
-    let mut permissions: Vec<&str> = read["permissions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    permissions.sort_unstable();
+    let permissions = support::sorted_strings(&read["permissions"]);
     assert_eq!(permissions, ["audit:read", "sessions:read"]);
 }
 
@@ -633,7 +595,7 @@ async fn a_deleted_role_frees_its_name_and_grants_nothing() {
     assert_forbidden(&app, Method::GET, "/v1/users", &token, None).await;
 
     // The name is free again, in any case.
-    create_role(&app, &name.to_uppercase(), &["roles:read"]).await;
+    app.create_role(&name.to_uppercase(), &["roles:read"]).await;
     // A deleted role cannot be assigned.
     let response = app
         .post_json(
@@ -657,7 +619,7 @@ async fn assigning_an_unknown_role_is_422_and_unassigning_a_role_not_held_is_404
         .await;
     assert_problem(response, 422, "validation-failed", Some("role_id")).await;
 
-    let role = create_role(&app, "unheld", &["users:read"]).await;
+    let role = app.create_role("unheld", &["users:read"]).await;
     let before_unassign = app.event_count().await;
     assert_eq!(before_unassign, before + 1);
     let response = app

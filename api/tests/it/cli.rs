@@ -241,31 +241,17 @@ async fn admin_bootstrap_twice_leaves_one_admin() {
         .unwrap();
     assert_eq!(refused.status(), 401, "a later run replaced the password");
 
-    let token = support::login(&client, &address, email, password).await["access_token"]
-        .as_str()
+    let token = support::login_with_permissions(&client, &address, email, password).await;
+    let me: serde_json::Value = client
+        .get(format!("{address}/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
         .unwrap()
-        .to_string();
-    let me: serde_json::Value =
-        infra::testing::eventually(support::SHORT, "admin permissions", || async {
-            let me: serde_json::Value = client
-                .get(format!("{address}/v1/users/me"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (me["permissions"].as_array()?.len() == 7).then_some(me)
-        })
-        .await;
-    let mut permissions: Vec<&str> = me["permissions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    permissions.sort_unstable();
+        .json()
+        .await
+        .unwrap();
+    let permissions = support::sorted_strings(&me["permissions"]);
     assert_eq!(
         permissions,
         [

@@ -20,19 +20,10 @@ async fn admin_role(app: &TestApp) -> String {
     .expect("the admin role")
 }
 
-/// Creates a role granting `permissions` (as the admin): its id.
-async fn create_role(app: &TestApp, name: &str, permissions: &[&str]) -> String {
-    let body = json!({"name": name, "description": "test role", "permissions": permissions});
-    let response = app.post_json("/v1/roles", &body).await;
-    assert_eq!(response.status(), 201, "create role {name}");
-    let created: Value = response.json().await.unwrap();
-    created["id"].as_str().unwrap().to_string()
-}
-
 /// A new user holding exactly `permissions` through one role, logged in
 /// once the read models grant them: `(id, access token, role id)`.
 async fn user_holding(app: &TestApp, name: &str, permissions: &[&str]) -> (String, String, String) {
-    let role = create_role(app, &format!("{name}-role"), permissions).await;
+    let role = app.create_role(&format!("{name}-role"), permissions).await;
     let email = format!("{name}@example.com");
     let (id, _) = app.register(&email, name).await;
     assign(app, &id, &role).await;
@@ -51,23 +42,6 @@ async fn assign(app: &TestApp, user_id: &str, role_id: &str) {
     assert_eq!(response.status(), 200, "assign {role_id} to {user_id}");
 }
 
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let request = app.request(method, path, Some(token));
-    match body {
-        Some(body) => request.json(&body),
-        None => request,
-    }
-    .send()
-    .await
-    .expect("request")
-}
-
 /// Asserts a 403 problem naming `permission` as the one missing.
 async fn assert_needs(
     app: &TestApp,
@@ -77,7 +51,7 @@ async fn assert_needs(
     body: Option<Value>,
     permission: &str,
 ) {
-    let response = send(app, method.clone(), path, token, body).await;
+    let response = app.send(method.clone(), path, token, body).await;
     let problem = assert_problem(response, 403, "forbidden", None).await;
     let detail = problem["detail"].as_str().unwrap();
     assert!(
@@ -87,7 +61,7 @@ async fn assert_needs(
 }
 
 async fn assert_last_administrator(app: &TestApp, method: Method, path: &str, body: Option<Value>) {
-    let response = send(app, method.clone(), path, &app.admin_token, body).await;
+    let response = app.send(method.clone(), path, &app.admin_token, body).await;
     assert_problem(response, 409, "last-administrator", None).await;
 }
 
@@ -142,7 +116,7 @@ async fn a_holder_of_roles_write_cannot_grant_itself_or_others_more() {
 
     // What it holds, it may grant.
     let own = Some(json!({"name": "writers", "permissions": ["roles:write"]}));
-    let response = send(&app, Method::POST, "/v1/roles", &token, own).await;
+    let response = app.send(Method::POST, "/v1/roles", &token, own).await;
     assert_eq!(response.status(), 201);
 }
 
@@ -191,7 +165,7 @@ async fn a_holder_of_users_write_cannot_take_over_a_more_powerful_account() {
     let (plain, _) = app.register("plain@example.com", "Plain").await;
     let reset = Some(json!({"new_password": "a brand new password for you"}));
     let path = format!("/v1/users/{plain}/password");
-    let response = send(&app, Method::POST, &path, &token, reset).await;
+    let response = app.send(Method::POST, &path, &token, reset).await;
     assert_eq!(response.status(), 200);
 }
 

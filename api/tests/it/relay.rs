@@ -8,26 +8,18 @@ use std::time::Duration;
 use crate::support::{projector_group, start_api, GOOD_PASSWORD};
 use app::users::UserCommands;
 use app::RequestContext;
-use bus::{ConsumerGroup, Envelope};
+use bus::Envelope;
 use domain::{DisplayName, Email, Password, PasswordHash, UserEvent};
-use infra::testing::{amqp_url, eventually, TestDatabase, TestTopology};
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use infra::testing::{amqp_url, eventually, take_exactly, tap_group, TestDatabase, TestTopology};
 use relay::{Relay, RelaySettings};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
-
-fn tap_group() -> ConsumerGroup {
-    ConsumerGroup {
-        name: "tap".into(),
-        binding_keys: vec!["#".into()],
-        delivery_limit: 10,
-    }
-}
 
 struct Fixture {
     db: TestDatabase,
     topology: TestTopology,
     connection: lapin::Connection,
+    channel: lapin::Channel,
 }
 
 impl Fixture {
@@ -48,6 +40,7 @@ impl Fixture {
             db,
             topology,
             connection,
+            channel,
         }
     }
 
@@ -66,37 +59,10 @@ impl Fixture {
         .unwrap()
     }
 
-    /// Takes exactly `count` messages from the tap queue, in order.
+    /// Takes exactly `count` messages from the tap queue.
     async fn tapped(&self, count: usize) -> Vec<Envelope> {
         let queue = self.topology.topology.queue_name(&tap_group());
-        let channel = self.connection.create_channel().await.unwrap();
-        let mut taken = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while taken.len() < count {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "only {} messages",
-                taken.len()
-            );
-            match channel
-                .basic_get(queue.as_str().into(), BasicGetOptions::default())
-                .await
-                .unwrap()
-            {
-                Some(message) => {
-                    message.ack(BasicAckOptions::default()).await.unwrap();
-                    taken.push(Envelope::from_json(&message.data).unwrap());
-                }
-                None => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let extra = channel
-            .basic_get(queue.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap();
-        assert!(extra.is_none(), "more than {count} messages published");
-        taken
+        take_exactly(&self.channel, &queue, count).await
     }
 }
 

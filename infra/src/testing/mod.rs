@@ -12,6 +12,7 @@ mod in_process;
 mod metadata;
 mod relay;
 mod settings;
+mod tap;
 mod topology;
 mod wait;
 
@@ -25,6 +26,7 @@ pub use in_process::InProcess;
 pub use metadata::request_metadata;
 pub use relay::{committed_events, Relay};
 pub use settings::{common_env, common_settings};
+pub use tap::{take_exactly, tap_group};
 pub use topology::{amqp_url, TestTopology, AMQP_URL};
 pub use wait::{eventually, TIMEOUT};
 

@@ -5,20 +5,13 @@
 
 use std::time::Duration;
 
-use bus::{ConsumerGroup, Envelope};
+use bus::Envelope;
 use domain::{DisplayName, Email, PasswordHash, User, UserCommand, UserEvent};
 use infra::commands::CommandBus;
-use infra::testing::{amqp_url, eventually, ChildProcess, TestDatabase, TestTopology};
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use infra::testing::{
+    amqp_url, eventually, take_exactly, tap_group, ChildProcess, TestDatabase, TestTopology,
+};
 use uuid::Uuid;
-
-fn tap_group() -> ConsumerGroup {
-    ConsumerGroup {
-        name: "tap".into(),
-        binding_keys: vec!["#".into()],
-        delivery_limit: 10,
-    }
-}
 
 struct Fixture {
     db: TestDatabase,
@@ -78,39 +71,10 @@ impl Fixture {
         position
     }
 
-    /// Takes exactly `count` messages from the tap queue, then checks no
-    /// further one arrives.
+    /// Takes exactly `count` messages from the tap queue.
     async fn tapped(&self, count: usize) -> Vec<Envelope> {
         let queue = self.topology.topology.queue_name(&tap_group());
-        let mut taken = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while taken.len() < count {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "only {} messages",
-                taken.len()
-            );
-            match self
-                .channel
-                .basic_get(queue.as_str().into(), BasicGetOptions::default())
-                .await
-                .unwrap()
-            {
-                Some(message) => {
-                    message.ack(BasicAckOptions::default()).await.unwrap();
-                    taken.push(Envelope::from_json(&message.data).unwrap());
-                }
-                None => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let extra = self
-            .channel
-            .basic_get(queue.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap();
-        assert!(extra.is_none(), "more than {count} messages published");
-        taken
+        take_exactly(&self.channel, &queue, count).await
     }
 
     async fn checkpoint_reaches(&self, position: i64) {

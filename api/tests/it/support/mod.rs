@@ -241,6 +241,33 @@ impl TestApp {
         }
     }
 
+    /// Sends `method path` with `token` as the bearer and `body` as JSON.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let request = self.request(method, path, Some(token));
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+        .send()
+        .await
+        .expect("request")
+    }
+
+    /// Creates a role (as the admin) granting `permissions`: its id.
+    pub async fn create_role(&self, name: &str, permissions: &[&str]) -> String {
+        let body = json!({"name": name, "description": "test role", "permissions": permissions});
+        let response = self.post_json("/v1/roles", &body).await;
+        assert_eq!(response.status(), 201, "create role {name}");
+        let created: Value = response.json().await.expect("json");
+        created["id"].as_str().expect("id").to_string()
+    }
+
     /// Registers a user (as the admin) and logs them in: `(id, tokens)`.
     pub async fn user_with_session(&self, email: &str) -> (String, Value) {
         let (id, _) = self.register(email, "Someone").await;
@@ -320,6 +347,18 @@ pub async fn assert_problem(
         assert!(named, "field {field} not named in {body}");
     }
     body
+}
+
+/// The strings of a JSON array, sorted.
+pub fn sorted_strings(array: &Value) -> Vec<String> {
+    let mut strings: Vec<String> = array
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|value| value.as_str().expect("a string").to_owned())
+        .collect();
+    strings.sort_unstable();
+    strings
 }
 
 pub const SHORT: Duration = Duration::from_secs(10);
