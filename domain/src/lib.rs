@@ -11,7 +11,7 @@ pub mod validation;
 pub use contract::{
     all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
 };
-pub use redaction::redact_event_payload;
+pub use redaction::{redact_event_payload, RedactionError};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use session::{
     ExpiryReason, RefreshTokenHash, RevocationReason, Session, SessionCommand, SessionEnd,

@@ -1,40 +1,58 @@
-//! Redaction of stored event payloads before they leave the service.
+//! Redaction of stored events before they leave the service.
 
 use cqrs_es::Aggregate;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::contract::{decode, ContractEvent, DecodeError, EventType};
 use crate::role::{Role, RoleEvent};
 use crate::session::{Session, SessionEvent};
 use crate::user::{User, UserEvent};
 
-/// Replaces the secrets in a serialized event of the aggregate named `aggregate_type`
-/// (an [`Aggregate::TYPE`]) by calling its event's `redact_secrets`.
+/// Why a stored event could not be redacted; its payload is then untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactionError {
+    #[error("the event does not decode")]
+    Decode(#[from] DecodeError),
+    #[error("the redacted event does not encode")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Replaces the secrets of a stored event of the aggregate named
+/// `aggregate_type` (an [`Aggregate::TYPE`]) by calling its event's
+/// `redact_secrets`. The event is read through the contract's [`decode`],
+/// so an older version is upcast first and the payload written back is the
+/// current version's: the version returned.
 ///
-/// Returns `Ok(true)` when the payload was read and written back, `Ok(false)` for an
-/// unknown aggregate type (the payload is left untouched), and an error when the
-/// payload is not an event of that aggregate (the payload is then left untouched too).
+/// Returns `Ok(None)` for an unknown aggregate type (the payload is left
+/// untouched), and an error when the payload is not such an event (the
+/// payload is then left untouched too).
 pub fn redact_event_payload(
     aggregate_type: &str,
+    event_type: &str,
+    event_version: &str,
     payload: &mut Value,
-) -> Result<bool, serde_json::Error> {
+) -> Result<Option<&'static str>, RedactionError> {
+    let stored = (event_type, event_version);
     match aggregate_type {
-        User::TYPE => redact(payload, UserEvent::redact_secrets),
-        Role::TYPE => redact(payload, RoleEvent::redact_secrets),
-        Session::TYPE => redact(payload, SessionEvent::redact_secrets),
-        _ => Ok(false),
+        User::TYPE => redact(stored, payload, UserEvent::redact_secrets).map(Some),
+        Role::TYPE => redact(stored, payload, RoleEvent::redact_secrets).map(Some),
+        Session::TYPE => redact(stored, payload, SessionEvent::redact_secrets).map(Some),
+        _ => Ok(None),
     }
 }
 
-fn redact<E: Serialize + DeserializeOwned>(
+fn redact<E: ContractEvent + Serialize>(
+    (event_type, event_version): (&str, &str),
     payload: &mut Value,
     redact_secrets: fn(&mut E),
-) -> Result<bool, serde_json::Error> {
-    let mut event = E::deserialize(&*payload)?;
+) -> Result<&'static str, RedactionError> {
+    let mut event: E = decode(event_type, event_version, payload.clone())?;
     redact_secrets(&mut event);
     *payload = serde_json::to_value(event)?;
-    Ok(true)
+    let current =
+        EventType::by_name(event_type).map_or(crate::contract::CURRENT_VERSION, EventType::version);
+    Ok(current)
 }
 
 #[cfg(test)]
@@ -48,7 +66,14 @@ mod tests {
     #[test]
     fn user_password_hashes_are_redacted() {
         let mut payload = json!({"PasswordRehashed": {"password_hash": "$argon2id$secret"}});
-        assert!(redact_event_payload("user", &mut payload).unwrap());
+        assert!(redact_event_payload(
+            "user",
+            UserEvent::PASSWORD_REHASHED.name(),
+            "1",
+            &mut payload
+        )
+        .unwrap()
+        .is_some());
         assert_eq!(
             payload,
             json!({"PasswordRehashed": {"password_hash": "[redacted]"}})
@@ -61,7 +86,11 @@ mod tests {
             "refresh_token_hash": DIGEST,
             "refreshed_at": "2024-05-01T12:00:00Z",
         }});
-        assert!(redact_event_payload("session", &mut payload).unwrap());
+        assert!(
+            redact_event_payload("session", SessionEvent::REFRESHED.name(), "1", &mut payload)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(
             payload,
             json!({"Refreshed": {
@@ -75,7 +104,14 @@ mod tests {
     fn role_payloads_are_read_and_kept() {
         let original = json!({"PermissionsChanged": {"permissions": ["users:read"]}});
         let mut payload = original.clone();
-        assert!(redact_event_payload("role", &mut payload).unwrap());
+        assert!(redact_event_payload(
+            "role",
+            RoleEvent::PERMISSIONS_CHANGED.name(),
+            "1",
+            &mut payload
+        )
+        .unwrap()
+        .is_some());
         assert_eq!(payload, original);
     }
 
@@ -86,7 +122,11 @@ mod tests {
             "revoked_at": "2024-05-01T12:00:00Z",
         }});
         let mut payload = original.clone();
-        assert!(redact_event_payload("session", &mut payload).unwrap());
+        assert!(
+            redact_event_payload("session", SessionEvent::REVOKED.name(), "1", &mut payload)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(payload, original);
     }
 
@@ -94,7 +134,8 @@ mod tests {
     fn unknown_aggregate_types_are_left_untouched() {
         let original = json!({"Anything": {"password_hash": "secret"}});
         let mut payload = original.clone();
-        assert!(!redact_event_payload("invoice", &mut payload).unwrap());
+        let untouched = redact_event_payload("invoice", "invoice.paid", "1", &mut payload).unwrap();
+        assert!(untouched.is_none());
         assert_eq!(payload, original);
     }
 
@@ -102,8 +143,9 @@ mod tests {
     fn a_payload_of_the_wrong_shape_is_an_error_and_left_untouched() {
         let original = json!({"Refreshed": {"refresh_token_hash": DIGEST}});
         let mut payload = original.clone();
-        assert!(redact_event_payload("user", &mut payload).is_err());
-        assert!(redact_event_payload("session", &mut payload).is_err());
+        let refreshed = SessionEvent::REFRESHED.name();
+        assert!(redact_event_payload("user", refreshed, "1", &mut payload).is_err());
+        assert!(redact_event_payload("session", refreshed, "1", &mut payload).is_err());
         assert_eq!(payload, original);
     }
 }

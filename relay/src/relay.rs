@@ -101,9 +101,17 @@ impl Relay {
 }
 
 /// Password and refresh-token hashes stay in the event store; the broker
-/// never carries them.
-fn redact_secrets(envelope: &mut Envelope) -> anyhow::Result<()> {
-    domain::redact_event_payload(&envelope.aggregate_type, &mut envelope.payload)?;
+/// never carries them. The event leaves as the contract's current version.
+fn redact_secrets(envelope: &mut Envelope) -> Result<(), domain::RedactionError> {
+    let current = domain::redact_event_payload(
+        &envelope.aggregate_type,
+        &envelope.event_type,
+        &envelope.event_version,
+        &mut envelope.payload,
+    )?;
+    if let Some(version) = current {
+        envelope.event_version = version.to_owned();
+    }
     Ok(())
 }
 

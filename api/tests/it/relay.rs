@@ -92,10 +92,32 @@ async fn register_users(pool: &sqlx::PgPool, count: usize) {
     }
 }
 
+/// Waits until every committed event is visible to the relay. Transaction
+/// ids are cluster-wide: a transaction of another test's database that
+/// began earlier holds back what the relay may read until it ends.
+async fn settled(pool: &sqlx::PgPool) {
+    eventually(
+        Duration::from_secs(10),
+        "committed events visible",
+        || async {
+            let held: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events \
+              WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (!held).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_crash_between_publish_and_checkpoint_republishes_and_applies_once() {
     let fixture = Fixture::new().await;
     register_users(&fixture.db.pool, 3).await;
+    settled(&fixture.db.pool).await;
 
     let mut crashed = fixture.relay().await;
     let published = crashed
@@ -193,6 +215,7 @@ async fn a_lower_position_that_commits_later_is_published_not_skipped() {
     // The open transaction could still gain rows below: nothing is published yet.
     assert_eq!(relay.publish_next_batch().await.unwrap(), None);
     commit(&mut first).await;
+    settled(&fixture.db.pool).await;
     let last = relay.publish_next_batch().await.unwrap().expect("batch");
     relay.save_checkpoint(last).await.unwrap();
 
@@ -219,6 +242,7 @@ async fn an_older_transaction_with_a_higher_position_does_not_hide_a_lower_one()
     let higher = append_registration(&mut older).await;
     assert!(lower < higher);
     commit(&mut older).await;
+    settled(&fixture.db.pool).await;
 
     let last = relay
         .publish_next_batch()
@@ -228,6 +252,7 @@ async fn an_older_transaction_with_a_higher_position_does_not_hide_a_lower_one()
     assert_eq!(last.global_position, higher);
     relay.save_checkpoint(last).await.unwrap();
     commit(&mut younger).await;
+    settled(&fixture.db.pool).await;
     let last = relay
         .publish_next_batch()
         .await
