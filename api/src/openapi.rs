@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, Problem};
 use crate::routes::auth::TokenPair;
-use crate::routes::{auth, roles, sessions, users};
+use crate::routes::{audit, auth, roles, sessions, users};
 use crate::user_queries::UserView;
 
 #[derive(OpenApi)]
@@ -39,7 +39,9 @@ use crate::user_queries::UserView;
         roles::set_permissions,
         roles::delete,
         sessions::list,
-        sessions::revoke
+        sessions::revoke,
+        audit::history,
+        audit::state
     ),
     components(schemas(
         auth::LoginRequest,
@@ -59,6 +61,15 @@ use crate::user_queries::UserView;
         sessions::SessionView,
         sessions::SessionList,
         sessions::Revoked,
+        audit::AuditMetadata,
+        audit::AuditEvent,
+        audit::History,
+        audit::UserStateView,
+        audit::RoleStateView,
+        audit::SessionEnded,
+        audit::SessionStateView,
+        audit::StateView,
+        audit::AggregateStateView,
         UserView,
         Problem,
         FieldError

@@ -48,6 +48,9 @@ pub enum ApiError {
     RequestTimeout,
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The path names an aggregate type the event contract does not have.
+    #[error("aggregate type {0:?} not found")]
+    UnknownAggregateType(String),
     #[error("this method is not allowed here")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -139,7 +142,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::RequestTimeout => "request-timeout",
-            Self::NotFound(_) => "not-found",
+            Self::NotFound(_) | Self::UnknownAggregateType(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::ConcurrencyConflict => "concurrency-conflict",
@@ -166,7 +169,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::RequestTimeout => "Request timeout",
-            Self::NotFound(_) => "Not found",
+            Self::NotFound(_) | Self::UnknownAggregateType(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict(_) => "Conflict",
             Self::ConcurrencyConflict => "Concurrency conflict",
@@ -199,6 +202,9 @@ impl From<AppError> for ApiError {
         match error {
             AppError::Invalid { field, message } => Self::invalid(field, message),
             AppError::NotFound(what) => Self::NotFound(what),
+            AppError::UnknownAggregateType(name) => {
+                Self::UnknownAggregateType(name.chars().take(64).collect())
+            }
             AppError::Forbidden(missing) => Self::Forbidden(missing.as_str()),
             AppError::LastAdministrator => Self::LastAdministrator,
             AppError::EmailTaken
@@ -220,6 +226,8 @@ impl From<AppError> for ApiError {
                 retry_after_seconds,
             },
             AppError::Hashing(_)
+            | AppError::Decode(_)
+            | AppError::Redaction(_)
             | AppError::Database(_)
             | AppError::EventStore(_)
             | AppError::Unexpected(_) => Self::internal(error),
@@ -249,7 +257,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::UnknownAggregateType(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::ConcurrencyConflict | Self::LastAdministrator => {
                 StatusCode::CONFLICT

@@ -15,6 +15,9 @@ pub enum AppError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// An aggregate type the event contract does not have.
+    #[error("aggregate type {0:?} not found")]
+    UnknownAggregateType(String),
     /// The actor lacks a permission the change needs: the one named.
     #[error("this needs the permission {}", .0.as_str())]
     Forbidden(domain::Permission),
@@ -44,6 +47,10 @@ pub enum AppError {
     Overloaded { retry_after_seconds: u64 },
     #[error("password hashing failed")]
     Hashing(#[from] crate::password::HashingError),
+    #[error("a stored event does not decode")]
+    Decode(#[from] domain::DecodeError),
+    #[error("a stored event could not be redacted")]
+    Redaction(#[from] domain::RedactionError),
     #[error("the database failed")]
     Database(#[from] sqlx::Error),
     #[error("the event store failed")]

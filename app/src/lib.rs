@@ -1,6 +1,7 @@
 //! The use cases of the identity service: what a request or an operator's
 //! command does, independent of HTTP. Each returns [`AppError`].
 
+pub mod audit;
 pub mod bootstrap;
 pub mod claims;
 pub mod context;

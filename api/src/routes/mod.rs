@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod auth;
 pub mod roles;
 pub mod sessions;
@@ -15,7 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth_rate_limit: &AuthRateLimit) 
                 .configure(|cfg| auth::configure(cfg, auth_rate_limit))
                 .configure(|cfg| users::configure(cfg, auth_rate_limit))
                 .configure(roles::configure)
-                .configure(sessions::configure),
+                .configure(sessions::configure)
+                .configure(audit::configure),
         );
 }
 

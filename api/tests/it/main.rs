@@ -3,6 +3,7 @@
 //! a database and broker names of its own.
 
 mod access;
+mod audit;
 mod auth;
 mod bad_input;
 mod cli;

@@ -308,6 +308,8 @@ async fn the_openapi_document_lists_every_route() {
         ("/v1/roles/{id}/permissions", "put"),
         ("/v1/sessions", "get"),
         ("/v1/sessions/{id}", "delete"),
+        ("/v1/audit/{aggregate_type}/{id}/history", "get"),
+        ("/v1/audit/{aggregate_type}/{id}/state", "get"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path} missing");
     }

@@ -46,6 +46,34 @@ impl RoleEvent {
         }
     }
 
+    /// One readable line for auditors.
+    pub fn summary(&self) -> String {
+        let names = |permissions: &BTreeSet<Permission>| {
+            if permissions.is_empty() {
+                "none".to_owned()
+            } else {
+                permissions
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        match self {
+            Self::Created {
+                name, permissions, ..
+            } => format!(
+                "role {} created with permissions: {}",
+                name.as_str(),
+                names(permissions)
+            ),
+            Self::PermissionsChanged { permissions } => {
+                format!("permissions set to: {}", names(permissions))
+            }
+            Self::Deleted { name } => format!("role {} deleted", name.as_str()),
+        }
+    }
+
     /// Role events carry no secrets: nothing to replace. Present so every event type
     /// is redacted the same way before it leaves the service.
     pub fn redact_secrets(&mut self) {
@@ -89,6 +117,27 @@ pub(crate) mod tests {
                 name: RoleName::parse("support").unwrap(),
             },
         ]
+    }
+
+    #[test]
+    fn every_event_has_a_summary() {
+        let summaries: Vec<String> = all_events().iter().map(RoleEvent::summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                "role support created with permissions: users:read, sessions:revoke",
+                "permissions set to: audit:read",
+                "role support deleted",
+            ]
+        );
+        assert_eq!(summaries.len(), RoleEvent::EVENT_TYPES.len());
+        assert_eq!(
+            RoleEvent::PermissionsChanged {
+                permissions: BTreeSet::new()
+            }
+            .summary(),
+            "permissions set to: none"
+        );
     }
 
     #[test]

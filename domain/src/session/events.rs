@@ -63,6 +63,30 @@ impl SessionEvent {
         }
     }
 
+    /// One readable line for auditors; never mentions a secret.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Started {
+                user_id,
+                expires_at,
+                ip,
+                ..
+            } => {
+                let from = ip
+                    .as_deref()
+                    .map(|ip| format!(" from {ip}"))
+                    .unwrap_or_default();
+                format!(
+                    "session started for user {user_id}{from}, expires {}",
+                    expires_at.to_rfc3339()
+                )
+            }
+            Self::Refreshed { .. } => "refresh token rotated".to_owned(),
+            Self::Revoked { reason, .. } => format!("session revoked: {}", reason.as_str()),
+            Self::Expired { reason, .. } => format!("session expired: {}", reason.as_str()),
+        }
+    }
+
     /// Replaces any refresh token hash with [`RefreshTokenHash::redacted`], for events
     /// that leave the service.
     pub fn redact_secrets(&mut self) {
@@ -134,6 +158,23 @@ pub(crate) mod tests {
                 expired_at: at(7),
             },
         ]
+    }
+
+    #[test]
+    fn every_event_has_a_summary_without_secrets() {
+        let summaries: Vec<String> = all_events().iter().map(SessionEvent::summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                "session started for user 00000000-0000-0000-0000-000000000001 from 203.0.113.7, \
+                 expires 2024-05-01T12:00:30+00:00",
+                "refresh token rotated",
+                "session revoked: refresh_token_reused",
+                "session expired: idle",
+            ]
+        );
+        assert_eq!(summaries.len(), SessionEvent::EVENT_TYPES.len());
+        assert!(summaries.iter().all(|s| !s.contains("0a08")));
     }
 
     #[test]

@@ -1,0 +1,306 @@
+//! `/v1/audit`: what auditors read from the event store (never a read
+//! model): one stream's history, and an aggregate's state as of a moment.
+//! Both need `audit:read`.
+
+use std::collections::BTreeSet;
+
+use actix_web::{web, HttpResponse};
+use app::audit::{AggregateState, AuditQueries, AuditedEvent, StateAt};
+use chrono::{DateTime, Utc};
+use domain::SessionEnd;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::principal::AuditRead;
+use crate::auth::Allowed;
+use crate::extract::ValidQuery;
+use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/audit/{aggregate_type}/{id}/history")
+            .route(web::get().to(history))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/audit/{aggregate_type}/{id}/state")
+            .route(web::get().to(state))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// Request context recorded with the event.
+#[derive(Serialize, ToSchema)]
+pub struct AuditMetadata {
+    actor_id: Option<String>,
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+    request_ip: Option<String>,
+    user_agent: Option<String>,
+    occurred_at: Option<DateTime<Utc>>,
+}
+
+/// One stored event.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEvent {
+    event_id: Uuid,
+    /// Dotted, e.g. `user.email_changed`.
+    event_type: String,
+    /// The version of `payload` (an older stored version is shown upcast).
+    event_version: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    global_position: i64,
+    recorded_at: DateTime<Utc>,
+    /// As stored, with password and refresh-token hashes replaced by `[redacted]`.
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    metadata: AuditMetadata,
+    /// One readable line, e.g. `email changed to bob@example.com (was ada@example.com)`.
+    summary: String,
+}
+
+impl From<AuditedEvent> for AuditEvent {
+    fn from(event: AuditedEvent) -> Self {
+        let metadata = event.metadata;
+        Self {
+            event_id: event.event_id,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            aggregate_type: event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            global_position: event.global_position,
+            recorded_at: event.recorded_at,
+            payload: event.payload,
+            metadata: AuditMetadata {
+                actor_id: metadata.actor_id,
+                correlation_id: metadata.correlation_id,
+                causation_id: metadata.causation_id,
+                request_ip: metadata.request_ip,
+                user_agent: metadata.user_agent,
+                occurred_at: metadata.occurred_at,
+            },
+            summary: event.summary,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct History {
+    /// In sequence order.
+    items: Vec<AuditEvent>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StateParams {
+    /// RFC 3339; only events recorded at or before it are folded. Default: all.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    as_of: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserStateView {
+    id: Option<Uuid>,
+    email: Option<String>,
+    display_name: Option<String>,
+    /// `active` or `deactivated`.
+    status: String,
+    roles: BTreeSet<Uuid>,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoleStateView {
+    id: Option<Uuid>,
+    name: Option<String>,
+    description: Option<String>,
+    permissions: Vec<String>,
+    deleted: bool,
+}
+
+/// How and when a session ended.
+#[derive(Serialize, ToSchema)]
+pub struct SessionEnded {
+    /// `revoked` or `expired`.
+    kind: String,
+    reason: String,
+    at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionStateView {
+    id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    started_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    last_activity_at: Option<DateTime<Utc>>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    ended: Option<SessionEnded>,
+}
+
+/// The aggregate's fields an auditor may see (no password or refresh-token hash).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum StateView {
+    User(UserStateView),
+    Role(RoleStateView),
+    Session(SessionStateView),
+}
+
+impl From<AggregateState> for StateView {
+    fn from(state: AggregateState) -> Self {
+        match state {
+            AggregateState::User(user) => Self::User(UserStateView {
+                id: user.id,
+                email: user.email,
+                display_name: user.display_name,
+                status: user.status.as_str().to_owned(),
+                roles: user.roles,
+                locked_until: user.locked_until,
+            }),
+            AggregateState::Role(role) => Self::Role(RoleStateView {
+                id: role.id,
+                name: role.name,
+                description: role.description,
+                permissions: role
+                    .permissions
+                    .iter()
+                    .map(|p| p.as_str().to_owned())
+                    .collect(),
+                deleted: role.deleted,
+            }),
+            AggregateState::Session(session) => Self::Session(SessionStateView {
+                id: session.id,
+                user_id: session.user_id,
+                started_at: session.started_at,
+                expires_at: session.expires_at,
+                last_activity_at: session.last_activity_at,
+                ip: session.ip,
+                user_agent: session.user_agent,
+                ended: session.ended.map(|end| match end {
+                    SessionEnd::Revoked { reason, at } => SessionEnded {
+                        kind: "revoked".to_owned(),
+                        reason: reason.as_str().to_owned(),
+                        at,
+                    },
+                    SessionEnd::Expired { reason, at } => SessionEnded {
+                        kind: "expired".to_owned(),
+                        reason: reason.as_str().to_owned(),
+                        at,
+                    },
+                }),
+            }),
+        }
+    }
+}
+
+/// An aggregate folded from the event store.
+#[derive(Serialize, ToSchema)]
+pub struct AggregateStateView {
+    aggregate_type: String,
+    aggregate_id: String,
+    /// The `as_of` asked for, if any.
+    as_of: Option<DateTime<Utc>>,
+    /// Of the last event folded.
+    sequence: i64,
+    /// Of the last event folded.
+    global_position: i64,
+    /// When the last event folded was recorded.
+    recorded_at: DateTime<Utc>,
+    state: StateView,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/audit/{aggregate_type}/{id}/history",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(
+        ("aggregate_type" = String, Path, description = "`user`, `role` or `session`"),
+        ("id" = String, Path, description = "The aggregate id"),
+    ),
+    responses(
+        (status = 200, description = "The stream's events in sequence order, from the event store", body = History),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Needs audit:read", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown aggregate type, or no events", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn history(
+    pool: web::Data<PgPool>,
+    _: Allowed<AuditRead>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (aggregate_type, id) = path.into_inner();
+    let events = AuditQueries::new(pool.get_ref().clone())
+        .history(&aggregate_type, &id)
+        .await?;
+    Ok(HttpResponse::Ok().json(History {
+        items: events.into_iter().map(AuditEvent::from).collect(),
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/audit/{aggregate_type}/{id}/state",
+    tag = "audit",
+    security(("bearer" = [])),
+    params(
+        ("aggregate_type" = String, Path, description = "`user`, `role` or `session`"),
+        ("id" = String, Path, description = "The aggregate id"),
+        StateParams,
+    ),
+    responses(
+        (status = 200, description = "The aggregate folded with the write side's apply", body = AggregateStateView),
+        (status = 400, description = "Bad as_of", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Needs audit:read", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown aggregate type, or it did not exist yet at as_of", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn state(
+    pool: web::Data<PgPool>,
+    _: Allowed<AuditRead>,
+    path: web::Path<(String, String)>,
+    ValidQuery(params): ValidQuery<StateParams>,
+) -> Result<HttpResponse, ApiError> {
+    let (aggregate_type, id) = path.into_inner();
+    let as_of = params
+        .as_of
+        .as_deref()
+        .map(|raw| {
+            DateTime::parse_from_rfc3339(raw)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::BadRequest(vec![FieldError::new(
+                        "as_of",
+                        "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
+                    )])
+                })
+        })
+        .transpose()?;
+    let StateAt {
+        sequence,
+        global_position,
+        recorded_at,
+        state,
+    } = AuditQueries::new(pool.get_ref().clone())
+        .state(&aggregate_type, &id, as_of)
+        .await?;
+    Ok(HttpResponse::Ok().json(AggregateStateView {
+        aggregate_type,
+        aggregate_id: id,
+        as_of,
+        sequence,
+        global_position,
+        recorded_at,
+        state: state.into(),
+    }))
+}

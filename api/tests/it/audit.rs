@@ -1,0 +1,284 @@
+//! Auditors: one stream's history and an aggregate's state as of a moment,
+//! read from the event store; both need `audit:read`.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{self, assert_problem, spawn_app, TestApp, GOOD_PASSWORD};
+
+/// A new user holding exactly `permissions` through one role, logged in
+/// once the read models grant them: the access token.
+async fn token_holding(app: &TestApp, name: &str, permissions: &[&str]) -> String {
+    let role = app.create_role(&format!("{name}-role"), permissions).await;
+    let email = format!("{name}@example.com");
+    let (id, _) = app.register(&email, name).await;
+    assign(app, &id, &role).await;
+    support::login_with_permissions(&app.client, &app.address, &email, GOOD_PASSWORD).await
+}
+
+async fn assign(app: &TestApp, user_id: &str, role_id: &str) {
+    let response = app
+        .post_json(
+            &format!("/v1/users/{user_id}/roles"),
+            &json!({"role_id": role_id}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "assign {role_id} to {user_id}");
+}
+
+/// Registers ada, changes her email, assigns her a role: `(id, role id)`.
+async fn ada_with_history(app: &TestApp) -> (String, String) {
+    let (id, _) = app.register("ada@example.com", "Ada").await;
+    let response = app
+        .patch_json(
+            &format!("/v1/users/{id}"),
+            &json!({"email": "ada.lovelace@example.com"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "change the email");
+    let role = app.create_role("auditee", &["users:read"]).await;
+    assign(app, &id, &role).await;
+    (id, role)
+}
+
+async fn json_of(app: &TestApp, path: &str) -> Value {
+    let response = app.get(path).await;
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.expect("json")
+}
+
+fn recorded_at(event: &Value) -> DateTime<Utc> {
+    event["recorded_at"]
+        .as_str()
+        .expect("recorded_at")
+        .parse()
+        .expect("RFC 3339")
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[tokio::test]
+async fn audit_routes_need_audit_read() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("ada@example.com", "Ada").await;
+    let without = token_holding(&app, "reader", &["users:read"]).await;
+    let with = token_holding(&app, "auditor", &["audit:read"]).await;
+    for path in [
+        format!("/v1/audit/user/{id}/history"),
+        format!("/v1/audit/user/{id}/state"),
+    ] {
+        let response = app.send(Method::GET, &path, &without, None).await;
+        let problem = assert_problem(response, 403, "forbidden", None).await;
+        assert!(
+            problem["detail"].as_str().unwrap().ends_with("audit:read"),
+            "{problem}"
+        );
+        let response = app.request(Method::GET, &path, None).send().await.unwrap();
+        assert_problem(response, 401, "unauthorized", None).await;
+        let response = app.send(Method::GET, &path, &with, None).await;
+        assert_eq!(response.status(), 200, "{path} with audit:read");
+    }
+}
+
+#[tokio::test]
+async fn history_lists_the_stream_in_order_with_summaries_and_no_secrets() {
+    let app = spawn_app().await;
+    let (id, role) = ada_with_history(&app).await;
+
+    let response = app.get(&format!("/v1/audit/user/{id}/history")).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains("$argon2"), "a password hash in {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let items = body["items"].as_array().expect("items");
+    let types: Vec<&str> = items
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            domain::UserEvent::REGISTERED.name(),
+            domain::UserEvent::EMAIL_CHANGED.name(),
+            domain::UserEvent::ROLE_ASSIGNED.name(),
+        ]
+    );
+    let sequences: Vec<i64> = items
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences, [1, 2, 3]);
+    let positions: Vec<i64> = items
+        .iter()
+        .map(|e| e["global_position"].as_i64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(
+        items[0]["summary"], "registered as ada@example.com (Ada)",
+        "{}",
+        items[0]
+    );
+    assert_eq!(
+        items[1]["summary"],
+        "email changed to ada.lovelace@example.com (was ada@example.com)"
+    );
+    assert_eq!(items[2]["summary"], format!("role {role} assigned"));
+    let registered = &items[0];
+    assert_eq!(
+        registered["payload"]["Registered"]["password_hash"],
+        "[redacted]"
+    );
+    assert_eq!(registered["aggregate_type"], "user");
+    assert_eq!(registered["aggregate_id"], id.as_str());
+    assert_eq!(registered["event_version"], "1");
+    assert!(registered["event_id"].is_string());
+    assert_eq!(registered["metadata"]["actor_id"], app.admin_id.as_str());
+    assert!(registered["metadata"]["correlation_id"].is_string());
+    assert!(registered["metadata"]["causation_id"].is_string());
+    assert!(registered["metadata"]["occurred_at"].is_string());
+}
+
+#[tokio::test]
+async fn state_as_of_folds_the_events_recorded_until_then() {
+    let app = spawn_app().await;
+    let (id, role) = ada_with_history(&app).await;
+    let history = json_of(&app, &format!("/v1/audit/user/{id}/history")).await;
+    let items = history["items"].as_array().unwrap();
+    let (t0, t1) = (recorded_at(&items[0]), recorded_at(&items[1]));
+    assert!(t0 < t1);
+    let state_at = |at: DateTime<Utc>| format!("/v1/audit/user/{id}/state?as_of={}", rfc3339(at));
+
+    let registered = json_of(&app, &state_at(t0 + (t1 - t0) / 2)).await;
+    assert_eq!(registered["state"]["email"], "ada@example.com");
+    assert_eq!(registered["state"]["display_name"], "Ada");
+    assert_eq!(registered["state"]["status"], "active");
+    assert_eq!(registered["state"]["roles"], json!([]));
+    assert_eq!(registered["sequence"], 1);
+    assert_eq!(registered["global_position"], items[0]["global_position"]);
+
+    // `as_of` is inclusive.
+    let at_t1 = json_of(&app, &state_at(t1)).await;
+    assert_eq!(at_t1["state"]["email"], "ada.lovelace@example.com");
+    assert_eq!(at_t1["sequence"], 2);
+
+    let now = json_of(&app, &format!("/v1/audit/user/{id}/state")).await;
+    assert_eq!(now["state"]["email"], "ada.lovelace@example.com");
+    assert_eq!(now["state"]["roles"], json!([role]));
+    assert_eq!(now["sequence"], 3);
+    assert_eq!(now["global_position"], items[2]["global_position"]);
+    assert_eq!(now["aggregate_type"], "user");
+    assert_eq!(now["state"]["id"], id.as_str());
+    let text = now.to_string();
+    assert!(
+        !text.contains("password") && !text.contains("argon2"),
+        "{text}"
+    );
+
+    let response = app.get(&state_at(t0 - TimeDelta::milliseconds(1))).await;
+    let problem = assert_problem(response, 404, "not-found", None).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("user"),
+        "{problem}"
+    );
+
+    // The role the user holds, as its own stream.
+    let role_state = json_of(&app, &format!("/v1/audit/role/{role}/state")).await;
+    assert_eq!(role_state["state"]["name"], "auditee");
+    assert_eq!(role_state["state"]["permissions"], json!(["users:read"]));
+    assert_eq!(role_state["state"]["deleted"], false);
+}
+
+#[tokio::test]
+async fn bad_requests_are_problems_naming_what_is_wrong() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("ada@example.com", "Ada").await;
+
+    for bad in ["yesterday", "2026-13-01T00:00:00Z", "2026-01-01"] {
+        let response = app
+            .get(&format!("/v1/audit/user/{id}/state?as_of={bad}"))
+            .await;
+        assert_problem(response, 400, "bad-request", Some("as_of")).await;
+    }
+
+    for path in [
+        format!("/v1/audit/order/{id}/history"),
+        format!("/v1/audit/order/{id}/state"),
+    ] {
+        let response = app.get(&path).await;
+        let problem = assert_problem(response, 404, "not-found", None).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("\"order\""),
+            "{problem}"
+        );
+    }
+
+    let nobody = uuid::Uuid::new_v4();
+    for path in [
+        format!("/v1/audit/user/{nobody}/history"),
+        format!("/v1/audit/user/{nobody}/state"),
+        "/v1/audit/session/not-a-uuid/history".to_owned(),
+    ] {
+        let response = app.get(&path).await;
+        assert_problem(response, 404, "not-found", None).await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_stream_shows_no_refresh_token_hash() {
+    let app = spawn_app().await;
+    let (user_id, tokens) = app.user_with_session("ada@example.com").await;
+    let session_id = tokens["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_owned();
+    let access = tokens["access_token"].as_str().expect("access_token");
+    let response = app
+        .send(Method::POST, "/v1/auth/logout", access, None)
+        .await;
+    assert_eq!(response.status(), 204);
+    let stored: String = sqlx::query_scalar(&format!(
+        "SELECT {} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        domain::SessionEvent::STARTED
+            .field("refresh_token_hash")
+            .json_text()
+    ))
+    .bind(<domain::Session as cqrs_es::Aggregate>::TYPE)
+    .bind(&session_id)
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("the stored hash");
+
+    let response = app
+        .get(&format!("/v1/audit/session/{session_id}/history"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(&stored), "the refresh token hash in {text}");
+    let history: Value = serde_json::from_str(&text).unwrap();
+    let summaries: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    assert!(
+        summaries[0].starts_with(&format!("session started for user {user_id}")),
+        "{summaries:?}"
+    );
+    assert_eq!(summaries[1], "session revoked: logged_out");
+
+    let response = app
+        .get(&format!("/v1/audit/session/{session_id}/state"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(&stored), "the refresh token hash in {text}");
+    let state: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(state["state"]["user_id"], user_id.as_str());
+    assert_eq!(state["state"]["ended"]["kind"], "revoked");
+    assert_eq!(state["state"]["ended"]["reason"], "logged_out");
+}
