@@ -148,4 +148,18 @@ mod tests {
         assert!(redact_event_payload("session", refreshed, "1", &mut payload).is_err());
         assert_eq!(payload, original);
     }
+
+    #[test]
+    fn an_event_of_a_version_no_upcaster_knows_is_refused_and_left_untouched() {
+        // Read through the contract: never published half-understood.
+        let original = json!({"PasswordChanged": {"password_hash": "$argon2id$secret"}});
+        let mut payload = original.clone();
+        let changed = UserEvent::PASSWORD_CHANGED.name();
+        let refused = redact_event_payload("user", changed, "0", &mut payload);
+        assert!(matches!(
+            refused,
+            Err(RedactionError::Decode(DecodeError::UnknownVersion { .. }))
+        ));
+        assert_eq!(payload, original);
+    }
 }

@@ -5,27 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{self, assert_problem, spawn_app, TestApp, GOOD_PASSWORD};
-
-/// A new user holding exactly `permissions` through one role, logged in
-/// once the read models grant them: the access token.
-async fn token_holding(app: &TestApp, name: &str, permissions: &[&str]) -> String {
-    let role = app.create_role(&format!("{name}-role"), permissions).await;
-    let email = format!("{name}@example.com");
-    let (id, _) = app.register(&email, name).await;
-    assign(app, &id, &role).await;
-    support::login_with_permissions(&app.client, &app.address, &email, GOOD_PASSWORD).await
-}
-
-async fn assign(app: &TestApp, user_id: &str, role_id: &str) {
-    let response = app
-        .post_json(
-            &format!("/v1/users/{user_id}/roles"),
-            &json!({"role_id": role_id}),
-        )
-        .await;
-    assert_eq!(response.status(), 200, "assign {role_id} to {user_id}");
-}
+use crate::support::{assert_problem, spawn_app, TestApp};
 
 /// Registers ada, changes her email, assigns her a role: `(id, role id)`.
 async fn ada_with_history(app: &TestApp) -> (String, String) {
@@ -38,7 +18,7 @@ async fn ada_with_history(app: &TestApp) -> (String, String) {
         .await;
     assert_eq!(response.status(), 200, "change the email");
     let role = app.create_role("auditee", &["users:read"]).await;
-    assign(app, &id, &role).await;
+    app.assign_role(&id, &role).await;
     (id, role)
 }
 
@@ -64,8 +44,8 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 async fn audit_routes_need_audit_read() {
     let app = spawn_app().await;
     let (id, _) = app.register("ada@example.com", "Ada").await;
-    let without = token_holding(&app, "reader", &["users:read"]).await;
-    let with = token_holding(&app, "auditor", &["audit:read"]).await;
+    let without = app.user_holding("reader", &["users:read"]).await.1;
+    let with = app.user_holding("auditor", &["audit:read"]).await.1;
     for path in [
         format!("/v1/audit/user/{id}/history"),
         format!("/v1/audit/user/{id}/state"),

@@ -20,28 +20,6 @@ async fn admin_role(app: &TestApp) -> String {
     .expect("the admin role")
 }
 
-/// A new user holding exactly `permissions` through one role, logged in
-/// once the read models grant them: `(id, access token, role id)`.
-async fn user_holding(app: &TestApp, name: &str, permissions: &[&str]) -> (String, String, String) {
-    let role = app.create_role(&format!("{name}-role"), permissions).await;
-    let email = format!("{name}@example.com");
-    let (id, _) = app.register(&email, name).await;
-    assign(app, &id, &role).await;
-    let token =
-        support::login_with_permissions(&app.client, &app.address, &email, GOOD_PASSWORD).await;
-    (id, token, role)
-}
-
-async fn assign(app: &TestApp, user_id: &str, role_id: &str) {
-    let response = app
-        .post_json(
-            &format!("/v1/users/{user_id}/roles"),
-            &json!({"role_id": role_id}),
-        )
-        .await;
-    assert_eq!(response.status(), 200, "assign {role_id} to {user_id}");
-}
-
 /// Asserts a 403 problem naming `permission` as the one missing.
 async fn assert_needs(
     app: &TestApp,
@@ -78,7 +56,7 @@ fn all_but(missing: Permission) -> Vec<&'static str> {
 async fn a_holder_of_roles_write_cannot_grant_itself_or_others_more() {
     let app = spawn_app().await;
     let admin_role = admin_role(&app).await;
-    let (mallory, token, own_role) = user_holding(&app, "mallory", &["roles:write"]).await;
+    let (mallory, token, own_role) = app.user_holding("mallory", &["roles:write"]).await;
     let before = app.event_count().await;
 
     let assign_admin = Some(json!({"role_id": admin_role}));
@@ -124,7 +102,9 @@ async fn a_holder_of_roles_write_cannot_grant_itself_or_others_more() {
 async fn a_caller_holding_all_but_one_permission_cannot_assign_the_admin_role() {
     let app = spawn_app().await;
     let admin_role = admin_role(&app).await;
-    let (carol, token, _) = user_holding(&app, "carol", &all_but(Permission::AuditRead)).await;
+    let (carol, token, _) = app
+        .user_holding("carol", &all_but(Permission::AuditRead))
+        .await;
     let path = format!("/v1/users/{carol}/roles");
     let body = Some(json!({"role_id": admin_role}));
     assert_needs(&app, Method::POST, &path, &token, body, "audit:read").await;
@@ -133,7 +113,7 @@ async fn a_caller_holding_all_but_one_permission_cannot_assign_the_admin_role() 
 #[tokio::test]
 async fn a_holder_of_users_write_cannot_take_over_a_more_powerful_account() {
     let app = spawn_app().await;
-    let (_, token, _) = user_holding(&app, "bob", &["users:write"]).await;
+    let (_, token, _) = app.user_holding("bob", &["users:write"]).await;
     let admin = app.admin_id.clone();
     let before = app.event_count().await;
 
@@ -189,7 +169,7 @@ async fn the_last_administrator_cannot_be_removed() {
 
     // With a second administrator, either may go.
     let (dave, _) = app.register("dave@example.com", "Dave").await;
-    assign(&app, &dave, &admin_role).await;
+    app.assign_role(&dave, &admin_role).await;
     let response = app
         .post_empty(&format!("/v1/users/{dave}/deactivate"))
         .await;
@@ -204,7 +184,7 @@ async fn administrators_giving_up_their_role_all_at_once_leave_one() {
     for n in 0..5 {
         let email = format!("admin{n}@example.com");
         let (id, _) = app.register(&email, "Admin").await;
-        assign(&app, &id, &admin_role).await;
+        app.assign_role(&id, &admin_role).await;
         let token =
             support::login_with_permissions(&app.client, &app.address, &email, GOOD_PASSWORD).await;
         admins.push((id, token));

@@ -131,15 +131,7 @@ async fn failures_across_users_from_one_address_block_it() {
             assert_eq!(response.status(), 401);
         }
     }
-    eventually(SHORT, "address blocked", || async {
-        let blocked: Option<String> =
-            sqlx::query_scalar("SELECT ip FROM login_ip_blocks WHERE blocked_until > now()")
-                .fetch_optional(&app.db.pool)
-                .await
-                .unwrap();
-        blocked
-    })
-    .await;
+    address_blocked(&app).await;
 
     // Even the right password of a user who never failed.
     let response = login_attempt(&app, users[2], GOOD_PASSWORD).await;

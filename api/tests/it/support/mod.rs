@@ -268,6 +268,26 @@ impl TestApp {
         created["id"].as_str().expect("id").to_string()
     }
 
+    /// Assigns the role to the user (as the admin).
+    pub async fn assign_role(&self, user_id: &str, role_id: &str) {
+        let path = format!("/v1/users/{user_id}/roles");
+        let response = self.post_json(&path, &json!({"role_id": role_id})).await;
+        assert_eq!(response.status(), 200, "assign {role_id} to {user_id}");
+    }
+
+    /// A new user `<name>@example.com` holding exactly `permissions` through
+    /// one role, logged in once the read models grant them:
+    /// `(id, access token, role id)`.
+    pub async fn user_holding(&self, name: &str, permissions: &[&str]) -> (String, String, String) {
+        let role = self.create_role(&format!("{name}-role"), permissions).await;
+        let email = format!("{name}@example.com");
+        let (id, _) = self.register(&email, name).await;
+        self.assign_role(&id, &role).await;
+        let token =
+            login_with_permissions(&self.client, &self.address, &email, GOOD_PASSWORD).await;
+        (id, token, role)
+    }
+
     /// Registers a user (as the admin) and logs them in: `(id, tokens)`.
     pub async fn user_with_session(&self, email: &str) -> (String, Value) {
         let (id, _) = self.register(email, "Someone").await;
