@@ -201,6 +201,9 @@ impl From<AppError> for ApiError {
     fn from(error: AppError) -> Self {
         match error {
             AppError::Invalid { field, message } => Self::invalid(field, message),
+            AppError::BadParameter { parameter, message } => {
+                Self::BadRequest(vec![FieldError::new(parameter, message)])
+            }
             AppError::NotFound(what) => Self::NotFound(what),
             AppError::UnknownAggregateType(name) => {
                 Self::UnknownAggregateType(name.chars().take(64).collect())

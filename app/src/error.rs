@@ -13,6 +13,12 @@ pub enum AppError {
         field: &'static str,
         message: &'static str,
     },
+    /// A query parameter is malformed or names nothing: the one named.
+    #[error("{parameter}: {message}")]
+    BadParameter {
+        parameter: &'static str,
+        message: &'static str,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// An aggregate type the event contract does not have.

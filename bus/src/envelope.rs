@@ -36,12 +36,18 @@ pub struct EventMetadata {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
-const ACTOR_ID: &str = "actor_id";
-const CORRELATION_ID: &str = "correlation_id";
-const CAUSATION_ID: &str = "causation_id";
-const REQUEST_IP: &str = "request_ip";
-const USER_AGENT: &str = "user_agent";
-const OCCURRED_AT: &str = "occurred_at";
+/// The keys of the stored metadata object (`events.metadata`), for SQL that
+/// filters on them.
+pub mod metadata_keys {
+    pub const ACTOR_ID: &str = "actor_id";
+    pub const CORRELATION_ID: &str = "correlation_id";
+    pub const CAUSATION_ID: &str = "causation_id";
+    pub const REQUEST_IP: &str = "request_ip";
+    pub const USER_AGENT: &str = "user_agent";
+    pub const OCCURRED_AT: &str = "occurred_at";
+}
+
+use metadata_keys::*;
 
 impl EventMetadata {
     /// Flattens the metadata; only present values get a key. `occurred_at` is RFC 3339.

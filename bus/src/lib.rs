@@ -10,7 +10,7 @@ mod topology;
 
 pub use consumer::{run_consumer, ConsumerOptions};
 pub use dead_letters::{count_dead_letters, replay_dead_letters, DEAD_LETTER_REASON_HEADER};
-pub use envelope::{Envelope, EventMetadata};
+pub use envelope::{metadata_keys, Envelope, EventMetadata};
 pub use error::BusError;
 pub use handler::{BatchHandler, BoxError, HandlerError};
 pub use publisher::Publisher;

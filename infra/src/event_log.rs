@@ -29,8 +29,19 @@ impl LogPosition {
 const COLUMNS: &str = "event_id, global_position, transaction_id::text::bigint AS transaction_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
+/// The columns an [`EventRow`] reads, each qualified with `alias`, for
+/// queries that join `events` to another table.
+pub fn columns_of(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One row of `events` as read by [`COLUMNS`]; becomes an [`Envelope`].
 #[derive(FromRow)]
-struct EventRow {
+pub struct EventRow {
     event_id: Uuid,
     global_position: i64,
     transaction_id: i64,

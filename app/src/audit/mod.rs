@@ -1,7 +1,19 @@
-//! What auditors read from the event store (never from a read model): one
-//! stream's events, and an aggregate folded with the write side's `apply`
-//! as of a moment. Every event is read through the contract's decode;
-//! secrets never leave.
+//! What auditors read: one stream's events and an aggregate folded with the
+//! write side's `apply` as of a moment (from the event store), the log
+//! filtered and paged (from the `audit_log` read model), and exports (from
+//! the event store, page by page). Every event is read through the
+//! contract's decode; secrets never leave.
+
+mod cursor;
+mod export;
+mod filter;
+mod log;
+mod sql;
+
+pub use cursor::Order;
+pub use export::{AuditExport, ExportHeader, EXPORT_FORMAT, EXPORT_PAGE};
+pub use filter::{page_limit, AuditFilter, FilterParams, DEFAULT_PAGE, MAX_PAGE};
+pub use log::{AuditPage, ListRequest};
 
 use std::collections::BTreeSet;
 
@@ -29,6 +41,8 @@ pub struct AuditedEvent {
     pub aggregate_id: String,
     pub sequence: i64,
     pub global_position: i64,
+    /// With `global_position`, the event's place in publishing order.
+    pub transaction_id: i64,
     pub recorded_at: DateTime<Utc>,
     /// As stored, with password and refresh-token hashes replaced.
     pub payload: serde_json::Value,
@@ -133,7 +147,7 @@ impl AuditQueries {
         }
         envelopes
             .into_iter()
-            .map(|envelope| audited(kind, envelope))
+            .map(audited)
             .collect()
     }
 
@@ -223,7 +237,8 @@ where
     Ok(aggregate)
 }
 
-fn audited(kind: Kind, envelope: Envelope) -> Result<AuditedEvent, AppError> {
+fn audited(envelope: Envelope) -> Result<AuditedEvent, AppError> {
+    let kind = Kind::parse(&envelope.aggregate_type)?;
     let summary = match kind {
         Kind::User => event_log::decode::<UserEvent>(&envelope)?.summary(),
         Kind::Role => event_log::decode::<RoleEvent>(&envelope)?.summary(),
@@ -245,6 +260,7 @@ fn audited(kind: Kind, envelope: Envelope) -> Result<AuditedEvent, AppError> {
         aggregate_id: envelope.aggregate_id,
         sequence: envelope.sequence,
         global_position: envelope.global_position,
+        transaction_id: envelope.transaction_id,
         recorded_at: envelope.recorded_at,
         payload,
         metadata: envelope.metadata,
