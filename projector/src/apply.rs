@@ -49,13 +49,15 @@ impl ApplyError {
     }
 }
 
-/// Applies `envelope` to `view` unless it was applied already.
+/// Applies `envelope` to `view` unless it was applied already. Returns the
+/// events before it that the view lacked, loaded from the event store and
+/// applied first (their caller records them in the audit log too).
 pub async fn apply(
     db: &mut sqlx::PgConnection,
     view: View,
     target: Target,
     envelope: &Envelope,
-) -> Result<(), ApplyError> {
+) -> Result<Vec<Envelope>, ApplyError> {
     match view {
         View::Users => apply_to::<UsersView>(db, target, envelope).await,
         View::Roles => apply_to::<RolesView>(db, target, envelope).await,
@@ -67,12 +69,12 @@ async fn apply_to<P: Projection>(
     db: &mut sqlx::PgConnection,
     target: Target,
     envelope: &Envelope,
-) -> Result<(), ApplyError> {
+) -> Result<Vec<Envelope>, ApplyError> {
     let id = aggregate_id(envelope)?;
     let mut current = executor::load::<P::Row>(db, target, id).await?;
     let last = current.as_ref().map_or(0, ViewRow::sequence);
     if envelope.sequence <= last {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let missing = if envelope.sequence > last + 1 {
         infra::event_log::read_stream(
@@ -90,7 +92,7 @@ async fn apply_to<P: Projection>(
         check_next(event, id, expected)?;
         current = Some(apply_next::<P>(db, target, id, current.as_ref(), event).await?);
     }
-    Ok(())
+    Ok(missing)
 }
 
 fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {

@@ -1,6 +1,7 @@
-//! The one writer of every view: reads an aggregate's row, and writes what a
-//! reducer made of it, guarded by the row's sequence so that a concurrent
-//! writer fails (and retries) instead of applying an event twice.
+//! The one writer of every read model: reads an aggregate's row, and writes
+//! what a reducer made of it, guarded by the row's sequence so that a
+//! concurrent writer fails (and retries) instead of applying an event twice;
+//! and records events in the audit log, once per global position.
 
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -8,7 +9,9 @@ use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::views::user_roles::{Membership, UserRoleRow};
-use crate::views::{Change, Column, Target, Value, ViewChange, ViewRow, USER_ROLES_VIEW};
+use crate::views::{
+    AuditLogRow, Change, Column, Target, Value, ViewChange, ViewRow, AUDIT_LOG, USER_ROLES_VIEW,
+};
 
 /// The row of aggregate `id`, if the view has one.
 pub async fn load<R: ViewRow>(
@@ -40,6 +43,14 @@ pub async fn write<C: ViewChange>(
         write_membership(db, target, membership).await?;
     }
     Ok(written)
+}
+
+/// Inserts `row` into the audit log unless the event is there already.
+pub async fn record(db: &mut PgConnection, target: Target, row: &AuditLogRow) -> sqlx::Result<()> {
+    let columns = row.columns();
+    let sql = insert_if_absent_sql(&target.table(AUDIT_LOG), &columns, AuditLogRow::KEY);
+    bind_all(sqlx::query(&sql), &columns).execute(db).await?;
+    Ok(())
 }
 
 async fn insert<R: ViewRow>(db: &mut PgConnection, target: Target, row: &R) -> sqlx::Result<bool> {

@@ -11,10 +11,10 @@ async fn main() -> anyhow::Result<()> {
         return dead_letters.run(&cli.settings.common, &group).await;
     }
     let pool = infra::db::open(&cli.settings.common).await?;
-    if let Some(Command::Rebuild { view, exit }) = cli.command {
-        let rebuilt = projector::rebuild::rebuild(&pool, view.as_deref()).await?;
+    if let Some(Command::Rebuild { read_model, exit }) = cli.command {
+        let rebuilt = projector::rebuild::rebuild(&pool, read_model.as_deref()).await?;
         tracing::info!(
-            views = ?rebuilt.views,
+            read_models = ?rebuilt.read_models,
             events = rebuilt.events,
             up_to = rebuilt.up_to.global_position,
             "rebuilt"

@@ -1,5 +1,6 @@
-//! Applies deliveries from `projector.read_models` to the read models, each
-//! batch in one transaction together with the projection's checkpoint.
+//! Applies deliveries from `projector.read_models` to the read models (an
+//! event to the view of its aggregate type and to the audit log), each batch
+//! in one transaction together with the projection's checkpoint.
 
 use std::sync::LazyLock;
 
@@ -10,9 +11,11 @@ use infra::event_log::LogPosition;
 use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{self, ApplyError};
-use crate::views::{Target, View};
+use crate::executor;
+use crate::views::{AuditLogRow, Target, View, AUDIT_LOG};
 
-/// One checkpoint for every view: a batch writes them all in one transaction.
+/// One checkpoint for every read model: a batch writes them all in one
+/// transaction.
 pub const CHECKPOINT: Checkpoint = Checkpoint::Projection(READ_MODELS);
 /// Events examined per query when advancing the checkpoint.
 const PREFIX_SCAN: i64 = 1000;
@@ -78,21 +81,27 @@ fn record_metrics(events: &[Envelope], checkpoint: LogPosition) {
     }
 }
 
-/// Routes an event to the view of its aggregate type; others are skipped.
+/// Applies an event to the view of its aggregate type, if any, and records
+/// it in the audit log, with the earlier events the view loaded to fill a
+/// gap: those arrive later, or never if the broker lost them.
 pub async fn apply_to(
     db: &mut PgConnection,
     target: Target,
     envelope: &Envelope,
 ) -> Result<(), ApplyError> {
-    match View::of_aggregate(&envelope.aggregate_type) {
-        Some(view) => apply::apply(db, view, target, envelope).await,
-        None => Ok(()),
+    let loaded = match View::of_aggregate(&envelope.aggregate_type) {
+        Some(view) => apply::apply(db, view, target, envelope).await?,
+        None => Vec::new(),
+    };
+    for event in loaded.iter().chain([envelope]) {
+        executor::record(db, target, &AuditLogRow::of(event)).await?;
     }
+    Ok(())
 }
 
-/// How far, in publishing order, every event is applied: the checkpoint
-/// must never pass an event that is not, or read-your-writes would answer
-/// before the write is visible. Deliveries can arrive early (a requeued
+/// How far, in publishing order, every event is applied and recorded in the
+/// audit log: the checkpoint must never pass an event that is not, or
+/// read-your-writes would answer before the write is visible. Deliveries can arrive early (a requeued
 /// failure, a second consumer), so this asks the event store and the views
 /// rather than trusting the highest position seen.
 pub async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> {
@@ -122,7 +131,7 @@ pub async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPositi
 
 /// The committed events after `($1, $2)` in publishing order, each with
 /// whether the view of its aggregate type has reached its sequence (events
-/// of no view count as applied).
+/// of no view need none) and the audit log holds it.
 static PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
     let mut joins = String::new();
     let mut applied = String::from("CASE e.aggregate_type");
@@ -137,7 +146,10 @@ static PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
             " WHEN '{kind}' THEN COALESCE(v{index}.sequence >= e.sequence, false)"
         ));
     }
-    applied.push_str(" ELSE true END");
+    applied.push_str(" ELSE true END AND a.global_position IS NOT NULL");
+    joins.push_str(&format!(
+        " LEFT JOIN {AUDIT_LOG} a ON a.global_position = e.global_position"
+    ));
     format!(
         "SELECT e.transaction_id::text::bigint, e.global_position, {applied} \
          FROM events e{joins} \

@@ -1,34 +1,35 @@
-//! `projector rebuild [VIEW]`: replays the event store into new tables, then
-//! swaps them in. Queries keep answering from the old tables until the swap,
-//! which holds a lock only while it applies the events that arrived meanwhile.
+//! `projector rebuild [READ_MODEL]`: replays the event store into new tables,
+//! then swaps them in; the read models are the views and the audit log.
+//! Queries keep answering from the old tables until the swap, which holds a
+//! lock only while it applies the events that arrived meanwhile.
 
 use infra::event_log::{self, LogPosition};
 use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{self, ApplyError};
+use crate::executor;
 use crate::projection::{applied_prefix_end, exclude_writers, CHECKPOINT};
-use crate::views::{Target, View};
+use crate::views::{AuditLogRow, ReadModel, Target};
 
 const REPLAY_BATCH: i64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("unknown view {0:?}; known views: {known}", known = known_views())]
-    UnknownView(String),
+    #[error("unknown read model {0:?}; known read models: {known}", known = known_read_models())]
+    UnknownReadModel(String),
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// `users_view (with user_roles_view), roles_view, sessions_view`.
-fn known_views() -> String {
-    let described: Vec<String> = View::ALL
-        .iter()
-        .map(|view| match view.tables() {
+/// `users_view (with user_roles_view), roles_view, sessions_view, audit_log`.
+fn known_read_models() -> String {
+    let described: Vec<String> = ReadModel::all()
+        .map(|model| match model.tables() {
             [name] => (*name).to_owned(),
             [name, others @ ..] => format!("{name} (with {})", others.join(", ")),
-            [] => unreachable!("a view has at least one table"),
+            [] => unreachable!("a read model has at least one table"),
         })
         .collect();
     described.join(", ")
@@ -37,39 +38,40 @@ fn known_views() -> String {
 /// Summary of a finished rebuild.
 #[derive(Debug)]
 pub struct Rebuilt {
-    /// The rebuilt views, by their first table's name.
-    pub views: Vec<&'static str>,
-    /// Events applied to them.
+    /// The rebuilt read models, by their first table's name.
+    pub read_models: Vec<&'static str>,
+    /// Events replayed into them (each once, whatever number it fed).
     pub events: u64,
     /// Where in the log the replay ended.
     pub up_to: LogPosition,
 }
 
-/// Rebuilds the view named `view` (any of its tables' names), or all of them.
-pub async fn rebuild(pool: &PgPool, view: Option<&str>) -> Result<Rebuilt, RebuildError> {
-    let views = match view {
-        None => View::ALL.to_vec(),
-        Some(name) => {
-            vec![View::parse(name).ok_or_else(|| RebuildError::UnknownView(name.into()))?]
-        }
-    };
-    let tables: Vec<&str> = views
+/// Rebuilds the read model named `name` (any of its tables' names), or all
+/// of them.
+pub async fn rebuild(pool: &PgPool, name: Option<&str>) -> Result<Rebuilt, RebuildError> {
+    let models =
+        match name {
+            None => ReadModel::all().collect(),
+            Some(name) => vec![ReadModel::parse(name)
+                .ok_or_else(|| RebuildError::UnknownReadModel(name.into()))?],
+        };
+    let tables: Vec<&str> = models
         .iter()
-        .flat_map(|view| view.tables())
+        .flat_map(|model| model.tables())
         .copied()
         .collect();
     for table in &tables {
         create_next_table(pool, table).await?;
     }
     let mut conn = pool.acquire().await?;
-    let (events, up_to) = replay(&mut conn, &views, LogPosition::default()).await?;
+    let (events, up_to) = replay(&mut conn, &models, LogPosition::default()).await?;
     tracing::info!(
         events,
         "replayed the event store; swapping in the rebuilt tables"
     );
-    let (caught_up, up_to) = swap_in(pool, &views, &tables, up_to).await?;
+    let (caught_up, up_to) = swap_in(pool, &models, &tables, up_to).await?;
     Ok(Rebuilt {
-        views: views.iter().map(|view| view.name()).collect(),
+        read_models: models.iter().map(|model| model.name()).collect(),
         events: events + caught_up,
         up_to,
     })
@@ -79,7 +81,7 @@ pub async fn rebuild(pool: &PgPool, view: Option<&str>) -> Result<Rebuilt, Rebui
 /// since the replay, swaps the tables and advances the checkpoint.
 async fn swap_in(
     pool: &PgPool,
-    views: &[View],
+    models: &[ReadModel],
     tables: &[&str],
     replayed: LogPosition,
 ) -> Result<(u64, LogPosition), RebuildError> {
@@ -87,11 +89,11 @@ async fn swap_in(
     exclude_writers(&mut tx).await?;
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
     sqlx::query(&lock).execute(&mut *tx).await?;
-    let (caught_up, up_to) = replay(&mut tx, views, replayed).await?;
+    let (caught_up, up_to) = replay(&mut tx, models, replayed).await?;
     for table in tables {
         swap(&mut tx, table).await?;
     }
-    // The views not rebuilt may lag behind the replay: ask them all.
+    // The read models not rebuilt may lag behind the replay: ask them all.
     let applied = applied_prefix_end(&mut tx).await?;
     CHECKPOINT.advance(&mut *tx, applied).await?;
     tx.commit().await?;
@@ -111,41 +113,65 @@ async fn create_next_table(pool: &PgPool, live: &str) -> sqlx::Result<()> {
 
 async fn swap(db: &mut PgConnection, live: &str) -> sqlx::Result<()> {
     let next = Target::Rebuild.table(live);
-    for statement in [
+    let renames = index_renames(db, live, &next).await?;
+    let swap = [
         format!("ALTER TABLE {live} RENAME TO {live}_old"),
         format!("ALTER TABLE {next} RENAME TO {live}"),
         format!("DROP TABLE {live}_old"),
-    ] {
+    ];
+    for statement in swap.into_iter().chain(renames) {
         sqlx::query(&statement).execute(&mut *db).await?;
-    }
-    restore_index_names(db, live).await
-}
-
-/// `LIKE ... INCLUDING ALL` named the copied indexes after the new table;
-/// give them back the live table's names.
-async fn restore_index_names(db: &mut PgConnection, live: &str) -> sqlx::Result<()> {
-    let next = Target::Rebuild.table(live);
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
-    )
-    .bind(live)
-    .fetch_all(&mut *db)
-    .await?;
-    for name in names {
-        if let Some(suffix) = name.strip_prefix(next.as_str()) {
-            let statement = format!("ALTER INDEX \"{name}\" RENAME TO \"{live}{suffix}\"");
-            sqlx::query(&statement).execute(&mut *db).await?;
-        }
     }
     Ok(())
 }
 
-/// Applies every committed event after `from` of `views` to their new
-/// tables, in the order the relay publishes; returns how many and where it
-/// stopped.
+/// The `ALTER INDEX` statements giving each index of table `next` the name
+/// of the index of `live` with the same definition, to run once `live` is
+/// dropped. `LIKE ... INCLUDING ALL` names the copies after the new table
+/// and their columns, truncated to 63 bytes, whatever the originals were
+/// named; a later migration may drop an index by its name.
+async fn index_renames(db: &mut PgConnection, live: &str, next: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(INDEX_RENAMES_SQL)
+        .bind(live)
+        .bind(next)
+        .fetch_all(db)
+        .await
+}
+
+/// Indexes of tables `$1` and `$2` are paired by their definition with both
+/// names left out, plus the kind of constraint they back; identical ones
+/// pair in creation order, the order `LIKE` copies them in.
+const INDEX_RENAMES_SQL: &str = r#"
+WITH shapes AS (
+    SELECT x.indrelid AS table_oid,
+           x.indexrelid AS index_oid,
+           i.relname AS name,
+           concat_ws(' ', c.contype, regexp_replace(
+               pg_get_indexdef(x.indexrelid),
+               '^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+ ',
+               'CREATE INDEX ON ')) AS shape
+    FROM pg_index x
+    JOIN pg_class i ON i.oid = x.indexrelid
+    LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+    WHERE x.indrelid IN ($1::regclass, $2::regclass)
+), numbered AS (
+    SELECT *, row_number() OVER (PARTITION BY table_oid, shape ORDER BY index_oid) AS nth
+    FROM shapes
+)
+SELECT format('ALTER INDEX %s RENAME TO %I', new_index.index_oid::regclass, old_index.name)
+FROM numbered new_index
+JOIN numbered old_index ON old_index.shape = new_index.shape AND old_index.nth = new_index.nth
+WHERE new_index.table_oid = $2::regclass AND old_index.table_oid = $1::regclass
+  AND new_index.name <> old_index.name
+ORDER BY new_index.index_oid
+"#;
+
+/// Applies every committed event after `from` to the new tables of the
+/// read models it feeds, in the order the relay publishes; returns how many
+/// events fed one and where it stopped.
 async fn replay(
     db: &mut PgConnection,
-    views: &[View],
+    models: &[ReadModel],
     from: LogPosition,
 ) -> Result<(u64, LogPosition), RebuildError> {
     let mut position = from;
@@ -157,28 +183,50 @@ async fn replay(
         };
         position = LogPosition::of(last);
         for envelope in &batch {
-            let view = View::of_aggregate(&envelope.aggregate_type);
-            if let Some(view) = view.filter(|view| views.contains(view)) {
-                apply::apply(db, view, Target::Rebuild, envelope).await?;
-                count += 1;
+            let fed: Vec<ReadModel> = models
+                .iter()
+                .copied()
+                .filter(|model| model.is_fed_by(&envelope.aggregate_type))
+                .collect();
+            count += u64::from(!fed.is_empty());
+            for model in fed {
+                replay_into(db, model, envelope).await?;
             }
         }
     }
 }
 
+/// Writes one event into a read model's new tables. A view may load earlier
+/// events here too; the audit log records those as the replay reaches them.
+async fn replay_into(
+    db: &mut PgConnection,
+    model: ReadModel,
+    envelope: &bus::Envelope,
+) -> Result<(), ApplyError> {
+    match model {
+        ReadModel::View(view) => {
+            apply::apply(db, view, Target::Rebuild, envelope).await?;
+        }
+        ReadModel::AuditLog => {
+            executor::record(db, Target::Rebuild, &AuditLogRow::of(envelope)).await?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::{ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW};
+    use crate::views::{AUDIT_LOG, ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW};
 
     #[test]
-    fn an_unknown_view_is_answered_with_every_known_one() {
-        let error = RebuildError::UnknownView("nope".into());
+    fn an_unknown_read_model_is_answered_with_every_known_one() {
+        let error = RebuildError::UnknownReadModel("nope".into());
         assert_eq!(
             error.to_string(),
             format!(
-                "unknown view \"nope\"; known views: \
-                 {USERS_VIEW} (with {USER_ROLES_VIEW}), {ROLES_VIEW}, {SESSIONS_VIEW}"
+                "unknown read model \"nope\"; known read models: \
+                 {USERS_VIEW} (with {USER_ROLES_VIEW}), {ROLES_VIEW}, {SESSIONS_VIEW}, {AUDIT_LOG}"
             )
         );
     }

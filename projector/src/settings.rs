@@ -20,9 +20,9 @@ pub enum Command {
     Run,
     /// Rebuild a read model from the event store, swap it in, then keep consuming.
     Rebuild {
-        /// The view to rebuild: users_view (with user_roles_view), roles_view or
-        /// sessions_view; all of them when left out.
-        view: Option<String>,
+        /// The read model to rebuild: users_view (with user_roles_view), roles_view,
+        /// sessions_view or audit_log; all of them when left out.
+        read_model: Option<String>,
         /// Exit after the swap instead of consuming from the broker.
         #[arg(long)]
         exit: bool,

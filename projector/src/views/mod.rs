@@ -1,7 +1,10 @@
-//! The read models as pure folds: which aggregate type feeds each, its
-//! tables, and how one event changes its rows. No I/O here; the executor
-//! writes what the reducers decide.
+//! The read models as pure functions of the events. The views
+//! (`users_view` with `user_roles_view`, `roles_view`, `sessions_view`) are
+//! folds: which aggregate type feeds each, its tables, and how one event
+//! changes its rows. The `audit_log` is a row per event of every type. No
+//! I/O here; the executor writes what these functions decide.
 
+pub mod audit_log;
 mod context;
 mod fold;
 pub mod roles;
@@ -12,6 +15,7 @@ pub mod users;
 
 use domain::{ContractEvent, EventType, RoleEvent, SessionEvent, UserEvent};
 
+pub use audit_log::{AuditLogRow, AUDIT_LOG};
 pub use context::EventContext;
 pub use fold::{Change, Projection, ReduceError, ViewChange};
 pub use row::{Column, Value, ViewRow};
@@ -35,8 +39,8 @@ pub enum View {
     Sessions,
 }
 
-/// Which copy of a view's tables to write: the live ones, or the ones a
-/// rebuild fills before swapping them in.
+/// Which copy of a read model's tables to write: the live ones, or the ones
+/// a rebuild fills before swapping them in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     Live,
@@ -110,6 +114,50 @@ impl View {
     }
 }
 
+/// A read model a rebuild replays: a view, or the audit log, which the
+/// events of every aggregate type feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadModel {
+    View(View),
+    AuditLog,
+}
+
+impl ReadModel {
+    /// Every read model: the views, then the audit log.
+    pub fn all() -> impl Iterator<Item = ReadModel> {
+        View::ALL
+            .into_iter()
+            .map(Self::View)
+            .chain([Self::AuditLog])
+    }
+
+    /// The name of its first table.
+    pub fn name(self) -> &'static str {
+        self.tables()[0]
+    }
+
+    /// A read model by the name of any of its tables.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::all().find(|model| model.tables().contains(&name))
+    }
+
+    /// The live tables.
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Self::View(view) => view.tables(),
+            Self::AuditLog => &[AUDIT_LOG],
+        }
+    }
+
+    /// Whether the events of `aggregate_type` feed it.
+    pub fn is_fed_by(self, aggregate_type: &str) -> bool {
+        match self {
+            Self::View(view) => view.aggregate_type() == aggregate_type,
+            Self::AuditLog => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use domain::all_event_types;
@@ -132,6 +180,29 @@ mod tests {
             }
         }
         assert_eq!(View::parse("events"), None);
+    }
+
+    #[test]
+    fn a_read_model_is_found_by_any_of_its_tables_and_nothing_else() {
+        for view in View::ALL {
+            for table in view.tables() {
+                assert_eq!(ReadModel::parse(table), Some(ReadModel::View(view)));
+            }
+        }
+        assert_eq!(ReadModel::parse(AUDIT_LOG), Some(ReadModel::AuditLog));
+        assert_eq!(ReadModel::parse("events"), None);
+    }
+
+    #[test]
+    fn the_audit_log_is_fed_by_every_aggregate_type_and_a_view_by_its_own() {
+        for event_type in all_event_types() {
+            let kind = event_type.aggregate_type();
+            let fed: Vec<ReadModel> = ReadModel::all()
+                .filter(|model| model.is_fed_by(kind))
+                .collect();
+            let view = View::of_aggregate(kind).expect("a view");
+            assert_eq!(fed, [ReadModel::View(view), ReadModel::AuditLog], "{kind}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! order, not at all (a later event of the user arrives instead), or hand it
 //! a message it can never apply.
 
-use crate::support::fold::{self, rows};
+use crate::support::fold::{self, audit_log_rows, rows};
 use crate::support::run;
 use crate::support::view::{checkpoint, wait_for_checkpoint};
 use crate::support::writer::Writer;
@@ -16,7 +16,7 @@ use domain::{User, UserEvent};
 use infra::event_log::LogPosition;
 use infra::testing::eventually;
 use projector::views::users::UserRow;
-use projector::views::USERS_VIEW;
+use projector::views::{AuditLogRow, AUDIT_LOG, USERS_VIEW};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -55,10 +55,17 @@ async fn duplicated_shuffled_and_missing_deliveries_end_equal_to_the_fold() {
     assert_eq!(deliveries.len(), 2 * (events.len() - skipped));
     Rng::new(0xD1CE).shuffle(&mut deliveries);
 
-    let rows = project(&fx, &deliveries, &events).await.users;
+    let views = project(&fx, &deliveries, &events).await;
+    let rows = views.users;
     assert_eq!(rows.len(), users.len());
     let statuses: Vec<&str> = rows.iter().map(|row| row.status.as_str()).collect();
     assert!(statuses.contains(&"active") && statuses.contains(&"deactivated"));
+    // One audit row per committed event, the skipped ones included (gap
+    // filling loaded them), as the pure function makes it of the stored event.
+    let mut stored = events.clone();
+    stored.sort_by_key(|event| event.global_position);
+    let expected: Vec<AuditLogRow> = stored.iter().map(AuditLogRow::of).collect();
+    assert_eq!(audit_log_rows(fx.pool(), AUDIT_LOG).await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,17 +172,35 @@ async fn the_checkpoint_never_passes_an_event_that_is_not_applied() {
     .await;
     let position = checkpoint(fx.pool()).await;
     let rows = user_rows(fx.pool()).await;
+    let recorded = audit_log_rows(fx.pool(), AUDIT_LOG).await;
+    let is_recorded = |event: &Envelope| recorded.contains(&AuditLogRow::of(event));
     for event in earlier.iter().filter(|e| LogPosition::of(e) <= position) {
         let applied = rows
             .iter()
             .any(|row| row.id.to_string() == event.aggregate_id && row.sequence >= event.sequence);
         assert!(
-            applied,
-            "checkpoint {position:?} passes event {} (sequence {} of user {}), not applied",
-            event.global_position, event.sequence, event.aggregate_id
+            applied && is_recorded(event),
+            "checkpoint {position:?} passes event {} (sequence {} of user {}), \
+             applied: {applied}, in the audit log: {}",
+            event.global_position,
+            event.sequence,
+            event.aggregate_id,
+            is_recorded(event)
         );
     }
     assert!(position < LogPosition::of(last));
+    // The history gap filling loaded is in the audit log with the event.
+    let stream = events
+        .iter()
+        .filter(|event| event.aggregate_id == last.aggregate_id);
+    assert!(stream.clone().count() > 1);
+    for event in stream {
+        assert!(
+            is_recorded(event),
+            "event {} not recorded",
+            event.global_position
+        );
+    }
 
     // Once the rest arrives, the checkpoint reaches the end.
     fx.broker.publish(earlier).await;

@@ -1,11 +1,13 @@
-//! `projector rebuild`: the table replayed from the event store equals the one
-//! the live projector built, also when the live projector keeps writing.
+//! `projector rebuild`: the tables replayed from the event store (views and
+//! audit log) equal the ones the live projector built, indexes and their
+//! names included, also when the live projector keeps writing.
 
 use crate::support::fold::{rows, wait_for_fold, Views};
 use crate::support::identity::{create_role, identity_traffic};
 use crate::support::run;
 use crate::support::view::{
-    self, checkpoint, index_definitions, table_snapshot, wait_for_checkpoint,
+    self, checkpoint, index_definitions, index_names, table_oids, table_snapshot,
+    wait_for_checkpoint,
 };
 use crate::support::writer::{TestUser, Writer};
 use crate::support::{committed_events, Fixture, Relay, TIMEOUT};
@@ -16,7 +18,9 @@ use infra::event_log::LogPosition;
 use infra::testing::{eventually, InProcess, TestDatabase};
 use projector::rebuild::{rebuild, RebuildError};
 use projector::views::users::UserRow;
-use projector::views::{Target, ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW};
+use projector::views::{
+    ReadModel, Target, AUDIT_LOG, ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -28,7 +32,10 @@ async fn a_rebuild_reproduces_the_live_table_row_for_row() {
 
     let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild");
 
-    assert_eq!(rebuilt.views, [USERS_VIEW, ROLES_VIEW, SESSIONS_VIEW]);
+    assert_eq!(
+        rebuilt.read_models,
+        [USERS_VIEW, ROLES_VIEW, SESSIONS_VIEW, AUDIT_LOG]
+    );
     assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
     assert_eq!(rebuilt.up_to, live.last);
     live.assert_reproduced(fx.pool(), "after a rebuild").await;
@@ -90,25 +97,29 @@ async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
     let mut relay = Relay::default();
     let events = relay.forward(fx.pool(), &fx.broker).await;
     let live = Live::caught_up(&fx, &events).await;
-    let count = |aggregate_type: &str| {
+    // The events of one aggregate type, or all.
+    let count = |aggregate_type: Option<&str>| {
         let count = events
             .iter()
-            .filter(|event| event.aggregate_type == aggregate_type)
+            .filter(|event| aggregate_type.is_none_or(|kind| event.aggregate_type == kind))
             .count();
         u64::try_from(count).unwrap()
     };
 
-    for (name, view, aggregate_type) in [
-        (USERS_VIEW, USERS_VIEW, User::TYPE),
-        (USER_ROLES_VIEW, USERS_VIEW, User::TYPE),
-        (ROLES_VIEW, ROLES_VIEW, Role::TYPE),
-        (SESSIONS_VIEW, SESSIONS_VIEW, Session::TYPE),
+    for (name, model, aggregate_type) in [
+        (USERS_VIEW, USERS_VIEW, Some(User::TYPE)),
+        (USER_ROLES_VIEW, USERS_VIEW, Some(User::TYPE)),
+        (ROLES_VIEW, ROLES_VIEW, Some(Role::TYPE)),
+        (SESSIONS_VIEW, SESSIONS_VIEW, Some(Session::TYPE)),
+        (AUDIT_LOG, AUDIT_LOG, None),
     ] {
+        let before = table_oids(fx.pool()).await;
         let rebuilt = rebuild(fx.pool(), Some(name)).await.expect("rebuild");
-        assert_eq!(rebuilt.views, [view]);
+        assert_eq!(rebuilt.read_models, [model]);
         assert_eq!(rebuilt.events, count(aggregate_type), "{name}");
         live.assert_reproduced(fx.pool(), &format!("after rebuilding {name}"))
             .await;
+        assert_only_swapped(&before, &table_oids(fx.pool()).await, model);
     }
     let rebuilt = rebuild(fx.pool(), None).await.expect("rebuild all");
     assert_eq!(rebuilt.events, u64::try_from(events.len()).unwrap());
@@ -122,10 +133,23 @@ async fn a_rebuild_of_each_view_or_of_all_reproduces_the_live_tables() {
     fx.broker.assert_delivered_and_none_dead().await;
 }
 
-/// The checkpoint covers every view: a rebuild of one must not move it past
-/// events another view has not applied yet.
+/// Exactly the tables of `model` were swapped for new ones: a rebuild of one
+/// read model leaves the others untouched.
+fn assert_only_swapped(before: &[(&str, i64)], after: &[(&str, i64)], model: &str) {
+    let model = ReadModel::parse(model).expect("a read model");
+    let swapped: Vec<&str> = before
+        .iter()
+        .zip(after)
+        .filter(|(old, new)| old != new)
+        .map(|((table, _), _)| *table)
+        .collect();
+    assert_eq!(swapped, model.tables(), "rebuilding {}", model.name());
+}
+
+/// The checkpoint covers every read model: a rebuild of one must not move
+/// it past events another has not applied (or recorded) yet.
 #[tokio::test(flavor = "multi_thread")]
-async fn rebuilding_one_view_never_moves_the_checkpoint_past_the_others() {
+async fn rebuilding_one_read_model_never_moves_the_checkpoint_past_the_others() {
     let fx = Fixture::new(|_| {}).await;
     let writer = Writer::new(fx.pool());
     create_role(&writer, "first", 0).await;
@@ -135,10 +159,19 @@ async fn rebuilding_one_view_never_moves_the_checkpoint_past_the_others() {
     assert_eq!(events[0].aggregate_type, Role::TYPE);
     assert_eq!(events[1].aggregate_type, User::TYPE);
 
-    // No projector runs: only the rebuild writes.
+    // No projector runs: only the rebuild writes. The role's event is
+    // applied, but not yet in the audit log.
     rebuild(fx.pool(), Some(ROLES_VIEW)).await.expect("rebuild");
+    let expected = Views::expected(fx.pool()).await;
     let rebuilt = Views::read(fx.pool()).await;
-    assert_eq!(rebuilt.roles, Views::expected(fx.pool()).await.roles);
+    assert_eq!(rebuilt.roles, expected.roles);
+    assert!(rebuilt.audit_log.is_empty());
+    assert_eq!(checkpoint(fx.pool()).await, LogPosition::default());
+
+    // The audit log alone: up to the first user event, not in users_view.
+    rebuild(fx.pool(), Some(AUDIT_LOG)).await.expect("rebuild");
+    let rebuilt = Views::read(fx.pool()).await;
+    assert_eq!(rebuilt.audit_log, expected.audit_log);
     assert_eq!(view::view_count(fx.pool()).await, 0);
     assert_eq!(checkpoint(fx.pool()).await, LogPosition::of(&events[0]));
 
@@ -257,20 +290,43 @@ async fn wait_for_replay_to_finish(pool: &PgPool) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rebuild_of_an_unknown_view_is_refused() {
+async fn a_rebuild_of_an_unknown_read_model_is_refused() {
     let db = TestDatabase::create().await;
     let result = rebuild(&db.pool, Some("nope")).await;
     assert!(
-        matches!(&result, Err(RebuildError::UnknownView(view)) if view == "nope"),
+        matches!(&result, Err(RebuildError::UnknownReadModel(name)) if name == "nope"),
         "{result:?}"
     );
-    let tables: Vec<String> = sqlx::query_scalar(
+    let next_tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables \
-         WHERE schemaname = current_schema() AND tablename LIKE $1 || '%'",
+         WHERE schemaname = current_schema() AND tablename = ANY($1)",
     )
-    .bind(USERS_VIEW)
+    .bind(
+        view::read_model_tables()
+            .iter()
+            .map(|table| Target::Rebuild.table(table))
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(tables, [USERS_VIEW], "nothing was created or swapped");
+    assert_eq!(next_tables, Vec::<String>::new(), "nothing was created");
+}
+
+/// `LIKE ... INCLUDING ALL` names the copied indexes after the new table and
+/// their columns; the audit log's migration names them otherwise (and one
+/// automatic name would be truncated). A later migration may drop one by
+/// name, so a rebuild must give back the names the migrations chose.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_keeps_the_index_names_the_migrations_chose() {
+    let db = TestDatabase::create().await;
+    let names = |table| index_names(&db.pool, table);
+    let (audit_log, users_view) = (names(AUDIT_LOG).await, names(USERS_VIEW).await);
+    assert!(audit_log.contains(&"audit_log_aggregate_idx".to_owned()));
+
+    rebuild(&db.pool, None).await.expect("rebuild");
+    assert_eq!(names(AUDIT_LOG).await, audit_log);
+    assert_eq!(names(USERS_VIEW).await, users_view);
+    rebuild(&db.pool, Some(AUDIT_LOG)).await.expect("rebuild");
+    assert_eq!(names(AUDIT_LOG).await, audit_log);
 }

@@ -1,7 +1,8 @@
 //! The read models as the projector wrote them, and as they must be: each
 //! aggregate's events in the event store, in sequence order, folded in
 //! memory through the views' own reducers (unit tested on their own), into
-//! the same row types the live tables are read into.
+//! the same row types the live tables are read into; and the audit log, one
+//! row per stored event as `AuditLogRow::of` makes it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -14,21 +15,22 @@ use projector::views::sessions::{SessionRow, SessionsView};
 use projector::views::user_roles::{Membership, UserRoleRow};
 use projector::views::users::{UserRow, UsersView};
 use projector::views::{
-    EventContext, Projection, View, ViewChange, ViewRow, ROLES_VIEW, SESSIONS_VIEW, USERS_VIEW,
-    USER_ROLES_VIEW,
+    AuditLogRow, EventContext, Projection, View, ViewChange, ViewRow, AUDIT_LOG, ROLES_VIEW,
+    SESSIONS_VIEW, USERS_VIEW, USER_ROLES_VIEW,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::TIMEOUT;
 
-/// Every table of every view, every row, every column, in key order.
+/// Every table of every read model, every row, every column, in key order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Views {
     pub users: Vec<UserRow>,
     pub user_roles: Vec<UserRoleRow>,
     pub roles: Vec<RoleRow>,
     pub sessions: Vec<SessionRow>,
+    pub audit_log: Vec<AuditLogRow>,
 }
 
 /// A user's roles by role id.
@@ -42,6 +44,7 @@ impl Views {
             user_roles: user_role_rows(pool).await,
             roles: rows(pool, ROLES_VIEW).await,
             sessions: rows(pool, SESSIONS_VIEW).await,
+            audit_log: audit_log_rows(pool, AUDIT_LOG).await,
         }
     }
 
@@ -52,18 +55,28 @@ impl Views {
             let mut held = Held::new();
             views.users.push(fold::<UsersView>(id, &events, &mut held));
             views.user_roles.extend(held.into_values());
+            views.record(&events);
         }
         for (id, events) in streams(pool, View::Roles).await {
             views
                 .roles
                 .push(fold::<RolesView>(id, &events, &mut Held::new()));
+            views.record(&events);
         }
         for (id, events) in streams(pool, View::Sessions).await {
             views
                 .sessions
                 .push(fold::<SessionsView>(id, &events, &mut Held::new()));
+            views.record(&events);
         }
+        views.audit_log.sort_by_key(|row| row.global_position);
         views
+    }
+
+    /// Adds the audit log rows of `events` (every aggregate type has a view,
+    /// so every stored event passes through here).
+    fn record(&mut self, events: &[Envelope]) {
+        self.audit_log.extend(events.iter().map(AuditLogRow::of));
     }
 }
 
@@ -71,6 +84,16 @@ impl Views {
 /// ordered by its key.
 pub async fn rows<R: ViewRow>(pool: &PgPool, table: &str) -> Vec<R> {
     let sql = format!("SELECT * FROM {table} ORDER BY {}", R::VIEW.key_column());
+    sqlx::query_as(&sql)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+}
+
+/// Every row of `table`, the audit log or a rebuild's copy of it, ordered by
+/// global position.
+pub async fn audit_log_rows(pool: &PgPool, table: &str) -> Vec<AuditLogRow> {
+    let sql = format!("SELECT * FROM {table} ORDER BY global_position");
     sqlx::query_as(&sql)
         .fetch_all(pool)
         .await
@@ -161,7 +184,8 @@ fn fold<P: Projection>(id: Uuid, events: &[Envelope], held: &mut Held) -> P::Row
     row.expect("an aggregate with events")
 }
 
-/// Waits until every view equals the fold of the event store; returns it.
+/// Waits until every read model equals the fold of the event store;
+/// returns it.
 /// On timeout, prints what still differs.
 pub async fn wait_for_fold(pool: &PgPool) -> Views {
     let expected = Views::expected(pool).await;
@@ -170,7 +194,7 @@ pub async fn wait_for_fold(pool: &PgPool) -> Views {
         expected: &expected,
         last_seen: &last_seen,
     };
-    eventually(TIMEOUT, "every view to equal the fold", || async {
+    eventually(TIMEOUT, "every read model to equal the fold", || async {
         let views = Views::read(pool).await;
         let matches = views == expected;
         *last_seen.lock().unwrap() = views;
@@ -197,6 +221,7 @@ impl Drop for MismatchReport<'_> {
         report(USER_ROLES_VIEW, &expected.user_roles, &seen.user_roles);
         report(ROLES_VIEW, &expected.roles, &seen.roles);
         report(SESSIONS_VIEW, &expected.sessions, &seen.sessions);
+        report(AUDIT_LOG, &expected.audit_log, &seen.audit_log);
     }
 }
 

@@ -1,10 +1,10 @@
-//! The view tables as a whole: their rows as JSON, their indexes, and the
-//! checkpoint that covers them.
+//! The read models' tables as a whole (the views' and the audit log): their
+//! rows as JSON, their indexes, and the checkpoint that covers them.
 
 use infra::event_log::LogPosition;
 use infra::testing::eventually;
 use projector::projection::CHECKPOINT;
-use projector::views::{View, USERS_VIEW};
+use projector::views::{ReadModel, USERS_VIEW};
 use sqlx::PgPool;
 
 use super::TIMEOUT;
@@ -16,20 +16,19 @@ pub async fn view_count(pool: &PgPool) -> i64 {
         .expect("count users_view")
 }
 
-/// Every table of every view.
-pub fn view_tables() -> Vec<&'static str> {
-    View::ALL
-        .iter()
-        .flat_map(|view| view.tables())
+/// Every table of every read model.
+pub fn read_model_tables() -> Vec<&'static str> {
+    ReadModel::all()
+        .flat_map(|model| model.tables())
         .copied()
         .collect()
 }
 
-/// Each view table as JSON rows, in a fixed order: every column, including
-/// any this file does not know about.
+/// Each read model table as JSON rows, in a fixed order: every column,
+/// including any this file does not know about.
 pub async fn table_snapshot(pool: &PgPool) -> Vec<(&'static str, Vec<serde_json::Value>)> {
     let mut snapshot = Vec::new();
-    for table in view_tables() {
+    for table in read_model_tables() {
         let rows = sqlx::query_scalar(&format!(
             "SELECT to_jsonb(v) FROM {table} v ORDER BY v::text"
         ))
@@ -41,8 +40,8 @@ pub async fn table_snapshot(pool: &PgPool) -> Vec<(&'static str, Vec<serde_json:
     snapshot
 }
 
-/// Definitions of the indexes and constraints of the view tables, names
-/// included.
+/// Definitions of the indexes and constraints of the read model tables,
+/// names included.
 pub async fn index_definitions(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT indexdef FROM pg_indexes \
@@ -52,10 +51,36 @@ pub async fn index_definitions(pool: &PgPool) -> Vec<String> {
          FROM pg_constraint WHERE conrelid::regclass::text = ANY($1) \
          ORDER BY 1",
     )
-    .bind(view_tables())
+    .bind(read_model_tables())
     .fetch_all(pool)
     .await
     .expect("read index definitions")
+}
+
+/// The names of the indexes of `table`, sorted.
+pub async fn index_names(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes \
+         WHERE schemaname = current_schema() AND tablename = $1 ORDER BY 1",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .expect("read index names")
+}
+
+/// Each read model table with its oid: a swap puts a new table in place.
+pub async fn table_oids(pool: &PgPool) -> Vec<(&'static str, i64)> {
+    let mut oids = Vec::new();
+    for table in read_model_tables() {
+        let oid = sqlx::query_scalar("SELECT $1::text::regclass::oid::bigint")
+            .bind(table)
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|error| panic!("oid of {table}: {error}"));
+        oids.push((table, oid));
+    }
+    oids
 }
 
 /// The checkpoint of the read models.
