@@ -1,4 +1,4 @@
-use api::settings::{AdminCommand, Cli, Command};
+use api::settings::{AdminCommand, AuditCommand, Cli, Command};
 use api::startup::Application;
 use clap::Parser;
 
@@ -43,6 +43,12 @@ async fn main() -> anyhow::Result<()> {
                     "existed"
                 },
             );
+        }
+        Command::Audit {
+            command: AuditCommand::Export { output, filters },
+        } => {
+            let summary = api::audit_export::export_to_file(common, filters, &output).await?;
+            println!("{summary}");
         }
         Command::Serve => {
             let application = Application::build(cli.settings).await?;

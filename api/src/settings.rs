@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::routes::audit::FilterQuery;
 use app::failed_logins::AddressPolicy;
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
@@ -26,6 +27,25 @@ pub enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// What auditors run from a shell, against the database.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Write the event log (or the events the filters select) to a file as
+    /// NDJSON, in the format of `GET /v1/audit/export`, with a progress bar
+    /// on a terminal and a summary at the end.
+    Export {
+        /// The file to write; written as FILE.partial and renamed when complete.
+        #[arg(long)]
+        output: PathBuf,
+        #[command(flatten)]
+        filters: FilterQuery,
     },
 }
 

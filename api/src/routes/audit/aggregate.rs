@@ -1,11 +1,10 @@
-//! `/v1/audit`: what auditors read from the event store (never a read
-//! model): one stream's history, and an aggregate's state as of a moment.
-//! Both need `audit:read`.
+//! One aggregate, from the event store: its stream's history, and its state
+//! as of a moment folded with the write side's `apply`.
 
 use std::collections::BTreeSet;
 
 use actix_web::{web, HttpResponse};
-use app::audit::{AggregateState, AuditQueries, AuditedEvent, StateAt};
+use app::audit::{AggregateState, AuditQueries, StateAt};
 use chrono::{DateTime, Utc};
 use domain::SessionEnd;
 use serde::{Deserialize, Serialize};
@@ -13,81 +12,11 @@ use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::item::AuditEvent;
 use crate::auth::principal::AuditRead;
 use crate::auth::Allowed;
 use crate::extract::ValidQuery;
 use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/audit/{aggregate_type}/{id}/history")
-            .route(web::get().to(history))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/audit/{aggregate_type}/{id}/state")
-            .route(web::get().to(state))
-            .default_service(web::to(super::method_not_allowed)),
-    );
-}
-
-/// Request context recorded with the event.
-#[derive(Serialize, ToSchema)]
-pub struct AuditMetadata {
-    actor_id: Option<String>,
-    correlation_id: Option<String>,
-    causation_id: Option<String>,
-    request_ip: Option<String>,
-    user_agent: Option<String>,
-    occurred_at: Option<DateTime<Utc>>,
-}
-
-/// One stored event.
-#[derive(Serialize, ToSchema)]
-pub struct AuditEvent {
-    event_id: Uuid,
-    /// Dotted, e.g. `user.email_changed`.
-    event_type: String,
-    /// The version of `payload` (an older stored version is shown upcast).
-    event_version: String,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    global_position: i64,
-    recorded_at: DateTime<Utc>,
-    /// As stored, with password and refresh-token hashes replaced by `[redacted]`.
-    #[schema(value_type = Object)]
-    payload: serde_json::Value,
-    metadata: AuditMetadata,
-    /// One readable line, e.g. `email changed to bob@example.com (was ada@example.com)`.
-    summary: String,
-}
-
-impl From<AuditedEvent> for AuditEvent {
-    fn from(event: AuditedEvent) -> Self {
-        let metadata = event.metadata;
-        Self {
-            event_id: event.event_id,
-            event_type: event.event_type,
-            event_version: event.event_version,
-            aggregate_type: event.aggregate_type,
-            aggregate_id: event.aggregate_id,
-            sequence: event.sequence,
-            global_position: event.global_position,
-            recorded_at: event.recorded_at,
-            payload: event.payload,
-            metadata: AuditMetadata {
-                actor_id: metadata.actor_id,
-                correlation_id: metadata.correlation_id,
-                causation_id: metadata.causation_id,
-                request_ip: metadata.request_ip,
-                user_agent: metadata.user_agent,
-                occurred_at: metadata.occurred_at,
-            },
-            summary: event.summary,
-        }
-    }
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct History {
@@ -233,7 +162,7 @@ pub struct AggregateStateView {
         (status = 404, description = "Unknown aggregate type, or no events", body = Problem, content_type = PROBLEM),
     )
 )]
-async fn history(
+pub async fn history(
     pool: web::Data<PgPool>,
     _: Allowed<AuditRead>,
     path: web::Path<(String, String)>,
@@ -265,7 +194,7 @@ async fn history(
         (status = 404, description = "Unknown aggregate type, or it did not exist yet at as_of", body = Problem, content_type = PROBLEM),
     )
 )]
-async fn state(
+pub async fn state(
     pool: web::Data<PgPool>,
     _: Allowed<AuditRead>,
     path: web::Path<(String, String)>,
