@@ -48,12 +48,13 @@ impl AuditQueries {
         )
         .fetch_optional(&self.pool)
         .await?;
-        let newest = newest.map_or(LogPosition::default(), |(transaction_id, global_position)| {
-            LogPosition {
+        let newest = newest.map_or(
+            LogPosition::default(),
+            |(transaction_id, global_position)| LogPosition {
                 transaction_id,
                 global_position,
-            }
-        });
+            },
+        );
         Ok(AuditExport {
             pool: self.pool.clone(),
             header: ExportHeader {

@@ -138,7 +138,12 @@ fn time(parameter: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Ut
     raw.map(|raw| {
         DateTime::parse_from_rfc3339(raw)
             .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| bad(parameter, "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"))
+            .map_err(|_| {
+                bad(
+                    parameter,
+                    "must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
+                )
+            })
     })
     .transpose()
 }
@@ -183,7 +188,9 @@ mod tests {
     #[test]
     fn each_malformed_filter_is_refused_naming_its_parameter() {
         let cases: [(&str, fn(&mut FilterParams)); 8] = [
-            ("aggregate_type", |p| p.aggregate_type = Some("order".into())),
+            ("aggregate_type", |p| {
+                p.aggregate_type = Some("order".into())
+            }),
             ("event_type", |p| p.event_type = Some("user".into())),
             ("event_type", |p| p.event_type = Some("nothing.".into())),
             ("aggregate_id", |p| p.aggregate_id = Some(String::new())),

@@ -36,7 +36,10 @@ impl AuditQueries {
     pub async fn list(&self, request: ListRequest<'_>) -> Result<AuditPage, AppError> {
         let fingerprint = request.filter.fingerprint();
         let after = match request.cursor {
-            Some(raw) => Some(self.issued(Cursor::decode(raw, request.order, fingerprint)?).await?),
+            Some(raw) => Some(
+                self.issued(Cursor::decode(raw, request.order, fingerprint)?)
+                    .await?,
+            ),
             None => None,
         };
         let mut query = QueryBuilder::new(format!(

@@ -145,10 +145,7 @@ impl AuditQueries {
         if envelopes.is_empty() {
             return Err(AppError::NotFound(kind.name()));
         }
-        envelopes
-            .into_iter()
-            .map(audited)
-            .collect()
+        envelopes.into_iter().map(audited).collect()
     }
 
     /// The aggregate folded from its events recorded at or before `as_of`
