@@ -101,9 +101,10 @@ pub async fn apply_to(
 
 /// How far, in publishing order, every event is applied and recorded in the
 /// audit log: the checkpoint must never pass an event that is not, or
-/// read-your-writes would answer before the write is visible. Deliveries can arrive early (a requeued
-/// failure, a second consumer), so this asks the event store and the views
-/// rather than trusting the highest position seen.
+/// read-your-writes would answer before the write is visible. Deliveries
+/// can arrive early (a requeued failure, a second consumer), so this asks
+/// the event store and the read models rather than trusting the highest
+/// position seen.
 pub async fn applied_prefix_end(db: &mut PgConnection) -> sqlx::Result<LogPosition> {
     let mut end = CHECKPOINT.load(&mut *db).await?;
     loop {

@@ -149,7 +149,7 @@ WITH shapes AS (
            concat_ws(' ', c.contype, regexp_replace(
                pg_get_indexdef(x.indexrelid),
                '^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+ ',
-               'CREATE INDEX ON ')) AS shape
+               'CREATE \1INDEX ON \2')) AS shape
     FROM pg_index x
     JOIN pg_class i ON i.oid = x.indexrelid
     LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid

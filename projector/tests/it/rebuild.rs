@@ -316,17 +316,30 @@ async fn a_rebuild_of_an_unknown_read_model_is_refused() {
 /// `LIKE ... INCLUDING ALL` names the copied indexes after the new table and
 /// their columns; the audit log's migration names them otherwise (and one
 /// automatic name would be truncated). A later migration may drop one by
-/// name, so a rebuild must give back the names the migrations chose.
+/// name, so a rebuild must give back the names the live indexes had.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rebuild_keeps_the_index_names_the_migrations_chose() {
+async fn a_rebuild_keeps_the_names_of_the_live_indexes() {
     let db = TestDatabase::create().await;
+    // Indexes alike but for uniqueness or a predicate pair by definition.
+    for index in [
+        "UNIQUE INDEX audit_log_by_event_idx ON audit_log (event_id)",
+        "INDEX audit_log_by_event_plain_idx ON audit_log (event_id)",
+        "INDEX audit_log_by_event_partial_idx ON audit_log (event_id) WHERE sequence = 1",
+    ] {
+        sqlx::query(&format!("CREATE {index}"))
+            .execute(&db.pool)
+            .await
+            .expect("create an index");
+    }
     let names = |table| index_names(&db.pool, table);
     let (audit_log, users_view) = (names(AUDIT_LOG).await, names(USERS_VIEW).await);
     assert!(audit_log.contains(&"audit_log_aggregate_idx".to_owned()));
+    let definitions = index_definitions(&db.pool).await;
 
     rebuild(&db.pool, None).await.expect("rebuild");
     assert_eq!(names(AUDIT_LOG).await, audit_log);
     assert_eq!(names(USERS_VIEW).await, users_view);
     rebuild(&db.pool, Some(AUDIT_LOG)).await.expect("rebuild");
     assert_eq!(names(AUDIT_LOG).await, audit_log);
+    assert_eq!(index_definitions(&db.pool).await, definitions);
 }
