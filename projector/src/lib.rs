@@ -1,9 +1,12 @@
 //! The projector: consumes events from the broker and writes the read
-//! models; rebuilds them from the event store.
+//! models (the views `users_view` with `user_roles_view`, `roles_view`,
+//! `sessions_view`, and the `audit_log`, a row per event); rebuilds them from
+//! the event store.
 //!
 //! Modules depend downwards only: `projection` and `rebuild` drive `apply`
 //! (idempotency, gap filling), which reads and writes rows through
-//! `executor` and decides what to write with the pure reducers in `views`.
+//! `executor` and decides what to write with the pure reducers in `views`;
+//! they record audit log rows through `executor` too.
 
 pub mod apply;
 pub mod executor;
