@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::support::{assert_problem, spawn_app, TestApp};
 
 /// Registers ada, changes her email, assigns her a role: `(id, role id)`.
-async fn ada_with_history(app: &TestApp) -> (String, String) {
+pub async fn ada_with_history(app: &TestApp) -> (String, String) {
     let (id, _) = app.register("ada@example.com", "Ada").await;
     let response = app
         .patch_json(
@@ -49,6 +49,8 @@ async fn audit_routes_need_audit_read() {
     for path in [
         format!("/v1/audit/user/{id}/history"),
         format!("/v1/audit/user/{id}/state"),
+        "/v1/audit/events".to_owned(),
+        "/v1/audit/export".to_owned(),
     ] {
         let response = app.send(Method::GET, &path, &without, None).await;
         let problem = assert_problem(response, 403, "forbidden", None).await;
@@ -122,47 +124,83 @@ async fn history_lists_the_stream_in_order_with_summaries_and_no_secrets() {
 }
 
 #[tokio::test]
-async fn state_as_of_folds_the_events_recorded_until_then() {
+async fn state_as_of_gives_each_state_in_turn_and_the_current_one_equals_the_read_model() {
     let app = spawn_app().await;
     let (id, role) = ada_with_history(&app).await;
+    let response = app.post_empty(&format!("/v1/users/{id}/deactivate")).await;
+    assert_eq!(response.status(), 200, "deactivate");
     let history = json_of(&app, &format!("/v1/audit/user/{id}/history")).await;
     let items = history["items"].as_array().unwrap();
-    let (t0, t1) = (recorded_at(&items[0]), recorded_at(&items[1]));
-    assert!(t0 < t1);
+    assert_eq!(
+        items.len(),
+        4,
+        "registered, email changed, role assigned, deactivated"
+    );
+    let t: Vec<DateTime<Utc>> = items.iter().map(recorded_at).collect();
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
     let state_at = |at: DateTime<Utc>| format!("/v1/audit/user/{id}/state?as_of={}", rfc3339(at));
+    let between = |i: usize| t[i] + (t[i + 1] - t[i]) / 2;
 
-    let registered = json_of(&app, &state_at(t0 + (t1 - t0) / 2)).await;
-    assert_eq!(registered["state"]["email"], "ada@example.com");
-    assert_eq!(registered["state"]["display_name"], "Ada");
-    assert_eq!(registered["state"]["status"], "active");
-    assert_eq!(registered["state"]["roles"], json!([]));
-    assert_eq!(registered["sequence"], 1);
-    assert_eq!(registered["global_position"], items[0]["global_position"]);
+    let response = app.get(&state_at(t[0] - TimeDelta::milliseconds(1))).await;
+    let problem = assert_problem(response, 404, "not-found", None).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("user"),
+        "{problem}"
+    );
 
+    // (as of, email, roles, status, sequence) after each step.
+    let expected = [
+        (between(0), "ada@example.com", json!([]), "active", 1),
+        (
+            between(1),
+            "ada.lovelace@example.com",
+            json!([]),
+            "active",
+            2,
+        ),
+        (
+            between(2),
+            "ada.lovelace@example.com",
+            json!([role]),
+            "active",
+            3,
+        ),
+        (
+            t[3] + TimeDelta::seconds(1),
+            "ada.lovelace@example.com",
+            json!([role]),
+            "deactivated",
+            4,
+        ),
+    ];
+    for (at, email, roles, status, sequence) in expected {
+        let state = json_of(&app, &state_at(at)).await;
+        assert_eq!(state["state"]["email"], email, "{state}");
+        assert_eq!(state["state"]["roles"], roles, "{state}");
+        assert_eq!(state["state"]["status"], status, "{state}");
+        assert_eq!(state["state"]["display_name"], "Ada");
+        assert_eq!(state["sequence"], sequence);
+        let last = &items[sequence as usize - 1];
+        assert_eq!(state["global_position"], last["global_position"]);
+        assert_eq!(state["recorded_at"], last["recorded_at"]);
+    }
     // `as_of` is inclusive.
-    let at_t1 = json_of(&app, &state_at(t1)).await;
-    assert_eq!(at_t1["state"]["email"], "ada.lovelace@example.com");
-    assert_eq!(at_t1["sequence"], 2);
+    assert_eq!(json_of(&app, &state_at(t[1])).await["sequence"], 2);
 
     let now = json_of(&app, &format!("/v1/audit/user/{id}/state")).await;
-    assert_eq!(now["state"]["email"], "ada.lovelace@example.com");
-    assert_eq!(now["state"]["roles"], json!([role]));
-    assert_eq!(now["sequence"], 3);
-    assert_eq!(now["global_position"], items[2]["global_position"]);
-    assert_eq!(now["aggregate_type"], "user");
+    assert_eq!(now["sequence"], 4);
     assert_eq!(now["state"]["id"], id.as_str());
     let text = now.to_string();
     assert!(
         !text.contains("password") && !text.contains("argon2"),
         "{text}"
     );
-
-    let response = app.get(&state_at(t0 - TimeDelta::milliseconds(1))).await;
-    let problem = assert_problem(response, 404, "not-found", None).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("user"),
-        "{problem}"
-    );
+    let position = items[3]["global_position"].as_i64().unwrap();
+    let row = app.user_at(&id, position).await;
+    for field in ["id", "email", "display_name", "status"] {
+        assert_eq!(now["state"][field], row[field], "{field}: {now} vs {row}");
+    }
+    assert_eq!(now["sequence"], row["version"]);
 
     // The role the user holds, as its own stream.
     let role_state = json_of(&app, &format!("/v1/audit/role/{role}/state")).await;

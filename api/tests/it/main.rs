@@ -4,6 +4,7 @@
 
 mod access;
 mod audit;
+mod audit_log;
 mod auth;
 mod bad_input;
 mod cli;

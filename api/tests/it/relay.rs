@@ -5,7 +5,7 @@
 use crate::support;
 use std::time::Duration;
 
-use crate::support::{projector_group, start_api, GOOD_PASSWORD};
+use crate::support::{projector_group, settled, start_api, GOOD_PASSWORD};
 use app::users::UserCommands;
 use app::RequestContext;
 use bus::Envelope;
@@ -90,27 +90,6 @@ async fn register_users(pool: &sqlx::PgPool, count: usize) {
             .await
             .unwrap();
     }
-}
-
-/// Waits until every committed event is visible to the relay. Transaction
-/// ids are cluster-wide: a transaction of another test's database that
-/// began earlier holds back what the relay may read until it ends.
-async fn settled(pool: &sqlx::PgPool) {
-    eventually(
-        Duration::from_secs(10),
-        "committed events visible",
-        || async {
-            let held: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM events \
-              WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
-            )
-            .fetch_one(pool)
-            .await
-            .unwrap();
-            (!held).then_some(())
-        },
-    )
-    .await;
 }
 
 #[tokio::test]

@@ -568,3 +568,24 @@ pub async fn revocation_reasons(db: &TestDatabase, session_id: &str) -> Vec<Stri
     .await
     .expect("revocations")
 }
+
+/// Waits until every committed event is visible to the relay. Transaction
+/// ids are cluster-wide: a transaction of another test's database that
+/// began earlier holds back what the relay may read until it ends.
+pub async fn settled(pool: &sqlx::PgPool) {
+    eventually(
+        Duration::from_secs(10),
+        "committed events visible",
+        || async {
+            let held: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events \
+              WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (!held).then_some(())
+        },
+    )
+    .await;
+}
