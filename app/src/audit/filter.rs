@@ -187,7 +187,8 @@ mod tests {
 
     #[test]
     fn each_malformed_filter_is_refused_naming_its_parameter() {
-        let cases: [(&str, fn(&mut FilterParams)); 8] = [
+        type Change = fn(&mut FilterParams);
+        let cases: [(&str, Change); 8] = [
             ("aggregate_type", |p| {
                 p.aggregate_type = Some("order".into())
             }),

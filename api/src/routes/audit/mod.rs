@@ -17,8 +17,11 @@ use utoipa::IntoParams;
 
 use crate::problem::{ApiError, FieldError};
 
+/// A route's handler, made fresh for each resource.
+type RouteOf = fn() -> actix_web::Route;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let routes: [(&str, fn() -> actix_web::Route); 4] = [
+    let routes: [(&str, RouteOf); 4] = [
         ("/audit/events", || web::get().to(events::list)),
         ("/audit/export", || web::get().to(export::export)),
         ("/audit/{aggregate_type}/{id}/history", || {
