@@ -7,6 +7,7 @@
 mod argon;
 mod checkpoints;
 mod cpu;
+mod export;
 mod failed_logins;
 mod load;
 mod login;
@@ -40,9 +41,20 @@ use secrecy::SecretString;
 /// registration and each login costs one argon2id hash, so the bench
 /// also measures argon2id hashes/s on this machine (1 thread, all cores), the
 /// bound of both rates. Finally every user reads themself back with
-/// ?min_position, authenticated by their own access token. Stops the processes
-/// and removes the database, queues, exchanges and signing key afterwards, also
-/// after a failure, a timeout or Ctrl-C.
+/// ?min_position, authenticated by their own access token. Last, the audit
+/// export: --export-events events (users registered and renamed 99 times) are
+/// seeded in one transaction before the services start, with the relay's
+/// checkpoint moved past them (the relay never publishes them); an auditor is
+/// made with `api admin bootstrap` and logged in until its token carries
+/// audit:read; GET /v1/audit/export is downloaded as it streams (bytes, lines,
+/// the end line checked against the event store) while the API's VmRSS is
+/// sampled every 10 ms: events/s, MB/s, RSS baseline, peak and growth. The
+/// machine's limit, same run: PostgreSQL alone streaming the same rows to a
+/// client (one query, sqlx fetch), and the export's rate as a share of it;
+/// then `api audit export --output <run>/export.ndjson` once (events/s, file
+/// size). Stops the processes and removes the database, queues, exchanges,
+/// signing key and export file afterwards, also after a failure, a timeout or
+/// Ctrl-C.
 ///
 /// Service settings such as API_WORKERS, DATABASE_MAX_CONNECTIONS,
 /// PASSWORD_HASH_QUEUE, RELAY_* and PROJECTOR_* are passed through from the
@@ -77,6 +89,13 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub failed_logins: u32,
 
+    /// Events seeded for the audit-export phase (in whole users of 100
+    /// events: a registration and 99 renames), written in one transaction
+    /// before the services start. 0 skips the phase.
+    #[arg(long, env = "BENCH_EXPORT_EVENTS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub export_events: u32,
+
     /// The `api` binary; a relative path is taken from the workspace root.
     #[arg(long, env = "BENCH_API_BIN", default_value = "target/release/api")]
     pub api_bin: PathBuf,
@@ -110,8 +129,8 @@ pub struct Cli {
     pub amqp_url: SecretString,
 
     /// Give up after this many seconds from the database's creation to the last
-    /// check (startup, registrations, waiting for the relay and the projection,
-    /// logins, the read-back).
+    /// check (the seed, startup, registrations, waiting for the relay and the
+    /// projection, logins, the read-back, the export phase).
     #[arg(long, env = "BENCH_TIMEOUT_SECS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,

@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use crate::argon::{self, HashRates};
 use crate::checkpoints::POLL_EVERY;
 use crate::cpu;
+use crate::export::{Export, RSS_EVERY};
 use crate::failed_logins::{Kind, WRONG_PASSWORD};
 use crate::run::{Cleanup, Failed, Measured, Run, LOGIN_FAILED};
 use crate::services::PASSED_THROUGH;
@@ -119,12 +120,13 @@ pub fn print(
     println!();
     println!(
         "bench run {}: {} users, {} concurrent clients, {} login(s) per user, {} failed login(s) \
-         of each kind (api and projector from {} and {})",
+         of each kind, {} export event(s) (api and projector from {} and {})",
         run.id,
         cli.users,
         cli.concurrency,
         cli.logins_per_user,
         cli.failed_logins,
+        cli.export_events,
         cli.api_bin.display(),
         cli.projector_bin.display()
     );
@@ -212,6 +214,9 @@ pub fn print(
             String::new()
         }
     );
+    if let Some(export) = &measured.export {
+        print_export(export);
+    }
     println!();
 
     println!(
@@ -294,6 +299,26 @@ pub fn print(
             machine,
             hashing,
         );
+    }
+    if let Some(export) = &measured.export {
+        let download = &export.download;
+        print_cpu(
+            "exporting",
+            &download.cpu,
+            download.load_before.as_deref(),
+            machine,
+        );
+        if let Some(api) = download.cpu.api {
+            println!(
+                "    api during the export: {api:.2} core-s = {:.0}% of {} cores over {:.2} s, \
+                 {:.1} us of CPU per event",
+                100.0 * api
+                    / (download.cpu.wall_seconds * machine.nproc as f64).max(f64::MIN_POSITIVE),
+                machine.nproc,
+                download.cpu.wall_seconds,
+                1e6 * api / download.events.max(1) as f64,
+            );
+        }
     }
     let passed: Vec<String> = PASSED_THROUGH
         .iter()
@@ -404,6 +429,9 @@ pub fn print(
             }
         );
     }
+    if let Some(export) = &measured.export {
+        print_export_checks(export);
+    }
     if cleanup.problems.is_empty() {
         println!(
             "  cleanup: {}; database {} dropped, queues and exchanges deleted.",
@@ -421,6 +449,129 @@ pub fn print(
         "  logs: {} {}",
         run.api_log.display(),
         run.projector_log.display()
+    );
+}
+
+const MIB: f64 = 1024.0;
+
+fn megabytes(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// The audit-export phase's figures, beside PostgreSQL's raw read.
+fn print_export(export: &Export) {
+    let (seeded, auditor, download) = (&export.seeded, &export.auditor, &export.download);
+    let wall = download.wall.as_secs_f64();
+    let export_rate = download.events as f64 / wall;
+    println!();
+    println!(
+        "audit export: GET /v1/audit/export (NDJSON, chunked), {} events of which {} seeded",
+        download.events, seeded.events
+    );
+    println!(
+        "    seed: {} users x (1 registration + {} renames) = {} events in one transaction with \
+         the relay checkpoint moved past them, {:.2} s (then VACUUM (ANALYZE) events {:.2} s), \
+         before the services started",
+        seeded.users,
+        seeded.renames,
+        seeded.events,
+        seeded.took.as_secs_f64(),
+        seeded.vacuum.as_secs_f64()
+    );
+    println!(
+        "    auditor: `api admin bootstrap` {:.2} s ({}); audit:read in the token after {} \
+         login(s), {:.2} s",
+        auditor.bootstrap_wall.as_secs_f64(),
+        auditor.bootstrap_line,
+        auditor.logins,
+        auditor.waited.as_secs_f64()
+    );
+    println!(
+        "    download: {} events, {:.1} MB in {wall:.2} s (headers after {:.1} ms, {} chunks): \
+         {export_rate:.0} events/s, {:.1} MB/s",
+        download.events,
+        megabytes(download.bytes),
+        download.first_byte.as_secs_f64() * 1e3,
+        download.chunks,
+        megabytes(download.bytes) / wall,
+    );
+    let rss = &download.rss;
+    println!(
+        "    api RSS (VmRSS every {} ms, {} samples): baseline {:.1} MiB, peak {:.1} MiB, \
+         peak - baseline {:+.1} MiB",
+        RSS_EVERY.as_millis(),
+        rss.samples,
+        rss.baseline_kib as f64 / MIB,
+        rss.peak_kib as f64 / MIB,
+        (rss.peak_kib as f64 - rss.baseline_kib as f64) / MIB,
+    );
+    let raw = export.raw_best();
+    let raw_wall = raw.wall.as_secs_f64();
+    println!(
+        "    raw read, PostgreSQL alone (the same rows and columns in one query, streamed): {} \
+         rows, {:.1} MB of values in {raw_wall:.2} s: {:.0} rows/s, {:.1} MB/s (the faster of \
+         {:.2} s before and {:.2} s after the download)",
+        raw.rows,
+        megabytes(raw.bytes),
+        raw.per_second(),
+        megabytes(raw.bytes) / raw_wall,
+        export.raw[0].wall.as_secs_f64(),
+        export.raw[1].wall.as_secs_f64(),
+    );
+    println!(
+        "    export / raw read = {:.2} (events/s over rows/s: the API delivers {:.0}% of the \
+         rate at which PostgreSQL hands the rows over)",
+        export_rate / raw.per_second(),
+        100.0 * export_rate / raw.per_second(),
+    );
+    let cli = &export.cli;
+    println!(
+        "    api audit export --output {}: {} events, {:.1} MB file in {:.2} s (spawn -> exit): \
+         {:.0} events/s; export (CLI) / raw read = {:.2}",
+        cli.output.display(),
+        cli.events,
+        megabytes(cli.file_bytes),
+        cli.wall.as_secs_f64(),
+        cli.per_second(),
+        cli.per_second() / raw.per_second(),
+    );
+    println!("        it printed: {}", cli.summary);
+}
+
+fn print_export_checks(export: &Export) {
+    let download = &export.download;
+    println!(
+        "  (x) the export: client side, from just before GET /v1/audit/export is sent to its \
+         last chunk read (reqwest chunk(), every byte counted, lines split on \\n, nothing \
+         parsed but the first and last line), one request by an auditor made with the real \
+         `api admin bootstrap`; the api's VmRSS (/proc/<pid>/status) is read just before the \
+         request and every {} ms on a task of its own until the last chunk. The raw read is \
+         one SELECT of the export's columns (infra::event_log::columns_of) up to the export's \
+         newest position ORDER BY transaction_id, global_position, streamed with sqlx fetch \
+         on a connection of its own, counting rows and the values' bytes without decoding; \
+         the export reads the same rows a page of 1000 at a time and writes JSON. The seed is \
+         written before the services start because the relay keeps its checkpoint in memory \
+         from its election: a checkpoint moved while it runs would not stop it publishing.",
+        RSS_EVERY.as_millis()
+    );
+    println!(
+        "  checks, export: header line, {} event lines, end line {{\"end\":{{\"events\":{}}}}} \
+         = lines - 2 = the event store's {} events up to global position {}, >= the {} seeded: \
+         ok; raw read {} rows: ok; the CLI's file ends with {} events: ok; seeded events on \
+         the tap queue (published by the relay): {}{}.",
+        download.events,
+        download.events,
+        export.expected,
+        download.newest.global_position,
+        export.seeded.events,
+        export.raw_best().rows,
+        export.cli.events,
+        export.seeded_published,
+        if export.seeded_published == 0 {
+            ": ok"
+        } else {
+            ": MISMATCH (the relay published seeded events during the run)"
+        }
     );
 }
 

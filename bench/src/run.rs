@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::checkpoints::{self, CheckpointLog};
 use crate::cpu;
+use crate::export::{self, Export};
 use crate::failed_logins::{self, FailedLogins};
 use crate::load::{self, Registration};
 use crate::login::{self, Logins};
@@ -110,6 +111,8 @@ pub struct Measured {
     pub caught_up: usize,
     /// The failed-login phase (None with --failed-logins 0).
     pub failed: Option<Failed>,
+    /// The audit-export phase (None with --export-events 0).
+    pub export: Option<Export>,
 }
 
 /// The failed-login phase, for the report.
@@ -182,6 +185,29 @@ impl Run {
         infra::db::migrate(&pool).await.context("migrate")?;
         pool.close().await;
 
+        // Seeded before the services start: the relay reads its checkpoint
+        // once, when elected, and keeps it in memory; a checkpoint advanced
+        // while it runs would not stop it publishing the seed.
+        let seeded = if cli.export_events > 0 {
+            phase.set(format!(
+                "seeding {} events for the export phase in one transaction                  (relay checkpoint advanced past them), then VACUUM (ANALYZE) events",
+                cli.export_events
+            ));
+            let seeded = export::seed(&self.db_url, cli.export_events).await?;
+            eprintln!(
+                "bench: seeded {} events ({} users) up to global position {} in {:.2} s, \
+                 vacuum {:.2} s",
+                seeded.events,
+                seeded.users,
+                seeded.last.global_position,
+                seeded.took.as_secs_f64(),
+                seeded.vacuum.as_secs_f64()
+            );
+            Some(seeded)
+        } else {
+            None
+        };
+
         phase.set("declaring the exchange and the tap queue");
         self.broker_declared = true;
         let connection = infra::broker::connect(&self.amqp_url)
@@ -205,12 +231,14 @@ impl Run {
         self.projector = Some(Service::start(
             "projector",
             &self.projector_bin,
+            &[],
             &self.service_env("PROJECTOR_ADDR"),
             self.projector_log.clone(),
         )?);
         self.api = Some(Service::start(
             "api",
             &self.api_bin,
+            &[],
             &self.api_env(),
             self.api_log.clone(),
         )?);
@@ -332,6 +360,14 @@ impl Run {
         )
         .await?;
 
+        let export = match seeded {
+            Some(seeded) => Some(
+                self.export_phase(&client, &base_url, seeded, pids, &tap_log)
+                    .await?,
+            ),
+            None => None,
+        };
+
         drop(tap_task);
         drop(checkpoint_task);
         let _ = connection.close(200, "bench done".into()).await;
@@ -349,7 +385,83 @@ impl Run {
         measured.load_before_logins = load_before_logins;
         measured.caught_up = caught_up;
         measured.failed = failed;
+        measured.export = export;
         Ok(measured)
+    }
+
+    /// The audit-export phase, after the others: the auditor, the download
+    /// with the API's RSS, PostgreSQL's raw read (before and after it) and
+    /// the export command.
+    async fn export_phase(
+        &mut self,
+        client: &reqwest::Client,
+        base_url: &str,
+        seeded: export::Seeded,
+        pids: (u32, u32),
+        tap_log: &tap::SharedTap,
+    ) -> anyhow::Result<Export> {
+        let phase = self.phase.clone();
+        let env = self.api_env();
+        phase.set(format!(
+            "making the auditor ({}) with `api admin bootstrap` and waiting for audit:read",
+            export::AUDITOR_EMAIL
+        ));
+        let auditor = export::auditor(
+            &self.api_bin,
+            &env,
+            &self.log_dir,
+            &self.id,
+            client,
+            base_url,
+        )
+        .await?;
+        // The newest event now, for the first raw read (the export's own
+        // newest is known only from its header).
+        let before = export::newest_event(&self.db_url).await?;
+        phase.set("raw read of the event store (PostgreSQL alone), before the download");
+        let raw_before = export::raw_read(&self.db_url, before).await?;
+        phase.set(format!(
+            "GET /v1/audit/export ({} seeded events and the run's own), api RSS sampled every {} ms",
+            seeded.events,
+            export::RSS_EVERY.as_millis()
+        ));
+        let download = export::download(base_url, &auditor.token, seeded.events, pids).await?;
+        let expected = export::count_up_to(&self.db_url, download.newest).await?;
+        anyhow::ensure!(
+            download.events == expected,
+            "the export holds {} events; the event store has {expected} up to its newest \
+             (global position {})",
+            download.events,
+            download.newest.global_position
+        );
+        phase.set("raw read of the event store (PostgreSQL alone), after the download");
+        let raw_after = export::raw_read(&self.db_url, download.newest).await?;
+        anyhow::ensure!(
+            raw_after.rows == expected,
+            "the raw read got {} rows, the export {expected}",
+            raw_after.rows
+        );
+        phase.set(format!(
+            "api audit export --output {}",
+            self.log_dir.join(export::CLI_OUTPUT).display()
+        ));
+        let cli = export::cli_export(&self.api_bin, &env, &self.log_dir, seeded.events).await?;
+        let seeded_published = tap_log
+            .lock()
+            .expect("tap log")
+            .by_position
+            .keys()
+            .filter(|position| **position <= seeded.last.global_position)
+            .count();
+        Ok(Export {
+            seeded,
+            auditor,
+            download,
+            expected,
+            raw: [raw_before, raw_after],
+            cli,
+            seeded_published,
+        })
     }
 
     /// What the bench sets for the API on top of [`Self::service_env`].
@@ -493,7 +605,10 @@ impl Run {
                     .push(format!("dropping database {} timed out", self.db_name)),
             }
         }
-        for key in [self.jwt_key.clone(), public_key_file(&self.jwt_key)] {
+        let files = [self.jwt_key.clone(), public_key_file(&self.jwt_key)]
+            .into_iter()
+            .chain(export::leftovers(&self.log_dir));
+        for key in files {
             match std::fs::remove_file(&key) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => cleanup
                     .problems
@@ -597,5 +712,6 @@ fn correlate(
         load_before_logins: None,
         caught_up: 0,
         failed: None,
+        export: None,
     }
 }

@@ -13,6 +13,9 @@ use anyhow::Context;
 /// How long a process gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
+/// How often a one-off command (`api admin bootstrap`, `api audit export`) is
+/// checked for its exit: the granularity of its measured wall time.
+pub const EXIT_POLL: Duration = Duration::from_millis(2);
 
 /// Service settings the bench passes through from its own environment.
 pub const PASSED_THROUGH: &[&str] = &[
@@ -57,17 +60,19 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts `bin` with `env` on top of the bench's environment; stdout and
-    /// stderr go to `log`.
+    /// Starts `bin` with `args` and `env` on top of the bench's environment;
+    /// stdout and stderr go to `log`.
     pub fn start(
         name: &'static str,
         bin: &Path,
+        args: &[&std::ffi::OsStr],
         env: &[(&str, String)],
         log: PathBuf,
     ) -> anyhow::Result<Self> {
         let stdout = File::create(&log).with_context(|| format!("create {}", log.display()))?;
         let stderr = stdout.try_clone()?;
         let child = Command::new(bin)
+            .args(args)
             .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -99,6 +104,16 @@ impl Service {
                 self.log.display(),
                 log_tail(&self.log, 15)
             )),
+        }
+    }
+
+    /// Waits (polling every [`EXIT_POLL`]) for a one-off command to exit.
+    pub async fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            tokio::time::sleep(EXIT_POLL).await;
         }
     }
 
