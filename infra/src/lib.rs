@@ -11,6 +11,7 @@ pub mod dead_letters;
 pub mod email_keys;
 pub mod event_log;
 pub mod health;
+pub mod integrity;
 pub mod metrics;
 pub mod process;
 pub mod sessions;

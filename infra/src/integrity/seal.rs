@@ -1,0 +1,201 @@
+//! Whether an event's visible payload and metadata are what its sealed form
+//! commits to: every string leaf hashes, with its salt, to the commitment in
+//! the same place, and every other leaf is equal. A leaf whose salt is gone
+//! must read as erased (or, in an export, redacted): its commitment stays in
+//! the chain, its value cannot be recovered or tested.
+
+use serde_json::Value;
+
+use super::sha256_hex;
+
+/// A personal value removed on erasure; its salt is removed with it.
+pub const ERASED_MARKER: &str = "[erased]";
+/// A secret an export or the broker never shows (its salt is not shown either).
+pub const REDACTED_MARKER: &str = "[redacted]";
+const COMMITMENT_PREFIX: &str = "sha256:";
+
+/// Where and why the visible form departs from the sealed one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SealMismatch {
+    /// JSON-pointer-like path, e.g. `/payload/Registered/email`.
+    pub path: String,
+    pub reason: &'static str,
+}
+
+/// Checks `visible` against `sealed` and `salts`, all three of the shape
+/// `{"payload": ..., "metadata": ...}`.
+pub fn check_seal(visible: &Value, sealed: &Value, salts: &Value) -> Result<(), SealMismatch> {
+    check(visible, sealed, salts, &mut String::new())
+}
+
+fn check(
+    visible: &Value,
+    sealed: &Value,
+    salts: &Value,
+    path: &mut String,
+) -> Result<(), SealMismatch> {
+    match sealed {
+        Value::String(commitment) => check_leaf(visible, commitment, salts, path),
+        Value::Object(sealed_fields) => {
+            let Value::Object(visible_fields) = visible else {
+                return Err(mismatch(path, "is not an object"));
+            };
+            if visible_fields.len() != sealed_fields.len() {
+                return Err(mismatch(path, "has other fields than were sealed"));
+            }
+            for (key, sealed_field) in sealed_fields {
+                let mark = path.len();
+                path.push('/');
+                path.push_str(key);
+                let visible_field = visible_fields
+                    .get(key)
+                    .ok_or_else(|| mismatch(path, "is missing"))?;
+                check(
+                    visible_field,
+                    sealed_field,
+                    salts.get(key).unwrap_or(&Value::Null),
+                    path,
+                )?;
+                path.truncate(mark);
+            }
+            Ok(())
+        }
+        Value::Array(sealed_items) => {
+            let Value::Array(visible_items) = visible else {
+                return Err(mismatch(path, "is not an array"));
+            };
+            if visible_items.len() != sealed_items.len() {
+                return Err(mismatch(path, "has another length than was sealed"));
+            }
+            for (index, (visible_item, sealed_item)) in
+                visible_items.iter().zip(sealed_items).enumerate()
+            {
+                let mark = path.len();
+                path.push_str(&format!("/{index}"));
+                check(
+                    visible_item,
+                    sealed_item,
+                    salts.get(index).unwrap_or(&Value::Null),
+                    path,
+                )?;
+                path.truncate(mark);
+            }
+            Ok(())
+        }
+        other if other == visible => Ok(()),
+        _ => Err(mismatch(path, "differs from what was sealed")),
+    }
+}
+
+fn check_leaf(
+    visible: &Value,
+    commitment: &str,
+    salt: &Value,
+    path: &str,
+) -> Result<(), SealMismatch> {
+    let Some(commitment) = commitment.strip_prefix(COMMITMENT_PREFIX) else {
+        return Err(mismatch(path, "the sealed form holds no commitment"));
+    };
+    let Value::String(value) = visible else {
+        return Err(mismatch(path, "is not the string that was sealed"));
+    };
+    match salt {
+        Value::String(salt) => {
+            let mut message = salt.as_bytes().to_vec();
+            message.extend_from_slice(value.as_bytes());
+            if sha256_hex(&message) == commitment {
+                Ok(())
+            } else {
+                Err(mismatch(path, "does not match its commitment"))
+            }
+        }
+        Value::Null if value == ERASED_MARKER || value == REDACTED_MARKER => Ok(()),
+        Value::Null => Err(mismatch(path, "has no salt but is not erased")),
+        _ => Err(mismatch(path, "has a malformed salt")),
+    }
+}
+
+fn mismatch(path: &str, reason: &'static str) -> SealMismatch {
+    SealMismatch {
+        path: if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        },
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const SALT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn commitment(value: &str) -> String {
+        format!("sha256:{}", sha256_hex(format!("{SALT}{value}").as_bytes()))
+    }
+
+    fn sealed() -> (Value, Value, Value) {
+        let visible = json!({"payload": {"Registered": {"email": "ada@example.com", "n": [1, "x"], "k": null}},
+                             "metadata": {"request_ip": "192.0.2.1"}});
+        let sealed = json!({"payload": {"Registered": {"email": commitment("ada@example.com"),
+                                                       "n": [1, commitment("x")], "k": null}},
+                            "metadata": {"request_ip": commitment("192.0.2.1")}});
+        let salts = json!({"payload": {"Registered": {"email": SALT, "n": [null, SALT], "k": null}},
+                           "metadata": {"request_ip": SALT}});
+        (visible, sealed, salts)
+    }
+
+    #[test]
+    fn what_was_sealed_checks() {
+        let (visible, sealed, salts) = sealed();
+        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(()));
+    }
+
+    #[test]
+    fn an_erased_leaf_without_its_salt_checks() {
+        let (mut visible, sealed, mut salts) = sealed();
+        visible["payload"]["Registered"]["email"] = json!(ERASED_MARKER);
+        salts["payload"]["Registered"]["email"] = Value::Null;
+        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(()));
+    }
+
+    #[test]
+    fn each_alteration_is_found_where_it_was_made() {
+        type Alter = fn(&mut Value, &mut Value);
+        let cases: [(&str, Alter); 7] = [
+            ("/payload/Registered/email", |v, _| {
+                v["payload"]["Registered"]["email"] = json!("eve@example.com")
+            }),
+            ("/metadata/request_ip", |v, _| {
+                v["metadata"]["request_ip"] = json!("198.51.100.9")
+            }),
+            ("/payload/Registered/n/0", |v, _| {
+                v["payload"]["Registered"]["n"][0] = json!(2)
+            }),
+            ("/payload/Registered/email", |v, s| {
+                v["payload"]["Registered"]["email"] = json!("eve@example.com");
+                s["payload"]["Registered"]["email"] = Value::Null;
+            }),
+            ("/payload/Registered", |v, _| {
+                v["payload"]["Registered"]["extra"] = json!(true)
+            }),
+            ("/payload/Registered/n", |v, _| {
+                v["payload"]["Registered"]["n"] = json!([1])
+            }),
+            ("/payload/Registered/email", |_, s| {
+                s["payload"]["Registered"]["email"] = json!("ffffffffffffffffffffffffffffffff")
+            }),
+        ];
+        for (path, alter) in cases {
+            let (mut visible, sealed, mut salts) = sealed();
+            alter(&mut visible, &mut salts);
+            let found = check_seal(&visible, &sealed, &salts).expect_err(path);
+            assert_eq!(found.path, path, "{found}");
+        }
+    }
+}
