@@ -1,6 +1,7 @@
 //! Aggregates, commands, events and rules of the identity service. No I/O.
 
 pub mod contract;
+pub mod erasure;
 pub mod rbac;
 pub mod redaction;
 pub mod role;
@@ -11,6 +12,7 @@ pub mod validation;
 pub use contract::{
     all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
 };
+pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
 pub use redaction::{redact_event_payload, RedactionError};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use session::{

@@ -35,6 +35,10 @@ pub enum PowerChange {
     Deactivate {
         user_id: Uuid,
     },
+    /// Erasing a user ends their power as deactivating does, for good.
+    Erase {
+        user_id: Uuid,
+    },
     Unassign {
         user_id: Uuid,
         role_id: Uuid,
@@ -52,14 +56,16 @@ impl PowerChange {
     /// The user this change affects directly, if it is about one user.
     pub fn user(&self) -> Option<Uuid> {
         match self {
-            Self::Deactivate { user_id } | Self::Unassign { user_id, .. } => Some(*user_id),
+            Self::Deactivate { user_id }
+            | Self::Erase { user_id }
+            | Self::Unassign { user_id, .. } => Some(*user_id),
             Self::DeleteRole { .. } | Self::SetPermissions { .. } => None,
         }
     }
 
     fn apply(&self, holders: &mut BTreeMap<Uuid, Holder>, grants: &mut Grants) {
         match self {
-            Self::Deactivate { user_id } => {
+            Self::Deactivate { user_id } | Self::Erase { user_id } => {
                 if let Some(holder) = holders.get_mut(user_id) {
                     holder.active = false;
                 }
@@ -176,6 +182,18 @@ mod tests {
                 "one of two administrators deactivated",
                 two_admins(),
                 PowerChange::Deactivate { user_id: BOB },
+                true,
+            ),
+            (
+                "the only administrator erased",
+                one_admin(),
+                PowerChange::Erase { user_id: ALICE },
+                false,
+            ),
+            (
+                "one of two administrators erased",
+                two_admins(),
+                PowerChange::Erase { user_id: BOB },
                 true,
             ),
             (

@@ -15,6 +15,8 @@ pub enum Permission {
     SessionsRead,
     SessionsRevoke,
     AuditRead,
+    /// Erase a person's data (`POST /v1/users/{id}/erase`).
+    UsersErase,
 }
 
 impl Permission {
@@ -26,6 +28,7 @@ impl Permission {
         Self::SessionsRead,
         Self::SessionsRevoke,
         Self::AuditRead,
+        Self::UsersErase,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Permission {
             Self::SessionsRead => "sessions:read",
             Self::SessionsRevoke => "sessions:revoke",
             Self::AuditRead => "audit:read",
+            Self::UsersErase => "users:erase",
         }
     }
 
@@ -155,6 +159,7 @@ mod tests {
                 "sessions:read",
                 "sessions:revoke",
                 "audit:read",
+                "users:erase",
             ]
         );
         assert_eq!(Permission::UsersWrite.to_string(), "users:write");

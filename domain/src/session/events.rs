@@ -53,6 +53,10 @@ impl SessionEvent {
         Self::STARTED.field("idle_timeout_seconds");
     pub const REFRESHED_REFRESHED_AT: PayloadField = Self::REFRESHED.field("refreshed_at");
 
+    /// Personal payload fields (see [`crate::erasure::PERSONAL_PAYLOAD_FIELDS`]).
+    pub const STARTED_IP: PayloadField = Self::STARTED.field("ip");
+    pub const STARTED_USER_AGENT: PayloadField = Self::STARTED.field("user_agent");
+
     /// This event's entry in the event contract.
     pub fn contract_type(&self) -> EventType {
         match self {
@@ -134,7 +138,7 @@ pub(crate) mod tests {
             expires_at: at(30),
             idle_timeout_seconds: 10,
             ip: Some("203.0.113.7".into()),
-            user_agent: None,
+            user_agent: Some("Mozilla/5.0 (Sample)".into()),
         }
     }
 
@@ -198,7 +202,7 @@ pub(crate) mod tests {
                 "expires_at": "2024-05-01T12:00:30Z",
                 "idle_timeout_seconds": 10,
                 "ip": "203.0.113.7",
-                "user_agent": null,
+                "user_agent": "Mozilla/5.0 (Sample)",
             }})
         );
         assert_eq!(

@@ -70,6 +70,8 @@ pub enum RevocationReason {
     UserDeactivated,
     UserLocked,
     PasswordChanged,
+    /// The user's data was erased.
+    UserErased,
 }
 
 impl RevocationReason {
@@ -81,6 +83,7 @@ impl RevocationReason {
             Self::UserDeactivated => "user_deactivated",
             Self::UserLocked => "user_locked",
             Self::PasswordChanged => "password_changed",
+            Self::UserErased => "user_erased",
         }
     }
 }
@@ -168,6 +171,7 @@ mod tests {
             RevocationReason::UserDeactivated,
             RevocationReason::UserLocked,
             RevocationReason::PasswordChanged,
+            RevocationReason::UserErased,
         ] {
             let json = serde_json::to_string(&reason).unwrap();
             assert_eq!(json, format!("\"{}\"", reason.as_str()));

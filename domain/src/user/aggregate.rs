@@ -18,13 +18,18 @@ pub enum UserStatus {
     #[default]
     Active,
     Deactivated,
+    /// The person's data was erased; final.
+    Erased,
 }
 
 impl UserStatus {
+    pub const ALL: [UserStatus; 3] = [Self::Active, Self::Deactivated, Self::Erased];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Deactivated => "deactivated",
+            Self::Erased => "erased",
         }
     }
 }
@@ -135,6 +140,7 @@ impl User {
                 self.ensure_registered()?;
                 Ok(Some(UserEvent::PasswordRehashed { password_hash }))
             }
+            UserCommand::Erase { now } => self.erase(now),
         };
         Ok(decision?.into_iter().collect())
     }
@@ -157,6 +163,9 @@ impl User {
     }
 
     fn register(&self, registered: UserEvent) -> Decision {
+        if self.status == UserStatus::Erased {
+            return Err(UserError::Erased);
+        }
         if self.is_registered() {
             return Err(UserError::AlreadyRegistered);
         }
@@ -244,11 +253,23 @@ impl User {
         Ok(Some(UserEvent::Unlocked))
     }
 
+    /// Erasing an erased user again writes nothing: a retry is harmless.
+    fn erase(&self, now: DateTime<Utc>) -> Decision {
+        if !self.is_registered() {
+            return Err(UserError::NotFound);
+        }
+        if self.status == UserStatus::Erased {
+            return Ok(None);
+        }
+        Ok(Some(UserEvent::Erased { erased_at: now }))
+    }
+
+    /// Registered and not erased: an erased user takes no command.
     fn ensure_registered(&self) -> Result<(), UserError> {
-        if self.is_registered() {
-            Ok(())
-        } else {
-            Err(UserError::NotFound)
+        match (self.is_registered(), self.status) {
+            (false, _) => Err(UserError::NotFound),
+            (true, UserStatus::Erased) => Err(UserError::Erased),
+            (true, _) => Ok(()),
         }
     }
 
@@ -257,6 +278,7 @@ impl User {
         match self.status {
             UserStatus::Active => Ok(()),
             UserStatus::Deactivated => Err(UserError::Deactivated),
+            UserStatus::Erased => Err(UserError::Erased),
         }
     }
 }
@@ -315,7 +337,20 @@ impl Aggregate for User {
             UserEvent::PasswordRehashed { password_hash } => {
                 self.password_hash = Some(password_hash);
             }
+            UserEvent::Erased { .. } => self.forget(),
         }
+    }
+}
+
+impl User {
+    /// What an erasure leaves: the id, the roles held (history), and
+    /// markers where the person's values were.
+    fn forget(&mut self) {
+        self.status = UserStatus::Erased;
+        self.email = Some(Email::erased());
+        self.display_name = Some(DisplayName::erased());
+        self.password_hash = None;
+        self.locked_until = None;
     }
 }
 
@@ -843,6 +878,75 @@ mod tests {
             }]);
     }
 
+    fn erased() -> UserEvent {
+        UserEvent::Erased { erased_at: t(5) }
+    }
+
+    #[test]
+    fn erase_a_registered_user() {
+        UserTest::with(())
+            .given(vec![registered()])
+            .when(UserCommand::Erase { now: t(5) })
+            .then_expect_events(vec![erased()]);
+    }
+
+    #[test]
+    fn erase_a_deactivated_or_locked_user() {
+        for before in [UserEvent::Deactivated, locked_until(15)] {
+            UserTest::with(())
+                .given(vec![registered(), before])
+                .when(UserCommand::Erase { now: t(5) })
+                .then_expect_events(vec![erased()]);
+        }
+    }
+
+    #[test]
+    fn erase_an_erased_user_again_writes_nothing() {
+        UserTest::with(())
+            .given(vec![registered(), erased()])
+            .when(UserCommand::Erase { now: t(9) })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn erase_an_unregistered_user_is_not_found() {
+        UserTest::with(())
+            .given_no_previous_events()
+            .when(UserCommand::Erase { now: t(5) })
+            .then_expect_error(UserError::NotFound);
+    }
+
+    #[test]
+    fn every_other_command_on_an_erased_user_is_refused() {
+        for command in non_register_commands()
+            .into_iter()
+            .chain([register_command()])
+        {
+            UserTest::with(())
+                .given(vec![registered(), erased()])
+                .when(command)
+                .then_expect_error(UserError::Erased);
+        }
+    }
+
+    #[test]
+    fn an_erased_user_cannot_log_in_and_holds_no_personal_value() {
+        let mut user = User::default();
+        for event in [registered(), locked_until(15), erased()] {
+            user.apply(event);
+        }
+        assert_eq!(user.check_can_log_in(t(30)), Err(UserError::Erased));
+        assert_eq!(user.status(), UserStatus::Erased);
+        assert_eq!(user.email(), Some(&Email::erased()));
+        assert_eq!(
+            user.display_name().map(DisplayName::as_str),
+            Some(crate::ERASED)
+        );
+        assert!(user.password_hash().is_none());
+        assert_eq!(user.locked_until(), None);
+        assert_eq!(user.id(), Some(user_id()));
+    }
+
     #[test]
     fn lock_state_follows_the_clock() {
         let mut user = User::default();
@@ -953,6 +1057,11 @@ mod tests {
     fn user_status_names() {
         assert_eq!(UserStatus::Active.as_str(), "active");
         assert_eq!(UserStatus::Deactivated.as_str(), "deactivated");
+        assert_eq!(UserStatus::Erased.as_str(), "erased");
+        for status in UserStatus::ALL {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
         assert_eq!(
             serde_json::to_string(&UserStatus::Deactivated).unwrap(),
             "\"deactivated\""

@@ -54,4 +54,8 @@ pub enum UserCommand {
     RehashPassword {
         password_hash: PasswordHash,
     },
+    /// Erases the person: from then on the user refuses every command.
+    Erase {
+        now: DateTime<Utc>,
+    },
 }

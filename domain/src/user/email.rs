@@ -54,6 +54,19 @@ impl Email {
         &self.address
     }
 
+    /// What an erased person's address reads as: [`crate::ERASED`], its
+    /// own key too, which no address's canonical form can equal.
+    pub fn erased() -> Self {
+        Self {
+            address: crate::ERASED.to_owned(),
+            key: crate::ERASED.to_owned(),
+        }
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.address == crate::ERASED
+    }
+
     /// The canonical form: the local part NFKC-normalized and case-folded,
     /// the domain per UTS #46 in ASCII. Two addresses with the same key are
     /// one mailbox, so one account; every claim and lookup uses this key.
@@ -132,7 +145,11 @@ fn unquoted(local: &str) -> String {
 impl TryFrom<String> for Email {
     type Error = ValidationError;
 
+    /// A stored address, or the marker an erasure left in its place.
     fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value == crate::ERASED {
+            return Ok(Self::erased());
+        }
         Self::parse_existing(&value)
     }
 }

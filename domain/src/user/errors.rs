@@ -21,4 +21,7 @@ pub enum UserError {
     InvalidLockPeriod,
     #[error("user is not locked")]
     NotLocked,
+    /// The person's data was erased: the user takes no more commands.
+    #[error("user was erased")]
+    Erased,
 }

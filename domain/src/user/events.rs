@@ -51,6 +51,11 @@ pub enum UserEvent {
     PasswordRehashed {
         password_hash: PasswordHash,
     },
+    /// The person's data was erased: their personal values in stored events
+    /// now read [`crate::ERASED`], and the user refuses every later command.
+    Erased {
+        erased_at: DateTime<Utc>,
+    },
 }
 
 impl UserEvent {
@@ -69,6 +74,7 @@ impl UserEvent {
     pub const UNLOCKED: EventType = EventType::new("user.unlocked", "Unlocked");
     pub const PASSWORD_REHASHED: EventType =
         EventType::new("user.password_rehashed", "PasswordRehashed");
+    pub const ERASED: EventType = EventType::new("user.erased", "Erased");
 
     /// Every value [`DomainEvent::event_type`] can return.
     pub const EVENT_TYPES: &'static [EventType] = &[
@@ -84,11 +90,25 @@ impl UserEvent {
         Self::LOCKED,
         Self::UNLOCKED,
         Self::PASSWORD_REHASHED,
+        Self::ERASED,
     ];
 
     /// Payload fields SQL reads (see [`crate::contract::PAYLOAD_FIELDS_READ_BY_SQL`]).
     pub const REGISTERED_EMAIL: PayloadField = Self::REGISTERED.field("email");
     pub const EMAIL_CHANGED_EMAIL: PayloadField = Self::EMAIL_CHANGED.field("email");
+
+    /// Personal payload fields (see [`crate::erasure::PERSONAL_PAYLOAD_FIELDS`]).
+    pub const REGISTERED_DISPLAY_NAME: PayloadField = Self::REGISTERED.field("display_name");
+    pub const REGISTERED_PASSWORD_HASH: PayloadField = Self::REGISTERED.field("password_hash");
+    pub const EMAIL_CHANGED_PREVIOUS_EMAIL: PayloadField =
+        Self::EMAIL_CHANGED.field("previous_email");
+    pub const DISPLAY_NAME_CHANGED_DISPLAY_NAME: PayloadField =
+        Self::DISPLAY_NAME_CHANGED.field("display_name");
+    pub const PASSWORD_CHANGED_PASSWORD_HASH: PayloadField =
+        Self::PASSWORD_CHANGED.field("password_hash");
+    pub const PASSWORD_REHASHED_PASSWORD_HASH: PayloadField =
+        Self::PASSWORD_REHASHED.field("password_hash");
+    pub const LOGIN_FAILED_IP: PayloadField = Self::LOGIN_FAILED.field("ip");
 
     /// This event's entry in the event contract.
     pub fn contract_type(&self) -> EventType {
@@ -105,6 +125,7 @@ impl UserEvent {
             Self::Locked { .. } => Self::LOCKED,
             Self::Unlocked => Self::UNLOCKED,
             Self::PasswordRehashed { .. } => Self::PASSWORD_REHASHED,
+            Self::Erased { .. } => Self::ERASED,
         }
     }
 
@@ -146,6 +167,7 @@ impl UserEvent {
             ),
             Self::Unlocked => "unlocked".to_owned(),
             Self::PasswordRehashed { .. } => "password rehashed with newer parameters".to_owned(),
+            Self::Erased { .. } => "personal data erased".to_owned(),
         }
     }
 
@@ -166,7 +188,8 @@ impl UserEvent {
             | Self::RoleUnassigned { .. }
             | Self::LoginFailed { .. }
             | Self::Locked { .. }
-            | Self::Unlocked => {}
+            | Self::Unlocked
+            | Self::Erased { .. } => {}
         }
     }
 }
@@ -231,6 +254,7 @@ pub(crate) mod tests {
             },
             UserEvent::Unlocked,
             password_rehashed(),
+            UserEvent::Erased { erased_at: at(40) },
         ]
     }
 
@@ -258,6 +282,7 @@ pub(crate) mod tests {
                 "locked until 2024-05-01T12:00:30+00:00 after 5 failed logins",
                 "unlocked",
                 "password rehashed with newer parameters",
+                "personal data erased",
             ]
         );
         assert_eq!(summaries.len(), UserEvent::EVENT_TYPES.len());

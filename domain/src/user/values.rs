@@ -26,6 +26,11 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What an erased person's name reads as.
+    pub fn erased() -> Self {
+        Self(crate::ERASED.to_owned())
+    }
 }
 
 /// A plaintext password that passed the strength rules. Never serialized.
