@@ -557,14 +557,14 @@ fn print_export_checks(export: &Export) {
     println!(
         "  checks, export: header line, {} event lines, end line {{\"end\":{{\"events\":{}}}}} \
          = lines - 2 = the event store's {} events up to global position {}, >= the {} seeded: \
-         ok; raw read {} rows: ok; the CLI's file ends with {} events: ok; seeded events on \
+         ok; raw read after the download {} rows: ok; the CLI's file ends with {} events: ok; seeded events on \
          the tap queue (published by the relay): {}{}.",
         download.events,
         download.events,
         export.expected,
         download.newest.global_position,
         export.seeded.events,
-        export.raw_best().rows,
+        export.raw[1].rows,
         export.cli.events,
         export.seeded_published,
         if export.seeded_published == 0 {
