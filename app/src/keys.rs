@@ -4,14 +4,9 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ed25519_dalek::pkcs8::{
-    spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey, KeypairBytes,
-};
-use ed25519_dalek::SigningKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretSlice};
@@ -35,7 +30,7 @@ impl SigningKeys {
         retired_key_files: &[PathBuf],
     ) -> anyhow::Result<Self> {
         if generate_if_missing && !signing_key_file.exists() {
-            generate(signing_key_file)?;
+            infra::key_file::generate(signing_key_file, "JWT signing key")?;
         }
         // The private key's PEM is zeroed when dropped.
         let pem: SecretSlice<u8> = fs::read(signing_key_file)
@@ -102,56 +97,6 @@ fn identify(jwk: &mut Jwk) -> anyhow::Result<String> {
     Ok(kid)
 }
 
-/// Writes a new key pair for development: the private key readable by the
-/// owner only, the public key beside it (`<file>.pub`). Several processes may
-/// start at once: the key is written to a temporary file and linked into
-/// place, so each one reads either no file or a whole one.
-fn generate(private_file: &Path) -> anyhow::Result<()> {
-    use argon2::password_hash::rand_core::OsRng;
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let key = SigningKey::generate(&mut OsRng);
-    // PKCS#8 v1 (no embedded public key), the form jsonwebtoken and openssl
-    // `genpkey -algorithm ed25519` use.
-    let private_pem = KeypairBytes {
-        secret_key: key.to_bytes(),
-        public_key: None,
-    }
-    .to_pkcs8_pem(LineEnding::LF)?;
-    let public_pem = key.verifying_key().to_public_key_pem(LineEnding::LF)?;
-    if let Some(dir) = private_file
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-    {
-        fs::create_dir_all(dir)?;
-    }
-    let temporary = private_file.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(private_pem.as_bytes())?;
-    file.sync_all()?;
-    let linked = fs::hard_link(&temporary, private_file);
-    fs::remove_file(&temporary)?;
-    match linked {
-        Ok(()) => {
-            fs::write(public_file(private_file), public_pem)?;
-            tracing::info!(file = %private_file.display(), "generated a JWT signing key");
-            Ok(())
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-pub fn public_file(private_file: &Path) -> PathBuf {
-    let mut name = private_file.as_os_str().to_owned();
-    name.push(".pub");
-    PathBuf::from(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +113,12 @@ mod tests {
             keys.signing_kid(),
             "kept, not regenerated"
         );
-        let retired = SigningKeys::load(&dir.join("new.pem"), true, &[public_file(&file)]).unwrap();
+        let retired = SigningKeys::load(
+            &dir.join("new.pem"),
+            true,
+            &[infra::key_file::public_file(&file)],
+        )
+        .unwrap();
         assert_eq!(retired.jwks().keys.len(), 2);
         assert!(retired.decoding_key(keys.signing_kid()).is_some());
         let _ = fs::remove_dir_all(dir);

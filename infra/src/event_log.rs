@@ -55,6 +55,17 @@ pub struct EventRow {
     recorded_at: DateTime<Utc>,
 }
 
+impl EventRow {
+    pub fn transaction_id(&self) -> i64 {
+        self.transaction_id
+    }
+
+    /// The metadata object as stored.
+    pub fn metadata_json(&self) -> &serde_json::Value {
+        &self.metadata
+    }
+}
+
 impl From<EventRow> for Envelope {
     fn from(row: EventRow) -> Self {
         let metadata: HashMap<String, String> =

@@ -12,6 +12,7 @@ pub mod email_keys;
 pub mod event_log;
 pub mod health;
 pub mod integrity;
+pub mod key_file;
 pub mod metrics;
 pub mod process;
 pub mod sessions;

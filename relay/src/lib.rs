@@ -3,8 +3,10 @@
 //! time is elected (a PostgreSQL advisory lock) and the others wait.
 
 mod relay;
+pub mod seal;
 pub mod settings;
 pub mod startup;
 
 pub use relay::{run, Relay, RELAY_CHECKPOINT};
+pub use seal::{LogSealer, SealSettings};
 pub use settings::RelaySettings;

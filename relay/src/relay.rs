@@ -14,6 +14,7 @@ use infra::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 
+use crate::seal::LogSealer;
 use crate::RelaySettings;
 
 /// Key of the advisory lock that elects the active relay ("relay" in ASCII).
@@ -30,6 +31,7 @@ pub struct Relay {
     publisher: Publisher,
     settings: RelaySettings,
     checkpoint: LogPosition,
+    sealer: LogSealer,
 }
 
 impl Relay {
@@ -43,11 +45,14 @@ impl Relay {
         topology.declare_exchange(&channel).await?;
         let publisher = Publisher::new(connection, &topology.exchange).await?;
         let checkpoint = RELAY_CHECKPOINT.load(&pool).await?;
+        let sealer = LogSealer::new(pool.clone(), settings.seal.clone());
+        sealer.register_key().await?;
         Ok(Self {
             pool,
             publisher,
             settings,
             checkpoint,
+            sealer,
         })
     }
 
@@ -81,10 +86,17 @@ impl Relay {
         Ok(Some(last))
     }
 
+    /// Saves where publishing got to, then folds the published events into
+    /// the log's running hash.
     pub async fn save_checkpoint(&mut self, position: LogPosition) -> sqlx::Result<()> {
         RELAY_CHECKPOINT.advance(&self.pool, position).await?;
         self.checkpoint = position;
-        Ok(())
+        self.sealer.advance_to(position).await
+    }
+
+    /// Signs a checkpoint if one is due by time, when nothing was published.
+    async fn seal_when_idle(&self) -> sqlx::Result<()> {
+        self.sealer.advance_to(self.checkpoint).await
     }
 
     /// Publishes what is ready; true when it published something (more may wait).
@@ -168,6 +180,7 @@ async fn lead_when_elected(
         } else {
             settings.poll_interval
         };
+        relay.seal_when_idle().await?;
         tokio::select! {
             notification = appended.recv() => { notification?; }
             _ = tokio::time::sleep(wait) => { still_locked(&mut lock).await?; }

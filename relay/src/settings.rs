@@ -1,14 +1,19 @@
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser};
 use infra::settings::CommonSettings;
 
-/// How the relay publishes, in the units the code uses.
+use crate::seal::SealSettings;
+
+/// How the relay publishes and seals the log, in the units the code uses.
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
     pub batch_size: i64,
     /// Fallback when a notification is missed; publishing never waits for it.
     pub poll_interval: Duration,
+    pub seal: SealSettings,
 }
 
 /// The relay's options, shared by the `relay` and `api` binaries.
@@ -21,14 +26,47 @@ pub struct RelayArgs {
     /// Fallback poll of the event table when no notification arrives, in milliseconds.
     #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 1000)]
     pub relay_poll_interval_ms: u64,
+
+    /// Ed25519 private key (PKCS#8 PEM) that signs the log's checkpoints;
+    /// not the JWT key. Its public half is listed at GET /v1/audit/keys.
+    #[arg(
+        long,
+        env = "AUDIT_SIGNING_KEY_FILE",
+        default_value = ".keys/audit-signing.pem"
+    )]
+    pub audit_signing_key_file: PathBuf,
+
+    /// Generate the audit signing key (and `<file>.pub`) on first start when
+    /// the file is missing. For development; set to false in production.
+    #[arg(long, env = "AUDIT_GENERATE_KEY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit_generate_key: bool,
+
+    /// Sign a checkpoint of the log after this many events...
+    #[arg(long, env = "AUDIT_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000)]
+    pub audit_checkpoint_every_events: i64,
+
+    /// ...or after this many seconds when any event came since the last one.
+    #[arg(long, env = "AUDIT_CHECKPOINT_EVERY_SECONDS", default_value_t = 60)]
+    pub audit_checkpoint_every_seconds: u64,
 }
 
 impl RelayArgs {
-    pub fn settings(&self) -> RelaySettings {
-        RelaySettings {
+    /// Reads (or, if allowed, generates) the audit signing key.
+    pub fn settings(&self) -> anyhow::Result<RelaySettings> {
+        let key = infra::key_file::load_signing_key(
+            &self.audit_signing_key_file,
+            self.audit_generate_key,
+            "audit signing key",
+        )?;
+        Ok(RelaySettings {
             batch_size: self.relay_batch_size.max(1),
             poll_interval: Duration::from_millis(self.relay_poll_interval_ms.max(10)),
-        }
+            seal: SealSettings {
+                key: Arc::new(key),
+                every_events: self.audit_checkpoint_every_events.max(1),
+                every: Duration::from_secs(self.audit_checkpoint_every_seconds),
+            },
+        })
     }
 }
 

@@ -21,7 +21,7 @@ impl Application {
             pool.clone(),
             broker.clone(),
             settings.common.topology(),
-            settings.relay.settings(),
+            settings.relay.settings()?,
             shutdown.clone(),
         ));
         let (port, server) = health::serve_on(&settings.relay_addr, Readiness { pool, broker })?;

@@ -1,10 +1,15 @@
 //! An export of the log straight from the event store, page by page in
 //! publishing order: each page is its own short query (no transaction held
 //! for the whole download) and memory holds one page whatever the size.
+//! Every event carries what proves it (its hash, the hash before it, its
+//! sealed form and the salts of what it shows), and an export of the whole
+//! log carries the signed checkpoints, so that it verifies on its own.
 
 use chrono::{DateTime, Utc};
 use infra::event_log::{self, EventRow, LogPosition};
+use infra::integrity::{withhold_salts, Checkpoint};
 use serde::Serialize;
+use serde_json::{json, Value};
 use sqlx::{PgPool, QueryBuilder};
 
 use super::cursor::Order;
@@ -27,6 +32,58 @@ pub struct ExportHeader {
     pub newest_global_position: i64,
     pub newest_transaction_id: i64,
     pub filters: AuditFilter,
+}
+
+/// What proves one exported event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventIntegrity {
+    pub transaction_id: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    /// `events.sealed` exactly as stored: the hash covers these bytes.
+    pub sealed: String,
+    /// The salts of the values shown; none for redacted or erased ones.
+    pub salts: Value,
+    /// The metadata exactly as stored (the event's `metadata` is a typed view of it).
+    pub stored_metadata: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportedEvent {
+    pub event: AuditedEvent,
+    pub integrity: EventIntegrity,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    #[sqlx(flatten)]
+    event: EventRow,
+    prev_hash: String,
+    hash: String,
+    sealed: String,
+    salts: Value,
+}
+
+impl ExportRow {
+    fn exported(self) -> Result<ExportedEvent, AppError> {
+        let transaction_id = self.event.transaction_id();
+        let stored_metadata = self.event.metadata_json().clone();
+        let event = audited(self.event.into())?;
+        let mut salts = self.salts;
+        let shown = json!({"payload": event.payload.clone(), "metadata": stored_metadata.clone()});
+        withhold_salts(&shown, &mut salts);
+        Ok(ExportedEvent {
+            event,
+            integrity: EventIntegrity {
+                transaction_id,
+                prev_hash: self.prev_hash,
+                hash: self.hash,
+                sealed: self.sealed,
+                salts,
+                stored_metadata,
+            },
+        })
+    }
 }
 
 /// An export in progress.
@@ -82,27 +139,48 @@ impl AuditExport {
         Ok(query.build_query_scalar().fetch_one(&self.pool).await?)
     }
 
+    /// The signed checkpoints up to the export's newest event, in order;
+    /// none for a filtered export (its events do not fold to them).
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, AppError> {
+        if self.header.filters != AuditFilter::default() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT transaction_id, global_position, running_hash, event_count, created_at, \
+                    key_id, signature \
+             FROM audit_checkpoints WHERE (transaction_id, global_position) <= ($1, $2) \
+             ORDER BY transaction_id, global_position",
+        )
+        .bind(self.newest.transaction_id)
+        .bind(self.newest.global_position)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The next page in publishing order; `None` once every event is out.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditedEvent>>, AppError> {
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ExportedEvent>>, AppError> {
         if self.done {
             return Ok(None);
         }
-        let mut query = self.select(&format!("SELECT {}", event_log::columns_of("e")));
+        let mut query = self.select(&format!(
+            "SELECT {}, e.prev_hash, e.hash, e.sealed::text AS sealed, e.salts",
+            event_log::columns_of("e")
+        ));
         sql::push_after(&mut query, Source::EventStore, Order::Oldest, self.after);
         sql::push_order(&mut query, Source::EventStore, Order::Oldest);
         query.push(" LIMIT ");
         query.push_bind(EXPORT_PAGE);
-        let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<ExportRow> = query.build_query_as().fetch_all(&self.pool).await?;
         self.done = (rows.len() as i64) < EXPORT_PAGE;
         let page = rows
             .into_iter()
-            .map(|row| audited(row.into()))
+            .map(ExportRow::exported)
             .collect::<Result<Vec<_>, _>>()?;
         match page.last() {
             Some(last) => {
                 self.after = LogPosition {
-                    transaction_id: last.transaction_id,
-                    global_position: last.global_position,
+                    transaction_id: last.event.transaction_id,
+                    global_position: last.event.global_position,
                 };
                 Ok(Some(page))
             }

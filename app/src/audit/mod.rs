@@ -11,7 +11,9 @@ mod log;
 mod sql;
 
 pub use cursor::Order;
-pub use export::{AuditExport, ExportHeader, EXPORT_FORMAT, EXPORT_PAGE};
+pub use export::{
+    AuditExport, EventIntegrity, ExportHeader, ExportedEvent, EXPORT_FORMAT, EXPORT_PAGE,
+};
 pub use filter::{page_limit, AuditFilter, FilterParams, DEFAULT_PAGE, MAX_PAGE};
 pub use log::{AuditPage, ListRequest};
 

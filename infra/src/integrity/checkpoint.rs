@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +93,12 @@ impl Checkpoint {
         key.verify(&self.message(), &signature)
             .map_err(|_| CheckpointError::BadSignature)
     }
+}
+
+/// SPKI PEM: what `api audit public-key` prints and `--public-key` reads.
+pub fn public_key_pem(key: &VerifyingKey) -> String {
+    key.to_public_key_pem(LineEnding::LF)
+        .expect("an Ed25519 public key always encodes")
 }
 
 /// A key's id: the first 16 hex digits of SHA-256 over its 32 bytes.

@@ -1,3 +1,4 @@
 //! infra against a real, migrated PostgreSQL.
 
+mod integrity;
 mod sql_contract;

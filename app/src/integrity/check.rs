@@ -1,0 +1,193 @@
+//! The checks every verification runs on one event, its stream link and
+//! the running hash, whatever the events are read from.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use infra::event_log::LogPosition;
+use infra::integrity::{
+    check_seal, event_hash, running_hash, ChainedEvent, Checkpoint, PublicKeys,
+};
+use serde_json::Value;
+
+use super::report::{Broken, Reason};
+
+/// One event with its integrity columns, as stored or as exported.
+#[derive(Debug)]
+pub struct SealedRecord {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub position: LogPosition,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: DateTime<Utc>,
+    /// `{"payload": ..., "metadata": ...}` as shown (stored, or exported).
+    pub visible: Value,
+    /// `events.sealed` exactly as stored.
+    pub sealed: String,
+    pub salts: Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl SealedRecord {
+    fn broken(&self, reason: Reason, expected: Option<String>, found: Option<String>) -> Broken {
+        Broken {
+            aggregate_type: Some(self.aggregate_type.clone()),
+            aggregate_id: Some(self.aggregate_id.clone()),
+            sequence: Some(self.sequence),
+            global_position: Some(self.position.global_position),
+            expected,
+            found,
+            reason,
+            detail: None,
+        }
+    }
+
+    /// The event's own hash and seal.
+    pub fn check(&self) -> Result<(), Broken> {
+        let computed = event_hash(&ChainedEvent {
+            prev_hash: &self.prev_hash,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            sealed: &self.sealed,
+            recorded_at: self.recorded_at,
+        });
+        if computed != self.hash {
+            return Err(self.broken(
+                Reason::HashMismatch,
+                Some(computed),
+                Some(self.hash.clone()),
+            ));
+        }
+        let sealed: Value = serde_json::from_str(&self.sealed).map_err(|_| Broken {
+            detail: Some("the sealed form is not JSON".to_owned()),
+            ..self.broken(Reason::SealMismatch, None, None)
+        })?;
+        check_seal(&self.visible, &sealed, &self.salts).map_err(|mismatch| Broken {
+            detail: Some(mismatch.to_string()),
+            ..self.broken(Reason::SealMismatch, None, None)
+        })
+    }
+
+    /// That it follows `previous` (the event before it in its stream, if
+    /// known) or, without one, begins its stream.
+    pub fn check_link(&self, previous: Option<(i64, &str)>) -> Result<(), Broken> {
+        let (expected_sequence, expected_prev) =
+            previous.map_or((1, ""), |(sequence, hash)| (sequence + 1, hash));
+        if self.sequence != expected_sequence || self.prev_hash != expected_prev {
+            return Err(Broken {
+                detail: Some(format!("expected sequence {expected_sequence}")),
+                ..self.broken(
+                    Reason::BrokenLink,
+                    Some(expected_prev.to_owned()),
+                    Some(self.prev_hash.clone()),
+                )
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The running hash folded in publishing order, compared with each
+/// checkpoint as it is passed.
+pub struct RunningFold {
+    running_hash: String,
+    event_count: i64,
+    last: LogPosition,
+    pending: VecDeque<Checkpoint>,
+    keys: PublicKeys,
+    pub checkpoints_checked: u64,
+}
+
+impl RunningFold {
+    /// `checkpoints` in publishing order.
+    pub fn new(checkpoints: impl IntoIterator<Item = Checkpoint>, keys: PublicKeys) -> Self {
+        Self {
+            running_hash: String::new(),
+            event_count: 0,
+            last: LogPosition::default(),
+            pending: checkpoints.into_iter().collect(),
+            keys,
+            checkpoints_checked: 0,
+        }
+    }
+
+    /// The position of the last checkpoint still to be passed, if any.
+    pub fn last_checkpoint(&self) -> Option<LogPosition> {
+        self.pending.back().map(position_of)
+    }
+
+    pub fn push_checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.pending.push_back(checkpoint);
+    }
+
+    /// Folds the event at `position` with `hash`.
+    pub fn fold(&mut self, position: LogPosition, hash: &str) -> Result<(), Broken> {
+        self.pass_checkpoints_before(position)?;
+        self.running_hash = running_hash(&self.running_hash, hash, position);
+        self.event_count += 1;
+        self.last = position;
+        self.check_checkpoints_at(position)
+    }
+
+    /// After the last event: no checkpoint may be left unpassed.
+    pub fn finish(&mut self) -> Result<(), Broken> {
+        self.pass_checkpoints_before(LogPosition {
+            transaction_id: i64::MAX,
+            global_position: i64::MAX,
+        })
+    }
+
+    /// A checkpoint before `position` that the fold did not stop at names
+    /// an event that is gone.
+    fn pass_checkpoints_before(&mut self, position: LogPosition) -> Result<(), Broken> {
+        match self.pending.front() {
+            Some(checkpoint)
+                if position_of(checkpoint) < position && position_of(checkpoint) != self.last =>
+            {
+                Err(Broken::at_checkpoint(
+                    checkpoint.global_position,
+                    Reason::CheckpointEventMissing,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_checkpoints_at(&mut self, position: LogPosition) -> Result<(), Broken> {
+        while let Some(checkpoint) = self.pending.front().filter(|c| position_of(c) == position) {
+            checkpoint.verify(&self.keys).map_err(|error| Broken {
+                detail: Some(error.to_string()),
+                ..Broken::at_checkpoint(checkpoint.global_position, Reason::BadSignature)
+            })?;
+            if checkpoint.running_hash != self.running_hash
+                || checkpoint.event_count != self.event_count
+            {
+                return Err(Broken {
+                    expected: Some(checkpoint.running_hash.clone()),
+                    found: Some(self.running_hash.clone()),
+                    detail: Some(format!(
+                        "{} events signed, {} found up to here",
+                        checkpoint.event_count, self.event_count
+                    )),
+                    ..Broken::at_checkpoint(checkpoint.global_position, Reason::CheckpointMismatch)
+                });
+            }
+            self.pending.pop_front();
+            self.checkpoints_checked += 1;
+        }
+        Ok(())
+    }
+}
+
+fn position_of(checkpoint: &Checkpoint) -> LogPosition {
+    LogPosition {
+        transaction_id: checkpoint.transaction_id,
+        global_position: checkpoint.global_position,
+    }
+}

@@ -1,0 +1,239 @@
+//! Verifying an export alone, line by line, with only the public keys: each
+//! event's hash and seal, the links between the events of a stream, and (in
+//! an export of the whole log) the signed checkpoints. Memory holds the
+//! checkpoints and the last event of each stream seen, not the events.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use infra::event_log::LogPosition;
+use infra::integrity::{Checkpoint, PublicKeys};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::check::{RunningFold, SealedRecord};
+use super::report::{Broken, Reason, VerifyReport};
+
+/// Why the verifier stopped reading: the export cannot be read further.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ExportLineError {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// One line of an export, by its only top-level key (events have many).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Header { export: ExportHeaderLine },
+    Checkpoint { checkpoint: Checkpoint },
+    End { end: EndLine },
+    Event(Box<ExportedEvent>),
+}
+
+#[derive(Deserialize)]
+struct ExportHeaderLine {
+    filters: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct EndLine {
+    events: u64,
+}
+
+#[derive(Deserialize)]
+struct ExportedEvent {
+    event_type: String,
+    event_version: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    global_position: i64,
+    recorded_at: DateTime<Utc>,
+    payload: Value,
+    metadata: Map<String, Value>,
+    integrity: ExportedIntegrity,
+}
+
+#[derive(Deserialize)]
+struct ExportedIntegrity {
+    transaction_id: i64,
+    prev_hash: String,
+    hash: String,
+    sealed: String,
+    salts: Value,
+    /// The metadata exactly as stored (the item's `metadata` is a typed view of it).
+    stored_metadata: Map<String, Value>,
+}
+
+pub struct ExportVerifier {
+    report: VerifyReport,
+    fold: RunningFold,
+    /// Whether the export holds the whole log (then checkpoints can be checked).
+    whole_log: Option<bool>,
+    streams: HashMap<(String, String), (i64, String)>,
+    line: u64,
+    ended: Option<u64>,
+}
+
+impl ExportVerifier {
+    pub fn new(keys: PublicKeys) -> Self {
+        Self {
+            report: VerifyReport::default(),
+            fold: RunningFold::new([], keys),
+            whole_log: None,
+            streams: HashMap::new(),
+            line: 0,
+            ended: None,
+        }
+    }
+
+    /// Checks the next line; an error when the export cannot be read on.
+    pub fn feed(&mut self, line: &str) -> Result<(), ExportLineError> {
+        self.line += 1;
+        if self.ended.is_some() {
+            return Err(self.unreadable("a line after the end line"));
+        }
+        let parsed: Line =
+            serde_json::from_str(line).map_err(|error| self.unreadable(&error.to_string()))?;
+        match (parsed, self.whole_log) {
+            (Line::Header { export }, None) => {
+                self.whole_log = Some(export.filters.is_empty());
+                Ok(())
+            }
+            (_, None) => Err(self.unreadable("the first line is not the export's header")),
+            (Line::Header { .. }, Some(_)) => Err(self.unreadable("a second header")),
+            (Line::Checkpoint { checkpoint }, Some(_)) if self.report.events_checked == 0 => {
+                self.fold.push_checkpoint(checkpoint);
+                Ok(())
+            }
+            (Line::Checkpoint { .. }, Some(_)) => {
+                Err(self.unreadable("a checkpoint after the events"))
+            }
+            (Line::End { end }, Some(_)) => {
+                self.ended = Some(end.events);
+                Ok(())
+            }
+            (Line::Event(event), Some(whole_log)) => {
+                self.event(*event, whole_log);
+                Ok(())
+            }
+        }
+    }
+
+    /// The verdict once every line was fed.
+    pub fn finish(mut self) -> VerifyReport {
+        match self.ended {
+            None => self
+                .report
+                .broken(malformed("the export has no end line: it was cut short")),
+            Some(events) if events != self.report.events_checked => self
+                .report
+                .broken(malformed("the end line counts another number of events")),
+            Some(_) => {}
+        }
+        if self.whole_log == Some(true) {
+            if let Err(broken) = self.fold.finish() {
+                self.report.broken(broken);
+            }
+        }
+        self.report.checkpoints_checked = self.fold.checkpoints_checked;
+        self.report.finish()
+    }
+
+    fn event(&mut self, event: ExportedEvent, whole_log: bool) {
+        self.report.events_checked += 1;
+        if self.report.first_broken.is_some() {
+            return;
+        }
+        let shown_metadata_agrees =
+            shown_metadata_agrees(&event.metadata, &event.integrity.stored_metadata);
+        let record = SealedRecord {
+            aggregate_type: event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            position: LogPosition {
+                transaction_id: event.integrity.transaction_id,
+                global_position: event.global_position,
+            },
+            event_type: event.event_type,
+            event_version: event.event_version,
+            recorded_at: event.recorded_at,
+            visible: json!({"payload": event.payload, "metadata": event.integrity.stored_metadata}),
+            sealed: event.integrity.sealed,
+            salts: event.integrity.salts,
+            prev_hash: event.integrity.prev_hash,
+            hash: event.integrity.hash,
+        };
+        let stream = (record.aggregate_type.clone(), record.aggregate_id.clone());
+        let previous = self
+            .streams
+            .get(&stream)
+            .map(|(sequence, hash)| (*sequence, hash.as_str()));
+        let mut result = record.check();
+        if result.is_ok() && !shown_metadata_agrees {
+            result = Err(Broken {
+                detail: Some("the metadata shown is not the metadata stored".to_owned()),
+                ..malformed_at(&record)
+            });
+        }
+        // A filtered export may leave out the events before a stream's first one here.
+        if result.is_ok() && (whole_log || previous.is_some()) {
+            result = record.check_link(previous);
+        }
+        if result.is_ok() && whole_log {
+            result = self.fold.fold(record.position, &record.hash);
+        }
+        if let Err(broken) = result {
+            self.report.broken(broken);
+        }
+        self.streams.insert(stream, (record.sequence, record.hash));
+    }
+
+    fn unreadable(&self, reason: &str) -> ExportLineError {
+        ExportLineError {
+            line: self.line,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Each metadata value shown is the stored one (times compared as times);
+/// keys not stored are shown empty.
+fn shown_metadata_agrees(shown: &Map<String, Value>, stored: &Map<String, Value>) -> bool {
+    let same_time = |a: &str, b: &str| matches!((DateTime::parse_from_rfc3339(a), DateTime::parse_from_rfc3339(b)), (Ok(a), Ok(b)) if a == b);
+    shown
+        .iter()
+        .all(|(key, shown)| match (shown, stored.get(key)) {
+            (Value::Null, None) => true,
+            (Value::String(shown), Some(Value::String(stored))) => {
+                shown == stored || same_time(shown, stored)
+            }
+            _ => false,
+        })
+        && stored.keys().all(|key| shown.contains_key(key))
+}
+
+fn malformed(detail: &str) -> Broken {
+    Broken {
+        aggregate_type: None,
+        aggregate_id: None,
+        sequence: None,
+        global_position: None,
+        expected: None,
+        found: None,
+        reason: Reason::MalformedLine,
+        detail: Some(detail.to_owned()),
+    }
+}
+
+fn malformed_at(record: &SealedRecord) -> Broken {
+    Broken {
+        aggregate_type: Some(record.aggregate_type.clone()),
+        aggregate_id: Some(record.aggregate_id.clone()),
+        sequence: Some(record.sequence),
+        global_position: Some(record.position.global_position),
+        ..malformed("")
+    }
+}

@@ -1,0 +1,13 @@
+//! Proving the log unaltered: every event's seal and its link to the one
+//! before it in its stream, and the signed checkpoints of the running hash
+//! over the whole log. From the database ([`verify_store`]) or from an
+//! export alone ([`ExportVerifier`]), streaming in both cases.
+
+mod check;
+mod export;
+mod report;
+mod store;
+
+pub use export::{ExportLineError, ExportVerifier};
+pub use report::{Broken, Reason, VerifyReport};
+pub use store::{listed_keys, public_keys, verify_store, ListedKey};

@@ -1,0 +1,205 @@
+//! Verifying the event store itself: every stream in sequence order (each
+//! event's seal and its link to the one before), then every event's hash in
+//! publishing order against the signed checkpoints. Each page is its own
+//! short query: nothing is locked and memory holds one page.
+
+use chrono::{DateTime, Utc};
+use infra::event_log::LogPosition;
+use infra::integrity::{Checkpoint, PublicKeys};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use super::check::{RunningFold, SealedRecord};
+use super::report::VerifyReport;
+use crate::AppError;
+
+/// Events read per query.
+const VERIFY_PAGE: i64 = 1000;
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    transaction_id: i64,
+    global_position: i64,
+    event_type: String,
+    event_version: String,
+    recorded_at: DateTime<Utc>,
+    payload: Value,
+    metadata: Value,
+    sealed: String,
+    salts: Value,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<Row> for SealedRecord {
+    fn from(row: Row) -> Self {
+        Self {
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            position: LogPosition {
+                transaction_id: row.transaction_id,
+                global_position: row.global_position,
+            },
+            event_type: row.event_type,
+            event_version: row.event_version,
+            recorded_at: row.recorded_at,
+            visible: json!({"payload": row.payload, "metadata": row.metadata}),
+            sealed: row.sealed,
+            salts: row.salts,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        }
+    }
+}
+
+/// A checkpoint signing key's public half, as the relay listed it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListedKey {
+    pub key_id: String,
+    /// Base64 of the key's 32 bytes.
+    pub public_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every checkpoint signing key ever used, oldest first (`GET /v1/audit/keys`).
+pub async fn listed_keys(pool: &PgPool) -> Result<Vec<ListedKey>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT key_id, public_key, created_at FROM audit_signing_keys ORDER BY created_at, key_id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The listed keys as verifiers use them.
+pub async fn public_keys(pool: &PgPool) -> Result<PublicKeys, AppError> {
+    let mut keys = PublicKeys::default();
+    for listed in listed_keys(pool).await? {
+        // A malformed stored key verifies nothing; its checkpoints then fail.
+        let _ = keys.insert_base64(&listed.public_key);
+    }
+    Ok(keys)
+}
+
+/// Verifies every stream and every checkpoint, with `keys` (the database's
+/// own list when `None`).
+pub async fn verify_store(
+    pool: &PgPool,
+    keys: Option<PublicKeys>,
+) -> Result<VerifyReport, AppError> {
+    let keys = match keys {
+        Some(keys) => keys,
+        None => public_keys(pool).await?,
+    };
+    let mut report = VerifyReport::default();
+    verify_streams(pool, &mut report).await?;
+    verify_checkpoints(pool, keys, &mut report).await?;
+    Ok(report.finish())
+}
+
+async fn verify_streams(pool: &PgPool, report: &mut VerifyReport) -> Result<(), AppError> {
+    let mut previous: Option<(String, String, i64, String)> = None;
+    loop {
+        let (after_type, after_id, after_sequence) = previous
+            .as_ref()
+            .map_or((String::new(), String::new(), 0), |(t, i, s, _)| {
+                (t.clone(), i.clone(), *s)
+            });
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, sequence, transaction_id::text::bigint AS transaction_id, \
+                    global_position, event_type, event_version, recorded_at, payload, metadata, \
+                    sealed::text AS sealed, salts, prev_hash, hash \
+             FROM events WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
+             ORDER BY aggregate_type, aggregate_id, sequence LIMIT $4",
+        )
+        .bind(&after_type)
+        .bind(&after_id)
+        .bind(after_sequence)
+        .bind(VERIFY_PAGE)
+        .fetch_all(pool)
+        .await?;
+        let read = rows.len() as i64;
+        for row in rows {
+            let record = SealedRecord::from(row);
+            let before = previous
+                .as_ref()
+                .filter(|(t, i, _, _)| *t == record.aggregate_type && *i == record.aggregate_id)
+                .map(|(_, _, sequence, hash)| (*sequence, hash.as_str()));
+            report.events_checked += 1;
+            if let Err(broken) = record.check().and_then(|()| record.check_link(before)) {
+                report.broken(broken);
+            }
+            previous = Some((
+                record.aggregate_type,
+                record.aggregate_id,
+                record.sequence,
+                record.hash,
+            ));
+            if report.first_broken.is_some() {
+                return Ok(());
+            }
+        }
+        if read < VERIFY_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+async fn verify_checkpoints(
+    pool: &PgPool,
+    keys: PublicKeys,
+    report: &mut VerifyReport,
+) -> Result<(), AppError> {
+    if report.first_broken.is_some() {
+        return Ok(());
+    }
+    let checkpoints: Vec<Checkpoint> = sqlx::query_as(
+        "SELECT transaction_id, global_position, running_hash, event_count, created_at, key_id, signature \
+         FROM audit_checkpoints ORDER BY transaction_id, global_position",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut fold = RunningFold::new(checkpoints, keys);
+    let Some(until) = fold.last_checkpoint() else {
+        return Ok(());
+    };
+    let mut after = LogPosition::default();
+    loop {
+        let page: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, global_position, hash FROM events \
+             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+               AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+             ORDER BY transaction_id, global_position LIMIT $5",
+        )
+        .bind(after.transaction_id)
+        .bind(after.global_position)
+        .bind(until.transaction_id)
+        .bind(until.global_position)
+        .bind(VERIFY_PAGE)
+        .fetch_all(pool)
+        .await?;
+        let read = page.len() as i64;
+        for (transaction_id, global_position, hash) in page {
+            after = LogPosition {
+                transaction_id,
+                global_position,
+            };
+            if let Err(broken) = fold.fold(after, &hash) {
+                report.broken(broken);
+                report.checkpoints_checked = fold.checkpoints_checked;
+                return Ok(());
+            }
+        }
+        if read < VERIFY_PAGE {
+            break;
+        }
+    }
+    if let Err(broken) = fold.finish() {
+        report.broken(broken);
+    }
+    report.checkpoints_checked = fold.checkpoints_checked;
+    Ok(())
+}
