@@ -73,7 +73,8 @@ pub trait DomainRule: std::error::Error + Send + Sync + 'static {
 impl DomainRule for UserError {
     fn into_app_error(self) -> AppError {
         match self {
-            UserError::NotFound => AppError::NotFound("user"),
+            // An erased user is gone, for every command but a repeated erase.
+            UserError::NotFound | UserError::Erased => AppError::NotFound("user"),
             UserError::RoleNotAssigned => AppError::NotFound("role assignment"),
             rule => AppError::User(rule),
         }
@@ -117,6 +118,10 @@ mod tests {
         let cases: Vec<(AppError, &str)> = vec![
             (
                 AggregateError::UserError(UserError::NotFound).into(),
+                "user not found",
+            ),
+            (
+                AggregateError::UserError(UserError::Erased).into(),
                 "user not found",
             ),
             (

@@ -32,6 +32,16 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// An operator at the command line (`api admin ...`): every permission,
+    /// and the nil id as `actor_id`. The rules that protect the service
+    /// (the last administrator) still apply.
+    pub fn operator() -> Self {
+        Self {
+            user_id: Uuid::nil(),
+            permissions: Permission::ALL.iter().copied().collect(),
+        }
+    }
+
     /// Refuses with the first of `needed` the actor lacks.
     pub fn require_all(
         &self,

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::claims::{Claim, Claims};
+use crate::erasure::Erasure;
 use crate::failed_logins::FailedLogins;
 use crate::password::Passwords;
 use crate::power::{Actor, PowerGuard};
@@ -22,6 +23,7 @@ pub struct UserCommands {
     power: PowerGuard,
     sessions: UserSessions,
     claims: Claims,
+    erasure: Erasure,
     passwords: Arc<Passwords>,
     failed_logins: Arc<FailedLogins>,
 }
@@ -47,6 +49,7 @@ impl UserCommands {
             users: CommandBus::new(pool.clone()),
             power: PowerGuard::new(pool.clone()),
             sessions: UserSessions::new(pool.clone()),
+            erasure: Erasure::new(pool.clone()),
             claims: Claims::new(pool),
             passwords,
             failed_logins,
@@ -125,6 +128,40 @@ impl UserCommands {
             RevocationReason::UserDeactivated,
         )
         .await
+    }
+
+    /// Erases the person: records `user.erased` (once; never the last
+    /// active user holding every permission, never a user holding what the
+    /// actor lacks), revokes their sessions, frees their email and scrubs
+    /// their personal values from the event store. Every step is safe to
+    /// repeat, so erasing again completes an erasure a failure cut short.
+    pub async fn erase(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        user_id: Uuid,
+    ) -> Result<i64, AppError> {
+        self.power.require_outranks(actor, user_id).await?;
+        let change = PowerChange::Erase { user_id };
+        let now = chrono::Utc::now();
+        let position = self
+            .power
+            .keeping_an_administrator(change, || {
+                self.execute(context, actor, user_id, UserCommand::Erase { now })
+            })
+            .await?;
+        let ended = (user_id, None);
+        let position = self
+            .end_sessions(
+                context,
+                actor,
+                position,
+                ended,
+                RevocationReason::UserErased,
+            )
+            .await?;
+        self.erasure.scrub(user_id).await?;
+        Ok(position)
     }
 
     pub async fn reactivate(

@@ -106,6 +106,12 @@ impl PayloadField {
             self.event_type.variant, self.field
         )
     }
+
+    /// `{Variant, field}`: the field's path in the payload, for SQL that
+    /// binds it as a `text[]` parameter (`#>`, `jsonb_set`).
+    pub fn path(self) -> [&'static str; 2] {
+        [self.event_type.variant, self.field]
+    }
 }
 
 /// Every payload field that SQL reads (triggers, indexes, queries).
@@ -400,6 +406,11 @@ mod tests {
             all_event_types().count(),
             "a type has no sample"
         );
+    }
+
+    #[test]
+    fn path_names_the_variant_and_field() {
+        assert_eq!(SessionEvent::STARTED_USER_ID.path(), ["Started", "user_id"]);
     }
 
     #[test]

@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use crate::views::user_roles::{Membership, UserRoleRow};
 use crate::views::{
-    AuditLogRow, Change, Column, Target, Value, ViewChange, ViewRow, AUDIT_LOG, USER_ROLES_VIEW,
+    AuditLogRow, Change, Column, Target, Value, ViewChange, ViewRow, AUDIT_LOG, SESSIONS_VIEW,
+    USER_ROLES_VIEW,
 };
+use domain::ERASED;
 
 /// The row of aggregate `id`, if the view has one.
 pub async fn load<R: ViewRow>(
@@ -42,7 +44,30 @@ pub async fn write<C: ViewChange>(
     if let Some(membership) = change.membership().filter(|_| written) {
         write_membership(db, target, membership).await?;
     }
+    // A rebuild replays the event store, where the sessions' values are
+    // erased already; its tables of sessions may not even exist.
+    if let Some(user_id) = change.erased_sessions().filter(|_| written) {
+        if target == Target::Live {
+            erase_sessions(db, user_id).await?;
+        }
+    }
     Ok(written)
+}
+
+/// The user's sessions' client addresses and user agents become the
+/// marker (an absent one stays absent, as in the scrubbed events).
+async fn erase_sessions(db: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    let sql = format!(
+        "UPDATE {SESSIONS_VIEW} SET ip = CASE WHEN ip IS NULL THEN NULL ELSE $2 END, \
+             user_agent = CASE WHEN user_agent IS NULL THEN NULL ELSE $2 END \
+         WHERE user_id = $1"
+    );
+    sqlx::query(&sql)
+        .bind(user_id)
+        .bind(ERASED)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Inserts `row` into the audit log unless the event is there already.

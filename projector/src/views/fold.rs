@@ -48,6 +48,12 @@ pub trait ViewChange: Send + Sync {
     fn membership(&self) -> Option<&Membership> {
         None
     }
+
+    /// A user erased: the user whose sessions' client addresses and user
+    /// agents `sessions_view` must replace by the marker.
+    fn erased_sessions(&self) -> Option<uuid::Uuid> {
+        None
+    }
 }
 
 impl<R: ViewRow + Sync> ViewChange for Change<R> {

@@ -1,9 +1,10 @@
 //! `users_view`: one row per user, copied from the values the events carry,
 //! with `user_roles_view` following the same events. No password hash is
-//! ever stored.
+//! ever stored. `user.erased` replaces the person's values by the marker
+//! and, in `sessions_view`, their sessions' client addresses and agents.
 
 use chrono::{DateTime, Utc};
-use domain::{UserEvent, UserStatus};
+use domain::{UserEvent, UserStatus, ERASED};
 use uuid::Uuid;
 
 use super::user_roles::{self, Membership};
@@ -59,6 +60,8 @@ impl ViewRow for UserRow {
 pub struct UserChange {
     pub user: Change<UserRow>,
     pub membership: Option<Membership>,
+    /// The user whose sessions' personal values must be erased.
+    pub erased_sessions: Option<Uuid>,
 }
 
 impl ViewChange for UserChange {
@@ -74,6 +77,10 @@ impl ViewChange for UserChange {
 
     fn membership(&self) -> Option<&Membership> {
         self.membership.as_ref()
+    }
+
+    fn erased_sessions(&self) -> Option<Uuid> {
+        self.erased_sessions
     }
 }
 
@@ -104,9 +111,11 @@ pub fn reduce(
         None => Change::Insert(registered(event, at)?),
         Some(row) => Change::Update(followed(row, event, at)?),
     };
+    let erased_sessions = matches!(event, UserEvent::Erased { .. }).then_some(at.aggregate_id);
     Ok(UserChange {
         user,
         membership: user_roles::reduce(event, at),
+        erased_sessions,
     })
 }
 
@@ -161,6 +170,7 @@ fn followed(row: &UserRow, event: &UserEvent, at: &EventContext) -> Result<UserR
         UserEvent::Reactivated => next.status = UserStatus::Active.as_str().to_owned(),
         UserEvent::Locked { until, .. } => next.locked_until = Some(*until),
         UserEvent::Unlocked => next.locked_until = None,
+        UserEvent::Erased { .. } => forget(&mut next),
         UserEvent::PasswordChanged { .. }
         | UserEvent::PasswordRehashed { .. }
         | UserEvent::RoleAssigned { .. }
@@ -168,6 +178,16 @@ fn followed(row: &UserRow, event: &UserEvent, at: &EventContext) -> Result<UserR
         | UserEvent::LoginFailed { .. } => {}
     }
     Ok(next)
+}
+
+/// The row of an erased person: markers for their values, and no lookup
+/// key, so that their mailbox finds no one.
+fn forget(row: &mut UserRow) {
+    row.email = ERASED.to_owned();
+    row.email_key = String::new();
+    row.display_name = ERASED.to_owned();
+    row.status = UserStatus::Erased.as_str().to_owned();
+    row.locked_until = None;
 }
 
 #[cfg(test)]
@@ -251,6 +271,7 @@ mod tests {
         UserChange {
             user: Change::Update(row),
             membership: None,
+            erased_sessions: None,
         }
     }
 
@@ -291,7 +312,56 @@ mod tests {
             UserEvent::PasswordRehashed {
                 password_hash: PasswordHash::new(HASH.into()),
             },
+            erased(),
         ]
+    }
+
+    fn erased() -> UserEvent {
+        UserEvent::Erased {
+            erased_at: next_at().occurred_at,
+        }
+    }
+
+    #[test]
+    fn given_a_locked_user_when_erased_then_the_row_keeps_no_personal_value_and_the_sessions_follow(
+    ) {
+        let locked = UserRow {
+            locked_until: Some(lock_until()),
+            ..registered_row()
+        };
+        let change = reduce(Some(&locked), &erased(), &next_at()).unwrap();
+        assert_eq!(
+            change,
+            UserChange {
+                erased_sessions: Some(registered_at().aggregate_id),
+                ..update_only(advanced(|row| {
+                    row.email = ERASED.into();
+                    row.email_key = String::new();
+                    row.display_name = ERASED.into();
+                    row.status = "erased".into();
+                }))
+            }
+        );
+    }
+
+    #[test]
+    fn no_other_event_touches_the_sessions() {
+        for event in std::iter::once(registration()).chain(one_of_each_after_registration()) {
+            let current = (event != registration()).then(registered_row);
+            let at = if current.is_some() {
+                next_at()
+            } else {
+                registered_at()
+            };
+            let change = reduce(current.as_ref(), &event, &at).unwrap();
+            let erases = matches!(event, UserEvent::Erased { .. });
+            assert_eq!(
+                change.erased_sessions.is_some(),
+                erases,
+                "{}",
+                event.contract_type()
+            );
+        }
     }
 
     #[test]
@@ -312,6 +382,7 @@ mod tests {
             UserChange {
                 user: Change::Insert(registered_row()),
                 membership: None,
+                erased_sessions: None,
             }
         );
     }

@@ -9,10 +9,11 @@ use super::policy::Consumed;
 
 /// The event types the lockout consumer handles: its queue's bindings, and
 /// the events it decodes (any other is ignored).
-pub const HANDLED: [EventType; 3] = [
+pub const HANDLED: [EventType; 4] = [
     UserEvent::LOGIN_FAILED,
     UserEvent::LOCKED,
     SessionEvent::STARTED,
+    UserEvent::ERASED,
 ];
 
 /// An envelope of a handled type that is not the event it claims to be.
@@ -87,6 +88,9 @@ fn user_event(
             until,
             occurred_at: envelope.metadata.occurred_at,
             recorded_at: envelope.recorded_at,
+        }),
+        UserEvent::Erased { .. } => Some(Consumed::Erased {
+            user_id: user_id(envelope)?,
         }),
         _ => None,
     };
@@ -183,5 +187,17 @@ mod tests {
             decode(&mislabelled),
             Err(Undecodable::Mismatch { found, .. }) if found == UserEvent::LOGIN_FAILED
         ));
+    }
+
+    #[test]
+    fn an_erasure_becomes_what_the_policy_judges() {
+        let payload = json!({ UserEvent::ERASED.variant(): { "erased_at": FAILED_AT } });
+        let decoded = decode(&envelope(UserEvent::ERASED, USER, payload)).unwrap();
+        assert_eq!(
+            decoded,
+            Some(Consumed::Erased {
+                user_id: Uuid::parse_str(USER).unwrap()
+            })
+        );
     }
 }

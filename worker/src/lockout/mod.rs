@@ -118,7 +118,9 @@ impl Lockout {
                 }
                 store::stored(tx, *user_id, self.policy.window(*failed_at)).await?
             }
-            Consumed::Locked { .. } | Consumed::SessionStarted { .. } => Stored::default(),
+            Consumed::Locked { .. } | Consumed::SessionStarted { .. } | Consumed::Erased { .. } => {
+                Stored::default()
+            }
         };
         Ok(self.policy.decide(event, &stored, Utc::now()))
     }
@@ -134,7 +136,7 @@ impl Lockout {
                 self.commands.revoke_sessions(user_id, cause).await
             }
             // Written to the store while the batch was decided.
-            Action::RestartCount { .. } => Ok(()),
+            Action::RestartCount { .. } | Action::Forget { .. } => Ok(()),
         }
     }
 }
@@ -159,6 +161,7 @@ fn decode_all(events: &[Envelope]) -> Result<Vec<(&Envelope, Consumed)>, Undecod
 async fn apply_to_store(tx: &mut PgConnection, action: Action) -> sqlx::Result<Option<Action>> {
     match action {
         Action::RestartCount { user_id, at } => store::restart_count(tx, user_id, at).await?,
+        Action::Forget { user_id } => store::forget(tx, user_id).await?,
         command @ (Action::Lock { .. } | Action::RevokeSessions { .. }) => {
             return Ok(Some(command))
         }

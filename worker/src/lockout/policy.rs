@@ -38,6 +38,8 @@ pub enum Consumed {
         user_id: Uuid,
         started_at: DateTime<Utc>,
     },
+    /// The person's data was erased.
+    Erased { user_id: Uuid },
 }
 
 impl Consumed {
@@ -46,6 +48,7 @@ impl Consumed {
             Self::LoginFailed { .. } => UserEvent::LOGIN_FAILED,
             Self::Locked { .. } => UserEvent::LOCKED,
             Self::SessionStarted { .. } => SessionEvent::STARTED,
+            Self::Erased { .. } => UserEvent::ERASED,
         }
     }
 
@@ -53,7 +56,8 @@ impl Consumed {
         match self {
             Self::LoginFailed { user_id, .. }
             | Self::Locked { user_id, .. }
-            | Self::SessionStarted { user_id, .. } => *user_id,
+            | Self::SessionStarted { user_id, .. }
+            | Self::Erased { user_id } => *user_id,
         }
     }
 }
@@ -87,6 +91,9 @@ pub enum Action {
     },
     /// A lock was recorded: make sure the user has no active session.
     RevokeSessions { user_id: Uuid },
+    /// The user was erased: drop what the worker holds about them (the
+    /// client addresses of their failures among it).
+    Forget { user_id: Uuid },
 }
 
 impl LockoutPolicy {
@@ -120,6 +127,7 @@ impl LockoutPolicy {
                 user_id: *user_id,
                 at: *started_at,
             }],
+            Consumed::Erased { user_id } => vec![Action::Forget { user_id: *user_id }],
         }
     }
 
@@ -311,5 +319,15 @@ mod tests {
             let stored = Stored::default();
             assert_eq!(policy().decide(&event, &stored, t(now)), expected, "{case}");
         }
+    }
+
+    #[test]
+    fn given_an_erased_user_then_the_worker_forgets_them() {
+        let erased = Consumed::Erased { user_id: user() };
+        assert_eq!(erased.event_type(), UserEvent::ERASED);
+        assert_eq!(
+            policy().decide(&erased, &Stored::default(), t(0)),
+            vec![Action::Forget { user_id: user() }]
+        );
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use domain::UserEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -17,7 +18,9 @@ use super::policy::{Consumed, Stored, Window};
 const USER_LOCK_SPACE: i32 = 0x776b_7501; // "wku\x01"
 
 /// Stores a failure once, keyed by its event id; whether this call stored it.
-/// The client address is kept for forensics; nothing counts by it.
+/// The client address is kept for forensics; nothing counts by it. Nothing
+/// is stored for an erased user: a failure delivered late (published before
+/// the erasure) must not bring their address back.
 pub async fn record_failure(
     tx: &mut PgConnection,
     event_id: Uuid,
@@ -26,17 +29,36 @@ pub async fn record_failure(
     failed_at: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let stored = sqlx::query(
-        "INSERT INTO login_failures (event_id, user_id, ip, failed_at) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO login_failures (event_id, user_id, ip, failed_at) \
+         SELECT $1, $2, $3, $4 WHERE NOT EXISTS ( \
+             SELECT 1 FROM events \
+             WHERE aggregate_type = $5 AND aggregate_id = $2::text AND event_type = $6) \
          ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(event_id)
     .bind(user_id)
     .bind(ip)
     .bind(failed_at)
+    .bind(UserEvent::ERASED.aggregate_type())
+    .bind(UserEvent::ERASED.name())
     .execute(&mut *tx)
     .await?
     .rows_affected();
     Ok(stored == 1)
+}
+
+/// Drops the erased user's failures (with their client addresses) and
+/// their count's restart point.
+pub async fn forget(tx: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM login_failures WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM lockout_resets WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// The failures a failure in `window` is judged by.
