@@ -48,6 +48,18 @@ impl Fixture {
         let settings = RelaySettings {
             batch_size: 100,
             poll_interval: Duration::from_millis(100),
+            seal: relay::SealSettings {
+                key: std::sync::Arc::new(
+                    infra::key_file::load_signing_key(
+                        std::path::Path::new(&support::audit_key_file(&self.db)),
+                        true,
+                        "audit signing key",
+                    )
+                    .unwrap(),
+                ),
+                every_events: 1000,
+                every: Duration::from_secs(60),
+            },
         };
         Relay::new(
             self.db.pool.clone(),

@@ -1,14 +1,15 @@
 //! `GET /v1/audit/export`: the log as NDJSON, streamed with chunked
 //! transfer one page of the event store at a time. The first line
-//! describes the export, the last says how many events it holds (a file
-//! without it was cut short); every line between is one event.
+//! describes the export; an export of the whole log then lists the signed
+//! checkpoints; then one line per event (with what proves it); the last line
+//! says how many events it holds (a file without it was cut short).
 
 use std::collections::BTreeMap;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
-use app::audit::{AuditExport, AuditQueries, AuditedEvent, ExportHeader};
+use app::audit::{AuditExport, AuditQueries, EventIntegrity, ExportHeader, ExportedEvent};
 use app::AppError;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -36,6 +37,20 @@ struct HeaderLine<'a> {
     export: &'a ExportHeader,
 }
 
+/// A line after the header for each signed checkpoint an export of the whole log covers.
+#[derive(Serialize)]
+struct CheckpointLine<'a> {
+    checkpoint: &'a infra::integrity::Checkpoint,
+}
+
+/// An event line: the list's item, and what proves it.
+#[derive(Serialize)]
+struct EventLine {
+    #[serde(flatten)]
+    event: AuditEvent,
+    integrity: EventIntegrity,
+}
+
 /// The last line.
 #[derive(Serialize)]
 struct EndLine {
@@ -56,6 +71,7 @@ pub struct NdjsonExport {
 
 enum State {
     Header,
+    Checkpoints,
     Events,
     End,
     Done,
@@ -88,10 +104,20 @@ impl NdjsonExport {
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, AppError> {
         match self.state {
             State::Header => {
-                self.state = State::Events;
+                self.state = State::Checkpoints;
                 Ok(Some(line(&HeaderLine {
                     export: self.export.header(),
                 })))
+            }
+            State::Checkpoints => {
+                self.state = State::Events;
+                let mut lines = Vec::new();
+                for checkpoint in self.export.checkpoints().await? {
+                    lines.extend(line(&CheckpointLine {
+                        checkpoint: &checkpoint,
+                    }));
+                }
+                Ok(Some(lines))
             }
             State::Events => match self.export.next_page().await? {
                 Some(page) => {
@@ -116,10 +142,13 @@ impl NdjsonExport {
     }
 }
 
-fn event_lines(page: Vec<AuditedEvent>) -> Vec<u8> {
+fn event_lines(page: Vec<ExportedEvent>) -> Vec<u8> {
     let mut lines = Vec::new();
-    for event in page {
-        lines.extend(line(&AuditEvent::from(event)));
+    for exported in page {
+        lines.extend(line(&EventLine {
+            event: AuditEvent::from(exported.event),
+            integrity: exported.integrity,
+        }));
     }
     lines
 }

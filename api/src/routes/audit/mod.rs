@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod events;
 pub mod export;
+pub mod integrity;
 pub mod item;
 
 use std::collections::BTreeMap;
@@ -21,9 +22,11 @@ use crate::problem::{ApiError, FieldError};
 type RouteOf = fn() -> actix_web::Route;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let routes: [(&str, RouteOf); 4] = [
+    let routes: [(&str, RouteOf); 6] = [
         ("/audit/events", || web::get().to(events::list)),
         ("/audit/export", || web::get().to(export::export)),
+        ("/audit/verify", || web::get().to(integrity::verify)),
+        ("/audit/keys", || web::get().to(integrity::keys)),
         ("/audit/{aggregate_type}/{id}/history", || {
             web::get().to(aggregate::history)
         }),
