@@ -13,7 +13,7 @@ pub use contract::{
     all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
 };
 pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
-pub use redaction::{redact_event_payload, RedactionError};
+pub use redaction::{redact_event_payload, RedactionError, REDACTED};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use session::{
     ExpiryReason, RefreshTokenHash, RevocationReason, Session, SessionCommand, SessionEnd,

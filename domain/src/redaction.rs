@@ -18,6 +18,10 @@ pub enum RedactionError {
     Encode(#[from] serde_json::Error),
 }
 
+/// What a secret reads as wherever it is not kept: on the broker, in
+/// audit answers and exports.
+pub const REDACTED: &str = "[redacted]";
+
 /// Replaces the secrets of a stored event of the aggregate named
 /// `aggregate_type` (an [`Aggregate::TYPE`]) by calling its event's
 /// `redact_secrets`. The event is read through the contract's [`decode`],

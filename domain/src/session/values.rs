@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct RefreshTokenHash(String);
 
 impl RefreshTokenHash {
-    const REDACTED: &'static str = "[redacted]";
+    const REDACTED: &'static str = crate::REDACTED;
 
     pub fn new(hex_digest: String) -> Self {
         Self(hex_digest)

@@ -82,7 +82,7 @@ pub struct HashingCost {
 }
 
 impl PasswordHash {
-    const REDACTED: &'static str = "[redacted]";
+    const REDACTED: &'static str = crate::REDACTED;
 
     /// What the service hashes passwords with: OWASP's argon2id
     /// recommendation (19 MiB, 2 passes, 1 lane).

@@ -10,7 +10,7 @@ mod seal;
 
 pub use checkpoint::{key_id, public_key_pem, Checkpoint, CheckpointError, PublicKeys};
 pub use hash::{event_hash, running_hash, ChainedEvent};
-pub use seal::{check_seal, withhold_salts, SealMismatch, ERASED_MARKER, REDACTED_MARKER};
+pub use seal::{check_seal, withhold_salts, SealMismatch};
 
 /// `f(x)`: the byte length of `x` in decimal, `:`, then `x`. Every field of
 /// a hashed or signed message is written this way, so no two messages with

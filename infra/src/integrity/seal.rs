@@ -4,14 +4,10 @@
 //! must read as erased (or, in an export, redacted): its commitment stays in
 //! the chain, its value cannot be recovered or tested.
 
+use domain::{ERASED, REDACTED};
 use serde_json::Value;
 
 use super::sha256_hex;
-
-/// A personal value removed on erasure; its salt is removed with it.
-pub const ERASED_MARKER: &str = "[erased]";
-/// A secret an export or the broker never shows (its salt is not shown either).
-pub const REDACTED_MARKER: &str = "[redacted]";
 const COMMITMENT_PREFIX: &str = "sha256:";
 
 /// Where and why the visible form departs from the sealed one.
@@ -110,7 +106,7 @@ fn check_leaf(
                 Err(mismatch(path, "does not match its commitment"))
             }
         }
-        Value::Null if value == ERASED_MARKER || value == REDACTED_MARKER => Ok(()),
+        Value::Null if value == ERASED || value == REDACTED => Ok(()),
         Value::Null => Err(mismatch(path, "has no salt but is not erased")),
         _ => Err(mismatch(path, "has a malformed salt")),
     }
@@ -120,7 +116,7 @@ fn check_leaf(
 /// what an export does not show, it does not let anyone test either.
 pub fn withhold_salts(visible: &Value, salts: &mut Value) {
     match (visible, salts) {
-        (Value::String(shown), salt) if shown == REDACTED_MARKER => *salt = Value::Null,
+        (Value::String(shown), salt) if shown == REDACTED => *salt = Value::Null,
         (Value::Object(fields), Value::Object(salt_fields)) => {
             for (key, field) in fields {
                 if let Some(salt) = salt_fields.get_mut(key) {
@@ -180,7 +176,7 @@ mod tests {
     #[test]
     fn an_erased_leaf_without_its_salt_checks() {
         let (mut visible, sealed, mut salts) = sealed();
-        visible["payload"]["Registered"]["email"] = json!(ERASED_MARKER);
+        visible["payload"]["Registered"]["email"] = json!(ERASED);
         salts["payload"]["Registered"]["email"] = Value::Null;
         assert_eq!(check_seal(&visible, &sealed, &salts), Ok(()));
     }
@@ -188,7 +184,7 @@ mod tests {
     #[test]
     fn a_redacted_leaf_checks_once_its_salt_is_withheld() {
         let (mut visible, sealed, mut salts) = sealed();
-        visible["payload"]["Registered"]["email"] = json!(REDACTED_MARKER);
+        visible["payload"]["Registered"]["email"] = json!(REDACTED);
         withhold_salts(&visible, &mut salts);
         assert_eq!(salts["payload"]["Registered"]["email"], Value::Null);
         assert_eq!(salts["metadata"]["request_ip"], json!(SALT));
