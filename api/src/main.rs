@@ -44,6 +44,12 @@ async fn main() -> anyhow::Result<()> {
                 },
             );
         }
+        Command::Admin {
+            command: AdminCommand::EraseUser { user_id },
+        } => {
+            let position = api::admin::erase_user(common, user_id).await?;
+            println!("user {user_id} erased (position {position})");
+        }
         Command::Audit {
             command: AuditCommand::Export { output, filters },
         } => {

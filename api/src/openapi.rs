@@ -30,6 +30,7 @@ use crate::user_queries::UserView;
         users::deactivate,
         users::reactivate,
         users::unlock,
+        users::erase,
         users::change_password,
         users::assign_role,
         users::unassign_role,

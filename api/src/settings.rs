@@ -66,6 +66,15 @@ pub enum AdminCommand {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Erase a person (as `POST /v1/users/{id}/erase`): records
+    /// `user.erased`, revokes their sessions, frees their email and replaces
+    /// their personal values in the event store by "[erased]". Never the last
+    /// active user holding every permission. Safe to run again.
+    EraseUser {
+        /// The user's id.
+        #[arg(long)]
+        user_id: uuid::Uuid,
+    },
 }
 
 #[derive(Args, Clone, Debug)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::principal::{RolesWrite, UsersRead, UsersWrite};
+use crate::auth::principal::{Needs, RolesWrite, UsersRead, UsersWrite};
 use crate::auth::{Allowed, Principal, SelfOr};
 use crate::extract::{RequestContext, ValidJson, ValidQuery};
 use crate::freshness::Freshness;
@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
     .route("/users/{id}/deactivate", web::post().to(deactivate))
     .route("/users/{id}/reactivate", web::post().to(reactivate))
     .route("/users/{id}/unlock", web::post().to(unlock))
+    .route("/users/{id}/erase", web::post().to(erase))
     .service(
         web::resource("/users/{id}/password")
             .wrap(Governor::new(rate_limit))
@@ -292,6 +293,40 @@ async fn unlock(
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
 
+/// `users:erase`, for [`Allowed`].
+pub struct UsersErase;
+
+impl Needs for UsersErase {
+    const PERMISSION: domain::Permission = domain::Permission::UsersErase;
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/erase",
+    tag = "users",
+    params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Erased (or erased already): the user's personal values in \
+            the event store, read models and uniqueness claims read \"[erased]\", their sessions \
+            are revoked and their email may be registered again", body = CommandAccepted),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Needs users:erase, and every permission the user holds", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The last active user holding every permission, or a concurrent change", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn erase(
+    commands: web::Data<UserCommands>,
+    context: RequestContext,
+    Allowed(principal, _): Allowed<UsersErase>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&id)?;
+    let position = commands.erase(&context, &principal.actor(), id).await?;
+    Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
+}
+
 /// `current_password` is required when changing one's own password.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -519,7 +554,7 @@ async fn get(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `active` or `deactivated`.
+    /// `active`, `deactivated` or `erased`.
     status: Option<String>,
     /// Exact address, in any case.
     email: Option<String>,
@@ -628,9 +663,9 @@ fn email_key(raw: &str) -> Result<String, ApiError> {
 }
 
 fn status_filter(raw: &str) -> Result<String, ApiError> {
-    [UserStatus::Active, UserStatus::Deactivated]
+    UserStatus::ALL
         .into_iter()
         .find(|status| status.as_str() == raw)
         .map(|status| status.as_str().to_string())
-        .ok_or_else(|| bad("status", "must be active or deactivated"))
+        .ok_or_else(|| bad("status", "must be active, deactivated or erased"))
 }

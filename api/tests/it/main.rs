@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod email_race;
+mod erasure;
 mod escalation;
 mod protection;
 mod relay;
