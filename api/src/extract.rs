@@ -12,6 +12,7 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::client_address::client_address;
 use crate::correlation::CORRELATION_HEADER;
 use crate::problem::{ApiError, FieldError};
 
@@ -113,7 +114,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return ApiError::MalformedJson(inner.to_string());
         }
         let field = field_of(&path, &inner.to_string());
-        let message = shown_message(&field, strip_position(&inner));
+        let message = shown_message(&field, without_type_names(strip_position(&inner)));
         ApiError::BadRequest(vec![FieldError::new(field, message)])
     })
 }
@@ -166,6 +167,15 @@ fn field_of(path: &str, message: &str) -> String {
     }
 }
 
+/// serde names the Rust type it expected (`expected struct LoginRequest`);
+/// the client knows it as a JSON object.
+fn without_type_names(message: String) -> String {
+    match message.find("expected struct ") {
+        Some(index) => format!("{}expected a JSON object", &message[..index]),
+        None => message,
+    }
+}
+
 fn strip_position(error: &serde_json::Error) -> String {
     let message = error.to_string();
     match message.find(" at line ") {
@@ -192,7 +202,7 @@ impl FromRequest for RequestContext {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready(Ok(Self(app::RequestContext {
             correlation_id: correlation_id(req),
-            request_ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+            request_ip: client_address(req).map(|address| address.to_string()),
             user_agent: header_text(req, header::USER_AGENT.as_str(), 256),
         })))
     }

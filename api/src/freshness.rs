@@ -11,7 +11,7 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, FieldError};
 
 /// Re-read the checkpoint at least this often while waiting, in case a
 /// notification was missed (the listener reconnects after a failure).
@@ -57,21 +57,25 @@ impl Freshness {
             return Ok(applied);
         };
         // The projector applies events in publishing order, so the target is
-        // compared in that order when the event exists.
+        // compared in that order. A position no event has was never handed
+        // to anyone (a command answers after its commit): waiting is futile.
         let target = event_log::position_of(&self.pool, target)
             .await
-            .map_err(ApiError::internal)?;
-        let reached = |applied: &LogPosition| match target {
-            Some(target) => *applied >= target,
-            None => applied.global_position >= min_position.unwrap_or_default(),
-        };
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::BadRequest(vec![FieldError::new(
+                    "min_position",
+                    "no event has this position",
+                )])
+            })?;
+        let reached = |applied: &LogPosition| *applied >= target;
         let started = Instant::now();
         let mut applied = applied;
         while !reached(&applied) {
             let remaining = self.max_wait.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 return Err(ApiError::NotYetProjected {
-                    position: min_position.unwrap_or_default(),
+                    position: target.global_position,
                     waited_ms: self.max_wait.as_millis(),
                 });
             }

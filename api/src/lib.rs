@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod audit_export;
 pub mod auth;
+pub mod client_address;
+pub mod cors;
 pub mod correlation;
 pub mod extract;
 pub mod freshness;
@@ -13,6 +15,7 @@ pub mod problem;
 pub mod rate_limit;
 pub mod routes;
 pub mod screening;
+pub mod security_headers;
 pub mod settings;
 pub mod startup;
 pub mod user_queries;

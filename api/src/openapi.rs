@@ -1,11 +1,22 @@
 //! The OpenAPI document, served at `/openapi.json`, generated from the
-//! handlers' annotations so it cannot drift from the routes.
+//! handlers' annotations so it cannot drift from the routes. The responses
+//! every route of a kind can give (a body's 400/408/413/415, a token's 401,
+//! `min_position`'s 400/504, ...) are added by [`Conventions`] from what
+//! the operation declares, so no handler can forget one. The 405 handler
+//! reads the methods of a path from this document too.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::problem::{FieldError, Problem};
+use crate::extract::MAX_ARRAY_ITEMS;
+use crate::problem::{FieldError, Problem, PROBLEM};
 use crate::routes::auth::TokenPair;
 use crate::routes::{audit, auth, roles, sessions, users};
 use crate::user_queries::UserView;
@@ -15,13 +26,16 @@ use crate::user_queries::UserView;
     info(
         title = "Identity service",
         description = "Event-sourced users, roles and sessions. Every /v1 route except login, \
-                       refresh and (with SIGNUP_MODE=open) registration needs a bearer access token."
+                       refresh and (with SIGNUP_MODE=open) registration needs a bearer access \
+                       token, or the session cookie set by a login with `\"session\": \"cookie\"`."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Conventions),
     paths(
         auth::login,
         auth::refresh,
         auth::logout,
+        auth::current_session,
+        auth::jwks,
         users::register,
         users::list,
         users::me,
@@ -44,11 +58,18 @@ use crate::user_queries::UserView;
         audit::events::list,
         audit::export::export,
         audit::aggregate::history,
-        audit::aggregate::state
+        audit::aggregate::state,
+        health_live,
+        health_ready,
+        metrics,
+        document
     ),
     components(schemas(
         auth::LoginRequest,
+        auth::SessionMode,
         auth::RefreshRequest,
+        auth::CookieSession,
+        auth::CurrentSession,
         TokenPair,
         users::RegisterRequest,
         users::UpdateProfileRequest,
@@ -98,6 +119,187 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Operation ids made unique (`<tag>_<handler>`), and the problems every
+/// operation of a kind can answer.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for operation in operations(item) {
+                name_uniquely(operation);
+                add_common_problems(path, operation);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn name_uniquely(operation: &mut Operation) {
+    let tag = operation
+        .tags
+        .as_ref()
+        .and_then(|tags| tags.first())
+        .cloned();
+    if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
+        *id = format!("{tag}_{id}");
+    }
+}
+
+fn add_common_problems(path: &str, operation: &mut Operation) {
+    let takes_token = operation.security.is_some();
+    let has_body = operation.request_body.is_some();
+    let waits = has_parameter(operation, "min_position");
+    let mut add = |status: &str, description: &str| {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem(description));
+    };
+    let is_api = path.starts_with("/v1/");
+    if is_api {
+        add(
+            "400",
+            "A control character in a query or path parameter, or a parameter the route does not take",
+        );
+        add("500", "An internal error; details only in the logs");
+    }
+    if has_body {
+        add(
+            "400",
+            "Malformed JSON, or an unknown, missing or mistyped field (named)",
+        );
+        add("408", "The body did not arrive in time");
+        add("413", "Body over 64 KiB");
+        add("415", "The body is not application/json");
+    }
+    if takes_token {
+        add("401", "No valid access token or session cookie");
+        add(
+            "403",
+            "Lacks the permission named, or a change authenticated by cookie from another origin",
+        );
+    }
+    if path.contains("{id}") && is_api {
+        add("404", "Nothing with this id");
+    }
+    if waits {
+        add("400", "min_position is not a position the log has issued");
+        add("504", "min_position not reached in time");
+    }
+}
+
+fn has_parameter(operation: &Operation, name: &str) -> bool {
+    operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == name))
+}
+
+fn problem(description: &str) -> RefOr<Response> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    RefOr::T(
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(PROBLEM, content)
+            .build(),
+    )
+}
+
+/// A list of permission names, as the domain knows them.
+pub fn permission_names() -> ArrayBuilder {
+    let names = domain::Permission::ALL
+        .iter()
+        .map(|permission| permission.as_str());
+    ArrayBuilder::new()
+        .items(RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names))
+                .build(),
+        )))
+        .max_items(Some(MAX_ARRAY_ITEMS))
+}
+
+/// The methods each path of the document answers (`HEAD` with `GET`).
+static METHODS: LazyLock<BTreeMap<String, String>> = LazyLock::new(|| {
+    let document = ApiDoc::openapi();
+    document
+        .paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let methods: Vec<&str> = [
+                (item.get.is_some(), "GET, HEAD"),
+                (item.post.is_some(), "POST"),
+                (item.put.is_some(), "PUT"),
+                (item.patch.is_some(), "PATCH"),
+                (item.delete.is_some(), "DELETE"),
+            ]
+            .into_iter()
+            .filter_map(|(served, method)| served.then_some(method))
+            .collect();
+            (path.clone(), methods.join(", "))
+        })
+        .collect()
+});
+
+/// The `Allow` header of a route pattern (`/v1/users/{id}`), if documented.
+pub fn allowed_methods(pattern: &str) -> Option<&'static str> {
+    METHODS.get(pattern).map(String::as_str)
+}
+
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    responses((status = 200, description = "The process is running: `{\"status\": \"ok\"}`", body = serde_json::Value))
+)]
+#[allow(dead_code)]
+fn health_live() {}
+
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "PostgreSQL and RabbitMQ answer: `{\"status\": \"ok\", \"checks\": {...}}`", body = serde_json::Value),
+        (status = 503, description = "A dependency is down; `checks` says which", body = serde_json::Value),
+    )
+)]
+#[allow(dead_code)]
+fn health_ready() {}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"))
+)]
+#[allow(dead_code)]
+fn metrics() {}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document", body = serde_json::Value))
+)]
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }

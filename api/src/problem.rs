@@ -65,6 +65,13 @@ pub enum ApiError {
         "authentication is required: send a valid access token as `Authorization: Bearer <token>`"
     )]
     Unauthorized,
+    /// A bearer token was sent and refused (RFC 6750 `error="invalid_token"`).
+    #[error("the access token is not valid: it is malformed, expired, or its session has ended")]
+    InvalidToken,
+    /// A cross-origin request (a preflight, or a change authenticated by
+    /// cookie) from an origin the api does not allow.
+    #[error("{0}")]
+    OriginRefused(&'static str),
     #[error("the email or password is wrong, or the account cannot sign in")]
     InvalidCredentials,
     #[error("the refresh token is not valid")]
@@ -148,7 +155,8 @@ impl ApiError {
             Self::ConcurrencyConflict => "concurrency-conflict",
             Self::LastAdministrator => "last-administrator",
             Self::NotYetProjected { .. } => "projection-timeout",
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::InvalidToken => "unauthorized",
+            Self::OriginRefused(_) => "origin-refused",
             Self::InvalidCredentials => "invalid-credentials",
             Self::InvalidRefreshToken => "invalid-refresh-token",
             Self::Forbidden(_) => "forbidden",
@@ -175,7 +183,8 @@ impl ApiError {
             Self::ConcurrencyConflict => "Concurrency conflict",
             Self::LastAdministrator => "Last administrator",
             Self::NotYetProjected { .. } => "Read model not yet up to date",
-            Self::Unauthorized => "Unauthorized",
+            Self::Unauthorized | Self::InvalidToken => "Unauthorized",
+            Self::OriginRefused(_) => "Origin refused",
             Self::InvalidCredentials => "Invalid credentials",
             Self::InvalidRefreshToken => "Invalid refresh token",
             Self::Forbidden(_) => "Forbidden",
@@ -266,10 +275,11 @@ impl ResponseError for ApiError {
                 StatusCode::CONFLICT
             }
             Self::NotYetProjected { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized
+            | Self::InvalidToken
+            | Self::InvalidCredentials
+            | Self::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::OriginRefused(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -302,6 +312,10 @@ impl ResponseError for ApiError {
             }
             Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::InvalidToken => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
             }
             _ => {}
         }

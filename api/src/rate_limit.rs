@@ -4,10 +4,15 @@
 use actix_governor::governor::clock::{Clock, DefaultClock, QuantaInstant};
 use actix_governor::governor::middleware::NoOpMiddleware;
 use actix_governor::governor::NotUntil;
-use actix_governor::{GovernorConfig, GovernorConfigBuilder, KeyExtractor, PeerIpKeyExtractor};
+use std::net::IpAddr;
+
+use actix_governor::{
+    GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
+};
 use actix_web::dev::ServiceRequest;
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 
+use crate::client_address::client_address;
 use crate::problem::ApiError;
 
 pub type AuthRateLimit = GovernorConfig<ClientIp, NoOpMiddleware<QuantaInstant>>;
@@ -21,16 +26,27 @@ pub fn auth_rate_limit(per_second: u64, burst: u32) -> anyhow::Result<AuthRateLi
         .ok_or_else(|| anyhow::anyhow!("invalid AUTH_RATE_PER_SECOND or AUTH_RATE_BURST"))
 }
 
-/// The peer address (an IPv6 client by its /56), as `PeerIpKeyExtractor`.
+/// The client's address (see [`crate::client_address`]); an IPv6 client by
+/// its /56, as `PeerIpKeyExtractor` does for the peer.
 #[derive(Clone, Copy)]
 pub struct ClientIp;
 
 impl KeyExtractor for ClientIp {
-    type Key = <PeerIpKeyExtractor as KeyExtractor>::Key;
-    type KeyExtractionError = <PeerIpKeyExtractor as KeyExtractor>::KeyExtractionError;
+    type Key = IpAddr;
+    type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
 
     fn extract(&self, req: &ServiceRequest) -> Result<Self::Key, Self::KeyExtractionError> {
-        PeerIpKeyExtractor.extract(req)
+        match client_address(req.request()) {
+            Some(IpAddr::V6(address)) => {
+                let mut octets = address.octets();
+                octets[7..].fill(0);
+                Ok(IpAddr::V6(octets.into()))
+            }
+            Some(address) => Ok(address),
+            None => Err(SimpleKeyExtractionError::new(
+                "the client's address is unknown",
+            )),
+        }
     }
 
     fn exceed_rate_limit_response(

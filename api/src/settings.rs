@@ -1,6 +1,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use actix_web::http::header::{HeaderValue, InvalidHeaderValue};
+
+use crate::cors::Origin;
 use crate::routes::audit::FilterQuery;
 use app::failed_logins::AddressPolicy;
 use clap::{Args, Parser, Subcommand};
@@ -108,6 +111,47 @@ pub struct ApiSettings {
 
     #[command(flatten)]
     pub auth: AuthSettings,
+
+    #[command(flatten)]
+    pub edge: EdgeSettings,
+}
+
+/// What browsers and reverse proxies in front of the api need.
+#[derive(Args, Clone, Debug)]
+pub struct EdgeSettings {
+    /// `Strict-Transport-Security` sent on every response (empty: not sent).
+    #[arg(
+        long,
+        env = "STRICT_TRANSPORT_SECURITY",
+        default_value = "max-age=31536000; includeSubDomains",
+        value_parser = header_value
+    )]
+    pub strict_transport_security: HeaderValue,
+
+    /// Origins (`https://app.example.com`), comma-separated, whose pages may
+    /// call the api with credentials (CORS) and send cookie-authenticated
+    /// changes (CSRF check). None by default.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = Origin::parse)]
+    pub cors_allowed_origins: Vec<Origin>,
+
+    /// Reverse proxies (addresses or CIDR ranges, comma-separated) whose
+    /// `Forwarded` / `X-Forwarded-For` header names the client. None by default.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// An empty value is "not sent"; anything else must be a valid header value.
+fn header_value(raw: &str) -> Result<HeaderValue, InvalidHeaderValue> {
+    HeaderValue::from_str(raw.trim())
+}
+
+/// `10.0.0.1` or `10.0.0.0/8` (IPv6 alike).
+fn trusted_proxy(raw: &str) -> Result<ipnet::IpNet, ipnet::AddrParseError> {
+    let raw = raw.trim();
+    match raw.parse::<std::net::IpAddr>() {
+        Ok(address) => Ok(ipnet::IpNet::from(address)),
+        Err(_) => raw.parse(),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

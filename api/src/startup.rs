@@ -10,10 +10,13 @@ use infra::shutdown::Shutdown;
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
+use crate::client_address::{self, TrustedProxies};
 use crate::correlation::{self, CorrelatedRootSpan};
+use crate::cors::{self, AllowedOrigins};
 use crate::extract::{BodyTimeout, MAX_BODY_BYTES};
 use crate::freshness::Freshness;
 use crate::rate_limit::auth_rate_limit;
+use crate::security_headers::security_headers;
 use crate::settings::ApiSettings;
 use crate::{http_metrics, problem, routes, screening};
 use app::failed_logins::FailedLogins;
@@ -34,15 +37,16 @@ impl Application {
         let pool = infra::db::open(common).await?;
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(common.amqp_url.clone()));
-        let relay = settings.relay_enabled.then(|| {
-            tokio::spawn(relay::run(
+        let relay = match settings.relay_enabled {
+            true => Some(tokio::spawn(relay::run(
                 pool.clone(),
                 broker.clone(),
                 common.topology(),
-                settings.relay.settings(),
+                settings.relay.settings()?,
                 shutdown.clone(),
-            ))
-        });
+            ))),
+            false => None,
+        };
         let listener = TcpListener::bind(&settings.api_addr)?;
         let port = listener.local_addr()?.port();
         let services = Services::build(pool.clone(), &settings).await?;
@@ -128,16 +132,28 @@ fn http_server(
     let signup_mode = web::Data::new(settings.auth.signup_mode);
     let body_timeout = BodyTimeout(settings.request_body_timeout());
     let pool = web::Data::new(pool);
+    let edge = settings.edge.clone();
+    let allowed_origins = web::Data::new(AllowedOrigins::new(edge.cors_allowed_origins.clone()));
+    let trusted_proxies = web::Data::new(TrustedProxies::new(edge.trusted_proxies.clone()));
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(middleware::from_fn(routes::head_as_get))
             .wrap(problem::bare_errors_as_problems())
             .wrap(middleware::from_fn(screening::refuse_control_characters))
             .wrap(middleware::from_fn(http_metrics::record))
             .wrap(TracingLogger::<CorrelatedRootSpan>::new())
             // Before the span is made: it must never see a secret.
             .wrap(middleware::from_fn(screening::redact_secret_query))
-            // Registered last, so it runs first: the span sees the id.
+            // Before the rate limits and the handlers read it.
+            .wrap(middleware::from_fn(client_address::resolve))
+            // Registered late, so it runs early: the span sees the id.
             .wrap(middleware::from_fn(correlation::assign))
+            // Outermost: a preflight is answered, and every response
+            // (a refusal by any middleware too) gets these headers.
+            .wrap(middleware::from_fn(cors::apply))
+            .wrap(security_headers(&edge))
+            .app_data(allowed_origins.clone())
+            .app_data(trusted_proxies.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(body_timeout)
             .app_data(readiness.clone())

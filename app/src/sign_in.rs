@@ -37,6 +37,8 @@ pub struct TokenPair {
     pub expires_in: i64,
     pub refresh_token: String,
     pub session_id: Uuid,
+    /// The session's absolute end (a refresh does not move it).
+    pub session_expires_at: DateTime<Utc>,
 }
 
 pub struct SignIn {
@@ -122,8 +124,13 @@ impl SignIn {
         self.sessions
             .execute(&session_id.to_string(), start, &metadata)
             .await?;
-        self.issue_if_still_allowed(context, user_id, session_id, refresh_token, now)
-            .await
+        let session = IssuedSession {
+            user_id,
+            session_id,
+            refresh_token,
+            expires_at: now + self.policy.lifetime,
+        };
+        self.issue_if_still_allowed(context, session, now).await
     }
 
     #[tracing::instrument(skip_all, fields(session_id))]
@@ -162,8 +169,13 @@ impl SignIn {
             tracing::warn!(%session_id, "a rotated refresh token was presented again; session revoked");
             return Err(AppError::InvalidRefreshToken);
         }
-        self.issue_if_still_allowed(context, user_id, session_id, next, now)
-            .await
+        let session = IssuedSession {
+            user_id,
+            session_id,
+            refresh_token: next,
+            expires_at: session.expires_at().unwrap_or(now),
+        };
+        self.issue_if_still_allowed(context, session, now).await
     }
 
     pub async fn end_session(
@@ -194,11 +206,15 @@ impl SignIn {
     async fn issue_if_still_allowed(
         &self,
         context: &RequestContext,
-        user_id: Uuid,
-        session_id: Uuid,
-        refresh_token: RefreshToken,
+        session: IssuedSession,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AppError> {
+        let IssuedSession {
+            user_id,
+            session_id,
+            refresh_token,
+            expires_at,
+        } = session;
         let user = self.users.load(&user_id.to_string()).await?;
         if user.check_can_log_in(now).is_err() {
             let reason = if user.is_locked_at(now) {
@@ -217,6 +233,7 @@ impl SignIn {
             expires_in: access.expires_in,
             refresh_token: refresh_token.expose().to_owned(),
             session_id,
+            session_expires_at: expires_at,
         })
     }
 
@@ -255,6 +272,14 @@ impl SignIn {
             Err(error) => tracing::warn!(%user_id, %error, "could not rehash a password"),
         }
     }
+}
+
+/// A session just started or refreshed, whose tokens are about to be issued.
+struct IssuedSession {
+    user_id: Uuid,
+    session_id: Uuid,
+    refresh_token: RefreshToken,
+    expires_at: DateTime<Utc>,
 }
 
 /// A conflict left after the retries means other refreshes keep winning; a

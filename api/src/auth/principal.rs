@@ -10,12 +10,13 @@ use std::pin::Pin;
 
 use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::{Permission, Session, SessionEvent};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::{cookies, csrf};
 use crate::problem::ApiError;
 use app::tokens::AccessTokens;
 
@@ -25,6 +26,9 @@ pub struct Principal {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub permissions: BTreeSet<Permission>,
+    /// When the session ends unless refreshed: the earlier of its absolute
+    /// and idle deadlines.
+    pub session_ends_at: DateTime<Utc>,
 }
 
 impl Principal {
@@ -64,18 +68,19 @@ impl Principal {
         let pool = req
             .app_data::<web::Data<PgPool>>()
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("pool not configured")))?;
-        let token = bearer_token(req).ok_or(ApiError::Unauthorized)?;
-        let claims = tokens.verify(token).map_err(|error| {
+        let credential = Credential::of(req)?;
+        let refused = credential.refusal();
+        let claims = tokens.verify(credential.token()).map_err(|error| {
             tracing::debug!(%error, "access token refused");
-            ApiError::Unauthorized
+            refused()
         })?;
         let (first, last, permissions) = session_and_permissions(pool, claims.sid, claims.sub)
             .await
             .map_err(ApiError::internal)?;
-        if !is_live(first, last) {
+        let Some(session_ends_at) = live_until(first, last) else {
             tracing::debug!(session_id = %claims.sid, "access token of an ended session refused");
-            return Err(ApiError::Unauthorized);
-        }
+            return Err(refused());
+        };
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
         Ok(Self {
             user_id: claims.sub,
@@ -84,14 +89,49 @@ impl Principal {
                 .iter()
                 .filter_map(|name| Permission::parse(name).ok())
                 .collect(),
+            session_ends_at,
         })
     }
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// How the access token came: `Authorization: Bearer`, or (without that
+/// header) the session cookie, which must pass the CSRF check.
+enum Credential {
+    Bearer(String),
+    Cookie(String),
+}
+
+impl Credential {
+    fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+        if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+            let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+            return match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Ok(Self::Bearer(token.trim().to_owned()))
+                }
+                _ => Err(ApiError::Unauthorized),
+            };
+        }
+        let cookie = req
+            .cookie(cookies::ACCESS_COOKIE)
+            .ok_or(ApiError::Unauthorized)?;
+        csrf::check(req)?;
+        Ok(Self::Cookie(cookie.value().to_owned()))
+    }
+
+    fn token(&self) -> &str {
+        match self {
+            Self::Bearer(token) | Self::Cookie(token) => token,
+        }
+    }
+
+    /// RFC 6750's `invalid_token` is for a bearer token that was sent.
+    fn refusal(&self) -> fn() -> ApiError {
+        match self {
+            Self::Bearer(_) => || ApiError::InvalidToken,
+            Self::Cookie(_) => || ApiError::Unauthorized,
+        }
+    }
 }
 
 /// A stored event as `(event_type, event_version, payload)`.
@@ -132,22 +172,29 @@ async fn session_and_permissions(
     ))
 }
 
-/// Whether the stream whose first and last events these are is a live
-/// session now. An event that does not decode makes it not live.
-fn is_live(first: Option<StoredEvent>, last: Option<StoredEvent>) -> bool {
+/// When the session whose first and last events these are ends, if it is
+/// live now. An event that does not decode makes it not live.
+fn live_until(first: Option<StoredEvent>, last: Option<StoredEvent>) -> Option<DateTime<Utc>> {
     let decode = |(event_type, version, payload): StoredEvent| {
         domain::decode::<SessionEvent>(&event_type, &version, payload)
     };
     let Some(Ok(first)) = first.map(decode) else {
-        return false;
+        return None;
     };
-    match last.map(decode).transpose() {
-        Ok(last) => Session::from_first_and_last(first, last).is_live(Utc::now()),
+    let session = match last.map(decode).transpose() {
+        Ok(last) => Session::from_first_and_last(first, last),
         Err(error) => {
             tracing::error!(error = %error, "a session event does not decode");
-            false
+            return None;
         }
+    };
+    if !session.is_live(Utc::now()) {
+        return None;
     }
+    [session.expires_at(), session.idle_deadline()]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 impl FromRequest for Principal {

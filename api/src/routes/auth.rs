@@ -1,20 +1,25 @@
-//! `/v1/auth`: login, refresh and logout; and the public keys at
-//! `/.well-known/jwks.json`.
+//! `/v1/auth`: login, refresh, logout and the current session; and the
+//! public keys at `/.well-known/jwks.json`. A login asks for tokens (the
+//! default) or for the session in cookies (browsers); refresh and logout
+//! work on either.
 
 use actix_governor::Governor;
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use chrono::{DateTime, Utc};
 use domain::RevocationReason;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::Principal;
+use crate::auth::{cookies, csrf, Principal};
 use crate::extract::{RequestContext, ValidJson};
 use crate::problem::{ApiError, Problem, PROBLEM};
 use crate::rate_limit::AuthRateLimit;
+use crate::user_queries::{self, UserView};
 use app::sign_in::SignIn;
 use app::tokens::AccessTokens;
 
-/// What login and refresh hand to the client.
+/// What login and refresh hand to a client that asked for tokens.
 #[derive(Serialize, ToSchema)]
 pub struct TokenPair {
     access_token: String,
@@ -38,6 +43,29 @@ impl From<app::sign_in::TokenPair> for TokenPair {
     }
 }
 
+/// What login and refresh answer when the session is in cookies: no token.
+#[derive(Serialize, ToSchema)]
+pub struct CookieSession {
+    session_id: uuid::Uuid,
+    /// Seconds until the access cookie expires; refresh before.
+    expires_in: i64,
+    /// The session's absolute end.
+    session_expires_at: DateTime<Utc>,
+}
+
+impl CookieSession {
+    /// The answer, with both cookies set.
+    fn response(tokens: &app::sign_in::TokenPair) -> HttpResponse {
+        let mut response = HttpResponse::Ok();
+        cookies::set_session(&mut response, tokens);
+        response.json(Self {
+            session_id: tokens.session_id,
+            expires_in: tokens.expires_in,
+            session_expires_at: tokens.session_expires_at,
+        })
+    }
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
     cfg.service(
         web::resource("/auth/login")
@@ -55,7 +83,23 @@ pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
         web::resource("/auth/logout")
             .route(web::post().to(logout))
             .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/session")
+            .route(web::get().to(current_session))
+            .default_service(web::to(super::method_not_allowed)),
     );
+}
+
+/// Where the new session goes.
+#[derive(Deserialize, ToSchema, Default, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// Access and refresh tokens in the body (the default).
+    #[default]
+    Tokens,
+    /// `__Host-` cookies (HttpOnly, Secure, SameSite=Strict), no token in the body.
+    Cookie,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -63,6 +107,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
 pub struct LoginRequest {
     email: String,
     password: String,
+    #[serde(default)]
+    session: SessionMode,
 }
 
 #[utoipa::path(
@@ -71,22 +117,32 @@ pub struct LoginRequest {
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new session", body = TokenPair),
-        (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
+        (status = 200, description = "A new session: tokens, or (`\"session\": \"cookie\"`) the session cookies and no token", body = TokenPair,
+            headers(("Set-Cookie" = String, description = "With `\"session\": \"cookie\"`: `__Host-access_token` and `__Host-refresh_token`"))),
         (status = 401, description = "Wrong email or password, or the account cannot sign in (one answer for all)", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "A cookie login from another origin (CSRF check)", body = Problem, content_type = PROBLEM),
         (status = 429, description = "Rate limit or blocked address; see Retry-After", body = Problem, content_type = PROBLEM),
         (status = 503, description = "Password hashing queue full; see Retry-After", body = Problem, content_type = PROBLEM),
     )
 )]
-async fn login(
+pub async fn login(
+    req: HttpRequest,
     sign_in: web::Data<SignIn>,
     context: RequestContext,
     ValidJson(body): ValidJson<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    if body.session == SessionMode::Cookie {
+        // Else another site could sign a visitor in to the attacker's account.
+        csrf::check(&req)?;
+    }
     let tokens = sign_in.login(&context, &body.email, body.password).await?;
-    Ok(HttpResponse::Ok().json(TokenPair::from(tokens)))
+    Ok(match body.session {
+        SessionMode::Tokens => HttpResponse::Ok().json(TokenPair::from(tokens)),
+        SessionMode::Cookie => CookieSession::response(&tokens),
+    })
 }
 
+/// Without a body, the refresh cookie is the token.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
@@ -97,21 +153,58 @@ pub struct RefreshRequest {
     post,
     path = "/v1/auth/refresh",
     tag = "auth",
-    request_body = RefreshRequest,
+    request_body(content = Option<RefreshRequest>, description = "The refresh token; none (no body) to refresh the session in cookies"),
     responses(
-        (status = 200, description = "New tokens; the presented refresh token is dead", body = TokenPair),
+        (status = 200, description = "New tokens (or new cookies, for a cookie session); the presented refresh token is dead", body = TokenPair),
         (status = 401, description = "Unknown, rotated (the session is then revoked) or expired refresh token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "A cookie refresh from another origin (CSRF check)", body = Problem, content_type = PROBLEM),
         (status = 409, description = "A concurrent refresh of the same session", body = Problem, content_type = PROBLEM),
         (status = 429, description = "Rate limit; see Retry-After", body = Problem, content_type = PROBLEM),
     )
 )]
-async fn refresh(
+pub async fn refresh(
+    req: HttpRequest,
+    payload: web::Payload,
     sign_in: web::Data<SignIn>,
     context: RequestContext,
-    ValidJson(body): ValidJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(cookie) = refresh_cookie_without_body(&req) {
+        csrf::check(&req)?;
+        return Ok(match sign_in.refresh(&context, cookie.value()).await {
+            Ok(tokens) => CookieSession::response(&tokens),
+            Err(error) => {
+                let mut refused = ApiError::from(error).error_response();
+                forget_session_cookies(&mut refused);
+                refused
+            }
+        });
+    }
+    let ValidJson(body) =
+        ValidJson::<RefreshRequest>::from_request(&req, &mut payload.into_inner()).await?;
     let tokens = sign_in.refresh(&context, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(TokenPair::from(tokens)))
+}
+
+/// The refresh cookie, when the request has no body (and so no token of its own).
+fn refresh_cookie_without_body(req: &HttpRequest) -> Option<actix_web::cookie::Cookie<'static>> {
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    let has_body = length.is_some_and(|length| length > 0)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        return None;
+    }
+    req.cookie(cookies::REFRESH_COOKIE)
+}
+
+fn forget_session_cookies(response: &mut HttpResponse) {
+    let mut builder = HttpResponse::Ok();
+    cookies::clear_session(&mut builder);
+    for cookie in builder.finish().cookies() {
+        let _ = response.add_cookie(&cookie);
+    }
 }
 
 #[utoipa::path(
@@ -120,11 +213,10 @@ async fn refresh(
     tag = "auth",
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "The session of this access token has ended"),
-        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 204, description = "The session of this access token (or cookie) has ended; the session cookies are cleared"),
     )
 )]
-async fn logout(
+pub async fn logout(
     sign_in: web::Data<SignIn>,
     context: RequestContext,
     principal: Principal,
@@ -137,12 +229,53 @@ async fn logout(
             RevocationReason::LoggedOut,
         )
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    let mut response = HttpResponse::NoContent();
+    cookies::clear_session(&mut response);
+    Ok(response.finish())
 }
 
-/// The public keys that verify access tokens (RFC 7517).
+/// The caller's session.
+#[derive(Serialize, ToSchema)]
+pub struct CurrentSession {
+    user: UserView,
+    session_id: uuid::Uuid,
+    /// When the session ends unless refreshed (the earlier of its absolute
+    /// and idle deadlines).
+    expires_at: DateTime<Utc>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/auth/session",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user and when the session ends", body = CurrentSession),
+    )
+)]
+pub async fn current_session(
+    pool: web::Data<sqlx::PgPool>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    let user = user_queries::find(&pool, principal.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(HttpResponse::Ok().json(CurrentSession {
+        user,
+        session_id: principal.session_id,
+        expires_at: principal.session_ends_at,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "auth",
+    responses((status = 200, description = "The public keys that verify access tokens (RFC 7517); cacheable for 5 minutes", body = serde_json::Value))
+)]
 pub async fn jwks(tokens: web::Data<AccessTokens>) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header(("Cache-Control", "public, max-age=300"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(tokens.keys().jwks())
 }

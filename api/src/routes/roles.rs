@@ -44,17 +44,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct CreateRoleRequest {
     /// 1 to 64 characters: letters, digits, `-`, `_`, `.`, `:`; unique, ignoring case.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")]
     name: String,
     /// Up to 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     description: String,
-    /// Names from the permission list (README), e.g. `users:read`.
+    /// Permission names, e.g. `users:read`.
+    #[schema(schema_with = crate::openapi::permission_names)]
     permissions: Vec<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPermissionsRequest {
+    #[schema(schema_with = crate::openapi::permission_names)]
     permissions: Vec<String>,
 }
 

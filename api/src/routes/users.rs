@@ -44,21 +44,37 @@ pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
             .route(web::patch().to(update_profile))
             .default_service(web::to(super::method_not_allowed)),
     )
-    .route("/users/{id}/deactivate", web::post().to(deactivate))
-    .route("/users/{id}/reactivate", web::post().to(reactivate))
-    .route("/users/{id}/unlock", web::post().to(unlock))
-    .route("/users/{id}/erase", web::post().to(erase))
+    .service(single_route(
+        "/users/{id}/deactivate",
+        web::post().to(deactivate),
+    ))
+    .service(single_route(
+        "/users/{id}/reactivate",
+        web::post().to(reactivate),
+    ))
+    .service(single_route("/users/{id}/unlock", web::post().to(unlock)))
+    .service(single_route("/users/{id}/erase", web::post().to(erase)))
     .service(
         web::resource("/users/{id}/password")
             .wrap(Governor::new(rate_limit))
             .route(web::post().to(change_password))
             .default_service(web::to(super::method_not_allowed)),
     )
-    .route("/users/{id}/roles", web::post().to(assign_role))
-    .route(
+    .service(single_route(
+        "/users/{id}/roles",
+        web::post().to(assign_role),
+    ))
+    .service(single_route(
         "/users/{id}/roles/{role_id}",
         web::delete().to(unassign_role),
-    );
+    ));
+}
+
+/// A path served by one route; any other method is a 405.
+fn single_route(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(super::method_not_allowed))
 }
 
 /// Who may register a user: anyone when sign-up is open, otherwise a

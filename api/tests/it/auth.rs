@@ -896,12 +896,17 @@ async fn every_protected_route_needs_a_valid_bearer_token() {
                 "{method} {path} with {what} answered {}",
                 response.status()
             );
+            // RFC 6750: `error="invalid_token"` once a bearer token was sent.
+            let challenge = match authorization {
+                Some(sent) if sent.starts_with("Bearer") => r#"Bearer error="invalid_token""#,
+                _ => "Bearer",
+            };
             assert_eq!(
                 response
                     .headers()
                     .get("www-authenticate")
                     .map(|value| value.to_str().unwrap()),
-                Some("Bearer"),
+                Some(challenge),
                 "{method} {path} with {what}: WWW-Authenticate"
             );
             assert_problem(response, 401, "unauthorized", None).await;

@@ -56,6 +56,9 @@ fn help_names_the_environment_variable_of_every_option() {
         "MIGRATE_ON_START",
         "READ_YOUR_WRITES_TIMEOUT_MS",
         "RELAY_POLL_INTERVAL_MS",
+        "STRICT_TRANSPORT_SECURITY",
+        "CORS_ALLOWED_ORIGINS",
+        "TRUSTED_PROXIES",
     ] {
         assert!(
             help.contains(&format!("[env: {variable}")),

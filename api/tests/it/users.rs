@@ -175,14 +175,22 @@ async fn deactivate_and_reactivate() {
 #[tokio::test]
 async fn a_position_not_reached_in_time_is_a_504_problem() {
     let app = spawn_app_with(&["--read-your-writes-timeout-ms=300"]).await;
+    // The projector cannot write users_view while this lock is held.
+    let mut blocker = app.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE users_view IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     let (id, position) = app.register("slow@example.com", "Slow").await;
-    let far = position + 1_000_000;
     let started = std::time::Instant::now();
-    let response = app.get(&format!("/v1/users/{id}?min_position={far}")).await;
+    let response = app
+        .get(&format!("/v1/users/{id}?min_position={position}"))
+        .await;
     assert_problem(response, 504, "projection-timeout", None).await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
-    let response = app.get(&format!("/v1/users?min_position={far}")).await;
+    let response = app.get(&format!("/v1/users?min_position={position}")).await;
     assert_problem(response, 504, "projection-timeout", None).await;
+    blocker.rollback().await.unwrap();
 }
 
 #[tokio::test]
