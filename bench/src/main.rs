@@ -43,8 +43,9 @@ use secrecy::SecretString;
 /// bound of both rates. Finally every user reads themself back with
 /// ?min_position, authenticated by their own access token. Last, the audit
 /// export: --export-events events (users registered and renamed 99 times) are
-/// seeded in one transaction before the services start, with the relay's
-/// checkpoint moved past them (the relay never publishes them); an auditor is
+/// seeded in one transaction before the services start, with the relay's and
+/// the projection's checkpoints moved past them (never published, counted as
+/// projected: the export reads the event store itself); an auditor is
 /// made with `api admin bootstrap` and logged in until its token carries
 /// audit:read; GET /v1/audit/export is downloaded as it streams (bytes, lines,
 /// the end line checked against the event store) while the API's VmRSS is

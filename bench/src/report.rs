@@ -470,7 +470,7 @@ fn print_export(export: &Export) {
     );
     println!(
         "    seed: {} users x (1 registration + {} renames) = {} events in one transaction with \
-         the relay checkpoint moved past them, {:.2} s (then VACUUM (ANALYZE) events {:.2} s), \
+         the relay's and the projection's checkpoints moved past them, {:.2} s (then VACUUM (ANALYZE) events {:.2} s), \
          before the services started",
         seeded.users,
         seeded.renames,
@@ -551,7 +551,9 @@ fn print_export_checks(export: &Export) {
          on a connection of its own, counting rows and the values' bytes without decoding; \
          the export reads the same rows a page of 1000 at a time and writes JSON. The seed is \
          written before the services start because the relay keeps its checkpoint in memory \
-         from its election: a checkpoint moved while it runs would not stop it publishing.",
+         from its election: a checkpoint moved while it runs would not stop it publishing. \
+         The projection checkpoint moves past the seed as well: it is the end of the applied \
+         prefix of the log, which never-delivered events would hold back for good.",
         RSS_EVERY.as_millis()
     );
     println!(

@@ -187,10 +187,12 @@ impl Run {
 
         // Seeded before the services start: the relay reads its checkpoint
         // once, when elected, and keeps it in memory; a checkpoint advanced
-        // while it runs would not stop it publishing the seed.
+        // while it runs would not stop it publishing the seed. The
+        // projection's checkpoint moves past the seed too (see export::seed).
         let seeded = if cli.export_events > 0 {
             phase.set(format!(
-                "seeding {} events for the export phase in one transaction                  (relay checkpoint advanced past them), then VACUUM (ANALYZE) events",
+                "seeding {} events for the export phase in one transaction \
+                 (relay and projection checkpoints advanced past them), then VACUUM (ANALYZE) events",
                 cli.export_events
             ));
             let seeded = export::seed(&self.db_url, cli.export_events).await?;
