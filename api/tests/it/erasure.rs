@@ -257,3 +257,34 @@ async fn the_last_administrator_cannot_be_erased() {
     assert_problem(response, 409, "last-administrator", None).await;
     assert_eq!(count_events(&app.db, UserEvent::ERASED.name()).await, 0);
 }
+
+/// `api admin erase-user --user-id ID` as an operator would run it.
+fn erase_user_cli(app: &TestApp, id: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(["admin", "erase-user", "--user-id", id])
+        .env("DATABASE_URL", &app.db.url)
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("run api admin erase-user")
+}
+
+#[tokio::test]
+async fn the_operator_erases_from_the_command_line_but_never_the_last_administrator() {
+    let app = spawn_app().await;
+    let (id, _) = app.register("cli.gone@example.com", "Cli Gone").await;
+    let output = erase_user_cli(&app, &id);
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains(&format!("user {id} erased")), "{printed}");
+    assert!(columns_holding(&app.db.pool, "cli.gone@example.com")
+        .await
+        .iter()
+        .all(|column| column.starts_with("users_view.")));
+    assert!(erase_user_cli(&app, &id).status.success(), "again");
+
+    let unknown = erase_user_cli(&app, &uuid::Uuid::now_v7().to_string());
+    assert!(!unknown.status.success());
+    let last = erase_user_cli(&app, &app.admin_id);
+    assert!(!last.status.success());
+    assert_eq!(count_events(&app.db, UserEvent::ERASED.name()).await, 1);
+}
