@@ -106,7 +106,8 @@ pub struct Auditor {
     pub bootstrap_line: String,
     /// Logins until GET /v1/audit/events answered 200.
     pub logins: u32,
-    /// From the end of the bootstrap to that 200.
+    /// From the end of the bootstrap (the projection reaching its events,
+    /// then the logins) to that 200.
     pub waited: Duration,
     pub token: String,
 }
@@ -117,6 +118,7 @@ struct TokenPair {
 }
 
 pub async fn auditor(
+    db_url: &SecretString,
     api_bin: &Path,
     env: &[(&'static str, String)],
     run_dir: &Path,
@@ -155,7 +157,22 @@ pub async fn auditor(
         })?
         .to_string();
 
+    // Wait for the bootstrap's events to be projected before logging in: a
+    // login before the user is projected is a failed login, and those are
+    // rate limited per account.
     let started = Instant::now();
+    let target = newest_event(db_url).await?;
+    let mut db = PgConnection::connect(db_url.expose_secret()).await?;
+    while projector::projection::CHECKPOINT.load(&mut db).await? < target {
+        anyhow::ensure!(
+            started.elapsed() < AUDITOR_WAIT,
+            "the projection did not reach the bootstrap's events (global position {}) in {} s",
+            target.global_position,
+            AUDITOR_WAIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = db.close().await;
     let mut logins = 0;
     loop {
         anyhow::ensure!(
@@ -178,8 +195,7 @@ pub async fn auditor(
                     .with_context(|| format!("auditor login: unexpected body {text}"))?
                     .access_token
             }
-            // Not projected yet (the user, or the credentials).
-            StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::SERVICE_UNAVAILABLE => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }

@@ -409,6 +409,7 @@ impl Run {
             export::AUDITOR_EMAIL
         ));
         let auditor = export::auditor(
+            &self.db_url,
             &self.api_bin,
             &env,
             &self.log_dir,
