@@ -3,10 +3,11 @@
 
 pub mod admin;
 pub mod audit_export;
+pub mod audit_verify;
 pub mod auth;
 pub mod client_address;
-pub mod cors;
 pub mod correlation;
+pub mod cors;
 pub mod extract;
 pub mod freshness;
 pub mod http_metrics;

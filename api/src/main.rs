@@ -56,6 +56,23 @@ async fn main() -> anyhow::Result<()> {
             let summary = api::audit_export::export_to_file(common, filters, &output).await?;
             println!("{summary}");
         }
+        Command::Audit {
+            command: AuditCommand::Verify { export, public_key },
+        } => {
+            let report = match (&export, &public_key) {
+                (Some(export), Some(public_key)) => {
+                    api::audit_verify::verify_export(export, public_key)?
+                }
+                _ => api::audit_verify::verify_database(common, public_key.as_deref()).await?,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.ok {
+                std::process::exit(1);
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::PublicKey,
+        } => print!("{}", api::audit_verify::public_keys_pem(common).await?),
         Command::Serve => {
             let application = Application::build(cli.settings).await?;
             tracing::info!(port = application.port(), "api listening");

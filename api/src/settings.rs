@@ -50,6 +50,21 @@ pub enum AuditCommand {
         #[command(flatten)]
         filters: FilterQuery,
     },
+    /// Recompute every event's hash, seal and link and every signed
+    /// checkpoint, from the database or (with --export) from an export file
+    /// alone; prints the report as JSON and exits 1 if anything is broken.
+    Verify {
+        /// Verify this export file instead of the database (needs --public-key).
+        #[arg(long, requires = "public_key")]
+        export: Option<PathBuf>,
+        /// The trusted public keys (SPKI PEM, as `api audit public-key` prints);
+        /// default for the database: the keys it lists itself.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the public halves of every checkpoint signing key (SPKI PEM),
+    /// to keep out of band and give to `api audit verify --public-key`.
+    PublicKey,
 }
 
 #[derive(Subcommand, Debug)]

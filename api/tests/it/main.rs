@@ -12,6 +12,7 @@ mod edge;
 mod email_race;
 mod erasure;
 mod escalation;
+mod integrity;
 mod protection;
 mod relay;
 mod sessions;

@@ -48,6 +48,7 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
         "--relay-poll-interval-ms=200".into(),
         "--database-max-connections=5".into(),
         format!("--jwt-signing-key-file={}", key_file(db)),
+        format!("--audit-signing-key-file={}", audit_key_file(db)),
     ];
     args.extend(extra.iter().map(|arg| arg.to_string()));
     ApiArgs::parse_from(args).settings
@@ -58,6 +59,15 @@ pub fn key_file(db: &TestDatabase) -> String {
     std::env::temp_dir()
         .join(format!("{}-keys", db.name))
         .join("jwt.pem")
+        .display()
+        .to_string()
+}
+
+/// The test's audit checkpoint signing key, beside its JWT key.
+pub fn audit_key_file(db: &TestDatabase) -> String {
+    std::env::temp_dir()
+        .join(format!("{}-keys", db.name))
+        .join("audit.pem")
         .display()
         .to_string()
 }
@@ -519,6 +529,7 @@ pub async fn start_api_with(
         .env("AMQP_QUEUE_PREFIX", &topology.topology.queue_prefix)
         .env("API_ADDR", &address)
         .env("JWT_SIGNING_KEY_FILE", key_file(db))
+        .env("AUDIT_SIGNING_KEY_FILE", audit_key_file(db))
         .env("SIGNUP_MODE", "open")
         .env("MIGRATE_ON_START", "false")
         .env("RELAY_POLL_INTERVAL_MS", "200")
