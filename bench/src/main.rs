@@ -61,8 +61,9 @@ use secrecy::SecretString;
 /// PASSWORD_HASH_QUEUE, RELAY_* and PROJECTOR_* are passed through from the
 /// environment (and printed); the database, broker names, addresses and
 /// LOG_FORMAT are set by the bench, and for the api also SIGNUP_MODE=open,
-/// JWT_SIGNING_KEY_FILE and AUTH_RATE_PER_SECOND = AUTH_RATE_BURST = 1000000 (the
-/// bench measures password hashing, not the per-IP login rate limit).
+/// JWT_SIGNING_KEY_FILE and AUTH_RATE_PER_SECOND = AUTH_RATE_BURST =
+/// LOCKOUT_IP_THRESHOLD = 1000000 (the bench measures password hashing, not the
+/// per-IP login rate limit, and its failed logins must not block the address).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "bench", version, about, long_about)]
 pub struct Cli {

@@ -337,8 +337,8 @@ pub fn print(
         }
     );
     println!(
-        "set by the bench for the api: {} (the per-IP login limit is set out of reach: \
-         the bench measures password hashing, not the rate limiter)",
+        "set by the bench for the api: {} (the per-IP login limit and address lockout \
+         are set out of reach: the bench measures password hashing, not the limiters)",
         run.api_settings()
             .iter()
             .map(|(name, value)| format!("{name}={value}"))
