@@ -24,6 +24,11 @@ async fn sealed_history() -> (TestApp, String, String) {
     let app = spawn_app_with(&CHECKPOINTS_OFTEN).await;
     let (ada, _) = ada_with_history(&app).await;
     let (bob, _) = app.register("bob@example.com", "Bob").await;
+    every_event_checkpointed(&app).await;
+    (app, ada, bob)
+}
+
+async fn every_event_checkpointed(app: &TestApp) {
     let pool = app.db.pool.clone();
     eventually(Duration::from_secs(20), "a checkpoint of every event", || {
         let pool = pool.clone();
@@ -38,7 +43,6 @@ async fn sealed_history() -> (TestApp, String, String) {
         }
     })
     .await;
-    (app, ada, bob)
 }
 
 async fn verified(app: &TestApp) -> Value {
@@ -323,4 +327,58 @@ fn altered_back(altered: &[u8], at: usize) -> Vec<u8> {
 /// A public key nobody signed with.
 fn ed25519_dalek_key() -> ed25519_dalek::VerifyingKey {
     ed25519_dalek::SigningKey::from_bytes(&[42; 32]).verifying_key()
+}
+
+#[tokio::test]
+async fn after_an_erasure_the_store_and_an_export_still_verify_and_tampering_is_still_caught() {
+    let (app, ada, _) = sealed_history().await;
+    let response = app.post_empty(&format!("/v1/users/{ada}/erase")).await;
+    assert_eq!(response.status(), 200);
+    every_event_checkpointed(&app).await;
+    let report = verified(&app).await;
+    assert_eq!(report["ok"], true, "{report}");
+
+    let dir = std::env::temp_dir().join(format!("verify-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("audit.pub");
+    std::fs::write(&key_file, audit_command(&app, &["public-key"]).1).unwrap();
+    let export = app.get("/v1/audit/export").await.text().await.unwrap();
+    assert!(
+        !export.contains("ada.lovelace@example.com"),
+        "the export holds the erased email"
+    );
+    let export_file = dir.join("export.ndjson");
+    std::fs::write(&export_file, &export).unwrap();
+    let (ok, report) = audit_command(
+        &app,
+        &[
+            "verify",
+            "--export",
+            export_file.to_str().unwrap(),
+            "--public-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{report}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Putting an erased value back is caught: its salt is gone.
+    execute(
+        &app.db.pool,
+        &format!(
+            "UPDATE events SET payload = jsonb_set(payload::jsonb, '{}', '\"ada.lovelace@example.com\"')::json \
+             WHERE aggregate_id = '{ada}' AND sequence = 2",
+            path_of(UserEvent::EMAIL_CHANGED_EMAIL)
+        ),
+    )
+    .await;
+    let report = verified(&app).await;
+    assert_broken(&report, "seal_mismatch", Some((&ada, 2)));
+    assert!(
+        report["first_broken"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not erased"),
+        "{report}"
+    );
 }
