@@ -102,6 +102,13 @@ impl<T: DeserializeOwned> FromRequest for ValidQuery<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let document: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|error| ApiError::MalformedJson(error.to_string()))?;
+    // Every body is an object; serde would also read a struct from an array.
+    if !document.is_object() {
+        return Err(ApiError::BadRequest(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
     if let Some(path) = over_long_array(&document, "") {
         let message = format!("has more than {MAX_ARRAY_ITEMS} items");
         return Err(ApiError::BadRequest(vec![FieldError::new(path, message)]));

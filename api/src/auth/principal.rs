@@ -105,11 +105,10 @@ impl Credential {
     fn of(req: &HttpRequest) -> Result<Self, ApiError> {
         if let Some(value) = req.headers().get(header::AUTHORIZATION) {
             let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-            return match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Ok(Self::Bearer(token.trim().to_owned()))
-                }
-                _ => Err(ApiError::Unauthorized),
+            let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+            return match scheme.eq_ignore_ascii_case("bearer") {
+                true => Ok(Self::Bearer(token.trim().to_owned())),
+                false => Err(ApiError::Unauthorized),
             };
         }
         let cookie = req

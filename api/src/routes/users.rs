@@ -104,16 +104,25 @@ impl actix_web::FromRequest for Registrar {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// Trimmed; at most 254 characters, a dotted domain.
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    /// 12 to 128 characters, not a common password, not trivially repetitive or sequential.
+    #[schema(min_length = 12, max_length = 128)]
     password: String,
+    /// Trimmed, 1 to 100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     display_name: String,
 }
 
 /// Give `email`, `display_name` or both; both change in one command or neither.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateProfileRequest {
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     display_name: Option<String>,
 }
 
@@ -186,7 +195,7 @@ async fn register(
     params(("id" = Uuid, Path)),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = CommandAccepted),
+        (status = 200, description = "Changed (both fields, or neither)", body = CommandAccepted),
         (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
@@ -237,7 +246,7 @@ async fn update_profile(
     params(("id" = Uuid, Path)),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = CommandAccepted),
+        (status = 200, description = "Deactivated; all their sessions revoked", body = CommandAccepted),
         (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
@@ -264,7 +273,7 @@ async fn deactivate(
     params(("id" = Uuid, Path)),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = CommandAccepted),
+        (status = 200, description = "Reactivated", body = CommandAccepted),
         (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
@@ -348,6 +357,8 @@ async fn erase(
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     current_password: Option<String>,
+    /// 12 to 128 characters, not a common password, not trivially repetitive or sequential.
+    #[schema(min_length = 12, max_length = 128)]
     new_password: String,
 }
 
@@ -573,11 +584,13 @@ pub struct ListParams {
     /// `active`, `deactivated` or `erased`.
     status: Option<String>,
     /// Exact address, in any case.
+    #[param(format = Email, max_length = 254)]
     email: Option<String>,
     /// 1 to 200, default 50.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (a user id).
+    #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
     /// Wait until the read model has applied this global position.
     #[param(value_type = Option<i64>, minimum = 0)]

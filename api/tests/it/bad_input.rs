@@ -473,11 +473,15 @@ async fn me_after_a_wait_shows_roles_and_permissions_of_the_same_moment() {
     )
     .await;
     let token = tokens["access_token"].as_str().unwrap().to_string();
-    let now: i64 = sqlx::query_scalar("SELECT global_position FROM projection_checkpoints")
-        .fetch_one(&app.db.pool)
+    // The projector cannot move its checkpoint while this row lock is held,
+    // so the waiting request sees only what `projected` commits below.
+    let mut held = app.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM projection_checkpoints FOR UPDATE")
+        .execute(&mut *held)
         .await
         .unwrap();
-    let target = now + 1_000_000;
+    // A position that was issued (one never issued is refused at once).
+    let (_, target) = app.register("later@example.com", "Later").await;
     let path = format!("/v1/users/me?min_position={target}");
     let request = app.get_as(&path, &token);
     let projected = async {
@@ -492,7 +496,7 @@ async fn me_after_a_wait_shows_roles_and_permissions_of_the_same_moment() {
         )
         .bind(role_id)
         .bind(target)
-        .execute(&app.db.pool)
+        .execute(&mut *held)
         .await
         .unwrap();
         sqlx::query(
@@ -502,14 +506,15 @@ async fn me_after_a_wait_shows_roles_and_permissions_of_the_same_moment() {
         .bind(user_id)
         .bind(role_id)
         .bind(target)
-        .execute(&app.db.pool)
+        .execute(&mut *held)
         .await
         .unwrap();
         sqlx::query("UPDATE projection_checkpoints SET global_position = $1")
             .bind(target)
-            .execute(&app.db.pool)
+            .execute(&mut *held)
             .await
             .unwrap();
+        held.commit().await.unwrap();
     };
     let (response, ()) = tokio::join!(request, projected);
     assert_eq!(response.status(), 200);

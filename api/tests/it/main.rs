@@ -8,6 +8,7 @@ mod audit_log;
 mod auth;
 mod bad_input;
 mod cli;
+mod contract;
 mod edge;
 mod email_race;
 mod erasure;
