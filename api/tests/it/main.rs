@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod contract;
+mod cookies;
 mod edge;
 mod email_race;
 mod erasure;
