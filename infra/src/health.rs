@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 use sqlx::PgPool;
@@ -7,6 +8,14 @@ use sqlx::PgPool;
 use crate::broker::BrokerLink;
 
 const BROKER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where the problem types live, as the api names them
+/// (`https://identity.example/problems/<kind>`, see `api::problem`).
+pub const PROBLEM_TYPE_BASE: &str = "https://identity.example/problems/";
+/// The media type of a problem answer (RFC 7807).
+pub const PROBLEM: &str = "application/problem+json";
+/// What every health route answers (`HEAD` like `GET`).
+pub const HEALTH_ALLOW: &str = "GET, HEAD";
 
 /// What `/health/ready` checks: PostgreSQL answers and the broker link is up.
 #[derive(Clone)]
@@ -16,21 +25,75 @@ pub struct Readiness {
 }
 
 /// `/health/live`, `/health/ready` and `/metrics` (Prometheus text format).
+/// Each answers `GET` and `HEAD` (actix sends no body to a `HEAD`); any
+/// other method is a `405` problem with `Allow: GET, HEAD` (RFC 9110).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let metrics = crate::metrics::handle();
-    cfg.route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready))
-        .route(
-            "/metrics",
-            web::get().to(move || {
-                let body = metrics.render();
-                async move {
-                    HttpResponse::Ok()
-                        .content_type("text/plain; version=0.0.4")
-                        .body(body)
-                }
-            }),
-        );
+    let render = move || {
+        let body = metrics.render();
+        async move {
+            HttpResponse::Ok()
+                .content_type("text/plain; version=0.0.4")
+                .body(body)
+        }
+    };
+    cfg.service(
+        web::resource("/health/live")
+            .route(web::get().to(live))
+            .route(web::head().to(live))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/health/ready")
+            .route(web::get().to(ready))
+            .route(web::head().to(ready))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(render.clone()))
+            .route(web::head().to(render))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// An RFC 7807 problem, shaped like the api's (`type`, `title`, `status`,
+/// `detail`), for the processes that serve only health and metrics.
+pub fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> HttpResponse {
+    let body = json!({
+        "type": format!("{PROBLEM_TYPE_BASE}{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, PROBLEM))
+        .body(body.to_string())
+}
+
+/// A path the health server does not serve: `404` problem (`not-found`).
+pub async fn not_found() -> HttpResponse {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "resource not found",
+    )
+}
+
+/// A health route asked with another method: `405` problem with `Allow`.
+async fn method_not_allowed() -> HttpResponse {
+    let mut response = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this method is not allowed here",
+    );
+    response.headers_mut().insert(
+        header::ALLOW,
+        header::HeaderValue::from_static(HEALTH_ALLOW),
+    );
+    response
 }
 
 async fn live() -> HttpResponse {
@@ -75,7 +138,8 @@ pub fn serve_on(
 }
 
 /// The HTTP server of a process that serves only health and metrics (the
-/// projector, the worker): one actix worker is plenty.
+/// projector, the worker): one actix worker is plenty. Any other path is a
+/// `404` problem, like the api's.
 pub fn serve(
     listener: std::net::TcpListener,
     readiness: Readiness,
@@ -85,6 +149,7 @@ pub fn serve(
         actix_web::App::new()
             .app_data(readiness.clone())
             .configure(configure)
+            .default_service(web::to(not_found))
     })
     .workers(1)
     .listen(listener)?

@@ -1,4 +1,5 @@
 //! infra against a real, migrated PostgreSQL.
 
+mod health;
 mod integrity;
 mod sql_contract;
