@@ -5,7 +5,9 @@
 #     source scripts/services.sh
 #     ensure_postgres   # 127.0.0.1:5432 answers and `psql -h 127.0.0.1 -U postgres` works
 #     ensure_rabbitmq   # 127.0.0.1:5672 accepts connections
-# or run it:  bash scripts/services.sh [postgres|rabbitmq|all]
+#     ensure_chromium   # $CHROMIUM (/usr/bin/chromium) runs, for the browser test
+# or run it:  bash scripts/services.sh [postgres|rabbitmq|chromium|all]
+# (`all` is PostgreSQL and RabbitMQ; Chromium only when asked.)
 #
 # Each function does nothing (and prints nothing) when its service already
 # answers. Otherwise it installs the Debian package if it is missing
@@ -15,7 +17,8 @@
 #
 # Environment: PG_HOST (127.0.0.1), PG_PORT (5432), PG_USER (postgres),
 # PG_CLUSTER (main: the Debian cluster to start),
-# AMQP_HOST (127.0.0.1), AMQP_PORT (5672), SERVICE_WAIT_SECONDS (90).
+# AMQP_HOST (127.0.0.1), AMQP_PORT (5672), SERVICE_WAIT_SECONDS (90),
+# CHROMIUM (/usr/bin/chromium).
 
 PG_HOST="${PG_HOST:-127.0.0.1}"
 PG_PORT="${PG_PORT:-5432}"
@@ -24,6 +27,7 @@ PG_CLUSTER="${PG_CLUSTER:-main}"
 AMQP_HOST="${AMQP_HOST:-127.0.0.1}"
 AMQP_PORT="${AMQP_PORT:-5672}"
 SERVICE_WAIT_SECONDS="${SERVICE_WAIT_SECONDS:-90}"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
 _services_apt_updated=""
 
@@ -223,6 +227,21 @@ ensure_rabbitmq() {
     svc_log "RabbitMQ is up on $AMQP_HOST:$AMQP_PORT"
 }
 
+# --- Chromium -------------------------------------------------------------------
+
+# The api's browser test (api/tests/it/browser.rs) drives the example page in
+# headless Chromium from Debian's `chromium` package. Not a service: nothing
+# to start, only the binary to install when it is missing.
+ensure_chromium() {
+    [ -x "$CHROMIUM" ] && return 0
+    if [ "$CHROMIUM" != /usr/bin/chromium ]; then
+        svc_die "CHROMIUM=$CHROMIUM is not an executable" || return 1
+    fi
+    svc_log "Chromium is not installed; installing it from Debian's packages"
+    apt_install chromium || return 1
+    [ -x "$CHROMIUM" ] || svc_die "chromium installed but $CHROMIUM is missing" || return 1
+}
+
 ensure_services() {
     ensure_postgres && ensure_rabbitmq
 }
@@ -315,12 +334,13 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     case "${1:-all}" in
         postgres) ensure_postgres && echo "PostgreSQL $PG_HOST:$PG_PORT is up." ;;
         rabbitmq) ensure_rabbitmq && echo "RabbitMQ $AMQP_HOST:$AMQP_PORT is up." ;;
+        chromium) ensure_chromium && echo "Chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")" ;;
         all)
             ensure_services
             echo "PostgreSQL $PG_HOST:$PG_PORT and RabbitMQ $AMQP_HOST:$AMQP_PORT are up."
             ;;
         *)
-            echo "usage: $0 [postgres|rabbitmq|all]" >&2
+            echo "usage: $0 [postgres|rabbitmq|chromium|all]" >&2
             exit 2
             ;;
     esac
