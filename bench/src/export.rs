@@ -33,6 +33,8 @@ pub const RSS_EVERY: Duration = Duration::from_millis(10);
 /// The export file of `api audit export`, in the run's directory; removed
 /// once checked.
 pub const CLI_OUTPUT: &str = "export.ndjson";
+/// How a checkpoint line of the export begins (`{"checkpoint":{...}}`).
+const CHECKPOINT_LINE: &[u8] = b"{\"checkpoint\":";
 /// The auditor's password file, in the run's directory; removed once used.
 pub const PASSWORD_FILE: &str = "auditor.password";
 
@@ -246,6 +248,9 @@ pub struct Download {
     /// Send -> the last chunk.
     pub wall: Duration,
     pub chunks: u64,
+    /// Signed checkpoint lines between the header and the events (an
+    /// export of the whole log carries every checkpoint up to its newest).
+    pub checkpoints: u64,
     pub rss: Rss,
     pub cpu: cpu::Usage,
     pub load_before: Option<String>,
@@ -315,7 +320,7 @@ pub async fn download(
             response.text().await.unwrap_or_default()
         );
     }
-    let (mut bytes, mut chunks, mut lines) = (0u64, 0u64, 0u64);
+    let (mut bytes, mut chunks, mut lines, mut checkpoints) = (0u64, 0u64, 0u64, 0u64);
     let mut first_line: Option<Vec<u8>> = None;
     let mut last_line = Vec::new();
     let mut pending = Vec::new();
@@ -331,6 +336,9 @@ pub async fn download(
             pending.extend_from_slice(&rest[..end]);
             lines += 1;
             last_line = std::mem::take(&mut pending);
+            if last_line.starts_with(CHECKPOINT_LINE) {
+                checkpoints += 1;
+            }
             if first_line.is_none() {
                 first_line = Some(last_line.clone());
             }
@@ -368,8 +376,9 @@ pub async fn download(
     };
     let events = end_line_events(&last_line)?;
     anyhow::ensure!(
-        lines >= 2 && events == lines - 2,
-        "the end line says {events} events, but {lines} lines came (header + events + end)"
+        lines >= 2 + checkpoints && events == lines - 2 - checkpoints,
+        "the end line says {events} events, but {lines} lines came \
+         (header + {checkpoints} checkpoints + events + end)"
     );
     anyhow::ensure!(
         events >= seeded,
@@ -382,6 +391,7 @@ pub async fn download(
         first_byte,
         wall,
         chunks,
+        checkpoints,
         rss,
         cpu,
         load_before,

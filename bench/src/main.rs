@@ -15,6 +15,7 @@ mod report;
 mod run;
 mod services;
 mod tap;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,15 +54,26 @@ use secrecy::SecretString;
 /// machine's limit, same run: PostgreSQL alone streaming the same rows to a
 /// client (one query, sqlx fetch), and the export's rate as a share of it;
 /// then `api audit export --output <run>/export.ndjson` once (events/s, file
-/// size). Stops the processes and removes the database, queues, exchanges,
-/// signing key and export file afterwards, also after a failure, a timeout or
-/// Ctrl-C.
+/// size). Then, on the same store, the verify phase: once audit_chain_head
+/// and a signed checkpoint cover every event (the relay folds the seed when
+/// elected), `api audit verify --public-key <run>/audit-signing.pem.pub` is
+/// run once: wall time, events/s, peak RSS (ru_maxrss from wait4, and VmRSS
+/// every 10 ms); its report must be ok with every event and checkpoint of
+/// the store checked. The machine's limit, same run: SHA-256 (the sha2
+/// crate, one thread, in memory) over the bytes verification hashes at
+/// least (the sealed text, 100 bytes of other fields per event, and the
+/// payload and metadata text for the commitments), and the verify's rate as
+/// a share of it. Stops the processes and removes the database, queues,
+/// exchanges, signing keys and export file afterwards, also after a
+/// failure, a timeout or Ctrl-C.
 ///
 /// Service settings such as API_WORKERS, DATABASE_MAX_CONNECTIONS,
 /// PASSWORD_HASH_QUEUE, RELAY_* and PROJECTOR_* are passed through from the
 /// environment (and printed); the database, broker names, addresses and
 /// LOG_FORMAT are set by the bench, and for the api also SIGNUP_MODE=open,
-/// JWT_SIGNING_KEY_FILE and AUTH_RATE_PER_SECOND = AUTH_RATE_BURST =
+/// JWT_SIGNING_KEY_FILE and AUDIT_SIGNING_KEY_FILE (generated in the run's
+/// directory), AUDIT_CHECKPOINT_EVERY_SECONDS=1 (the verify phase waits for a
+/// checkpoint over the whole log) and AUTH_RATE_PER_SECOND = AUTH_RATE_BURST =
 /// LOCKOUT_IP_THRESHOLD = 1000000 (the bench measures password hashing, not the
 /// per-IP login rate limit, and its failed logins must not block the address).
 #[derive(Parser, Debug, Clone)]
@@ -93,7 +105,7 @@ pub struct Cli {
 
     /// Events seeded for the audit-export phase (in whole users of 100
     /// events: a registration and 99 renames), written in one transaction
-    /// before the services start. 0 skips the phase.
+    /// before the services start. 0 skips the phase and the verify phase.
     #[arg(long, env = "BENCH_EXPORT_EVENTS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub export_events: u32,

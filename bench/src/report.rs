@@ -10,7 +10,8 @@ use crate::cpu;
 use crate::export::{Export, RSS_EVERY};
 use crate::failed_logins::{Kind, WRONG_PASSWORD};
 use crate::run::{Cleanup, Failed, Measured, Run, LOGIN_FAILED};
-use crate::services::PASSED_THROUGH;
+use crate::services::{EXIT_POLL, PASSED_THROUGH};
+use crate::verify::{self, Verified};
 use crate::Cli;
 
 pub struct Machine {
@@ -217,6 +218,9 @@ pub fn print(
     if let Some(export) = &measured.export {
         print_export(export);
     }
+    if let Some(verified) = &measured.verify {
+        print_verify(verified);
+    }
     println!();
 
     println!(
@@ -338,7 +342,8 @@ pub fn print(
     );
     println!(
         "set by the bench for the api: {} (the per-IP login limit and address lockout \
-         are set out of reach: the bench measures password hashing, not the limiters)",
+         are set out of reach: the bench measures password hashing, not the limiters; the \
+         relay signs a due checkpoint within a second, not 60, for the verify phase)",
         run.api_settings()
             .iter()
             .map(|(name, value)| format!("{name}={value}"))
@@ -431,6 +436,9 @@ pub fn print(
     }
     if let Some(export) = &measured.export {
         print_export_checks(export);
+    }
+    if let Some(verified) = &measured.verify {
+        print_verify_checks(verified);
     }
     if cleanup.problems.is_empty() {
         println!(
@@ -538,6 +546,114 @@ fn print_export(export: &Export) {
     println!("        it printed: {}", cli.summary);
 }
 
+/// The verify phase's figures, beside SHA-256 over the same bytes in memory.
+fn print_verify(verified: &Verified) {
+    let (command, store, sha) = (&verified.command, &verified.store, &verified.sha);
+    let wall = command.wall.as_secs_f64();
+    let verify_rate = command.per_second();
+    println!();
+    println!(
+        "audit verify: `api audit verify --public-key <run>/audit-signing.pem.pub` over the \
+         same store, {} events, {} signed checkpoints",
+        command.report.events_checked, command.report.checkpoints_checked
+    );
+    println!(
+        "    running hash: audit_chain_head and the newest checkpoint counted all {} events \
+         {:.2} s after the export phase",
+        verified.folded,
+        verified.head_wait.as_secs_f64()
+    );
+    println!(
+        "    verify: {} events in {wall:.2} s (spawn -> exit): {verify_rate:.0} events/s, \
+         {:.1} us per event",
+        command.report.events_checked,
+        1e6 * wall / command.report.events_checked.max(1) as f64,
+    );
+    println!(
+        "    verify peak RSS: {:.1} MiB (VmHWM; highest VmRSS read {:.1} MiB, {} samples every \
+         {} ms)",
+        command.peak_kib as f64 / MIB,
+        command.sampled_rss_kib as f64 / MIB,
+        command.samples,
+        verify::RSS_EVERY.as_millis(),
+    );
+    let cpu = (command.user + command.system).as_secs_f64();
+    println!(
+        "    verify CPU: {cpu:.2} core-s (user {:.2}, system {:.2}) = {:.0}% of its wall time, \
+         {:.1} us per event; the rest it waits (PostgreSQL, or the machine's other load)",
+        command.user.as_secs_f64(),
+        command.system.as_secs_f64(),
+        100.0 * cpu / wall.max(f64::EPSILON),
+        1e6 * cpu / command.report.events_checked.max(1) as f64,
+    );
+    println!(
+        "    bytes verification hashes at least: {:.1} MB = sealed text {:.1} MB + {} B x {} \
+         events {:.1} MB + payload and metadata text (for salt + value) {:.1} MB; {:.0} B per event",
+        megabytes(store.total()),
+        megabytes(store.sealed),
+        verify::OTHER_BYTES_PER_EVENT,
+        store.events,
+        megabytes(store.other()),
+        megabytes(store.commitments),
+        store.total() as f64 / store.events.max(1) as f64,
+    );
+    let sha_rate = sha.events_per_second(sha.stream);
+    println!(
+        "    SHA-256 over the same bytes in memory: {:.0} MB/s = {sha_rate:.0} events/s \
+         ({:.2} s, sha2, 1 thread, one stream)",
+        sha.megabytes_per_second(sha.stream),
+        sha.stream.as_secs_f64(),
+    );
+    println!(
+        "        as one message per event ({} messages of {:.0} B): {:.0} MB/s = {:.0} events/s \
+         ({:.2} s)",
+        sha.events,
+        sha.bytes as f64 / sha.events.max(1) as f64,
+        sha.megabytes_per_second(sha.per_event),
+        sha.events_per_second(sha.per_event),
+        sha.per_event.as_secs_f64(),
+    );
+    println!(
+        "    verify / SHA-256 = {:.3} (events/s over events/s: hashing the bytes alone would \
+         take {:.1}% of the verify's wall time)",
+        verify_rate / sha_rate,
+        100.0 * sha.stream.as_secs_f64() / wall.max(f64::EPSILON),
+    );
+}
+
+fn print_verify_checks(verified: &Verified) {
+    let command = &verified.command;
+    println!(
+        "  (v) the verify: the api runs with its audit signing key in the run's directory and \
+         AUDIT_CHECKPOINT_EVERY_SECONDS={}; after the export phase, audit_chain_head and the \
+         newest row of audit_checkpoints are polled every 50 ms until both count every event in \
+         the store (the seed, never published, is folded by the relay's idle sealing once it is \
+         elected). Then `api audit verify --public-key` with the public half the api wrote \
+         beside its key, spawned with the api's environment (stdout and stderr to {}), is \
+         timed from spawn to its reaping by wait4(2) (polled every {} ms), which gives its CPU \
+         time; its peak RSS is the last VmHWM of /proc/<pid>/status, read with VmRSS every {} ms \
+         (not ru_maxrss, which on Linux carries the bench's own high-water mark over the \
+         exec). The bytes are summed afterwards \
+         (sum(octet_length(sealed::text)) + {} x count(*) + sum(octet_length(payload::text) + \
+         octet_length(metadata::text))) and hashed in this process with sha2 on one thread, \
+         from a 1 MiB buffer: once as one stream, once as one message per event.",
+        crate::run::AUDIT_CHECKPOINT_EVERY_SECONDS,
+        command.log.display(),
+        EXIT_POLL.as_millis(),
+        verify::RSS_EVERY.as_millis(),
+        verify::OTHER_BYTES_PER_EVENT,
+    );
+    println!(
+        "  checks, verify: ok true, first_broken null, events_checked {} = count(*) events {} = \
+         audit_chain_head.event_count {}, checkpoints_checked {} = rows of audit_checkpoints {}: ok.",
+        command.report.events_checked,
+        verified.store.events,
+        verified.folded,
+        command.report.checkpoints_checked,
+        verified.checkpoints,
+    );
+}
+
 fn print_export_checks(export: &Export) {
     let download = &export.download;
     println!(
@@ -557,10 +673,12 @@ fn print_export_checks(export: &Export) {
         RSS_EVERY.as_millis()
     );
     println!(
-        "  checks, export: header line, {} event lines, end line {{\"end\":{{\"events\":{}}}}} \
-         = lines - 2 = the event store's {} events up to global position {}, >= the {} seeded: \
-         ok; raw read after the download {} rows: ok; the CLI's file ends with {} events: ok; seeded events on \
-         the tap queue (published by the relay): {}{}.",
+        "  checks, export: header line, {} signed checkpoint lines, {} event lines, end line \
+         {{\"end\":{{\"events\":{}}}}} = lines - 2 - checkpoint lines = the event store's {} events \
+         up to global position {}, >= the {} seeded: ok; raw read after the download {} rows: ok; \
+         the CLI's file ends with {} events: ok; seeded events on the tap queue (published by the \
+         relay): {}{}.",
+        download.checkpoints,
         download.events,
         download.events,
         export.expected,

@@ -31,6 +31,7 @@ pub const PASSED_THROUGH: &[&str] = &[
     "PROJECTOR_PREFETCH",
     "PROJECTOR_MAX_BATCH",
     "PROJECTOR_RETRY_BASE_MS",
+    "AUDIT_CHECKPOINT_EVERY_EVENTS",
 ];
 
 /// `path`, taken from the workspace root when relative; an error saying how to
