@@ -131,7 +131,8 @@ pub async fn login_with_permissions(
         .as_str()
         .expect("access_token")
         .to_string();
-    eventually(SHORT, "permissions projected", || async {
+    // Setup, not a claim about speed: a loaded machine may take a while.
+    eventually(infra::testing::TIMEOUT, "permissions projected", || async {
         let me: Value = client
             .get(format!("{address}/v1/users/me"))
             .bearer_auth(&token)
