@@ -108,7 +108,7 @@ pub async fn read_committed_after(
         "SELECT {COLUMNS} FROM events \
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY transaction_id, global_position LIMIT $3"
+         ORDER BY events.transaction_id, events.global_position LIMIT $3"
     );
     let rows: Vec<EventRow> = sqlx::query_as(&sql)
         .bind(after.transaction_id)

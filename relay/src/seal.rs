@@ -78,8 +78,16 @@ impl LogSealer {
     }
 
     /// Folds every event up to `published` not folded yet, and signs a
-    /// checkpoint when one is due.
+    /// checkpoint when one is due. One transaction per page of events, so
+    /// a long backlog holds no transaction open (transaction ids are
+    /// cluster-wide: a long one would hold back every reader of the log).
     pub async fn advance_to(&self, published: LogPosition) -> sqlx::Result<()> {
+        while self.fold_page(published).await? {}
+        Ok(())
+    }
+
+    /// Folds the next page; true while more may follow.
+    async fn fold_page(&self, published: LogPosition) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let mut head: Head = sqlx::query_as(
             "SELECT transaction_id, global_position, running_hash, event_count \
@@ -88,26 +96,25 @@ impl LogSealer {
         .fetch_one(&mut *tx)
         .await?;
         let mut last = last_checkpoint(&mut tx).await?;
-        let folded_before = head.event_count;
-        while head.position() < published {
-            let page = next_hashes(&mut tx, head.position(), published).await?;
-            for (position, hash) in &page {
-                head.running_hash = running_hash(&head.running_hash, hash, *position);
-                head.event_count += 1;
-                head.transaction_id = position.transaction_id;
-                head.global_position = position.global_position;
-                if head.event_count - last.event_count >= self.settings.every_events {
-                    last = self.write_checkpoint(&mut tx, &head).await?;
-                }
-            }
-            if (page.len() as i64) < FOLD_PAGE {
-                break;
+        let page = if head.position() < published {
+            next_hashes(&mut tx, head.position(), published).await?
+        } else {
+            Vec::new()
+        };
+        for (position, hash) in &page {
+            head.running_hash = running_hash(&head.running_hash, hash, *position);
+            head.event_count += 1;
+            head.transaction_id = position.transaction_id;
+            head.global_position = position.global_position;
+            if head.event_count - last.event_count >= self.settings.every_events {
+                last = self.write_checkpoint(&mut tx, &head).await?;
             }
         }
-        if head.event_count > last.event_count && self.time_is_up(&last) {
+        let more = page.len() as i64 == FOLD_PAGE;
+        if !more && head.event_count > last.event_count && self.time_is_up(&last) {
             self.write_checkpoint(&mut tx, &head).await?;
         }
-        if head.event_count > folded_before {
+        if !page.is_empty() {
             sqlx::query(
                 "UPDATE audit_chain_head SET transaction_id = $1, global_position = $2, \
                  running_hash = $3, event_count = $4, updated_at = now()",
@@ -120,7 +127,8 @@ impl LogSealer {
             .await?;
             metrics::gauge!("audit_chain_events").set(head.event_count as f64);
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(more)
     }
 
     fn time_is_up(&self, last: &LastCheckpoint) -> bool {
@@ -192,7 +200,7 @@ async fn next_hashes(
         "SELECT transaction_id::text::bigint, global_position, hash FROM events \
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
            AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-         ORDER BY transaction_id, global_position LIMIT $5",
+         ORDER BY events.transaction_id, events.global_position LIMIT $5",
     )
     .bind(after.transaction_id)
     .bind(after.global_position)

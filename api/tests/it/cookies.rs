@@ -307,3 +307,69 @@ async fn an_idle_cookie_session_expires() {
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     assert_problem(session(&app, &cookies).await, 401, "unauthorized", None).await;
 }
+
+#[tokio::test]
+async fn a_cookie_session_ends_at_its_absolute_deadline_even_while_in_use() {
+    let app = spawn_app_with(&["--session-lifetime-seconds=2"]).await;
+    app.register("short@example.com", "Short").await;
+    let (cookies, _) = cookie_login(&app, "short@example.com").await;
+    // Refreshing keeps it from going idle, not past its lifetime.
+    let refreshed = with_cookies(&app, Method::POST, "/v1/auth/refresh", &cookies)
+        .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let cookies = cookie_header(refreshed.headers());
+    assert_eq!(session(&app, &cookies).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_problem(session(&app, &cookies).await, 401, "unauthorized", None).await;
+    let late = with_cookies(&app, Method::POST, "/v1/auth/refresh", &cookies)
+        .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 401);
+}
+
+#[tokio::test]
+async fn a_lockout_ends_a_cookie_session_and_refuses_a_cookie_login() {
+    let app = crate::support::spawn_app_with_worker(
+        &[],
+        &[
+            "--lockout-threshold=3",
+            "--lockout-window-seconds=60",
+            "--lockout-duration-seconds=60",
+        ],
+    )
+    .await;
+    app.register("locked@example.com", "Locked").await;
+    let (cookies, _) = cookie_login(&app, "locked@example.com").await;
+    assert_eq!(session(&app, &cookies).await.status(), 200);
+    for _ in 0..3 {
+        let response = app
+            .request(Method::POST, "/v1/auth/login", None)
+            .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
+            .json(&json!({"email": "locked@example.com", "password": "not the password at all", "session": "cookie"}))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 401, "invalid-credentials", None).await;
+    }
+    infra::testing::eventually(
+        crate::support::SHORT,
+        "the lock ends the cookie session",
+        || async { (session(&app, &cookies).await.status() == 401).then_some(()) },
+    )
+    .await;
+    let refused = app
+        .request(Method::POST, "/v1/auth/login", None)
+        .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
+        .json(
+            &json!({"email": "locked@example.com", "password": GOOD_PASSWORD, "session": "cookie"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refused, 401, "invalid-credentials", None).await;
+}

@@ -172,7 +172,7 @@ async fn verify_checkpoints(
             "SELECT transaction_id::text::bigint, global_position, hash FROM events \
              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
                AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-             ORDER BY transaction_id, global_position LIMIT $5",
+             ORDER BY events.transaction_id, events.global_position LIMIT $5",
         )
         .bind(after.transaction_id)
         .bind(after.global_position)
