@@ -619,7 +619,7 @@ pub async fn newest_event(db_url: &SecretString) -> anyhow::Result<LogPosition> 
     let mut db = PgConnection::connect(db_url.expose_secret()).await?;
     let newest: Option<(i64, i64)> = sqlx::query_as(
         "SELECT transaction_id::text::bigint, global_position FROM events \
-         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+         ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
     )
     .fetch_optional(&mut db)
     .await?;
