@@ -58,6 +58,20 @@ async fn execute(pool: &PgPool, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// Rewrites, as an attacker with SQL would, the address in `user`'s
+/// `user.email_changed` (its second event).
+async fn set_email_changed_to(pool: &PgPool, user: &str, email: &str) {
+    let path = path_of(UserEvent::EMAIL_CHANGED_EMAIL);
+    execute(
+        pool,
+        &format!(
+            "UPDATE events SET payload = jsonb_set(payload::jsonb, '{path}', to_jsonb('{email}'::text))::json \
+             WHERE aggregate_id = '{user}' AND sequence = 2"
+        ),
+    )
+    .await;
+}
+
 /// `{Variant,field}`: the jsonb path of a payload field.
 fn path_of(field: PayloadField) -> String {
     format!("{{{},{}}}", field.event_type.variant(), field.field)
@@ -101,15 +115,7 @@ async fn an_untouched_store_verifies_with_every_checkpoint() {
 #[tokio::test]
 async fn a_payload_field_changed_by_sql_is_caught_at_its_event() {
     let (app, ada, _) = sealed_history().await;
-    execute(
-        &app.db.pool,
-        &format!(
-            "UPDATE events SET payload = jsonb_set(payload::jsonb, '{}', '\"eve@example.com\"')::json \
-             WHERE aggregate_id = '{ada}' AND sequence = 2",
-            path_of(UserEvent::EMAIL_CHANGED_EMAIL)
-        ),
-    )
-    .await;
+    set_email_changed_to(&app.db.pool, &ada, "eve@example.com").await;
     let report = verified(&app).await;
     assert_broken(&report, "seal_mismatch", Some((&ada, 2)));
     assert!(
@@ -188,15 +194,7 @@ async fn a_stream_rewritten_with_fresh_hashes_is_caught_by_the_checkpoints() {
     let (app, ada, _) = sealed_history().await;
     // The attacker reseals and rehashes ada's stream with the database's own
     // functions, so her chain is whole again; only the signed running hash can tell.
-    execute(
-        &app.db.pool,
-        &format!(
-            "UPDATE events SET payload = jsonb_set(payload::jsonb, '{}', '\"eve@example.com\"')::json \
-             WHERE aggregate_id = '{ada}' AND sequence = 2",
-            path_of(UserEvent::EMAIL_CHANGED_EMAIL)
-        ),
-    )
-    .await;
+    set_email_changed_to(&app.db.pool, &ada, "eve@example.com").await;
     execute(
         &app.db.pool,
         &format!(
@@ -363,15 +361,7 @@ async fn after_an_erasure_the_store_and_an_export_still_verify_and_tampering_is_
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Putting an erased value back is caught: its salt is gone.
-    execute(
-        &app.db.pool,
-        &format!(
-            "UPDATE events SET payload = jsonb_set(payload::jsonb, '{}', '\"ada.lovelace@example.com\"')::json \
-             WHERE aggregate_id = '{ada}' AND sequence = 2",
-            path_of(UserEvent::EMAIL_CHANGED_EMAIL)
-        ),
-    )
-    .await;
+    set_email_changed_to(&app.db.pool, &ada, "ada.lovelace@example.com").await;
     let report = verified(&app).await;
     assert_broken(&report, "seal_mismatch", Some((&ada, 2)));
     assert!(

@@ -59,6 +59,7 @@ pub fn running_hash(previous: &str, event_hash: &str, position: LogPosition) -> 
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use domain::UserEvent;
 
     use super::*;
 
@@ -68,7 +69,7 @@ mod tests {
             aggregate_type: "user",
             aggregate_id: "u1",
             sequence: 1,
-            event_type: "user.registered",
+            event_type: UserEvent::REGISTERED.name(),
             event_version: "1",
             sealed: r#"{"payload": {}, "metadata": {}}"#,
             recorded_at: Utc.timestamp_micros(1_764_000_000_123_456).unwrap(),
@@ -77,9 +78,12 @@ mod tests {
 
     #[test]
     fn the_hash_is_sha256_of_the_length_prefixed_fields() {
-        // Computed independently: printf '%s' 'identity-event/1' '0:' '4:user' ... | sha256sum
-        let message = "identity-event/10:4:user2:u11:115:user.registered1:1\
-                       31:{\"payload\": {}, \"metadata\": {}}16:1764000000123456";
+        let name = UserEvent::REGISTERED.name();
+        let message = format!(
+            "identity-event/10:4:user2:u11:1{}:{name}1:1\
+             31:{{\"payload\": {{}}, \"metadata\": {{}}}}16:1764000000123456",
+            name.len()
+        );
         assert_eq!(event_hash(&event()), sha256_hex(message.as_bytes()));
     }
 
