@@ -51,7 +51,8 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 identity \
     && useradd --system --uid 10001 --gid identity --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin identity \
-    && mkdir -p /keys && chown identity:identity /keys && chmod 700 /keys
+    && mkdir -p /keys /audit-keys \
+    && chown identity:identity /keys /audit-keys && chmod 700 /keys /audit-keys
 
 COPY --from=builder /out/api /out/relay /out/projector /out/worker /usr/local/bin/
 
@@ -61,6 +62,7 @@ ENV API_ADDR=0.0.0.0:8080 \
     WORKER_ADDR=0.0.0.0:8082 \
     RELAY_ADDR=0.0.0.0:8083 \
     JWT_SIGNING_KEY_FILE=/keys/jwt-signing.pem \
+    AUDIT_SIGNING_KEY_FILE=/audit-keys/audit-signing.pem \
     LOG_FORMAT=json
 
 USER 10001:10001
