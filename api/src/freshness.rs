@@ -68,10 +68,21 @@ impl Freshness {
                     "no event has this position",
                 )])
             })?;
-        let reached = |applied: &LogPosition| *applied >= target;
+        if applied >= target {
+            return Ok(applied);
+        }
         let started = Instant::now();
-        let mut applied = applied;
-        while !reached(&applied) {
+        loop {
+            // Registered before the checkpoint is read: an advance committed
+            // in between still wakes this waiter instead of leaving it to
+            // the next re-check.
+            let notified = self.advanced.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let applied = self.applied().await?;
+            if applied >= target {
+                return Ok(applied);
+            }
             let remaining = self.max_wait.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 return Err(ApiError::NotYetProjected {
@@ -79,11 +90,8 @@ impl Freshness {
                     waited_ms: self.max_wait.as_millis(),
                 });
             }
-            let notified = self.advanced.notified();
             let _ = tokio::time::timeout(remaining.min(RECHECK_EVERY), notified).await;
-            applied = self.applied().await?;
         }
-        Ok(applied)
     }
 }
 
