@@ -108,7 +108,7 @@ mod tests {
                 ..event()
             },
             ChainedEvent {
-                event_type: "user.deactivated",
+                event_type: UserEvent::DEACTIVATED.name(),
                 ..event()
             },
             ChainedEvent {
