@@ -158,6 +158,40 @@ pub async fn read_stream(
     Ok(rows.into_iter().map(Envelope::from).collect())
 }
 
+/// The hashes of up to `limit` events after `after`, up to and including
+/// `up_to`, in publishing order: what the relay folds into the log's running
+/// hash and what verification folds again.
+pub async fn hashes_between(
+    db: impl PgExecutor<'_>,
+    after: LogPosition,
+    up_to: LogPosition,
+    limit: i64,
+) -> Result<Vec<(LogPosition, String)>, sqlx::Error> {
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position, hash FROM events \
+         WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+           AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
+         ORDER BY events.transaction_id, events.global_position LIMIT $5",
+    )
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(up_to.transaction_id)
+    .bind(up_to.global_position)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(transaction_id, global_position, hash)| {
+            let position = LogPosition {
+                transaction_id,
+                global_position,
+            };
+            (position, hash)
+        })
+        .collect())
+}
+
 /// Where the event at `global_position` stands in publishing order.
 pub async fn position_of(
     db: impl PgExecutor<'_>,

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use ed25519_dalek::SigningKey;
-use infra::event_log::LogPosition;
+use infra::event_log::{self, LogPosition};
 use infra::integrity::{key_id, running_hash, Checkpoint};
 use sqlx::{PgConnection, PgPool};
 
@@ -97,7 +97,7 @@ impl LogSealer {
         .await?;
         let mut last = last_checkpoint(&mut tx).await?;
         let page = if head.position() < published {
-            next_hashes(&mut tx, head.position(), published).await?
+            event_log::hashes_between(&mut *tx, head.position(), published, FOLD_PAGE).await?
         } else {
             Vec::new()
         };
@@ -188,35 +188,4 @@ async fn last_checkpoint(db: &mut PgConnection) -> sqlx::Result<LastCheckpoint> 
             }
         }),
     )
-}
-
-/// The hashes of the events after `after` up to `up_to`, in publishing order.
-async fn next_hashes(
-    db: &mut PgConnection,
-    after: LogPosition,
-    up_to: LogPosition,
-) -> sqlx::Result<Vec<(LogPosition, String)>> {
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position, hash FROM events \
-         WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-           AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-         ORDER BY events.transaction_id, events.global_position LIMIT $5",
-    )
-    .bind(after.transaction_id)
-    .bind(after.global_position)
-    .bind(up_to.transaction_id)
-    .bind(up_to.global_position)
-    .bind(FOLD_PAGE)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(transaction_id, global_position, hash)| {
-            let position = LogPosition {
-                transaction_id,
-                global_position,
-            };
-            (position, hash)
-        })
-        .collect())
 }

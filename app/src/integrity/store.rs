@@ -4,7 +4,7 @@
 //! short query: nothing is locked and memory holds one page.
 
 use chrono::{DateTime, Utc};
-use infra::event_log::LogPosition;
+use infra::event_log::{self, LogPosition};
 use infra::integrity::{Checkpoint, PublicKeys};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -168,25 +168,10 @@ async fn verify_checkpoints(
     };
     let mut after = LogPosition::default();
     loop {
-        let page: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT transaction_id::text::bigint, global_position, hash FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND (transaction_id, global_position) <= ($3::text::xid8, $4) \
-             ORDER BY events.transaction_id, events.global_position LIMIT $5",
-        )
-        .bind(after.transaction_id)
-        .bind(after.global_position)
-        .bind(until.transaction_id)
-        .bind(until.global_position)
-        .bind(VERIFY_PAGE)
-        .fetch_all(pool)
-        .await?;
+        let page = event_log::hashes_between(pool, after, until, VERIFY_PAGE).await?;
         let read = page.len() as i64;
-        for (transaction_id, global_position, hash) in page {
-            after = LogPosition {
-                transaction_id,
-                global_position,
-            };
+        for (position, hash) in page {
+            after = position;
             if let Err(broken) = fold.fold(after, &hash) {
                 report.broken(broken);
                 report.checkpoints_checked = fold.checkpoints_checked;
