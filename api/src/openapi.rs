@@ -93,6 +93,7 @@ use crate::user_queries::UserView;
         audit::aggregate::RoleStateView,
         audit::aggregate::SessionEnded,
         audit::aggregate::SessionStateView,
+        audit::aggregate::WebhookStateView,
         audit::aggregate::StateView,
         audit::aggregate::AggregateStateView,
         UserView,

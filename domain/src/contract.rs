@@ -9,7 +9,7 @@ use std::fmt;
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde::de::DeserializeOwned;
 
-use crate::{RoleEvent, SessionEvent, UserEvent};
+use crate::{RoleEvent, SessionEvent, UserEvent, WebhookEvent};
 
 /// One kind of event: its dotted name (`<aggregate>.<event>`, also the
 /// routing key), the enum variant that carries it (the external tag of its
@@ -86,6 +86,7 @@ pub fn all_event_types() -> impl Iterator<Item = EventType> {
         .iter()
         .chain(RoleEvent::EVENT_TYPES)
         .chain(SessionEvent::EVENT_TYPES)
+        .chain(WebhookEvent::EVENT_TYPES)
         .copied()
 }
 
@@ -157,6 +158,10 @@ impl ContractEvent for RoleEvent {
 
 impl ContractEvent for SessionEvent {
     const AGGREGATE_TYPE: &'static str = <crate::Session as cqrs_es::Aggregate>::TYPE;
+}
+
+impl ContractEvent for WebhookEvent {
+    const AGGREGATE_TYPE: &'static str = <crate::Webhook as cqrs_es::Aggregate>::TYPE;
 }
 
 /// A stored event that does not become a domain event. Permanent: retrying
@@ -272,6 +277,10 @@ mod tests {
                 crate::session::test_events(),
                 SessionEvent::contract_type,
             ))
+            .chain(sample(
+                crate::webhook::test_events(),
+                WebhookEvent::contract_type,
+            ))
             .collect()
     }
 
@@ -296,6 +305,7 @@ mod tests {
             (UserEvent::AGGREGATE_TYPE, UserEvent::EVENT_TYPES),
             (RoleEvent::AGGREGATE_TYPE, RoleEvent::EVENT_TYPES),
             (SessionEvent::AGGREGATE_TYPE, SessionEvent::EVENT_TYPES),
+            (WebhookEvent::AGGREGATE_TYPE, WebhookEvent::EVENT_TYPES),
         ];
         for (aggregate_type, event_types) in all {
             for event_type in event_types {

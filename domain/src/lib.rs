@@ -8,6 +8,7 @@ pub mod role;
 pub mod session;
 pub mod user;
 pub mod validation;
+pub mod webhook;
 
 pub use contract::{
     all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
@@ -24,3 +25,4 @@ pub use user::{
     UserEvent, UserStatus,
 };
 pub use validation::ValidationError;
+pub use webhook::{Webhook, WebhookCommand, WebhookError, WebhookEvent};

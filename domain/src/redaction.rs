@@ -8,6 +8,7 @@ use crate::contract::{decode, ContractEvent, DecodeError, EventType};
 use crate::role::{Role, RoleEvent};
 use crate::session::{Session, SessionEvent};
 use crate::user::{User, UserEvent};
+use crate::webhook::{Webhook, WebhookEvent};
 
 /// Why a stored event could not be redacted; its payload is then untouched.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,7 @@ pub fn redact_event_payload(
         User::TYPE => redact(stored, payload, UserEvent::redact_secrets).map(Some),
         Role::TYPE => redact(stored, payload, RoleEvent::redact_secrets).map(Some),
         Session::TYPE => redact(stored, payload, SessionEvent::redact_secrets).map(Some),
+        Webhook::TYPE => redact(stored, payload, WebhookEvent::redact_secrets).map(Some),
         _ => Ok(None),
     }
 }

@@ -1,8 +1,6 @@
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
 
-use crate::views::View;
-
 /// Builds the read models from the broker; rebuilds them from the event store.
 #[derive(Parser, Debug)]
 #[command(name = "projector", version, about)]
@@ -88,11 +86,10 @@ impl ProjectorSettings {
     }
 }
 
-/// The routing key of every event type a view is fed by.
+/// The routing key of every event type: each feeds the audit log, and
+/// those of an aggregate with a view (not `webhook`) feed that view too.
 fn binding_keys() -> Vec<String> {
-    View::ALL
-        .iter()
-        .flat_map(|view| view.event_types())
+    domain::all_event_types()
         .map(|event_type| event_type.routing_key().to_owned())
         .collect()
 }

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::{
     ContractEvent, Permission, Role, RoleEvent, Session, SessionEnd, SessionEvent, User, UserEvent,
-    UserStatus,
+    UserStatus, Webhook, WebhookEvent,
 };
 use infra::event_log;
 use sqlx::PgPool;
@@ -67,6 +67,18 @@ pub enum AggregateState {
     User(UserState),
     Role(RoleState),
     Session(SessionState),
+    Webhook(WebhookState),
+}
+
+/// A webhook's subscription; its signing secrets are not part of it.
+#[derive(Debug, Clone)]
+pub struct WebhookState {
+    pub id: Option<Uuid>,
+    pub url: Option<String>,
+    pub event_types: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +118,7 @@ enum Kind {
     User,
     Role,
     Session,
+    Webhook,
 }
 
 impl Kind {
@@ -114,6 +127,7 @@ impl Kind {
             User::TYPE => Ok(Self::User),
             Role::TYPE => Ok(Self::Role),
             Session::TYPE => Ok(Self::Session),
+            Webhook::TYPE => Ok(Self::Webhook),
             other => Err(AppError::UnknownAggregateType(other.to_owned())),
         }
     }
@@ -123,6 +137,7 @@ impl Kind {
             Self::User => User::TYPE,
             Self::Role => Role::TYPE,
             Self::Session => Session::TYPE,
+            Self::Webhook => Webhook::TYPE,
         }
     }
 }
@@ -209,6 +224,7 @@ impl AuditQueries {
                     ended: session.ended().copied(),
                 })
             }
+            Kind::Webhook => AggregateState::Webhook(webhook_state(&fold(&envelopes)?)),
         };
         Ok(StateAt {
             sequence,
@@ -236,12 +252,29 @@ where
     Ok(aggregate)
 }
 
+fn webhook_state(webhook: &Webhook) -> WebhookState {
+    WebhookState {
+        id: webhook.id(),
+        url: webhook.url().map(|url| url.as_str().to_owned()),
+        event_types: webhook
+            .event_types()
+            .into_iter()
+            .flat_map(|types| types.iter())
+            .map(|pattern| pattern.as_str().to_owned())
+            .collect(),
+        description: webhook.description().as_str().to_owned(),
+        enabled: webhook.is_enabled(),
+        deleted: webhook.is_deleted(),
+    }
+}
+
 fn audited(envelope: Envelope) -> Result<AuditedEvent, AppError> {
     let kind = Kind::parse(&envelope.aggregate_type)?;
     let summary = match kind {
         Kind::User => event_log::decode::<UserEvent>(&envelope)?.summary(),
         Kind::Role => event_log::decode::<RoleEvent>(&envelope)?.summary(),
         Kind::Session => event_log::decode::<SessionEvent>(&envelope)?.summary(),
+        Kind::Webhook => event_log::decode::<WebhookEvent>(&envelope)?.summary(),
     };
     let mut payload = envelope.payload;
     let version = domain::redact_event_payload(

@@ -17,6 +17,8 @@ pub enum Permission {
     AuditRead,
     /// Erase a person's data (`POST /v1/users/{id}/erase`).
     UsersErase,
+    /// Register, read, change and delete webhooks (`/v1/webhooks`).
+    WebhooksWrite,
 }
 
 impl Permission {
@@ -29,6 +31,7 @@ impl Permission {
         Self::SessionsRevoke,
         Self::AuditRead,
         Self::UsersErase,
+        Self::WebhooksWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Permission {
             Self::SessionsRevoke => "sessions:revoke",
             Self::AuditRead => "audit:read",
             Self::UsersErase => "users:erase",
+            Self::WebhooksWrite => "webhooks:write",
         }
     }
 
@@ -160,6 +164,7 @@ mod tests {
                 "sessions:revoke",
                 "audit:read",
                 "users:erase",
+                "webhooks:write",
             ]
         );
         assert_eq!(Permission::UsersWrite.to_string(), "users:write");

@@ -74,6 +74,17 @@ pub struct SessionStateView {
     ended: Option<SessionEnded>,
 }
 
+/// A webhook's subscription (its signing secrets are not state an auditor sees).
+#[derive(Serialize, ToSchema)]
+pub struct WebhookStateView {
+    id: Option<Uuid>,
+    url: Option<String>,
+    event_types: Vec<String>,
+    description: String,
+    enabled: bool,
+    deleted: bool,
+}
+
 /// The aggregate's fields an auditor may see (no password or refresh-token hash).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
@@ -81,6 +92,7 @@ pub enum StateView {
     User(UserStateView),
     Role(RoleStateView),
     Session(SessionStateView),
+    Webhook(WebhookStateView),
 }
 
 impl From<AggregateState> for StateView {
@@ -125,6 +137,14 @@ impl From<AggregateState> for StateView {
                         at,
                     },
                 }),
+            }),
+            AggregateState::Webhook(webhook) => Self::Webhook(WebhookStateView {
+                id: webhook.id,
+                url: webhook.url,
+                event_types: webhook.event_types,
+                description: webhook.description,
+                enabled: webhook.enabled,
+                deleted: webhook.deleted,
             }),
         }
     }
