@@ -19,6 +19,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::cpu;
+use crate::relay_backlog::CHUNK_EVENTS;
 use crate::run::AbortOnDrop;
 use crate::services::{log_tail, Service};
 use infra::event_log::LogPosition;
@@ -47,41 +48,34 @@ pub struct Seeded {
     /// The last seeded event; the relay's and the projection's checkpoints
     /// were advanced to it.
     pub last: LogPosition,
-    /// The transaction: both inserts, the checkpoint and the commit.
+    /// The transactions: the inserts, the checkpoints and the commits.
     pub took: Duration,
     /// VACUUM (ANALYZE) events afterwards, so that autovacuum does not run
     /// during the timed phases.
     pub vacuum: Duration,
 }
 
-/// Seeds about `events` events (rounded up to whole users) in one
-/// transaction that also advances the relay's and the projection's
-/// checkpoints past them.
+/// Seeds about `events` events (rounded up to whole users) in transactions
+/// of at most [`CHUNK_EVENTS`] (the cluster is shared: one long transaction
+/// would hold back every relay on it), each of which also advances the
+/// relay's and the projection's checkpoints past its events.
 pub async fn seed(db_url: &SecretString, events: u32) -> anyhow::Result<Seeded> {
     let events = events as usize;
     let users = events.div_ceil(RENAMES_PER_USER + 1);
     let renames = events.div_ceil(users) - 1;
+    let users_per_chunk = (CHUNK_EVENTS / (renames + 1)).max(1);
     let started = Instant::now();
     let mut db = PgConnection::connect(db_url.expose_secret())
         .await
         .context("connect to seed")?;
-    let mut tx = db.begin().await?;
     let metadata = infra::testing::request_metadata(None, "bench");
-    let last = infra::testing::seed_renamed_users(&mut tx, users, renames, &metadata)
-        .await
-        .context("seed_renamed_users")?;
-    relay::RELAY_CHECKPOINT
-        .advance(&mut *tx, last)
-        .await
-        .context("advance the relay checkpoint")?;
-    // The projector's checkpoint is the end of the applied prefix of the
-    // log: seeded events it never receives would hold it back for good (and
-    // every wait on it), so they count as projected long ago too.
-    projector::projection::CHECKPOINT
-        .advance(&mut *tx, last)
-        .await
-        .context("advance the projection checkpoint")?;
-    tx.commit().await.context("commit the seed")?;
+    let mut last = LogPosition::default();
+    let mut users_left = users;
+    while users_left > 0 {
+        let chunk = users_left.min(users_per_chunk);
+        last = seed_chunk(&mut db, chunk, renames, &metadata).await?;
+        users_left -= chunk;
+    }
     let took = started.elapsed();
     let started = Instant::now();
     sqlx::query("VACUUM (ANALYZE) events")
@@ -98,6 +92,33 @@ pub async fn seed(db_url: &SecretString, events: u32) -> anyhow::Result<Seeded> 
         took,
         vacuum,
     })
+}
+
+/// `users` users of `renames` renames each, and both checkpoints moved
+/// past them, in one transaction.
+async fn seed_chunk(
+    db: &mut PgConnection,
+    users: usize,
+    renames: usize,
+    metadata: &bus::EventMetadata,
+) -> anyhow::Result<LogPosition> {
+    let mut tx = db.begin().await?;
+    let last = infra::testing::seed_renamed_users(&mut tx, users, renames, metadata)
+        .await
+        .context("seed_renamed_users")?;
+    relay::RELAY_CHECKPOINT
+        .advance(&mut *tx, last)
+        .await
+        .context("advance the relay checkpoint")?;
+    // The projector's checkpoint is the end of the applied prefix of the
+    // log: seeded events it never receives would hold it back for good (and
+    // every wait on it), so they count as projected long ago too.
+    projector::projection::CHECKPOINT
+        .advance(&mut *tx, last)
+        .await
+        .context("advance the projection checkpoint")?;
+    tx.commit().await.context("commit the seed")?;
+    Ok(last)
 }
 
 /// The auditor: made by `api admin bootstrap`, then logged in until its
@@ -560,7 +581,7 @@ fn last_line_of(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Runs a one-off command of the api binary with the service's environment
 /// (stdout and stderr to `log`) and returns its wall time and output; Err
 /// when it fails.
-async fn run_command(
+pub async fn run_command(
     what: &'static str,
     bin: &Path,
     args: &[&std::ffi::OsStr],

@@ -54,6 +54,24 @@ struct TokenPair {
     session_id: uuid::Uuid,
 }
 
+impl Logins {
+    pub fn succeeded(&self) -> usize {
+        self.attempts.iter().filter(|login| login.ok()).count()
+    }
+
+    /// The first send -> the last answer.
+    pub fn span(&self) -> Option<Duration> {
+        let first = self.attempts.iter().map(|login| login.sent).min()?;
+        let last = self.attempts.iter().map(|login| login.answered).max()?;
+        Some(last - first)
+    }
+
+    /// 200s per second over [`Self::span`].
+    pub fn per_second(&self) -> Option<f64> {
+        Some(self.succeeded() as f64 / self.span()?.as_secs_f64())
+    }
+}
+
 /// Logs every registration's user in `logins_per_user` times.
 pub async fn login_all(
     client: &reqwest::Client,

@@ -9,19 +9,31 @@ mod checkpoints;
 mod cpu;
 mod export;
 mod failed_logins;
+mod figures;
+mod hot_paths;
 mod load;
 mod login;
+mod memory;
+mod profile;
+mod raw_insert;
+mod rebuild;
+mod refresh;
+mod relay_backlog;
 mod report;
 mod run;
 mod services;
+mod stream_length;
+mod summary;
 mod tap;
+mod traffic;
 mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use secrecy::SecretString;
 
 /// Benchmarks user registration end to end, and login, against the real `api` and `projector`.
@@ -104,9 +116,9 @@ pub struct Cli {
     pub failed_logins: u32,
 
     /// Events seeded for the audit-export phase (in whole users of 100
-    /// events: a registration and 99 renames), written in one transaction
-    /// before the services start. 0 skips the phase and the verify phase.
-    #[arg(long, env = "BENCH_EXPORT_EVENTS", default_value_t = 100_000,
+    /// events: a registration and 99 renames), written in transactions of
+    /// 100,000 before the services start. 0 skips the phase and the verify phase.
+    #[arg(long, env = "BENCH_EXPORT_EVENTS", default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     pub export_events: u32,
 
@@ -145,7 +157,7 @@ pub struct Cli {
     /// Give up after this many seconds from the database's creation to the last
     /// check (the seed, startup, registrations, waiting for the relay and the
     /// projection, logins, the read-back, the export phase).
-    #[arg(long, env = "BENCH_TIMEOUT_SECS", default_value_t = 120,
+    #[arg(long, env = "BENCH_TIMEOUT_SECS", default_value_t = 1800,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_secs: u64,
 
@@ -156,11 +168,85 @@ pub struct Cli {
     /// Also write every registration's timings (ms from the first send) to this CSV file.
     #[arg(long, env = "BENCH_CSV")]
     pub csv: Option<PathBuf>,
+
+    /// Small sizes for every figure (under a minute with release builds):
+    /// each size not given on the command line or in the environment takes
+    /// its quick value (shown in brackets in this help).
+    #[arg(long, env = "BENCH_QUICK")]
+    pub quick: bool,
+
+    /// Write the table as JSON to this file (default: <run's log dir>/bench.json).
+    #[arg(long, env = "BENCH_JSON")]
+    pub json: Option<PathBuf>,
+
+    /// The `worker` binary; a relative path is taken from the workspace root.
+    #[arg(
+        long,
+        env = "BENCH_WORKER_BIN",
+        default_value = "target/release/worker"
+    )]
+    pub worker_bin: PathBuf,
+
+    /// Clients of the hot-path phases (commands, raw inserts, write -> read,
+    /// refresh, /users/me), each with one keep-alive connection and one
+    /// request in flight; each acts as one of the first registered users. [quick: 4]
+    #[arg(long, env = "BENCH_CLIENTS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub clients: u32,
+
+    /// Length of each hot-path phase, in seconds. [quick: 2]
+    #[arg(long, env = "BENCH_PHASE_SECS", default_value_t = 10.0)]
+    pub phase_secs: f64,
+
+    /// Events of the long stream of the command-cost phase (the short one has 10). [quick: 1000]
+    #[arg(long, env = "BENCH_LONG_STREAM", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(20..=1_000_000))]
+    pub long_stream: u32,
+
+    /// Timed renames of each stream in the command-cost phase. [quick: 30]
+    #[arg(long, env = "BENCH_STREAM_SAMPLES", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub stream_samples: u32,
+
+    /// Events of the relay's backlog, seeded while the api is stopped. [quick: 5000]
+    #[arg(long, env = "BENCH_RELAY_EVENTS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(100..=10_000_000))]
+    pub relay_events: u32,
+}
+
+impl Cli {
+    /// The sizes of `--quick`, for each one left at its default.
+    fn apply_quick(&mut self, matches: &ArgMatches) {
+        if !self.quick {
+            return;
+        }
+        let default = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+        let set = |id: &str, apply: &mut dyn FnMut()| {
+            if default(id) {
+                apply();
+            }
+        };
+        set("users", &mut || self.users = 20);
+        set("failed_logins", &mut || self.failed_logins = 10);
+        set("export_events", &mut || self.export_events = 5_000);
+        set("timeout_secs", &mut || self.timeout_secs = 300);
+        set("hash_secs", &mut || self.hash_secs = 0.5);
+        set("clients", &mut || self.clients = 4);
+        set("phase_secs", &mut || self.phase_secs = 2.0);
+        set("long_stream", &mut || self.long_stream = 1_000);
+        set("stream_samples", &mut || self.stream_samples = 30);
+        set("relay_events", &mut || self.relay_events = 5_000);
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    cli.apply_quick(&matches);
     match bench(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -175,9 +261,20 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         cli.hash_secs.is_finite() && (0.1..=60.0).contains(&cli.hash_secs),
         "--hash-secs must be between 0.1 and 60"
     );
+    anyhow::ensure!(
+        cli.phase_secs.is_finite() && (0.5..=600.0).contains(&cli.phase_secs),
+        "--phase-secs must be between 0.5 and 600"
+    );
+    anyhow::ensure!(
+        cli.users >= cli.clients,
+        "--users ({}) must be at least --clients ({}): each client acts as a registered user",
+        cli.users,
+        cli.clients
+    );
     let root = workspace_root();
     let api_bin = services::resolve_binary(&root, &cli.api_bin, "api")?;
     let projector_bin = services::resolve_binary(&root, &cli.projector_bin, "projector")?;
+    let worker_bin = services::resolve_binary(&root, &cli.worker_bin, "worker")?;
     let machine = report::Machine::detect();
 
     eprintln!(
@@ -186,7 +283,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     );
     let hashing = argon::measure(Duration::from_secs_f64(cli.hash_secs), machine.nproc).await?;
 
-    let mut run = run::Run::new(&cli, &root, api_bin, projector_bin);
+    let mut run = run::Run::new(&cli, &root, [api_bin, projector_bin, worker_bin]);
     eprintln!(
         "bench: run {} (database {}, exchange {}, logs {})",
         run.id,
@@ -217,6 +314,14 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         report::write_csv(path, &measured)?;
         eprintln!("bench: wrote {}", path.display());
     }
+    let table = summary::table(&cli, &run, &machine, &hashing, &measured);
+    table.print();
+    let json = cli
+        .json
+        .clone()
+        .unwrap_or_else(|| run.log_dir.join("bench.json"));
+    table.write_json(&json)?;
+    eprintln!("bench: wrote {}", json.display());
     anyhow::ensure!(
         cleanup.problems.is_empty(),
         "cleanup incomplete: {}",

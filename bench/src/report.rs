@@ -118,8 +118,8 @@ pub fn print(
         .filter_map(|(r, applied)| applied.map(|advance| millis(r.sent, advance.at)))
         .collect();
 
-    println!();
-    println!(
+    eprintln!();
+    eprintln!(
         "bench run {}: {} users, {} concurrent clients, {} login(s) per user, {} failed login(s) \
          of each kind, {} export event(s) (api and projector from {} and {})",
         run.id,
@@ -131,8 +131,8 @@ pub fn print(
         cli.api_bin.display(),
         cli.projector_bin.display()
     );
-    println!();
-    println!(
+    eprintln!();
+    eprintln!(
         "{:<44}{:>7}{:>10}{:>10}{:>10}{:>10}",
         "latency in ms", "count", "p50", "p95", "p99", "max"
     );
@@ -140,7 +140,7 @@ pub fn print(
     let (b, early) = row("(b) 201 -> event on the tap queue", to_tap);
     let (c, _) = row("(c) 201 -> applied to users_view", to_view);
     let (d, _) = row("    send -> applied to users_view (a+c)", end_to_end);
-    println!("{a}\n{b}\n{c}\n{d}");
+    eprintln!("{a}\n{b}\n{c}\n{d}");
     let attempts = &measured.logins.attempts;
     let login_latency = |ok: bool| -> Vec<f64> {
         attempts
@@ -150,17 +150,17 @@ pub fn print(
             .collect()
     };
     let (l, _) = row("(l) POST /v1/auth/login: send -> 200", login_latency(true));
-    println!("{l}");
+    eprintln!("{l}");
     let refused = login_latency(false);
     if !refused.is_empty() {
         let (r, _) = row("    refused logins: send -> 429 or 503", refused);
-        println!("{r}");
+        eprintln!("{r}");
     }
     let success_p50 = summarize(login_latency(true)).map(|s| s.p50);
     if let Some(failed) = &measured.failed {
         print_failed(failed, success_p50);
     }
-    println!();
+    eprintln!();
 
     let first_sent = registrations.iter().map(|r| r.sent).min();
     let last_created = registrations.iter().map(|r| r.created).max();
@@ -171,29 +171,24 @@ pub fn print(
     if let (Some(first), Some(last), Some(per_second)) =
         (first_sent, last_created, registration_rate)
     {
-        println!(
+        eprintln!(
             "throughput: {per_second:.1} registrations/s ({} in {:.2} s, first send -> last 201)",
             registrations.len(),
             (last - first).as_secs_f64()
         );
     }
     if let (Some(first), Some(last)) = (first_sent, last_applied) {
-        println!(
+        eprintln!(
             "            {:.1} registrations/s through users_view (first send -> last applied, {:.2} s)",
             rate(registrations.len(), last - first),
             (last - first).as_secs_f64()
         );
     }
-    let logged_in = attempts.iter().filter(|login| login.ok()).count();
-    let login_span = attempts
-        .iter()
-        .map(|login| login.sent)
-        .min()
-        .zip(attempts.iter().map(|login| login.answered).max())
-        .map(|(first, last)| last - first);
-    let login_rate = login_span.map(|span| rate(logged_in, span));
+    let logged_in = measured.logins.succeeded();
+    let login_span = measured.logins.span();
+    let login_rate = measured.logins.per_second();
     if let (Some(span), Some(per_second)) = (login_span, login_rate) {
-        println!(
+        eprintln!(
             "            {per_second:.1} logins/s ({logged_in} answered 200 of {} sent in {:.2} s, \
              first send -> last answer)",
             attempts.len(),
@@ -201,7 +196,7 @@ pub fn print(
         );
     }
     let count = |status: StatusCode| attempts.iter().filter(|l| l.status == status).count();
-    println!(
+    eprintln!(
         "refused logins (not retried): {} x 503 (password hashing queue full), {} x 429 (rate \
          limited){}",
         count(StatusCode::SERVICE_UNAVAILABLE),
@@ -221,9 +216,9 @@ pub fn print(
     if let Some(verified) = &measured.verify {
         print_verify(verified);
     }
-    println!();
+    eprintln!();
 
-    println!(
+    eprintln!(
         "machine: nproc {}{}",
         machine.nproc,
         machine
@@ -232,20 +227,20 @@ pub fn print(
             .map(|cpu| format!(", {cpu}"))
             .unwrap_or_default()
     );
-    println!(
+    eprintln!(
         "argon2id m={} KiB ({} MiB), t={}, p={} (the API's parameters), `argon2` crate in this process:",
         argon::COST.memory_kib,
         argon::COST.memory_kib / 1024,
         argon::COST.passes,
         argon::COST.lanes
     );
-    println!(
+    eprintln!(
         "    1 thread:  {:.1} hashes/s ({} hashes in {:.2} s)",
         hashing.single.per_second(),
         hashing.single.hashes,
         hashing.single.elapsed.as_secs_f64()
     );
-    println!(
+    eprintln!(
         "    {} threads: {:.1} hashes/s ({} hashes in {:.2} s)",
         hashing.parallel.threads,
         hashing.parallel.per_second(),
@@ -253,7 +248,7 @@ pub fn print(
         hashing.parallel.elapsed.as_secs_f64()
     );
     if let Some(per_second) = registration_rate {
-        println!(
+        eprintln!(
             "    registrations/s = {per_second:.1}, i.e. {:.0}% of the {}-thread hash rate \
              (each registration hashes once on the API's blocking pool)",
             100.0 * per_second / hashing.parallel.per_second(),
@@ -261,7 +256,7 @@ pub fn print(
         );
     }
     if let Some(per_second) = login_rate {
-        println!(
+        eprintln!(
             "    logins/s = {per_second:.1}; logins/s / hashes/s on {} threads = {:.2} \
              (each login verifies exactly one argon2id hash on the API's blocking pool)",
             hashing.parallel.threads,
@@ -313,7 +308,7 @@ pub fn print(
             machine,
         );
         if let Some(api) = download.cpu.api {
-            println!(
+            eprintln!(
                 "    api during the export: {api:.2} core-s = {:.0}% of {} cores over {:.2} s, \
                  {:.1} us of CPU per event",
                 100.0 * api
@@ -332,7 +327,7 @@ pub fn print(
                 .map(|value| format!("{name}={value}"))
         })
         .collect();
-    println!(
+    eprintln!(
         "service settings from the environment: {}",
         if passed.is_empty() {
             "none (defaults)".to_string()
@@ -340,7 +335,7 @@ pub fn print(
             passed.join(" ")
         }
     );
-    println!(
+    eprintln!(
         "set by the bench for the api: {} (the per-IP login limit and address lockout \
          are set out of reach: the bench measures password hashing, not the limiters; the \
          relay signs a due checkpoint within a second, not 60, for the verify phase)",
@@ -350,7 +345,7 @@ pub fn print(
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!();
+    eprintln!();
 
     let checkpoints = &measured.checkpoints;
     let windows: Vec<f64> = measured
@@ -361,16 +356,16 @@ pub fn print(
         .collect();
     let mean_window = windows.iter().sum::<f64>() / windows.len().max(1) as f64;
     let max_window = windows.iter().copied().fold(0.0, f64::max);
-    println!("how it was measured:");
-    println!("  (a) client side, from just before the request is sent to the 201's body read.");
-    println!(
+    eprintln!("how it was measured:");
+    eprintln!("  (a) client side, from just before the request is sent to the 201's body read.");
+    eprintln!(
         "  (b) arrival on the bench's own quorum queue {} (bound \"#\", auto-ack), matched by \
          global_position == the 201's position;{} message(s) arrived before the client had read the 201{}.",
         run.topology.queue_name(&crate::tap::group()),
         if early > 0 { format!(" {early}") } else { " no".into() },
         if early > 0 { " (negative values)" } else { "" },
     );
-    println!(
+    eprintln!(
         "  (c) projection_checkpoints polled every {} ms on a connection of its own ({} polls, \
          mean query {:.2} ms): the time is the end of the first poll at or past the event's \
          (transaction_id, global_position); the event was applied at most that window earlier \
@@ -382,14 +377,14 @@ pub fn print(
         mean_window,
         max_window
     );
-    println!(
+    eprintln!(
         "  (l) client side likewise, to the 200's body read; the logins start once users_view \
          has every registration, round by round over the users; the rate counts the 200s over \
          the first send -> the last answer."
     );
     if let Some(failed) = &measured.failed {
         let wrong = failed.logins.of(Kind::WrongPassword).count();
-        println!(
+        eprintln!(
             "  (w), (u) client side likewise, to the 401's body read, after the login phase: the \
              two kinds alternate in the order sent (wrong password, unknown email, ...) over the \
              same clients, so the load of the machine falls on both alike. (w) tries the \
@@ -400,7 +395,7 @@ pub fn print(
             wrong.min(measured.registrations.len())
         );
     }
-    println!(
+    eprintln!(
         "  checks: {} messages on the tap queue ({}), {} duplicate(s), {} undecodable, \
          {} with another aggregate id; every user read themself back with ?min_position, \
          authenticated by their own access token: ok.",
@@ -418,7 +413,7 @@ pub fn print(
     );
     if let Some(failed) = &measured.failed {
         let wrong = failed.logins.of(Kind::WrongPassword).count() as u64;
-        println!(
+        eprintln!(
             "  checks, failed logins: all {} answered 401 application/problem+json, \
              WWW-Authenticate: Bearer, type .../invalid-credentials, and the same body byte for \
              byte, both kinds: ok ({}). {} {LOGIN_FAILED} on the tap queue within {:.2} s of the \
@@ -441,19 +436,19 @@ pub fn print(
         print_verify_checks(verified);
     }
     if cleanup.problems.is_empty() {
-        println!(
+        eprintln!(
             "  cleanup: {}; database {} dropped, queues and exchanges deleted.",
             cleanup.stopped.join(", "),
             run.db_name
         );
     } else {
-        println!(
+        eprintln!(
             "  cleanup: {}; PROBLEMS: {}",
             cleanup.stopped.join(", "),
             cleanup.problems.join("; ")
         );
     }
-    println!(
+    eprintln!(
         "  logs: {} {}",
         run.api_log.display(),
         run.projector_log.display()
@@ -471,12 +466,12 @@ fn print_export(export: &Export) {
     let (seeded, auditor, download) = (&export.seeded, &export.auditor, &export.download);
     let wall = download.wall.as_secs_f64();
     let export_rate = download.events as f64 / wall;
-    println!();
-    println!(
+    eprintln!();
+    eprintln!(
         "audit export: GET /v1/audit/export (NDJSON, chunked), {} events of which {} seeded",
         download.events, seeded.events
     );
-    println!(
+    eprintln!(
         "    seed: {} users x (1 registration + {} renames) = {} events in one transaction with \
          the relay's and the projection's checkpoints moved past them, {:.2} s (then VACUUM (ANALYZE) events {:.2} s), \
          before the services started",
@@ -486,7 +481,7 @@ fn print_export(export: &Export) {
         seeded.took.as_secs_f64(),
         seeded.vacuum.as_secs_f64()
     );
-    println!(
+    eprintln!(
         "    auditor: `api admin bootstrap` {:.2} s ({}); audit:read in the token after {} \
          login(s), {:.2} s",
         auditor.bootstrap_wall.as_secs_f64(),
@@ -494,7 +489,7 @@ fn print_export(export: &Export) {
         auditor.logins,
         auditor.waited.as_secs_f64()
     );
-    println!(
+    eprintln!(
         "    download: {} events, {:.1} MB in {wall:.2} s (headers after {:.1} ms, {} chunks): \
          {export_rate:.0} events/s, {:.1} MB/s",
         download.events,
@@ -504,7 +499,7 @@ fn print_export(export: &Export) {
         megabytes(download.bytes) / wall,
     );
     let rss = &download.rss;
-    println!(
+    eprintln!(
         "    api RSS (VmRSS every {} ms, {} samples): baseline {:.1} MiB, peak {:.1} MiB, \
          peak - baseline {:+.1} MiB",
         RSS_EVERY.as_millis(),
@@ -515,7 +510,7 @@ fn print_export(export: &Export) {
     );
     let raw = export.raw_best();
     let raw_wall = raw.wall.as_secs_f64();
-    println!(
+    eprintln!(
         "    raw read, PostgreSQL alone (the same rows and columns in one query, streamed): {} \
          rows, {:.1} MB of values in {raw_wall:.2} s: {:.0} rows/s, {:.1} MB/s (the faster of \
          {:.2} s before and {:.2} s after the download)",
@@ -526,14 +521,14 @@ fn print_export(export: &Export) {
         export.raw[0].wall.as_secs_f64(),
         export.raw[1].wall.as_secs_f64(),
     );
-    println!(
+    eprintln!(
         "    export / raw read = {:.2} (events/s over rows/s: the API delivers {:.0}% of the \
          rate at which PostgreSQL hands the rows over)",
         export_rate / raw.per_second(),
         100.0 * export_rate / raw.per_second(),
     );
     let cli = &export.cli;
-    println!(
+    eprintln!(
         "    api audit export --output {}: {} events, {:.1} MB file in {:.2} s (spawn -> exit): \
          {:.0} events/s; export (CLI) / raw read = {:.2}",
         cli.output.display(),
@@ -543,7 +538,7 @@ fn print_export(export: &Export) {
         cli.per_second(),
         cli.per_second() / raw.per_second(),
     );
-    println!("        it printed: {}", cli.summary);
+    eprintln!("        it printed: {}", cli.summary);
 }
 
 /// The verify phase's figures, beside SHA-256 over the same bytes in memory.
@@ -551,25 +546,25 @@ fn print_verify(verified: &Verified) {
     let (command, store, sha) = (&verified.command, &verified.store, &verified.sha);
     let wall = command.wall.as_secs_f64();
     let verify_rate = command.per_second();
-    println!();
-    println!(
+    eprintln!();
+    eprintln!(
         "audit verify: `api audit verify --public-key <run>/audit-signing.pem.pub` over the \
          same store, {} events, {} signed checkpoints",
         command.report.events_checked, command.report.checkpoints_checked
     );
-    println!(
+    eprintln!(
         "    running hash: audit_chain_head and the newest checkpoint counted all {} events \
          {:.2} s after the export phase",
         verified.folded,
         verified.head_wait.as_secs_f64()
     );
-    println!(
+    eprintln!(
         "    verify: {} events in {wall:.2} s (spawn -> exit): {verify_rate:.0} events/s, \
          {:.1} us per event",
         command.report.events_checked,
         1e6 * wall / command.report.events_checked.max(1) as f64,
     );
-    println!(
+    eprintln!(
         "    verify peak RSS: {:.1} MiB (VmHWM; highest VmRSS read {:.1} MiB, {} samples every \
          {} ms)",
         command.peak_kib as f64 / MIB,
@@ -578,7 +573,7 @@ fn print_verify(verified: &Verified) {
         verify::RSS_EVERY.as_millis(),
     );
     let cpu = (command.user + command.system).as_secs_f64();
-    println!(
+    eprintln!(
         "    verify CPU: {cpu:.2} core-s (user {:.2}, system {:.2}) = {:.0}% of its wall time, \
          {:.1} us per event; the rest it waits (PostgreSQL, or the machine's other load)",
         command.user.as_secs_f64(),
@@ -586,7 +581,7 @@ fn print_verify(verified: &Verified) {
         100.0 * cpu / wall.max(f64::EPSILON),
         1e6 * cpu / command.report.events_checked.max(1) as f64,
     );
-    println!(
+    eprintln!(
         "    bytes verification hashes at least: {:.1} MB = sealed text {:.1} MB + {} B x {} \
          events {:.1} MB + payload and metadata text (for salt + value) {:.1} MB; {:.0} B per event",
         megabytes(store.total()),
@@ -598,13 +593,13 @@ fn print_verify(verified: &Verified) {
         store.total() as f64 / store.events.max(1) as f64,
     );
     let sha_rate = sha.events_per_second(sha.stream);
-    println!(
+    eprintln!(
         "    SHA-256 over the same bytes in memory: {:.0} MB/s = {sha_rate:.0} events/s \
          ({:.2} s, sha2, 1 thread, one stream)",
         sha.megabytes_per_second(sha.stream),
         sha.stream.as_secs_f64(),
     );
-    println!(
+    eprintln!(
         "        as one message per event ({} messages of {:.0} B): {:.0} MB/s = {:.0} events/s \
          ({:.2} s)",
         sha.events,
@@ -613,7 +608,7 @@ fn print_verify(verified: &Verified) {
         sha.events_per_second(sha.per_event),
         sha.per_event.as_secs_f64(),
     );
-    println!(
+    eprintln!(
         "    verify / SHA-256 = {:.3} (events/s over events/s: hashing the bytes alone would \
          take {:.1}% of the verify's wall time)",
         verify_rate / sha_rate,
@@ -623,7 +618,7 @@ fn print_verify(verified: &Verified) {
 
 fn print_verify_checks(verified: &Verified) {
     let command = &verified.command;
-    println!(
+    eprintln!(
         "  (v) the verify: the api runs with its audit signing key in the run's directory and \
          AUDIT_CHECKPOINT_EVERY_SECONDS={}; after the export phase, audit_chain_head and the \
          newest row of audit_checkpoints are polled every 50 ms until both count every event in \
@@ -643,7 +638,7 @@ fn print_verify_checks(verified: &Verified) {
         verify::RSS_EVERY.as_millis(),
         verify::OTHER_BYTES_PER_EVENT,
     );
-    println!(
+    eprintln!(
         "  checks, verify: ok true, first_broken null, events_checked {} = count(*) events {} = \
          audit_chain_head.event_count {}, checkpoints_checked {} = rows of audit_checkpoints {}: ok.",
         command.report.events_checked,
@@ -656,7 +651,7 @@ fn print_verify_checks(verified: &Verified) {
 
 fn print_export_checks(export: &Export) {
     let download = &export.download;
-    println!(
+    eprintln!(
         "  (x) the export: client side, from just before GET /v1/audit/export is sent to its \
          last chunk read (reqwest chunk(), every byte counted, lines split on \\n, nothing \
          parsed but the first and last line), one request by an auditor made with the real \
@@ -672,7 +667,7 @@ fn print_export_checks(export: &Export) {
          prefix of the log, which never-delivered events would hold back for good.",
         RSS_EVERY.as_millis()
     );
-    println!(
+    eprintln!(
         "  checks, export: header line, {} signed checkpoint lines, {} event lines, end line \
          {{\"end\":{{\"events\":{}}}}} = lines - 2 - checkpoint lines = the event store's {} events \
          up to global position {}, >= the {} seeded: ok; raw read after the download {} rows: ok; \
@@ -711,17 +706,17 @@ fn print_failed(failed: &Failed, success_p50: Option<f64>) {
     );
     let (w, _) = row("(w) login, wrong password: send -> 401", wrong);
     let (u, _) = row("(u) login, unknown email: send -> 401", unknown);
-    println!("{w}\n{u}");
+    eprintln!("{w}\n{u}");
     if let (Some(wrong_p50), Some(unknown_p50)) = (wrong_p50, unknown_p50) {
         let difference = unknown_p50 - wrong_p50;
-        println!(
+        eprintln!(
             "    p50 (u) - p50 (w) = {difference:+.1} ms ({:+.1}% of the (w) p50); \
              (l) p50 (a 200) = {}",
             100.0 * difference / wrong_p50.max(f64::MIN_POSITIVE),
             success_p50.map_or("-".to_string(), |p50| format!("{p50:.1} ms")),
         );
     }
-    println!(
+    eprintln!(
         "    the bench runs no worker: no lockout policy reads the {LOGIN_FAILED} events, so \
          the wrong passwords lock no user and block no address"
     );
@@ -738,7 +733,7 @@ fn print_api_cpu(
 ) {
     if let Some(api) = usage.api {
         let wall = usage.wall_seconds;
-        println!(
+        eprintln!(
             "    api during {during}: {api:.2} core-s = {:.0}% of {} cores over {wall:.2} s, \
              {:.1} ms of CPU per {status} (one argon2id hash takes {:.1} ms on 1 thread above)",
             100.0 * api / (wall * machine.nproc as f64).max(f64::MIN_POSITIVE),
@@ -755,7 +750,7 @@ fn print_cpu(doing: &str, usage: &cpu::Usage, load_before: Option<&str>, machine
         (Some(busy), Some(total)) if total > 0.0 => format!("{:.0}% busy", 100.0 * busy / total),
         _ => "busy ?".to_string(),
     };
-    println!(
+    eprintln!(
         "CPU while {doing} ({:.2} s wall, {} cores = {:.2} core-s): machine {busy}; \
          core-s used by api {}, projector {}, bench {}, everything else (PostgreSQL, RabbitMQ, \
          other processes) {}",
@@ -768,7 +763,7 @@ fn print_cpu(doing: &str, usage: &cpu::Usage, load_before: Option<&str>, machine
         seconds(usage.others()),
     );
     if let Some(load) = load_before {
-        println!("    load average before: {load}");
+        eprintln!("    load average before: {load}");
     }
 }
 

@@ -45,7 +45,7 @@ pub fn resolve_binary(root: &Path, path: &Path, name: &str) -> anyhow::Result<Pa
     anyhow::ensure!(
         resolved.is_file(),
         "the {name} binary is missing at {}; build it first with \
-         `cargo build --release --bin api --bin projector` (in {}), or pass --{name}-bin",
+         `cargo build --release --bin api --bin projector --bin worker` (in {}), or pass --{name}-bin",
         resolved.display(),
         root.display(),
     );

@@ -1,0 +1,274 @@
+//! The measured run as the one table of figures (see `bench::catalogue`).
+
+use bench::catalogue as spec;
+
+use crate::argon::HashRates;
+use crate::figures::{Figure, Table};
+use crate::hot_paths::HotPaths;
+use crate::report::Machine;
+use crate::run::{Measured, RelayPhase, Run, StreamPhase};
+use crate::traffic::{percentile_ms, Driven};
+use crate::Cli;
+
+const MIB: f64 = 1024.0;
+
+pub fn table(
+    cli: &Cli,
+    run: &Run,
+    machine: &Machine,
+    hashing: &HashRates,
+    measured: &Measured,
+) -> Table {
+    let mut figures = Vec::new();
+    if let Some(stream) = &measured.stream {
+        figures.push(stream_figure(cli, stream));
+    }
+    if let Some(hot) = &measured.hot {
+        figures.extend(hot_figures(hot, machine.nproc));
+    }
+    if let Some(logins) = measured.logins.per_second() {
+        figures.push(Figure::against(
+            spec::LOGINS,
+            logins,
+            hashing.parallel.per_second(),
+            format!(
+                "{} logins by {} clients; argon2id (the api's parameters) on {} threads in the \
+                 bench's process, same run",
+                measured.logins.attempts.len(),
+                cli.concurrency,
+                hashing.parallel.threads
+            ),
+        ));
+    }
+    if let Some(relay) = &measured.relay {
+        figures.push(relay_figure(relay));
+    }
+    if let Some(rebuilt) = &measured.rebuild {
+        figures.push(Figure::value(
+            spec::REBUILD,
+            rebuilt.per_second(),
+            format!(
+                "`projector rebuild --exit`: {} events in {:.2} s (spawn -> exit), while the \
+                 live projector runs",
+                rebuilt.events,
+                rebuilt.wall.as_secs_f64()
+            ),
+        ));
+    }
+    figures.extend(audit_figures(measured));
+    figures.extend(memory_figures(measured));
+    Table {
+        run: run.id.clone(),
+        quick: cli.quick,
+        cores: machine.nproc,
+        cpu: machine.cpu.clone(),
+        figures,
+    }
+}
+
+fn stream_figure(cli: &Cli, stream: &StreamPhase) -> Figure {
+    let (short, long) = stream.timed.median_ms();
+    Figure::against(
+        spec::COMMAND_COST,
+        long,
+        short,
+        format!(
+            "PATCH display name as the administrator, {} times on each stream, alternating, \
+             after a warm-up; long stream {} events{}; p99 {:.1} ms (long) vs {:.1} ms (short)",
+            stream.timed.long.len(),
+            stream.seeded.long_events,
+            if cli.long_stream < 10_000 {
+                " (fewer than the issue's 10,000)"
+            } else {
+                ""
+            },
+            percentile_ms(&stream.timed.long, 99.0),
+            percentile_ms(&stream.timed.short, 99.0),
+        ),
+    )
+}
+
+fn spread(driven: &Driven) -> String {
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms, {} requests in {:.1} s",
+        driven.percentile_ms(50.0),
+        driven.percentile_ms(99.0),
+        driven.latencies.len(),
+        driven.wall.as_secs_f64()
+    )
+}
+
+fn hot_figures(hot: &HotPaths, cores: usize) -> Vec<Figure> {
+    let clients = hot.clients;
+    let rotations = hot.refresh.per_second();
+    let me_requests = hot.me.latencies.len().max(1) as f64;
+    let me_cpu_ms = hot.me_cpu.api.unwrap_or(f64::NAN) * 1e3 / me_requests;
+    vec![
+        Figure::value(
+            spec::REFRESH_PER_CORE,
+            rotations / cores as f64,
+            format!(
+                "{rotations:.0} rotations/s on {cores} cores; {clients} clients, one session \
+                 each, chains of about {} rotations; {}",
+                hot.refresh.latencies.len() / clients.max(1),
+                spread(&hot.refresh)
+            ),
+        ),
+        Figure::against(
+            spec::CHEAP_COMMANDS,
+            hot.commands.per_second(),
+            hot.inserts.per_second(),
+            format!(
+                "{clients} clients each renaming its own user: {}; inserts of {} bytes of JSON \
+                 by {clients} connections: {}",
+                spread(&hot.commands),
+                hot.insert_bytes,
+                spread(&hot.inserts)
+            ),
+        ),
+        Figure::value(
+            spec::WRITE_READ_IDLE,
+            hot.idle.percentile_ms(99.0),
+            format!(
+                "one client, a rename every {} ms, then GET ?min_position: the rename's 200 -> \
+                 the read's 200; {}",
+                crate::hot_paths::IDLE_SPACING.as_millis(),
+                spread(&hot.idle)
+            ),
+        ),
+        Figure::value(
+            spec::WRITE_READ_LOADED,
+            hot.loaded.percentile_ms(99.0),
+            format!(
+                "{clients} clients paced to {:.0} renames/s in all (half of {:.0}), each read \
+                 back; achieved {:.0}/s; {}",
+                hot.loaded_rate,
+                hot.commands.per_second(),
+                hot.loaded.per_second(),
+                spread(&hot.loaded)
+            ),
+        ),
+        Figure::value(
+            spec::ME_RATE,
+            hot.me.per_second(),
+            format!("{clients} clients; {}", spread(&hot.me)),
+        ),
+        Figure::value(
+            spec::ME_P99,
+            hot.me.percentile_ms(99.0),
+            format!("p50 {:.1} ms", hot.me.percentile_ms(50.0)),
+        ),
+        Figure::value(
+            spec::ME_CPU,
+            me_cpu_ms,
+            format!(
+                "the api's utime + stime over the phase / requests; the api used {:.0}% of {cores} \
+                 cores",
+                100.0 * hot.me_cpu.api.unwrap_or(f64::NAN)
+                    / (hot.me_cpu.wall_seconds * cores as f64)
+            ),
+        ),
+    ]
+}
+
+fn relay_figure(relay: &RelayPhase) -> Figure {
+    let drained = &relay.drained;
+    Figure::value(
+        spec::RELAY,
+        drained.per_second(),
+        format!(
+            "a backlog of {} events seeded while the api was stopped: {} events from the relay \
+             checkpoint's first advance to the last in {:.2} s ({:.2} s from the api's start); \
+             the projection had them all {:.2} s after the start",
+            relay.seeded,
+            drained.events,
+            drained.publishing.as_secs_f64(),
+            drained.since_start.as_secs_f64(),
+            relay.projected.as_secs_f64()
+        ),
+    )
+}
+
+fn audit_figures(measured: &Measured) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    if let Some(verified) = &measured.verify {
+        let command = &verified.command;
+        let sha = &verified.sha;
+        figures.push(Figure::against(
+            spec::VERIFY,
+            command.per_second(),
+            sha.events_per_second(sha.per_event),
+            format!(
+                "{} events, {} checkpoints in {:.2} s, peak RSS {:.1} MiB; SHA-256 over the same \
+                 {:.1} MB in memory, one message per event ({:.0} MB/s as one stream)",
+                command.report.events_checked,
+                command.report.checkpoints_checked,
+                command.wall.as_secs_f64(),
+                command.peak_kib as f64 / MIB,
+                sha.bytes as f64 / 1e6,
+                sha.megabytes_per_second(sha.stream)
+            ),
+        ));
+    }
+    if let Some(export) = &measured.export {
+        let download = &export.download;
+        let wall = download.wall.as_secs_f64().max(f64::EPSILON);
+        let per_second = download.events as f64 / wall;
+        figures.push(Figure::value(
+            spec::EXPORT_RATE,
+            download.bytes as f64 / 1e6 / wall,
+            format!(
+                "{} events, {:.1} MB in {:.2} s ({per_second:.0} events/s, {:.2} of PostgreSQL \
+                 alone reading the same rows)",
+                download.events,
+                download.bytes as f64 / 1e6,
+                wall,
+                per_second / export.raw_best().per_second()
+            ),
+        ));
+        let rss = &download.rss;
+        figures.push(Figure::value(
+            spec::EXPORT_RSS,
+            rss.peak_kib.saturating_sub(rss.baseline_kib) as f64 / MIB,
+            format!(
+                "api VmRSS {:.1} MiB before the download, peak {:.1} MiB ({} samples)",
+                rss.baseline_kib as f64 / MIB,
+                rss.peak_kib as f64 / MIB,
+                rss.samples
+            ),
+        ));
+    }
+    figures
+}
+
+fn memory_figures(measured: &Measured) -> Vec<Figure> {
+    let rows = [
+        ("api", spec::API_IDLE, spec::API_PEAK),
+        ("projector", spec::PROJECTOR_IDLE, spec::PROJECTOR_PEAK),
+        ("worker", spec::WORKER_IDLE, spec::WORKER_PEAK),
+    ];
+    let mut figures = Vec::new();
+    for (name, idle, peak) in rows {
+        let Some(rss) = measured.memory.get(name) else {
+            continue;
+        };
+        figures.push(Figure::value(
+            idle,
+            rss.idle_kib as f64 / MIB,
+            "VmRSS after the start and the relay's fold of the seed, before any request",
+        ));
+        figures.push(Figure::value(
+            peak,
+            rss.peak_kib as f64 / MIB,
+            format!(
+                "the highest VmRSS sampled every 50 ms over the run{}",
+                if name == "api" {
+                    " (both api processes: the relay phase restarts it)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    figures
+}
