@@ -55,7 +55,7 @@ impl KeyExtractor for ClientIp {
         _response: HttpResponseBuilder,
     ) -> HttpResponse {
         let wait = negative.wait_time_from(DefaultClock::default().now());
-        metrics::counter!("auth_rate_limited_total").increment(1);
+        metrics::counter!(crate::http_metrics::RATE_LIMITED).increment(1);
         ApiError::TooManyRequests {
             retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
         }

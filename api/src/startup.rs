@@ -35,6 +35,7 @@ impl Application {
     pub async fn build(settings: ApiSettings) -> anyhow::Result<RunningProcess> {
         let common = &settings.common;
         let pool = infra::db::open(common).await?;
+        register_metrics(settings.relay_enabled);
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(common.amqp_url.clone()));
         let relay = match settings.relay_enabled {
@@ -64,6 +65,16 @@ impl Application {
             relay.into_iter().collect(),
             shutdown,
         ))
+    }
+}
+
+/// Describes this process's metrics and starts its counters at zero.
+fn register_metrics(relay_enabled: bool) {
+    infra::metrics::install();
+    http_metrics::register();
+    app::metrics::register();
+    if relay_enabled {
+        relay::metrics::register();
     }
 }
 

@@ -140,7 +140,7 @@ async fn count_for_address(
     .await?;
     if failures >= i64::from(policy.threshold) {
         block(&mut tx, address, at + policy.block, failures).await?;
-        metrics::counter!("auth_addresses_blocked_total").increment(1);
+        metrics::counter!(crate::metrics::ADDRESSES_BLOCKED).increment(1);
     }
     tx.commit().await
 }

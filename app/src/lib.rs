@@ -10,6 +10,7 @@ pub mod error;
 pub mod failed_logins;
 pub mod integrity;
 pub mod keys;
+pub mod metrics;
 pub mod password;
 pub mod power;
 pub mod refresh_token;

@@ -82,7 +82,7 @@ impl Passwords {
                 verify_now(&password, &stored)
             })
             .await?;
-        metrics::counter!("password_verifications_total").increment(1);
+        metrics::counter!(crate::metrics::PASSWORD_VERIFICATIONS).increment(1);
         Ok(Verified {
             matches: known && verified.matches,
             ..verified
@@ -116,7 +116,7 @@ impl Passwords {
         let mut in_flight = self.per_account.lock().expect("per-account counts");
         let count = in_flight.entry(account.to_owned()).or_insert(0);
         if *count >= PER_ACCOUNT {
-            metrics::counter!("password_hashing_refused_per_account_total").increment(1);
+            metrics::counter!(crate::metrics::HASHING_REFUSED_PER_ACCOUNT).increment(1);
             return Err(AppError::TooManyRequests {
                 retry_after_seconds: RETRY_AFTER_SECONDS,
             });
@@ -132,7 +132,7 @@ impl Passwords {
         let admitted = self.admitted.fetch_add(1, Ordering::SeqCst);
         let admission = Admission(self.admitted.clone());
         if admitted >= self.capacity {
-            metrics::counter!("password_hashing_refused_total").increment(1);
+            metrics::counter!(crate::metrics::HASHING_REFUSED).increment(1);
             return Err(AppError::Overloaded {
                 retry_after_seconds: RETRY_AFTER_SECONDS,
             });

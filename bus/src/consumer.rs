@@ -220,7 +220,7 @@ impl<H: BatchHandler> Worker<'_, H> {
     async fn retry_later(&self, delivery: &Delivery, err: &HandlerError) -> Result<(), BusError> {
         let attempt = delivery_count(&delivery.properties).saturating_add(1);
         let delay = backoff_delay(self.opts, attempt);
-        metrics::counter!("consumer_retries_total", "queue" => self.queue.to_string()).increment(1);
+        crate::metrics::retried(self.queue);
         warn!(
             error = %err.reason(),
             attempt,
@@ -269,8 +269,7 @@ impl<H: BatchHandler> Worker<'_, H> {
             message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
             "permanent failure; dead-lettering the message"
         );
-        metrics::counter!("consumer_rejected_total", "queue" => self.queue.to_string())
-            .increment(1);
+        crate::metrics::rejected(self.queue);
         match self.dead_letters.put(delivery, reason).await {
             Ok(()) => settled(delivery.ack(BasicAckOptions::default()).await, delivery),
             Err(err @ (BusError::Returned { .. } | BusError::Nacked { .. })) => {

@@ -3,10 +3,7 @@
 //! back to the group's queue once the cause is fixed.
 
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use uuid::Uuid;
@@ -99,18 +96,7 @@ pub async fn count_dead_letters(
     topology: &Topology,
     group: &ConsumerGroup,
 ) -> Result<u32, BusError> {
-    let channel = conn.create_channel().await?;
-    let queue = channel
-        .queue_declare(
-            short(&topology.dead_letter_queue_name(group))?,
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(queue.message_count())
+    crate::ready_messages(conn, &topology.dead_letter_queue_name(group)).await
 }
 
 /// Moves up to `max` dead letters back to the group's queue (through the

@@ -5,6 +5,7 @@ mod dead_letters;
 mod envelope;
 mod error;
 mod handler;
+pub mod metrics;
 mod publisher;
 mod topology;
 
@@ -14,4 +15,4 @@ pub use envelope::{metadata_keys, Envelope, EventMetadata};
 pub use error::BusError;
 pub use handler::{BatchHandler, BoxError, HandlerError};
 pub use publisher::Publisher;
-pub use topology::{connect, ConsumerGroup, Topology};
+pub use topology::{connect, ready_messages, ConsumerGroup, Topology};

@@ -107,6 +107,24 @@ pub(crate) fn dead_letter_queue_of(queue: &str) -> String {
     format!("{queue}.dead")
 }
 
+/// Messages ready in `queue` (not those delivered and unacknowledged), by a
+/// passive declare on a channel of its own: the queue is neither created nor
+/// changed, and a missing queue is an error.
+pub async fn ready_messages(conn: &Connection, queue: &str) -> Result<u32, BusError> {
+    let channel = conn.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = channel
+        .queue_declare(short(queue)?, passive, FieldTable::default())
+        .await;
+    if channel.status().connected() {
+        let _ = channel.close(200, "OK".into()).await;
+    }
+    Ok(declared?.message_count())
+}
+
 /// Opens an AMQP connection on the current tokio runtime.
 pub async fn connect(url: &str) -> Result<Connection, BusError> {
     Ok(Connection::connect(url, ConnectionProperties::default()).await?)

@@ -46,15 +46,29 @@ impl Consumption {
     }
 }
 
-/// Consumes until shutdown, reconnecting a second after any failure.
+/// Consumes until shutdown, reconnecting a second after any failure, and
+/// meanwhile samples the queue's depths (`crate::queue_depth`).
 pub async fn consume_until_shutdown<H: BatchHandler>(
     handler: H,
     broker: Arc<BrokerLink>,
     consumption: Consumption,
     shutdown: Shutdown,
 ) {
+    bus::metrics::register(&consumption.topology.queue_name(&consumption.group));
+    tokio::join!(
+        consume_and_reconnect(&handler, &broker, &consumption, &shutdown),
+        crate::queue_depth::sample_until_shutdown(&broker, &consumption, &shutdown),
+    );
+}
+
+async fn consume_and_reconnect<H: BatchHandler>(
+    handler: &H,
+    broker: &BrokerLink,
+    consumption: &Consumption,
+    shutdown: &Shutdown,
+) {
     while !shutdown.is_triggered() {
-        if let Err(error) = consume_once(&handler, &broker, &consumption, &shutdown).await {
+        if let Err(error) = consume_once(handler, broker, consumption, shutdown).await {
             tracing::error!(%error, "consumer stopped; reconnecting");
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}

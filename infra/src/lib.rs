@@ -15,6 +15,7 @@ pub mod integrity;
 pub mod key_file;
 pub mod metrics;
 pub mod process;
+pub mod queue_depth;
 pub mod sessions;
 pub mod settings;
 pub mod shutdown;

@@ -1,5 +1,12 @@
 //! The process's Prometheus recorder, served at `/metrics`. Installed once
 //! per process (tests run several applications in one process).
+//!
+//! Conventions every process keeps (its tests check them on a live page):
+//! every metric is described (HELP text) and registered at start, so its
+//! counters exist at zero; its name ends in a unit ([`UNIT_SUFFIXES`]), or
+//! for a gauge that counts things in one of [`UNITLESS_GAUGE_SUFFIXES`];
+//! label values come from a bounded set (queues, projections, known HTTP
+//! methods and route patterns, command names), never from input.
 
 use std::sync::OnceLock;
 
@@ -10,7 +17,19 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Suffixes naming a unit: a counter's `_total`, seconds, bytes.
+pub const UNIT_SUFFIXES: &[&str] = &["_total", "_seconds", "_bytes"];
+/// Gauges that count things name what they count: a global position in the
+/// event log, messages in a queue, events.
+pub const UNITLESS_GAUGE_SUFFIXES: &[&str] = &["_position", "_messages", "_events"];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder; metrics registered before this go nowhere, so
+/// every process calls it first.
+pub fn install() {
+    let _ = handle();
+}
 
 pub fn handle() -> PrometheusHandle {
     HANDLE

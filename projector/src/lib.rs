@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod executor;
+pub mod metrics;
 pub mod projection;
 pub mod rebuild;
 pub mod settings;

@@ -72,13 +72,10 @@ pub async fn exclude_writers(db: &mut PgConnection) -> sqlx::Result<()> {
 /// became visible in the read models.
 fn record_metrics(events: &[Envelope], checkpoint: LogPosition) {
     let now = chrono::Utc::now();
-    metrics::counter!("projector_events_applied_total").increment(events.len() as u64);
-    metrics::gauge!("projection_checkpoint_position", "projection" => READ_MODELS)
-        .set(checkpoint.global_position as f64);
-    for envelope in events {
-        let lag = (now - envelope.recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::histogram!("projection_lag_seconds", "projection" => READ_MODELS).record(lag);
-    }
+    let lags = events
+        .iter()
+        .map(|envelope| (now - envelope.recorded_at).num_milliseconds().max(0) as f64 / 1000.0);
+    crate::metrics::record_batch(events.len(), checkpoint.global_position, lags);
 }
 
 /// Applies an event to the view of its aggregate type, if any, and records

@@ -24,6 +24,10 @@ impl Application {
         settings: ProjectorSettings,
         pool: PgPool,
     ) -> anyhow::Result<RunningProcess> {
+        infra::metrics::install();
+        crate::metrics::register();
+        let checkpoint = crate::projection::CHECKPOINT.load(&pool).await?;
+        crate::metrics::record_checkpoint(checkpoint.global_position);
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
         let consumer = tokio::spawn(consume_until_shutdown(

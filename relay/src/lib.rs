@@ -2,6 +2,7 @@
 //! by default; the `relay` binary runs it alone. Either way one process at a
 //! time is elected (a PostgreSQL advisory lock) and the others wait.
 
+pub mod metrics;
 mod relay;
 pub mod seal;
 pub mod settings;

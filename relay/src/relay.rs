@@ -45,6 +45,7 @@ impl Relay {
         topology.declare_exchange(&channel).await?;
         let publisher = Publisher::new(connection, &topology.exchange).await?;
         let checkpoint = RELAY_CHECKPOINT.load(&pool).await?;
+        metrics::gauge!(crate::metrics::CHECKPOINT_POSITION).set(checkpoint.global_position as f64);
         let sealer = LogSealer::new(pool.clone(), settings.seal.clone());
         sealer.register_key().await?;
         Ok(Self {
@@ -73,10 +74,10 @@ impl Relay {
             redact_secrets(envelope)?;
         }
         self.publisher.publish_batch(&batch).await?;
-        metrics::counter!("relay_events_published_total").increment(batch.len() as u64);
+        metrics::counter!(crate::metrics::EVENTS_PUBLISHED).increment(batch.len() as u64);
         if let Some(newest) = batch.iter().map(|e| e.recorded_at).max() {
             let lag = (chrono::Utc::now() - newest).num_milliseconds().max(0) as f64 / 1000.0;
-            metrics::gauge!("relay_lag_seconds").set(lag);
+            metrics::gauge!(crate::metrics::LAG).set(lag);
         }
         tracing::debug!(
             events = batch.len(),
@@ -103,11 +104,12 @@ impl Relay {
     async fn drain_once(&mut self) -> anyhow::Result<bool> {
         let started = std::time::Instant::now();
         let Some(last) = self.publish_next_batch().await? else {
+            metrics::gauge!(crate::metrics::LAG).set(0.0);
             return Ok(false);
         };
         self.save_checkpoint(last).await?;
-        metrics::histogram!("relay_batch_seconds").record(started.elapsed().as_secs_f64());
-        metrics::gauge!("relay_checkpoint_position").set(last.global_position as f64);
+        metrics::histogram!(crate::metrics::BATCH_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::gauge!(crate::metrics::CHECKPOINT_POSITION).set(last.global_position as f64);
         Ok(true)
     }
 }

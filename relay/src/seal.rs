@@ -125,7 +125,7 @@ impl LogSealer {
             .bind(head.event_count)
             .execute(&mut *tx)
             .await?;
-            metrics::gauge!("audit_chain_events").set(head.event_count as f64);
+            metrics::gauge!(crate::metrics::CHAIN_EVENTS).set(head.event_count as f64);
         }
         tx.commit().await?;
         Ok(more)
@@ -165,7 +165,7 @@ impl LogSealer {
         .bind(&checkpoint.signature)
         .execute(db)
         .await?;
-        metrics::counter!("audit_checkpoints_written_total").increment(1);
+        metrics::counter!(crate::metrics::CHECKPOINTS_WRITTEN).increment(1);
         Ok(LastCheckpoint {
             event_count: head.event_count,
             created_at: Some(created_at),

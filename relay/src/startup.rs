@@ -15,6 +15,8 @@ pub struct Application;
 impl Application {
     pub async fn build(settings: StandaloneSettings) -> anyhow::Result<RunningProcess> {
         let pool = infra::db::open(&settings.common).await?;
+        infra::metrics::install();
+        crate::metrics::register();
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
         let relay = tokio::spawn(crate::run(

@@ -124,7 +124,7 @@ impl Expiry {
             .await;
         let expired = match result {
             Ok(outcome) if !outcome.events.is_empty() => {
-                metrics::counter!("worker_sessions_expired_total").increment(1);
+                metrics::counter!(crate::metrics::SESSIONS_EXPIRED).increment(1);
                 tracing::info!(
                     %session_id,
                     correlation_id = metadata.correlation_id.as_deref(),

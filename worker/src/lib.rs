@@ -4,5 +4,6 @@
 
 pub mod expiry;
 pub mod lockout;
+pub mod metrics;
 pub mod settings;
 pub mod startup;

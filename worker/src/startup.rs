@@ -25,6 +25,8 @@ impl Application {
         settings: WorkerSettings,
         pool: PgPool,
     ) -> anyhow::Result<RunningProcess> {
+        infra::metrics::install();
+        crate::metrics::register();
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
         let consumer = tokio::spawn(consume_until_shutdown(

@@ -16,6 +16,7 @@ mod email_race;
 mod erasure;
 mod escalation;
 mod integrity;
+mod metrics;
 mod protection;
 mod relay;
 mod sessions;

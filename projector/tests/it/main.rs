@@ -3,6 +3,7 @@
 
 mod delivery;
 mod identity_views;
+mod metrics;
 mod rebuild;
 mod restart;
 mod support;

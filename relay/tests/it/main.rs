@@ -1,3 +1,4 @@
 //! The relay binary against the real PostgreSQL and RabbitMQ.
 
 mod election;
+mod metrics;

@@ -55,7 +55,7 @@ impl Commands {
         let lock_error = |source| CommandError::Lock { user_id, source };
         match self.try_lock(user_id, until, failures, cause).await {
             Ok(outcome) if !outcome.events.is_empty() => {
-                metrics::counter!("worker_users_locked_total").increment(1);
+                metrics::counter!(crate::metrics::USERS_LOCKED).increment(1);
                 tracing::warn!(%user_id, failures, %until, "user locked");
                 self.revoke_sessions(user_id, cause).await
             }

@@ -112,7 +112,7 @@ impl Lockout {
             } => {
                 let ip = ip.as_deref();
                 if store::record_failure(tx, envelope.event_id, *user_id, ip, *failed_at).await? {
-                    metrics::counter!("worker_login_failures_recorded_total").increment(1);
+                    metrics::counter!(crate::metrics::LOGIN_FAILURES_RECORDED).increment(1);
                 } else {
                     tracing::debug!(event_id = %envelope.event_id, "failure already counted");
                 }

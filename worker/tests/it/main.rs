@@ -3,5 +3,6 @@
 
 mod expiry;
 mod lockout;
+mod metrics;
 mod restart;
 mod support;
