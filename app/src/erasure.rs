@@ -85,7 +85,7 @@ impl Erasure {
         for metadata in PersonalMetadata::ALL {
             erase_metadata(&mut tx, &streams, metadata_key(*metadata)).await?;
         }
-        // postgres-es snapshots would hold the aggregate's state.
+        // Snapshots (infra::snapshots) hold the streams' state.
         sqlx::query(
             "DELETE FROM snapshots WHERE (aggregate_type = $1 AND aggregate_id = $2) \
                 OR (aggregate_type = $3 AND aggregate_id = ANY($4))",

@@ -125,6 +125,8 @@ pub const PAYLOAD_FIELDS_READ_BY_SQL: &[PayloadField] = &[
     SessionEvent::STARTED_STARTED_AT,
     SessionEvent::STARTED_IDLE_TIMEOUT_SECONDS,
     SessionEvent::REFRESHED_REFRESHED_AT,
+    SessionEvent::STARTED_REFRESH_TOKEN_HASH,
+    SessionEvent::REFRESHED_REFRESH_TOKEN_HASH,
 ];
 
 /// A value unique across aggregates (an email across users), claimed in

@@ -6,6 +6,7 @@ pub mod rbac;
 pub mod redaction;
 pub mod role;
 pub mod session;
+pub mod snapshot;
 pub mod user;
 pub mod validation;
 pub mod webhook;
@@ -17,9 +18,10 @@ pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
 pub use redaction::{redact_event_payload, RedactionError, REDACTED};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use session::{
-    ExpiryReason, RefreshTokenHash, RevocationReason, Session, SessionCommand, SessionEnd,
-    SessionError, SessionEvent,
+    ExpiryReason, HistoryUnavailable, RefreshTokenHash, RefreshTokenHistory, RevocationReason,
+    Session, SessionCommand, SessionEnd, SessionError, SessionEvent, SessionServices,
 };
+pub use snapshot::Snapshotted;
 pub use user::{
     DisplayName, Email, HashingCost, Password, PasswordHash, User, UserCommand, UserError,
     UserEvent, UserStatus,

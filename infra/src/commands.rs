@@ -4,17 +4,36 @@
 //! (read models are built by the projector), plus that answer.
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, PersistedEventStore,
+    SerializedEvent,
+};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use domain::Snapshotted;
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
+
+use crate::snapshots::{Snapshot, Snapshots, SNAPSHOT_AFTER_EVENTS};
 
 /// Tries of [`CommandBus::execute_retrying_conflicts`] when concurrent
 /// writers keep winning the append.
 pub const CONFLICT_ATTEMPTS: usize = 5;
 
+/// What an aggregate needs from outside to decide, built once per bus.
+pub trait StoreServices: Sized {
+    fn for_store(pool: &PgPool) -> Self;
+}
+
+impl StoreServices for () {
+    fn for_store(_pool: &PgPool) {}
+}
+
 pub struct CommandBus<A: Aggregate> {
     store: PersistedEventStore<PostgresEventRepository, A>,
+    repo: PostgresEventRepository,
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+    snapshots: Snapshots,
+    services: A::Services,
     pool: PgPool,
 }
 
@@ -25,14 +44,33 @@ pub struct CommandBus<A: Aggregate> {
 pub struct Outcome<E> {
     pub events: Vec<E>,
     pub position: i64,
+    /// Events folded to load the aggregate (those after its snapshot): at
+    /// most [`SNAPSHOT_AFTER_EVENTS`] once a snapshot is written.
+    pub folded: usize,
 }
 
-impl<A: Aggregate<Services = ()>> CommandBus<A> {
+/// An aggregate as loaded for a command, and how many events that folded.
+struct Loaded<A: Aggregate> {
+    context: EventStoreAggregateContext<A>,
+    folded: usize,
+}
+
+impl<A> CommandBus<A>
+where
+    A: Snapshotted,
+    A::Services: StoreServices,
+{
     pub fn new(pool: PgPool) -> Self {
         let store =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
-                .with_upcasters(domain::contract::upcasters());
-        Self { store, pool }
+            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+        Self {
+            store,
+            repo: PostgresEventRepository::new(pool.clone()),
+            upcasters: domain::contract::upcasters(),
+            snapshots: Snapshots::new(pool.clone()),
+            services: A::Services::for_store(&pool),
+            pool,
+        }
     }
 
     pub async fn execute(
@@ -41,17 +79,27 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         command: A::Command,
         metadata: &bus::EventMetadata,
     ) -> Result<Outcome<A::Event>, AggregateError<A::Error>> {
-        let mut context = self.store.load_aggregate(aggregate_id).await?;
+        let Loaded {
+            mut context,
+            folded,
+        } = self.load_context(aggregate_id).await?;
         let sink = EventSink::default();
         context
-            .aggregate()
-            .handle(command, &(), &sink)
+            .aggregate
+            .handle(command, &self.services, &sink)
             .await
             .map_err(AggregateError::UserError)?;
+        let events = sink.collect().await;
+        let before = (folded + events.len() >= SNAPSHOT_AFTER_EVENTS && !events.is_empty())
+            .then(|| context.aggregate.clone());
         let committed = self
             .store
-            .commit(sink.collect().await, context, metadata.to_map())
+            .commit(events, context, metadata.to_map())
             .await?;
+        if let Some(aggregate) = before {
+            self.snapshot_after(aggregate_id, aggregate, &committed)
+                .await;
+        }
         let last_sequence = committed.last().map(|envelope| envelope.sequence as i64);
         let position = self
             .position_of(aggregate_id, last_sequence)
@@ -63,6 +111,7 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
                 .map(|envelope| envelope.payload)
                 .collect(),
             position,
+            folded,
         })
     }
 
@@ -89,8 +138,89 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
 
     /// The aggregate as its events make it now (a default one if it has none).
     pub async fn load(&self, aggregate_id: &str) -> Result<A, AggregateError<A::Error>> {
-        let mut context = self.store.load_aggregate(aggregate_id).await?;
-        Ok(std::mem::take(context.aggregate()))
+        Ok(self.load_context(aggregate_id).await?.context.aggregate)
+    }
+
+    /// The stream's snapshot, if any, with the events after it folded on top.
+    async fn load_context(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Loaded<A>, AggregateError<A::Error>> {
+        let Snapshot {
+            mut aggregate,
+            last_sequence,
+        } = self
+            .snapshots
+            .load::<A>(aggregate_id)
+            .await
+            .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?
+            .unwrap_or(Snapshot {
+                aggregate: A::default(),
+                last_sequence: 0,
+            });
+        let events = self
+            .repo
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await?;
+        let folded = events.len();
+        let mut current_sequence = last_sequence;
+        for event in events {
+            let envelope = self.deserialize(event)?;
+            current_sequence = envelope.sequence;
+            aggregate.apply(envelope.payload);
+        }
+        Ok(Loaded {
+            context: EventStoreAggregateContext {
+                aggregate_id: aggregate_id.to_owned(),
+                aggregate,
+                current_sequence,
+                current_snapshot: None,
+            },
+            folded,
+        })
+    }
+
+    fn deserialize(
+        &self,
+        event: SerializedEvent,
+    ) -> Result<EventEnvelope<A>, AggregateError<A::Error>> {
+        let event = self.upcasters.iter().fold(event, |event, upcaster| {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) {
+                upcaster.upcast(event)
+            } else {
+                event
+            }
+        });
+        Ok(EventEnvelope::<A>::try_from(event)?)
+    }
+
+    /// Stores the state `committed` left as the stream's snapshot. A
+    /// snapshot is a cache: failing to store one costs the next command a
+    /// longer fold, never the command that just committed.
+    async fn snapshot_after(
+        &self,
+        aggregate_id: &str,
+        mut aggregate: A,
+        committed: &[EventEnvelope<A>],
+    ) {
+        let Some(last_sequence) = committed.last().map(|envelope| envelope.sequence) else {
+            return;
+        };
+        for envelope in committed {
+            aggregate.apply(envelope.payload.clone());
+        }
+        if let Err(error) = self
+            .snapshots
+            .save(aggregate_id, &aggregate, last_sequence)
+            .await
+        {
+            tracing::warn!(
+                aggregate_type = A::TYPE,
+                aggregate_id,
+                error = &error as &dyn std::error::Error,
+                "snapshot not stored"
+            );
+        }
     }
 
     /// The global position of event `sequence` of the aggregate, or of its

@@ -15,10 +15,12 @@ pub mod integrity;
 pub mod key_file;
 pub mod metrics;
 pub mod process;
+pub mod refresh_history;
 pub mod queue_depth;
 pub mod sessions;
 pub mod settings;
 pub mod shutdown;
+pub mod snapshots;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

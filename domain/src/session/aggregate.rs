@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -9,6 +7,7 @@ use uuid::Uuid;
 use super::commands::SessionCommand;
 use super::errors::SessionError;
 use super::events::SessionEvent;
+use super::history::SessionServices;
 use super::values::{ExpiryReason, RefreshTokenHash, ReuseInterval, RevocationReason};
 
 /// How and when a session ended.
@@ -40,9 +39,10 @@ pub struct Session {
     id: Option<Uuid>,
     user_id: Option<Uuid>,
     refresh_token_hash: Option<RefreshTokenHash>,
-    /// Every hash rotated away, with when: presenting one again after the reuse
-    /// interval means the token was copied.
-    superseded_refresh_token_hashes: BTreeMap<RefreshTokenHash, DateTime<Utc>>,
+    /// The token the last rotation replaced, and when: the one a concurrent
+    /// refresh presents. Older ones are looked up in the history, so the
+    /// state stays the same size however long the session lives.
+    previous_refresh_token: Option<SupersededToken>,
     started_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     idle_timeout_seconds: i64,
@@ -50,6 +50,13 @@ pub struct Session {
     ip: Option<String>,
     user_agent: Option<String>,
     end: Option<SessionEnd>,
+}
+
+/// A refresh token rotated away `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SupersededToken {
+    hash: RefreshTokenHash,
+    at: DateTime<Utc>,
 }
 
 /// The single event a command produces, or `None` when it changes nothing.
@@ -150,7 +157,13 @@ impl Session {
         session
     }
 
-    fn decide(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, SessionError> {
+    /// `superseded_at`: when the token a refresh presents was rotated away,
+    /// if it was (see [`Session::superseded_at`]).
+    fn decide(
+        &self,
+        command: SessionCommand,
+        superseded_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<SessionEvent>, SessionError> {
         let decision = match command {
             SessionCommand::Start {
                 session_id,
@@ -176,7 +189,7 @@ impl Session {
                 next,
                 reuse_interval,
                 now,
-            } => self.refresh(&presented, next, reuse_interval, now),
+            } => self.refresh(&presented, superseded_at, next, reuse_interval, now),
             SessionCommand::Revoke { reason, now } => self.revoke(reason, now),
             SessionCommand::Expire { now } => self.expire(now),
         };
@@ -199,6 +212,7 @@ impl Session {
     fn refresh(
         &self,
         presented: &RefreshTokenHash,
+        superseded_at: Option<DateTime<Utc>>,
         next: RefreshTokenHash,
         reuse_interval: ReuseInterval,
         now: DateTime<Utc>,
@@ -210,8 +224,7 @@ impl Session {
         if self.end.is_some() {
             return Err(SessionError::Ended);
         }
-        let superseded_at = self.superseded_refresh_token_hashes.get(presented);
-        if presented == current || superseded_at.is_some_and(|at| reuse_interval.covers(*at, now)) {
+        if presented == current || superseded_at.is_some_and(|at| reuse_interval.covers(at, now)) {
             return self.rotate(next, now);
         }
         if superseded_at.is_some() {
@@ -256,6 +269,29 @@ impl Session {
         }))
     }
 
+    /// When the token a refresh presents was rotated away: the previous
+    /// token is in the state; only an older one costs a history lookup,
+    /// and only while the session is active.
+    async fn superseded_at(
+        &self,
+        command: &SessionCommand,
+        services: &SessionServices,
+    ) -> Result<Option<DateTime<Utc>>, SessionError> {
+        let SessionCommand::Refresh { presented, .. } = command else {
+            return Ok(None);
+        };
+        let (Some(id), Some(current)) = (self.id, &self.refresh_token_hash) else {
+            return Ok(None);
+        };
+        if presented == current || self.end.is_some() {
+            return Ok(None);
+        }
+        match &self.previous_refresh_token {
+            Some(previous) if &previous.hash == presented => Ok(Some(previous.at)),
+            _ => Ok(services.history().superseded_at(id, presented).await?),
+        }
+    }
+
     fn ensure_started(&self) -> Result<(), SessionError> {
         if self.is_started() {
             Ok(())
@@ -270,15 +306,16 @@ impl Aggregate for Session {
     type Command = SessionCommand;
     type Event = SessionEvent;
     type Error = SessionError;
-    type Services = ();
+    type Services = SessionServices;
 
     async fn handle(
         &mut self,
         command: Self::Command,
-        _services: &Self::Services,
+        services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
+        let superseded_at = self.superseded_at(&command, services).await?;
+        for event in self.decide(command, superseded_at)? {
             sink.write(event, self).await;
         }
         Ok(())
@@ -310,10 +347,13 @@ impl Aggregate for Session {
                 refresh_token_hash,
                 refreshed_at,
             } => {
-                if let Some(previous) = self.refresh_token_hash.replace(refresh_token_hash) {
-                    self.superseded_refresh_token_hashes
-                        .insert(previous, refreshed_at);
-                }
+                self.previous_refresh_token = self
+                    .refresh_token_hash
+                    .replace(refresh_token_hash)
+                    .map(|hash| SupersededToken {
+                        hash,
+                        at: refreshed_at,
+                    });
                 self.last_activity_at = Some(refreshed_at);
             }
             SessionEvent::Revoked { reason, revoked_at } => {
@@ -335,11 +375,24 @@ impl Aggregate for Session {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use cqrs_es::test::TestFramework;
+    use cqrs_es::test::{AggregateTestExecutor, TestFramework};
+
+    use std::sync::Arc;
 
     use super::*;
+    use crate::session::history::tests::{services_of, Down, Unreadable};
+    use crate::session::history::HistoryUnavailable;
 
     type SessionTest = TestFramework<Session>;
+
+    /// The session these events make, with the history they make.
+    fn given(events: Vec<SessionEvent>) -> AggregateTestExecutor<Session> {
+        SessionTest::with(services_of(&events)).given(events)
+    }
+
+    fn given_no_previous_events() -> AggregateTestExecutor<Session> {
+        SessionTest::with(services_of(&[])).given_no_previous_events()
+    }
 
     /// Idle timeout of the test session: 10 minutes.
     const IDLE_SECONDS: i64 = 600;
@@ -460,16 +513,14 @@ mod tests {
 
     #[test]
     fn start_a_new_session() {
-        SessionTest::with(())
-            .given_no_previous_events()
+        given_no_previous_events()
             .when(start_command())
             .then_expect_events(vec![started()]);
     }
 
     #[test]
     fn start_a_started_session_is_rejected() {
-        SessionTest::with(())
-            .given(vec![started()])
+        given(vec![started()])
             .when(start_command())
             .then_expect_error(SessionError::AlreadyStarted);
     }
@@ -484,8 +535,7 @@ mod tests {
             },
             SessionCommand::Expire { now: t(61) },
         ] {
-            SessionTest::with(())
-                .given_no_previous_events()
+            given_no_previous_events()
                 .when(command)
                 .then_expect_error(SessionError::NotFound);
         }
@@ -493,16 +543,14 @@ mod tests {
 
     #[test]
     fn refresh_rotates_the_token() {
-        SessionTest::with(())
-            .given(vec![started()])
+        given(vec![started()])
             .when(refresh(1, 2, 5))
             .then_expect_events(vec![refreshed(2, 5)]);
     }
 
     #[test]
     fn refresh_with_the_latest_token_after_rotations() {
-        SessionTest::with(())
-            .given(vec![started(), refreshed(2, 5), refreshed(3, 10)])
+        given(vec![started(), refreshed(2, 5), refreshed(3, 10)])
             .when(refresh(3, 4, 15))
             .then_expect_events(vec![refreshed(4, 15)]);
     }
@@ -510,8 +558,7 @@ mod tests {
     #[test]
     fn refresh_an_ended_session_is_rejected() {
         for history in ended_histories() {
-            SessionTest::with(())
-                .given(history)
+            given(history)
                 .when(refresh(1, 2, 5))
                 .then_expect_error(SessionError::Ended);
         }
@@ -519,40 +566,36 @@ mod tests {
 
     #[test]
     fn refresh_at_the_absolute_deadline_is_expired() {
-        SessionTest::with(())
-            .given(vec![
-                started(),
-                refreshed(2, 9),
-                refreshed(3, 18),
-                refreshed(4, 27),
-                refreshed(5, 36),
-                refreshed(6, 45),
-                refreshed(7, 54),
-            ])
-            .when(refresh(7, 8, 60))
-            .then_expect_error(SessionError::Expired);
+        given(vec![
+            started(),
+            refreshed(2, 9),
+            refreshed(3, 18),
+            refreshed(4, 27),
+            refreshed(5, 36),
+            refreshed(6, 45),
+            refreshed(7, 54),
+        ])
+        .when(refresh(7, 8, 60))
+        .then_expect_error(SessionError::Expired);
     }
 
     #[test]
     fn refresh_at_the_idle_deadline_is_expired() {
-        SessionTest::with(())
-            .given(vec![started()])
+        given(vec![started()])
             .when(refresh(1, 2, 10))
             .then_expect_error(SessionError::Expired);
     }
 
     #[test]
     fn refresh_moves_the_idle_deadline() {
-        SessionTest::with(())
-            .given(vec![started(), refreshed(2, 9)])
+        given(vec![started(), refreshed(2, 9)])
             .when(refresh(2, 3, 18))
             .then_expect_events(vec![refreshed(3, 18)]);
     }
 
     #[test]
     fn refresh_with_a_rotated_token_revokes_the_session() {
-        SessionTest::with(())
-            .given(vec![started(), refreshed(2, 5), refreshed(3, 6)])
+        given(vec![started(), refreshed(2, 5), refreshed(3, 6)])
             .when(refresh(1, 9, 7))
             .then_expect_events(vec![revoked(RevocationReason::RefreshTokenReused, 7)]);
     }
@@ -561,8 +604,7 @@ mod tests {
     fn a_token_rotated_away_less_than_the_reuse_interval_ago_rotates_the_current_one() {
         // -1 s: this process's clock is behind the one that rotated it.
         for seconds in [-1, 0, 1, 9] {
-            SessionTest::with(())
-                .given(rotated_at_t5())
+            given(rotated_at_t5())
                 .when(refresh_at(1, 3, after_t5(seconds)))
                 .then_expect_events(vec![refreshed_at(3, after_t5(seconds))]);
         }
@@ -570,24 +612,21 @@ mod tests {
 
     #[test]
     fn a_token_rotated_away_exactly_the_reuse_interval_ago_revokes_the_session() {
-        SessionTest::with(())
-            .given(rotated_at_t5())
+        given(rotated_at_t5())
             .when(refresh_at(1, 3, after_t5(10)))
             .then_expect_events(vec![revoked_at(after_t5(10))]);
     }
 
     #[test]
     fn a_token_rotated_away_beyond_the_reuse_interval_revokes_the_session() {
-        SessionTest::with(())
-            .given(rotated_at_t5())
+        given(rotated_at_t5())
             .when(refresh_at(1, 3, after_t5(11)))
             .then_expect_events(vec![revoked_at(after_t5(11))]);
     }
 
     #[test]
     fn without_a_reuse_interval_a_rotated_token_revokes_at_once() {
-        SessionTest::with(())
-            .given(rotated_at_t5())
+        given(rotated_at_t5())
             .when(SessionCommand::Refresh {
                 presented: token(1),
                 next: token(3),
@@ -605,12 +644,10 @@ mod tests {
 
     #[test]
     fn reusing_a_token_within_its_interval_does_not_restart_the_interval() {
-        SessionTest::with(())
-            .given(token_1_used_twice())
+        given(token_1_used_twice())
             .when(refresh_at(1, 4, after_t5(9)))
             .then_expect_events(vec![refreshed_at(4, after_t5(9))]);
-        SessionTest::with(())
-            .given(token_1_used_twice())
+        given(token_1_used_twice())
             .when(refresh_at(1, 4, after_t5(10)))
             .then_expect_events(vec![revoked_at(after_t5(10))]);
     }
@@ -618,28 +655,24 @@ mod tests {
     #[test]
     fn every_token_rotated_away_keeps_its_own_interval() {
         // Token 2 (the first winner's) was rotated away at t(5) + 4 s.
-        SessionTest::with(())
-            .given(token_1_used_twice())
+        given(token_1_used_twice())
             .when(refresh_at(2, 4, after_t5(13)))
             .then_expect_events(vec![refreshed_at(4, after_t5(13))]);
-        SessionTest::with(())
-            .given(token_1_used_twice())
+        given(token_1_used_twice())
             .when(refresh_at(2, 4, after_t5(14)))
             .then_expect_events(vec![revoked_at(after_t5(14))]);
     }
 
     #[test]
     fn the_current_token_rotates_after_reuses_within_the_interval() {
-        SessionTest::with(())
-            .given(token_1_used_twice())
+        given(token_1_used_twice())
             .when(refresh_at(3, 4, after_t5(5)))
             .then_expect_events(vec![refreshed_at(4, after_t5(5))]);
     }
 
     #[test]
     fn an_unknown_token_within_the_reuse_interval_is_rejected() {
-        SessionTest::with(())
-            .given(rotated_at_t5())
+        given(rotated_at_t5())
             .when(refresh_at(9, 3, after_t5(1)))
             .then_expect_error(SessionError::InvalidRefreshToken);
     }
@@ -648,39 +681,66 @@ mod tests {
     fn a_token_within_the_reuse_interval_cannot_refresh_an_ended_or_expired_session() {
         let mut ended = rotated_at_t5();
         ended.push(revoked(RevocationReason::LoggedOut, 5));
-        SessionTest::with(())
-            .given(ended)
+        given(ended)
             .when(refresh_at(1, 3, after_t5(1)))
             .then_expect_error(SessionError::Ended);
         // Token 2 rotated away 5 s before the absolute deadline.
         let near_deadline = t(60) - TimeDelta::seconds(5);
-        SessionTest::with(())
-            .given(vec![
-                started(),
-                refreshed(2, 9),
-                refreshed(3, 18),
-                refreshed(4, 27),
-                refreshed(5, 36),
-                refreshed(6, 45),
-                refreshed(7, 54),
-                refreshed_at(8, near_deadline),
-            ])
-            .when(refresh(7, 9, 60))
-            .then_expect_error(SessionError::Expired);
+        given(vec![
+            started(),
+            refreshed(2, 9),
+            refreshed(3, 18),
+            refreshed(4, 27),
+            refreshed(5, 36),
+            refreshed(6, 45),
+            refreshed(7, 54),
+            refreshed_at(8, near_deadline),
+        ])
+        .when(refresh(7, 9, 60))
+        .then_expect_error(SessionError::Expired);
+    }
+
+    #[test]
+    fn the_previous_token_within_the_interval_needs_no_history() {
+        let down = Arc::new(Down);
+        SessionTest::with(SessionServices::new(Arc::new(Unreadable(down))))
+            .given(rotated_at_t5())
+            .when(refresh_at(1, 3, after_t5(1)))
+            .then_expect_events(vec![refreshed_at(3, after_t5(1))]);
+    }
+
+    #[test]
+    fn an_older_token_when_the_history_cannot_be_read_writes_nothing() {
+        let down: Arc<dyn std::error::Error + Send + Sync> = Arc::new(Down);
+        SessionTest::with(SessionServices::new(Arc::new(Unreadable(down.clone()))))
+            .given(vec![started(), refreshed(2, 5), refreshed(3, 6)])
+            .when(refresh(1, 9, 7))
+            .then_expect_error(SessionError::HistoryUnavailable(HistoryUnavailable(down)));
+    }
+
+    #[test]
+    fn the_state_stays_the_same_size_however_many_rotations() {
+        let size_after = |rotations: u8| {
+            let mut session = Session::default();
+            session.apply(started());
+            for n in 0..rotations {
+                session.apply(refreshed(n.wrapping_add(2), 5));
+            }
+            serde_json::to_string(&session).unwrap().len()
+        };
+        assert_eq!(size_after(2), size_after(250));
     }
 
     #[test]
     fn refresh_with_an_unknown_token_is_rejected() {
-        SessionTest::with(())
-            .given(vec![started(), refreshed(2, 5)])
+        given(vec![started(), refreshed(2, 5)])
             .when(refresh(9, 3, 6))
             .then_expect_error(SessionError::InvalidRefreshToken);
     }
 
     #[test]
     fn revoke() {
-        SessionTest::with(())
-            .given(vec![started()])
+        given(vec![started()])
             .when(SessionCommand::Revoke {
                 reason: RevocationReason::PasswordChanged,
                 now: t(3),
@@ -691,8 +751,7 @@ mod tests {
     #[test]
     fn revoke_an_ended_session_writes_nothing() {
         for history in ended_histories() {
-            SessionTest::with(())
-                .given(history)
+            given(history)
                 .when(SessionCommand::Revoke {
                     reason: RevocationReason::UserDeactivated,
                     now: t(20),
@@ -703,32 +762,28 @@ mod tests {
 
     #[test]
     fn expire_at_the_absolute_deadline() {
-        SessionTest::with(())
-            .given(vec![started(), refreshed(2, 55)])
+        given(vec![started(), refreshed(2, 55)])
             .when(SessionCommand::Expire { now: t(60) })
             .then_expect_events(vec![expired(ExpiryReason::Absolute, 60)]);
     }
 
     #[test]
     fn expire_past_both_deadlines_is_absolute() {
-        SessionTest::with(())
-            .given(vec![started()])
+        given(vec![started()])
             .when(SessionCommand::Expire { now: t(61) })
             .then_expect_events(vec![expired(ExpiryReason::Absolute, 61)]);
     }
 
     #[test]
     fn expire_at_the_idle_deadline() {
-        SessionTest::with(())
-            .given(vec![started(), refreshed(2, 5)])
+        given(vec![started(), refreshed(2, 5)])
             .when(SessionCommand::Expire { now: t(15) })
             .then_expect_events(vec![expired(ExpiryReason::Idle, 15)]);
     }
 
     #[test]
     fn expire_before_any_deadline_is_rejected() {
-        SessionTest::with(())
-            .given(vec![started(), refreshed(2, 5)])
+        given(vec![started(), refreshed(2, 5)])
             .when(SessionCommand::Expire { now: t(14) })
             .then_expect_error(SessionError::NotDue);
     }
@@ -736,8 +791,7 @@ mod tests {
     #[test]
     fn expire_an_ended_session_writes_nothing() {
         for history in ended_histories() {
-            SessionTest::with(())
-                .given(history)
+            given(history)
                 .when(SessionCommand::Expire { now: t(61) })
                 .then_expect_events(vec![]);
         }
@@ -817,7 +871,11 @@ mod tests {
         assert_eq!(back.refresh_token_hash(), Some(&token(2)));
         assert_eq!(back.last_activity_at(), Some(t(5)));
         assert_eq!(
-            back.decide(refresh(1, 9, 6)),
+            back.decide(refresh(2, 9, 6), None),
+            Ok(vec![refreshed(9, 6)])
+        );
+        assert_eq!(
+            back.decide(refresh(1, 9, 6), Some(t(5))),
             Ok(vec![revoked(RevocationReason::RefreshTokenReused, 6)])
         );
     }

@@ -1,3 +1,5 @@
+use super::history::HistoryUnavailable;
+
 /// Business-rule rejections of a [`SessionCommand`](super::SessionCommand).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -14,4 +16,6 @@ pub enum SessionError {
     InvalidRefreshToken,
     #[error("session is not due to expire")]
     NotDue,
+    #[error(transparent)]
+    HistoryUnavailable(#[from] HistoryUnavailable),
 }

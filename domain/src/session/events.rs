@@ -52,6 +52,9 @@ impl SessionEvent {
     pub const STARTED_IDLE_TIMEOUT_SECONDS: PayloadField =
         Self::STARTED.field("idle_timeout_seconds");
     pub const REFRESHED_REFRESHED_AT: PayloadField = Self::REFRESHED.field("refreshed_at");
+    pub const STARTED_REFRESH_TOKEN_HASH: PayloadField = Self::STARTED.field("refresh_token_hash");
+    pub const REFRESHED_REFRESH_TOKEN_HASH: PayloadField =
+        Self::REFRESHED.field("refresh_token_hash");
 
     /// Personal payload fields (see [`crate::erasure::PERSONAL_PAYLOAD_FIELDS`]).
     pub const STARTED_IP: PayloadField = Self::STARTED.field("ip");

@@ -2,4 +2,5 @@
 
 mod health;
 mod integrity;
+mod snapshots;
 mod sql_contract;

@@ -5,9 +5,11 @@ use std::fmt::Debug;
 
 use cqrs_es::Aggregate;
 use domain::{
-    DisplayName, Email, PasswordHash, Role, RoleCommand, Session, SessionCommand, User, UserCommand,
+    DisplayName, Email, PasswordHash, Role, RoleCommand, Session, SessionCommand, SessionServices,
+    User, UserCommand,
 };
 use futures_util::StreamExt;
+use infra::commands::StoreServices;
 use infra::testing::request_metadata;
 use postgres_es::{postgres_cqrs, PostgresCqrs};
 use sqlx::PgPool;
@@ -38,7 +40,7 @@ impl Writer {
         Self {
             cqrs: postgres_cqrs(pool.clone(), Vec::new(), ()),
             roles: postgres_cqrs(pool.clone(), Vec::new(), ()),
-            sessions: postgres_cqrs(pool.clone(), Vec::new(), ()),
+            sessions: postgres_cqrs(pool.clone(), Vec::new(), SessionServices::for_store(pool)),
             registered: Default::default(),
         }
     }
@@ -105,7 +107,7 @@ impl Writer {
 
 async fn execute<A>(cqrs: &PostgresCqrs<A>, id: Uuid, command: A::Command)
 where
-    A: Aggregate<Services = ()>,
+    A: Aggregate,
     A::Command: Debug,
 {
     let metadata = request_metadata(Some(id), "projector-tests");
