@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 use crate::extract::MAX_ARRAY_ITEMS;
 use crate::problem::{FieldError, Problem, PROBLEM};
 use crate::routes::auth::TokenPair;
-use crate::routes::{audit, auth, roles, sessions, users};
+use crate::routes::{audit, auth, roles, sessions, users, webhooks};
 use crate::user_queries::UserView;
 
 #[derive(OpenApi)]
@@ -59,6 +59,14 @@ use crate::user_queries::UserView;
         audit::export::export,
         audit::aggregate::history,
         audit::aggregate::state,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::rotate_secret,
+        webhooks::deliveries,
+        webhooks::redeliver,
         health_live,
         health_ready,
         metrics,
@@ -96,6 +104,15 @@ use crate::user_queries::UserView;
         audit::aggregate::WebhookStateView,
         audit::aggregate::StateView,
         audit::aggregate::AggregateStateView,
+        webhooks::CreateWebhookRequest,
+        webhooks::UpdateWebhookRequest,
+        webhooks::SecretIssued,
+        webhooks::WebhookView,
+        webhooks::WebhookList,
+        webhooks::AttemptView,
+        webhooks::DeliveryView,
+        webhooks::DeliveryList,
+        webhooks::Redelivery,
         UserView,
         Problem,
         FieldError

@@ -223,7 +223,8 @@ impl From<AppError> for ApiError {
             | AppError::RoleNameTaken
             | AppError::User(_)
             | AppError::Role(_)
-            | AppError::Session(_) => Self::Conflict(error.to_string()),
+            | AppError::Session(_)
+            | AppError::Webhook(_) => Self::Conflict(error.to_string()),
             AppError::ConcurrencyConflict => Self::ConcurrencyConflict,
             AppError::InvalidCredentials => Self::InvalidCredentials,
             AppError::InvalidRefreshToken => Self::InvalidRefreshToken,

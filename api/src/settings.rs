@@ -129,6 +129,30 @@ pub struct ApiSettings {
 
     #[command(flatten)]
     pub edge: EdgeSettings,
+
+    #[command(flatten)]
+    pub webhooks: WebhookSettings,
+}
+
+/// Registering webhooks and rotating their secrets.
+#[derive(Args, Clone, Debug)]
+pub struct WebhookSettings {
+    #[command(flatten)]
+    pub destinations: infra::webhooks::DestinationPolicy,
+
+    /// How long a rotated-out signing secret keeps signing beside the new one, in seconds.
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub webhook_secret_rotation_overlap_seconds: u32,
+}
+
+impl WebhookSettings {
+    pub fn rotation_overlap(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(i64::from(self.webhook_secret_rotation_overlap_seconds))
+    }
 }
 
 /// What browsers and reverse proxies in front of the api need.

@@ -26,6 +26,7 @@ use app::roles::RoleCommands;
 use app::sign_in::SignIn;
 use app::tokens::AccessTokens;
 use app::users::UserCommands;
+use app::webhooks::{DeliveryQueries, WebhookCommands, WebhookQueries};
 
 /// The api process: the HTTP server plus (unless disabled) the relay task,
 /// which it stops once the server has stopped.
@@ -84,6 +85,9 @@ struct Services {
     sign_in: web::Data<SignIn>,
     users: web::Data<UserCommands>,
     roles: web::Data<RoleCommands>,
+    webhooks: web::Data<WebhookCommands>,
+    webhook_queries: web::Data<WebhookQueries>,
+    deliveries: web::Data<DeliveryQueries>,
 }
 
 impl Services {
@@ -113,7 +117,14 @@ impl Services {
             tokens: web::Data::from(tokens),
             sign_in: web::Data::new(sign_in),
             users: web::Data::new(UserCommands::new(pool.clone(), passwords, failed_logins)),
-            roles: web::Data::new(RoleCommands::new(pool)),
+            roles: web::Data::new(RoleCommands::new(pool.clone())),
+            webhooks: web::Data::new(WebhookCommands::new(
+                pool.clone(),
+                settings.webhooks.destinations,
+                settings.webhooks.rotation_overlap(),
+            )),
+            webhook_queries: web::Data::new(WebhookQueries::new(pool.clone())),
+            deliveries: web::Data::new(DeliveryQueries::new(pool)),
         })
     }
 }
@@ -171,6 +182,9 @@ fn http_server(
             .app_data(freshness.clone())
             .app_data(services.users.clone())
             .app_data(services.roles.clone())
+            .app_data(services.webhooks.clone())
+            .app_data(services.webhook_queries.clone())
+            .app_data(services.deliveries.clone())
             .app_data(services.sign_in.clone())
             .app_data(services.tokens.clone())
             .app_data(signup_mode.clone())

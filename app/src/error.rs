@@ -3,7 +3,7 @@
 //! problem once (`From<AppError> for ApiError`).
 
 use cqrs_es::AggregateError;
-use domain::{RoleError, SessionError, UserError};
+use domain::{RoleError, SessionError, UserError, WebhookError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -40,6 +40,8 @@ pub enum AppError {
     Role(RoleError),
     #[error(transparent)]
     Session(SessionError),
+    #[error(transparent)]
+    Webhook(WebhookError),
     /// Another writer appended to the aggregate first; the same request may succeed again.
     #[error("the aggregate was changed by another request; retry")]
     ConcurrencyConflict,
@@ -95,6 +97,15 @@ impl DomainRule for SessionError {
         match self {
             SessionError::NotFound => AppError::NotFound("session"),
             rule => AppError::Session(rule),
+        }
+    }
+}
+
+impl DomainRule for WebhookError {
+    fn into_app_error(self) -> AppError {
+        match self {
+            WebhookError::NotFound => AppError::NotFound("webhook"),
+            rule => AppError::Webhook(rule),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod roles;
 pub mod sign_in;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 pub use context::RequestContext;
 pub use error::AppError;

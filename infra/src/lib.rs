@@ -15,8 +15,8 @@ pub mod integrity;
 pub mod key_file;
 pub mod metrics;
 pub mod process;
-pub mod refresh_history;
 pub mod queue_depth;
+pub mod refresh_history;
 pub mod sessions;
 pub mod settings;
 pub mod shutdown;
@@ -24,3 +24,4 @@ pub mod snapshots;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;

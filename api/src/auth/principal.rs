@@ -228,6 +228,7 @@ needs! {
     SessionsRead => SessionsRead,
     SessionsRevoke => SessionsRevoke,
     AuditRead => AuditRead,
+    WebhooksWrite => WebhooksWrite,
 }
 
 /// The future of an extractor that needs the caller.

@@ -3,6 +3,7 @@ pub mod auth;
 pub mod roles;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -37,7 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth_rate_limit: &AuthRateLimit) 
             .configure(|cfg| users::configure(cfg, auth_rate_limit))
             .configure(roles::configure)
             .configure(sessions::configure)
-            .configure(audit::configure),
+            .configure(audit::configure)
+            .configure(webhooks::configure),
     );
 }
 

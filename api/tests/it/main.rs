@@ -22,3 +22,4 @@ mod relay;
 mod sessions;
 mod support;
 mod users;
+mod webhooks;

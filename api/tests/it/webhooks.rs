@@ -1,0 +1,280 @@
+//! `/v1/webhooks`: registration returns the secret once and keeps it out of
+//! the event store; reading, changing, rotating and deleting; every input
+//! rule a named problem; internal addresses and plain http refused unless
+//! allowed; `webhooks:write` needed by every route.
+
+use crate::support::{assert_problem, count_events, spawn_app, spawn_app_with, TestApp};
+use domain::WebhookEvent;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Receivers in tests listen on 127.0.0.1 over plain http.
+pub const ALLOW_LOCAL: [&str; 2] = [
+    "--webhooks-allow-http=true",
+    "--webhooks-allow-private-networks=true",
+];
+
+async fn register(app: &TestApp, body: Value) -> Value {
+    let response = app.post_json("/v1/webhooks", &body).await;
+    assert_eq!(response.status(), 201, "register webhook");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/v1/webhooks/{}", created["id"].as_str().unwrap())
+    );
+    created
+}
+
+fn hook(url: &str) -> Value {
+    json!({"url": url, "event_types": ["user.*", "session.revoked"], "description": "CRM"})
+}
+
+async fn stored_text_containing(app: &TestApp, needle: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE payload::text LIKE '%' || $1 || '%' \
+            OR metadata::text LIKE '%' || $1 || '%'",
+    )
+    .bind(needle)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_webhook_is_registered_read_changed_rotated_and_deleted() {
+    let app = spawn_app_with(&ALLOW_LOCAL).await;
+    let created = register(&app, hook("http://127.0.0.1:9/in")).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(
+        stored_text_containing(&app, &secret["whsec_".len()..]).await,
+        0
+    );
+
+    let read: Value = app
+        .get(&format!("/v1/webhooks/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        json!({"id": id, "url": "http://127.0.0.1:9/in",
+               "event_types": ["session.revoked", "user.*"], "description": "CRM", "enabled": true})
+    );
+    let list: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    assert_eq!(list["items"], json!([read]));
+
+    let path = format!("/v1/webhooks/{id}");
+    let changed = app
+        .patch_json(&path, &json!({"enabled": false, "event_types": ["*"]}))
+        .await;
+    assert_eq!(changed.status(), 200);
+    let read: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(
+        (read["enabled"].clone(), read["event_types"].clone()),
+        (json!(false), json!(["*"]))
+    );
+
+    let rotated = app.post_empty(&format!("{path}/rotate-secret")).await;
+    assert_eq!(rotated.status(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+    assert_eq!(
+        stored_text_containing(&app, &new_secret["whsec_".len()..]).await,
+        0
+    );
+
+    let deleted = app
+        .send(Method::DELETE, &path, &app.admin_token, None)
+        .await;
+    assert_eq!(deleted.status(), 200);
+    assert_problem(app.get(&path).await, 404, "not-found", None).await;
+    assert_problem(
+        app.send(Method::DELETE, &path, &app.admin_token, None)
+            .await,
+        404,
+        "not-found",
+        None,
+    )
+    .await;
+    let list: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    assert_eq!(list["items"], json!([]));
+
+    for (event_type, count) in [
+        (WebhookEvent::REGISTERED, 1),
+        (WebhookEvent::DISABLED, 1),
+        (WebhookEvent::EVENT_TYPES_CHANGED, 1),
+        (WebhookEvent::SECRET_ROTATED, 1),
+        (WebhookEvent::DELETED, 1),
+    ] {
+        assert_eq!(
+            count_events(&app.db, event_type.name()).await,
+            count,
+            "{event_type}"
+        );
+    }
+    let history: Value = app
+        .get(&format!("/v1/audit/webhook/{id}/history"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["items"].as_array().unwrap().len(), 5, "{history}");
+}
+
+#[tokio::test]
+async fn every_input_rule_is_a_problem_naming_its_field_and_writes_nothing() {
+    let app = spawn_app_with(&ALLOW_LOCAL).await;
+    let url = "http://127.0.0.1:9/in";
+    let too_many: Vec<&str> = domain::all_event_types()
+        .take(21)
+        .map(|event_type| event_type.name())
+        .collect();
+    let cases = [
+        (json!({"url": "not a url", "event_types": ["*"]}), "url"),
+        (
+            json!({"url": "ftp://example.com/", "event_types": ["*"]}),
+            "url",
+        ),
+        (
+            json!({"url": "http://u:p@127.0.0.1/", "event_types": ["*"]}),
+            "url",
+        ),
+        (
+            json!({"url": url, "event_types": ["user.exploded"]}),
+            "event_types[0]",
+        ),
+        (
+            json!({"url": url, "event_types": ["*", "order.*"]}),
+            "event_types[1]",
+        ),
+        (json!({"url": url, "event_types": []}), "event_types"),
+        (json!({"url": url, "event_types": too_many}), "event_types"),
+        (
+            json!({"url": url, "event_types": ["*"], "description": "x".repeat(501)}),
+            "description",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app.post_json("/v1/webhooks", &body).await;
+        assert_problem(response, 422, "validation-failed", Some(field)).await;
+    }
+    let unknown = json!({"url": url, "event_types": ["*"], "secret": "mine"});
+    let response = app.post_json("/v1/webhooks", &unknown).await;
+    assert_problem(response, 400, "bad-request", Some("secret")).await;
+    assert_eq!(app.event_count().await, app.baseline_events);
+
+    let id = register(&app, hook(url)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/webhooks/{id}");
+    let response = app
+        .patch_json(&path, &json!({"url": "nope", "event_types": ["x.y"]}))
+        .await;
+    let problem = assert_problem(response, 422, "validation-failed", Some("url")).await;
+    assert_eq!(problem["errors"][1]["field"], "event_types[0]", "{problem}");
+    let response = app.patch_json(&path, &json!({"enabled": "yes"})).await;
+    assert_problem(response, 400, "bad-request", Some("enabled")).await;
+}
+
+#[tokio::test]
+async fn internal_addresses_and_plain_http_are_refused_at_registration() {
+    let app = spawn_app().await;
+    for url in [
+        "https://127.0.0.1/hook",
+        "https://[::1]/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.1.2.3/",
+        "https://192.168.0.10:8443/",
+        "https://100.64.0.1/",
+        "https://[::ffff:127.0.0.1]/",
+        "https://localhost/",
+        "http://93.184.216.34/",
+    ] {
+        let body = json!({"url": url, "event_types": ["*"]});
+        let response = app.post_json("/v1/webhooks", &body).await;
+        assert_problem(response, 422, "validation-failed", Some("url")).await;
+    }
+    assert_eq!(app.event_count().await, app.baseline_events);
+    let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_secrets")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(secrets, 0, "no secret is kept for a refused registration");
+}
+
+#[tokio::test]
+async fn a_changed_url_is_checked_like_a_new_one() {
+    let app = spawn_app_with(&["--webhooks-allow-http=true"]).await;
+    let id = register(&app, hook("http://93.184.216.34/in")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = app
+        .patch_json(
+            &format!("/v1/webhooks/{id}"),
+            &json!({"url": "http://169.254.169.254/"}),
+        )
+        .await;
+    assert_problem(response, 422, "validation-failed", Some("url")).await;
+}
+
+#[tokio::test]
+async fn every_route_needs_webhooks_write() {
+    let app = spawn_app_with(&ALLOW_LOCAL).await;
+    let id = register(&app, hook("http://127.0.0.1:9/in")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let all_but: Vec<&str> = domain::Permission::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .filter(|p| *p != "webhooks:write")
+        .collect();
+    let (_, token, _) = app.user_holding("almost", &all_but).await;
+    let delivery = uuid::Uuid::new_v4();
+    let routes = [
+        (
+            Method::POST,
+            "/v1/webhooks".to_owned(),
+            Some(hook("http://127.0.0.1:9/x")),
+        ),
+        (Method::GET, "/v1/webhooks".to_owned(), None),
+        (Method::GET, format!("/v1/webhooks/{id}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/webhooks/{id}"),
+            Some(json!({"enabled": false})),
+        ),
+        (Method::DELETE, format!("/v1/webhooks/{id}"), None),
+        (
+            Method::POST,
+            format!("/v1/webhooks/{id}/rotate-secret"),
+            None,
+        ),
+        (Method::GET, format!("/v1/webhooks/{id}/deliveries"), None),
+        (
+            Method::POST,
+            format!("/v1/webhooks/{id}/deliveries/{delivery}/redeliver"),
+            None,
+        ),
+    ];
+    let before = app.event_count().await;
+    for (method, path, body) in routes {
+        let response = app.send(method.clone(), &path, &token, body).await;
+        let problem = assert_problem(response, 403, "forbidden", None).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("webhooks:write"),
+            "{method} {path}: {problem}"
+        );
+    }
+    assert_eq!(app.event_count().await, before);
+}
