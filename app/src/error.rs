@@ -96,6 +96,9 @@ impl DomainRule for SessionError {
     fn into_app_error(self) -> AppError {
         match self {
             SessionError::NotFound => AppError::NotFound("session"),
+            SessionError::HistoryUnavailable(unavailable) => {
+                AppError::EventStore(Box::new(unavailable))
+            }
             rule => AppError::Session(rule),
         }
     }

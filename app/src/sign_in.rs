@@ -151,16 +151,21 @@ impl SignIn {
             reuse_interval: ReuseInterval::new(self.policy.refresh_reuse_interval),
             now,
         };
-        let session = self.sessions.load(&session_id.to_string()).await?;
-        let user_id = session.user_id().ok_or(AppError::InvalidRefreshToken)?;
-        let metadata = context.metadata_as(Some(user_id));
         // A concurrent refresh with the same token is decided anew against the
         // rotation that won: a rotation within the reuse interval, a revocation after.
         let outcome = self
             .sessions
-            .execute_retrying_conflicts(&session_id.to_string(), || command.clone(), &metadata)
+            .execute_retrying_conflicts_with(
+                &session_id.to_string(),
+                || command.clone(),
+                |session: &Session| context.metadata_as(session.user_id()),
+            )
             .await
             .map_err(refresh_error)?;
+        let user_id = outcome
+            .state
+            .user_id()
+            .ok_or(AppError::InvalidRefreshToken)?;
         if outcome
             .events
             .iter()
@@ -173,7 +178,7 @@ impl SignIn {
             user_id,
             session_id,
             refresh_token: next,
-            expires_at: session.expires_at().unwrap_or(now),
+            expires_at: outcome.state.expires_at().unwrap_or(now),
         };
         self.issue_if_still_allowed(context, session, now).await
     }
@@ -286,6 +291,9 @@ struct IssuedSession {
 /// client's retry can still succeed within the reuse interval.
 fn refresh_error(error: AggregateError<SessionError>) -> AppError {
     match error {
+        AggregateError::UserError(SessionError::HistoryUnavailable(unavailable)) => {
+            AppError::EventStore(Box::new(unavailable))
+        }
         AggregateError::UserError(_) => AppError::InvalidRefreshToken,
         AggregateError::AggregateConflict => AppError::ConcurrencyConflict,
         other => other.into(),

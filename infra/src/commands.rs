@@ -41,12 +41,14 @@ pub struct CommandBus<A: Aggregate> {
 /// `position` is that of the aggregate's last event (or 0 if it has none),
 /// so a client can still wait for the read model to show the current state.
 #[derive(Debug)]
-pub struct Outcome<E> {
-    pub events: Vec<E>,
+pub struct Outcome<A: Aggregate> {
+    pub events: Vec<A::Event>,
     pub position: i64,
     /// Events folded to load the aggregate (those after its snapshot): at
     /// most [`SNAPSHOT_AFTER_EVENTS`] once a snapshot is written.
     pub folded: usize,
+    /// The aggregate as the command left it.
+    pub state: A,
 }
 
 /// An aggregate as loaded for a command, and how many events that folded.
@@ -78,7 +80,19 @@ where
         aggregate_id: &str,
         command: A::Command,
         metadata: &bus::EventMetadata,
-    ) -> Result<Outcome<A::Event>, AggregateError<A::Error>> {
+    ) -> Result<Outcome<A>, AggregateError<A::Error>> {
+        self.execute_with(aggregate_id, command, |_| metadata.clone())
+            .await
+    }
+
+    /// [`CommandBus::execute`] with metadata that depends on the aggregate
+    /// as loaded (e.g. the actor of a refresh is the session's user).
+    pub async fn execute_with(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata_of: impl Fn(&A) -> bus::EventMetadata,
+    ) -> Result<Outcome<A>, AggregateError<A::Error>> {
         let Loaded {
             mut context,
             folded,
@@ -90,15 +104,16 @@ where
             .await
             .map_err(AggregateError::UserError)?;
         let events = sink.collect().await;
-        let before = (folded + events.len() >= SNAPSHOT_AFTER_EVENTS && !events.is_empty())
-            .then(|| context.aggregate.clone());
+        let mut state = context.aggregate.clone();
         let committed = self
             .store
-            .commit(events, context, metadata.to_map())
+            .commit(events, context, metadata_of(&state).to_map())
             .await?;
-        if let Some(aggregate) = before {
-            self.snapshot_after(aggregate_id, aggregate, &committed)
-                .await;
+        for envelope in &committed {
+            state.apply(envelope.payload.clone());
+        }
+        if folded + committed.len() >= SNAPSHOT_AFTER_EVENTS {
+            self.snapshot(aggregate_id, &state, &committed).await;
         }
         let last_sequence = committed.last().map(|envelope| envelope.sequence as i64);
         let position = self
@@ -112,6 +127,7 @@ where
                 .collect(),
             position,
             folded,
+            state,
         })
     }
 
@@ -122,12 +138,27 @@ where
     pub async fn execute_retrying_conflicts(
         &self,
         aggregate_id: &str,
-        mut command: impl FnMut() -> A::Command,
+        command: impl FnMut() -> A::Command,
         metadata: &bus::EventMetadata,
-    ) -> Result<Outcome<A::Event>, AggregateError<A::Error>> {
+    ) -> Result<Outcome<A>, AggregateError<A::Error>> {
+        self.execute_retrying_conflicts_with(aggregate_id, command, |_| metadata.clone())
+            .await
+    }
+
+    /// [`CommandBus::execute_retrying_conflicts`] with metadata that
+    /// depends on the aggregate as loaded.
+    pub async fn execute_retrying_conflicts_with(
+        &self,
+        aggregate_id: &str,
+        mut command: impl FnMut() -> A::Command,
+        metadata_of: impl Fn(&A) -> bus::EventMetadata,
+    ) -> Result<Outcome<A>, AggregateError<A::Error>> {
         let mut attempt = 1;
         loop {
-            match self.execute(aggregate_id, command(), metadata).await {
+            match self
+                .execute_with(aggregate_id, command(), &metadata_of)
+                .await
+            {
                 Err(AggregateError::AggregateConflict) if attempt < CONFLICT_ATTEMPTS => {
                     attempt += 1;
                 }
@@ -194,24 +225,16 @@ where
         Ok(EventEnvelope::<A>::try_from(event)?)
     }
 
-    /// Stores the state `committed` left as the stream's snapshot. A
+    /// Stores `state`, which `committed` left, as the stream's snapshot. A
     /// snapshot is a cache: failing to store one costs the next command a
     /// longer fold, never the command that just committed.
-    async fn snapshot_after(
-        &self,
-        aggregate_id: &str,
-        mut aggregate: A,
-        committed: &[EventEnvelope<A>],
-    ) {
+    async fn snapshot(&self, aggregate_id: &str, state: &A, committed: &[EventEnvelope<A>]) {
         let Some(last_sequence) = committed.last().map(|envelope| envelope.sequence) else {
             return;
         };
-        for envelope in committed {
-            aggregate.apply(envelope.payload.clone());
-        }
         if let Err(error) = self
             .snapshots
-            .save(aggregate_id, &aggregate, last_sequence)
+            .save(aggregate_id, state, last_sequence)
             .await
         {
             tracing::warn!(

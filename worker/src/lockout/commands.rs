@@ -91,7 +91,7 @@ impl Commands {
         until: DateTime<Utc>,
         failures: u32,
         cause: &Envelope,
-    ) -> Result<Outcome<domain::UserEvent>, AggregateError<UserError>> {
+    ) -> Result<Outcome<domain::User>, AggregateError<UserError>> {
         let aggregate_id = user_id.to_string();
         let metadata = metadata(cause);
         let now = Utc::now();
