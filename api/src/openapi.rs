@@ -297,7 +297,7 @@ fn health_live() {}
     tag = "operations",
     responses(
         (status = 200, description = "PostgreSQL and RabbitMQ answer: `{\"status\": \"ok\", \"checks\": {...}}`", body = serde_json::Value),
-        (status = 503, description = "A dependency is down; `checks` says which", body = serde_json::Value),
+        (status = 503, description = "A problem (`not-ready`, with `Retry-After`) naming each missing dependency (`database`, `broker`, `signing_key`, `audit_signing_key`) in `detail` and `missing`; `checks` has every one", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]

@@ -129,6 +129,20 @@ impl Services {
     }
 }
 
+/// The database, the broker, the JWT signing key and, with the relay, the
+/// audit signing key.
+fn readiness(pool: PgPool, broker: Arc<BrokerLink>, settings: &ApiSettings) -> Readiness {
+    let jwt_key = settings.auth.jwt_signing_key_file.clone();
+    let readiness = Readiness::new(pool, broker).with_key_file(health::SIGNING_KEY, jwt_key);
+    match settings.relay_enabled {
+        true => readiness.with_key_file(
+            health::AUDIT_SIGNING_KEY,
+            settings.relay.audit_signing_key_file.clone(),
+        ),
+        false => readiness,
+    }
+}
+
 fn http_server(
     listener: TcpListener,
     pool: PgPool,
@@ -137,10 +151,7 @@ fn http_server(
     settings: &ApiSettings,
     shutdown: Shutdown,
 ) -> anyhow::Result<Server> {
-    let readiness = web::Data::new(Readiness {
-        pool: pool.clone(),
-        broker,
-    });
+    let readiness = web::Data::new(readiness(pool.clone(), broker, settings));
     let freshness = web::Data::new(Freshness::start(
         pool.clone(),
         infra::checkpoints::READ_MODELS,

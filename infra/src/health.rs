@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::http::{header, StatusCode};
@@ -7,7 +8,16 @@ use sqlx::PgPool;
 
 use crate::broker::BrokerLink;
 
-const BROKER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest wait for one dependency: readiness answers even when one hangs.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// `Retry-After` of a not-ready answer.
+const NOT_READY_RETRY_AFTER_SECONDS: u32 = 5;
+
+/// The dependencies `/health/ready` names, as its problem body lists them.
+pub const DATABASE: &str = "database";
+pub const BROKER: &str = "broker";
+pub const SIGNING_KEY: &str = "signing_key";
+pub const AUDIT_SIGNING_KEY: &str = "audit_signing_key";
 
 /// Where the problem types live, as the api names them
 /// (`https://identity.example/problems/<kind>`, see `api::problem`).
@@ -17,11 +27,54 @@ pub const PROBLEM: &str = "application/problem+json";
 /// What every health route answers (`HEAD` like `GET`).
 pub const HEALTH_ALLOW: &str = "GET, HEAD";
 
-/// What `/health/ready` checks: PostgreSQL answers and the broker link is up.
+/// What `/health/ready` checks: PostgreSQL answers, the broker link is up,
+/// and each signing key file the process was started with is still readable
+/// (it would not start again without it).
 #[derive(Clone)]
 pub struct Readiness {
     pub pool: PgPool,
     pub broker: Arc<BrokerLink>,
+    /// Dependency name ([`SIGNING_KEY`], [`AUDIT_SIGNING_KEY`]) and file.
+    pub key_files: Vec<(&'static str, PathBuf)>,
+}
+
+impl Readiness {
+    /// A process that needs the database and the broker (and no key).
+    pub fn new(pool: PgPool, broker: Arc<BrokerLink>) -> Self {
+        Self {
+            pool,
+            broker,
+            key_files: Vec::new(),
+        }
+    }
+
+    /// Also needs the key file at `path`, named `dependency`.
+    pub fn with_key_file(mut self, dependency: &'static str, path: PathBuf) -> Self {
+        self.key_files.push((dependency, path));
+        self
+    }
+
+    /// Each dependency by name, and whether it is available now.
+    pub async fn check(&self) -> Vec<(&'static str, bool)> {
+        let database = async {
+            let query = sqlx::query("SELECT 1").execute(&self.pool);
+            tokio::time::timeout(CHECK_TIMEOUT, query)
+                .await
+                .is_ok_and(|done| done.is_ok())
+        };
+        // Reconnects when the link is down, so readiness recovers by itself.
+        let broker = async {
+            tokio::time::timeout(CHECK_TIMEOUT, self.broker.connection())
+                .await
+                .is_ok_and(|connection| connection.is_ok())
+        };
+        let (database, broker) = tokio::join!(database, broker);
+        let mut checks = vec![(DATABASE, database), (BROKER, broker)];
+        for (name, path) in &self.key_files {
+            checks.push((*name, std::fs::File::open(path).is_ok()));
+        }
+        checks
+    }
 }
 
 /// `/health/live`, `/health/ready` and `/metrics` (Prometheus text format).
@@ -101,23 +154,38 @@ async fn live() -> HttpResponse {
 }
 
 async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
-    let database = sqlx::query("SELECT 1")
-        .execute(&readiness.pool)
-        .await
-        .is_ok();
-    // Reconnects when the link is down, so readiness recovers by itself.
-    let broker = tokio::time::timeout(BROKER_CHECK_TIMEOUT, readiness.broker.connection())
-        .await
-        .is_ok_and(|connection| connection.is_ok());
-    let body = json!({
-        "status": if database && broker { "ok" } else { "unavailable" },
-        "checks": { "database": database, "broker": broker },
-    });
-    if database && broker {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    let checks = readiness.check().await;
+    let missing: Vec<&str> = checks
+        .iter()
+        .filter(|(_, available)| !available)
+        .map(|(name, _)| *name)
+        .collect();
+    let checks: serde_json::Map<String, serde_json::Value> = checks
+        .into_iter()
+        .map(|(name, available)| (name.to_owned(), available.into()))
+        .collect();
+    if missing.is_empty() {
+        return HttpResponse::Ok().json(json!({ "status": "ok", "checks": checks }));
     }
+    not_ready(&missing, checks)
+}
+
+/// `503` problem (`not-ready`) naming each missing dependency in `detail`
+/// and in `missing`, with every check in `checks`.
+fn not_ready(missing: &[&str], checks: serde_json::Map<String, serde_json::Value>) -> HttpResponse {
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let body = json!({
+        "type": format!("{PROBLEM_TYPE_BASE}not-ready"),
+        "title": "Not ready",
+        "status": status.as_u16(),
+        "detail": format!("unavailable: {}", missing.join(", ")),
+        "missing": missing,
+        "checks": checks,
+    });
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, PROBLEM))
+        .insert_header((header::RETRY_AFTER, NOT_READY_RETRY_AFTER_SECONDS))
+        .body(body.to_string())
 }
 
 /// Binds `address` and serves health and metrics there; returns the bound

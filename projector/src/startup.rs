@@ -37,7 +37,7 @@ impl Application {
             shutdown.clone(),
         ));
         let (port, server) =
-            health::serve_on(&settings.projector_addr, Readiness { pool, broker })?;
+            health::serve_on(&settings.projector_addr, Readiness::new(pool, broker))?;
         Ok(RunningProcess::new(port, server, vec![consumer], shutdown))
     }
 }

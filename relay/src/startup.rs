@@ -26,7 +26,11 @@ impl Application {
             settings.relay.settings()?,
             shutdown.clone(),
         ));
-        let (port, server) = health::serve_on(&settings.relay_addr, Readiness { pool, broker })?;
+        let readiness = Readiness::new(pool, broker).with_key_file(
+            health::AUDIT_SIGNING_KEY,
+            settings.relay.audit_signing_key_file.clone(),
+        );
+        let (port, server) = health::serve_on(&settings.relay_addr, readiness)?;
         Ok(RunningProcess::new(port, server, vec![relay], shutdown))
     }
 }

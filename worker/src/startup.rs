@@ -39,7 +39,7 @@ impl Application {
             Expiry::new(pool.clone(), settings.session_expiry_batch)
                 .run(settings.session_expiry_interval(), shutdown.clone()),
         );
-        let (port, server) = health::serve_on(&settings.worker_addr, Readiness { pool, broker })?;
+        let (port, server) = health::serve_on(&settings.worker_addr, Readiness::new(pool, broker))?;
         Ok(RunningProcess::new(
             port,
             server,

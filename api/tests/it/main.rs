@@ -15,6 +15,7 @@ mod edge;
 mod email_race;
 mod erasure;
 mod escalation;
+mod health;
 mod integrity;
 mod metrics;
 mod protection;

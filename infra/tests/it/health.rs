@@ -77,10 +77,10 @@ fn assert_problem(answer: &Answer, status: u16, kind: &str) -> Value {
 #[tokio::test]
 async fn the_health_server_answers_unknown_paths_and_methods_with_problems() {
     let db = TestDatabase::create().await;
-    let readiness = Readiness {
-        pool: db.pool.clone(),
-        broker: Arc::new(BrokerLink::new(amqp_url().into())),
-    };
+    let readiness = Readiness::new(
+        db.pool.clone(),
+        Arc::new(BrokerLink::new(amqp_url().into())),
+    );
     let (port, server) = serve_on("127.0.0.1:0", readiness).expect("serve");
     let handle = server.handle();
     tokio::spawn(server);
@@ -110,5 +110,58 @@ async fn the_health_server_answers_unknown_paths_and_methods_with_problems() {
         .expect("live is JSON");
     assert_eq!(live["status"], "ok");
 
+    handle.stop(true).await;
+}
+
+/// Readiness against a database and a broker at closed ports and a key file
+/// that is not there: a `503` problem naming each, then `200` once they are.
+#[tokio::test]
+async fn not_ready_is_a_problem_naming_each_missing_dependency() {
+    let closed = infra::testing::free_port();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(1))
+        .connect_lazy(&format!("postgres://postgres@127.0.0.1:{closed}/nothing"))
+        .expect("a lazy pool");
+    let broker = BrokerLink::new(format!("amqp://guest:guest@127.0.0.1:{closed}/%2f").into());
+    let key = std::env::temp_dir().join(format!("no-key-{}.pem", uuid::Uuid::new_v4()));
+    let readiness = Readiness::new(pool, Arc::new(broker))
+        .with_key_file(infra::health::SIGNING_KEY, key.clone());
+    let (port, server) = serve_on("127.0.0.1:0", readiness).expect("serve");
+    let handle = server.handle();
+    tokio::spawn(server);
+
+    let answer = request(port, "GET", "/health/ready").await;
+
+    let problem = assert_problem(&answer, 503, "not-ready");
+    assert_eq!(
+        problem["missing"],
+        serde_json::json!(["database", "broker", "signing_key"])
+    );
+    assert_eq!(
+        problem["detail"],
+        "unavailable: database, broker, signing_key"
+    );
+    assert_eq!(problem["checks"]["database"], false);
+    assert!(answer.header("retry-after").is_some());
+    handle.stop(true).await;
+
+    let db = TestDatabase::create().await;
+    std::fs::write(&key, "a key").expect("write the key file");
+    let readiness = Readiness::new(
+        db.pool.clone(),
+        Arc::new(BrokerLink::new(amqp_url().into())),
+    )
+    .with_key_file(infra::health::SIGNING_KEY, key.clone());
+    let (port, server) = serve_on("127.0.0.1:0", readiness).expect("serve");
+    let handle = server.handle();
+    tokio::spawn(server);
+    let answer = request(port, "GET", "/health/ready").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let ready: Value = serde_json::from_str(&answer.body).expect("JSON");
+    assert_eq!(ready["checks"]["signing_key"], true);
+    std::fs::remove_file(&key).expect("remove the key file");
+    let answer = request(port, "GET", "/health/ready").await;
+    let problem = assert_problem(&answer, 503, "not-ready");
+    assert_eq!(problem["missing"], serde_json::json!(["signing_key"]));
     handle.stop(true).await;
 }

@@ -2,6 +2,7 @@
 //! and RabbitMQ, and they share the fixtures in `support`.
 
 mod delivery;
+mod health;
 mod identity_views;
 mod metrics;
 mod rebuild;
