@@ -7,3 +7,4 @@ pub mod lockout;
 pub mod metrics;
 pub mod settings;
 pub mod startup;
+pub mod webhooks;

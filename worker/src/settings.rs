@@ -71,6 +71,9 @@ pub struct WorkerSettings {
     /// First retry delay of a failed event, in milliseconds; doubles per try.
     #[arg(long, env = "WORKER_RETRY_BASE_MS", default_value_t = 100)]
     pub retry_base_ms: u64,
+
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// Longest duration taken from a setting: a century (`TimeDelta` has bounds).
@@ -95,9 +98,35 @@ pub fn consumer_group(delivery_limit: u32) -> bus::ConsumerGroup {
     }
 }
 
+/// The webhook consumer's queue (before `AMQP_QUEUE_PREFIX`).
+pub const WEBHOOK_CONSUMER_GROUP: &str = "worker.webhooks";
+
+/// The webhook consumer's group: bound to every event type (any may be
+/// subscribed to).
+pub fn webhook_consumer_group(delivery_limit: u32) -> bus::ConsumerGroup {
+    bus::ConsumerGroup {
+        name: WEBHOOK_CONSUMER_GROUP.into(),
+        binding_keys: domain::all_event_types()
+            .map(|event_type| event_type.routing_key().to_owned())
+            .collect(),
+        delivery_limit,
+    }
+}
+
 impl WorkerSettings {
     pub fn consumer_group(&self) -> bus::ConsumerGroup {
         consumer_group(self.delivery_limit)
+    }
+
+    pub fn webhook_consumption(&self) -> infra::consuming::Consumption {
+        infra::consuming::Consumption::new(
+            &self.common,
+            webhook_consumer_group(self.delivery_limit),
+            "worker",
+            self.prefetch,
+            self.max_batch,
+            self.retry_base_ms,
+        )
     }
 
     pub fn consumption(&self) -> infra::consuming::Consumption {

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::expiry::Expiry;
 use crate::lockout::Lockout;
 use crate::settings::WorkerSettings;
+use crate::webhooks::{Dispatcher, Enqueue};
 
 /// The worker: the lockout consumer, the session expiry loop and the health
 /// server. Stopped, it finishes the batch and the expiry scan in hand.
@@ -39,11 +40,21 @@ impl Application {
             Expiry::new(pool.clone(), settings.session_expiry_batch)
                 .run(settings.session_expiry_interval(), shutdown.clone()),
         );
+        crate::webhooks::metrics::register();
+        let enqueue = tokio::spawn(consume_until_shutdown(
+            Enqueue::new(pool.clone()),
+            broker.clone(),
+            settings.webhook_consumption(),
+            shutdown.clone(),
+        ));
+        let deliveries = tokio::spawn(
+            Dispatcher::new(pool.clone(), settings.webhooks.clone()).run(shutdown.clone()),
+        );
         let (port, server) = health::serve_on(&settings.worker_addr, Readiness::new(pool, broker))?;
         Ok(RunningProcess::new(
             port,
             server,
-            vec![consumer, expiry],
+            vec![consumer, expiry, enqueue, deliveries],
             shutdown,
         ))
     }

@@ -6,3 +6,4 @@ mod lockout;
 mod metrics;
 mod restart;
 mod support;
+mod webhooks;

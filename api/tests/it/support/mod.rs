@@ -490,7 +490,11 @@ pub async fn spawn_worker(common: &infra::settings::CommonSettings, extra: &[&st
 /// includes the worker's queues.
 pub async fn spawn_app_with_worker(api_extra: &[&str], worker_extra: &[&str]) -> TestApp {
     let db = TestDatabase::create().await;
-    let topology = TestTopology::new(vec![projector_group(), worker_group()]);
+    let topology = TestTopology::new(vec![
+        projector_group(),
+        worker_group(),
+        worker::settings::webhook_consumer_group(10),
+    ]);
     let settings = api_settings(&db, &topology, api_extra);
     let common = settings.common.clone();
     spawn_projector(&common).await;

@@ -37,6 +37,23 @@ pub fn test_settings(db: &TestDatabase) -> WorkerSettings {
         prefetch: 128,
         max_batch: 64,
         retry_base_ms: 10,
+        webhooks: webhook_settings(),
+    }
+}
+
+/// Receivers in tests listen on 127.0.0.1 over plain http; short timeout,
+/// retries and polls.
+pub fn webhook_settings() -> worker::webhooks::WebhookSettings {
+    worker::webhooks::WebhookSettings {
+        destinations: infra::webhooks::DestinationPolicy {
+            webhooks_allow_http: true,
+            webhooks_allow_private_networks: true,
+        },
+        webhook_timeout_ms: 1_000,
+        webhook_max_attempts: 3,
+        webhook_retry_base_ms: 50,
+        webhook_max_in_flight: 4,
+        webhook_poll_interval_ms: 50,
     }
 }
 
@@ -59,7 +76,12 @@ impl Fixture {
         let db = TestDatabase::create().await;
         let mut settings = test_settings(&db);
         tune(&mut settings);
-        let broker = TestBroker::declare(settings.consumer_group(), &mut settings.common).await;
+        let mut broker = TestBroker::declare(settings.consumer_group(), &mut settings.common).await;
+        // The worker declares its webhook queue too: deleted with the test's.
+        broker
+            .topology
+            .groups
+            .push(worker::settings::webhook_consumer_group(10));
         Self {
             settings,
             users: CommandBus::new(db.pool.clone()),
