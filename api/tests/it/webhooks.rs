@@ -3,8 +3,8 @@
 //! rule a named problem; internal addresses and plain http refused unless
 //! allowed; `webhooks:write` needed by every route.
 
-use crate::support::{assert_problem, count_events, spawn_app, spawn_app_with, TestApp};
-use domain::WebhookEvent;
+use crate::support::{assert_problem, count_events, spawn_app, spawn_app_with, TestApp, SHORT};
+use domain::{UserEvent, WebhookEvent};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -277,4 +277,136 @@ async fn every_route_needs_webhooks_write() {
         );
     }
     assert_eq!(app.event_count().await, before);
+}
+
+/// A receiver answering `status` (changeable), recording each `webhook-id`.
+struct Receiver {
+    url: String,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    ids: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    async fn start(status: u16) -> Self {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        use std::sync::{Arc, Mutex};
+        let answer = Arc::new(AtomicU16::new(status));
+        let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (state, seen) = (answer.clone(), ids.clone());
+        let server = actix_web::HttpServer::new(move || {
+            let (state, seen) = (state.clone(), seen.clone());
+            actix_web::App::new().default_service(actix_web::web::to(
+                move |req: actix_web::HttpRequest| {
+                    let (state, seen) = (state.clone(), seen.clone());
+                    async move {
+                        let id = req
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        seen.lock().unwrap().push(id);
+                        let status = state.load(Ordering::SeqCst);
+                        actix_web::HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(status).unwrap(),
+                        )
+                        .finish()
+                    }
+                },
+            ))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        tokio::spawn(server.run());
+        Self {
+            url: format!("http://127.0.0.1:{port}/in"),
+            status: answer,
+            ids,
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
+async fn deliveries(app: &TestApp, id: &str) -> Vec<Value> {
+    let response = app.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_dead_delivery_is_listed_with_its_attempts_and_can_be_redelivered() {
+    let worker_args = [
+        ALLOW_LOCAL[0],
+        ALLOW_LOCAL[1],
+        "--webhook-max-attempts=1",
+        "--webhook-poll-interval-ms=50",
+    ];
+    let app = crate::support::spawn_app_with_worker(&ALLOW_LOCAL, &worker_args).await;
+    let receiver = Receiver::start(500).await;
+    let body = json!({"url": receiver.url, "event_types": [UserEvent::REGISTERED.name()]});
+    let id = register(&app, body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (user_id, _) = app.register("ada@example.com", "Ada").await;
+
+    let dead = infra::testing::eventually(SHORT, "the delivery dead", || async {
+        let items = deliveries(&app, &id).await;
+        (items.len() == 1 && items[0]["status"] == "dead").then(|| items[0].clone())
+    })
+    .await;
+    let event_id: String = sqlx::query_scalar(
+        "SELECT event_id::text FROM events WHERE aggregate_id = $1 AND event_type = $2",
+    )
+    .bind(&user_id)
+    .bind(UserEvent::REGISTERED.name())
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(dead["event_id"], event_id.as_str());
+    assert_eq!(dead["event_type"], UserEvent::REGISTERED.name());
+    assert_eq!(dead["failures"], 1);
+    assert_eq!(dead["next_attempt_at"], Value::Null);
+    let attempts = dead["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["status_code"], 500);
+    assert_eq!(attempts[0]["outcome"], "dead");
+    assert!(attempts[0]["duration_ms"].as_i64().unwrap() >= 0);
+
+    receiver
+        .status
+        .store(204, std::sync::atomic::Ordering::SeqCst);
+    let delivery_id = dead["delivery_id"].as_str().unwrap();
+    let path = format!("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver");
+    let response = app.post_empty(&path).await;
+    assert_eq!(response.status(), 202);
+    let delivered = infra::testing::eventually(SHORT, "redelivered", || async {
+        let items = deliveries(&app, &id).await;
+        (items[0]["status"] == "delivered").then(|| items[0].clone())
+    })
+    .await;
+    let outcomes: Vec<&Value> = delivered["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["outcome"])
+        .collect();
+    assert_eq!(outcomes, [&json!("dead"), &json!("delivered")]);
+    assert_eq!(receiver.ids(), [event_id.clone(), event_id]);
+
+    let unknown = format!(
+        "/v1/webhooks/{id}/deliveries/{}/redeliver",
+        uuid::Uuid::new_v4()
+    );
+    assert_problem(app.post_empty(&unknown).await, 404, "not-found", None).await;
+    let elsewhere = format!("/v1/webhooks/{}/deliveries", uuid::Uuid::new_v4());
+    assert_problem(app.get(&elsewhere).await, 404, "not-found", None).await;
+    let bad_limit = format!("/v1/webhooks/{id}/deliveries?limit=0");
+    assert_problem(app.get(&bad_limit).await, 400, "bad-request", Some("limit")).await;
 }

@@ -42,6 +42,8 @@ pub fn register() {
     for outcome in Outcome::ALL {
         metrics::counter!(DELIVERIES, "outcome" => outcome.as_str()).increment(0);
     }
+    // Registered without a sample, so the page has it (count 0) from the start.
+    let _ = metrics::histogram!(DURATION);
 }
 
 pub fn record(outcome: Outcome, duration: Duration) {

@@ -470,3 +470,59 @@ async fn an_internal_address_is_refused_at_delivery_time() {
         "{errors:?}"
     );
 }
+
+/// The value of sample `name` of `family` whose label has this value (or the only one).
+fn sample(
+    page: &infra::testing::MetricsPage,
+    family: &str,
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> f64 {
+    page.families[family]
+        .samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && label
+                    .is_none_or(|(key, value)| s.labels.get(key).map(String::as_str) == Some(value))
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {label:?}"))
+        .value
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_counts_deliveries_by_outcome_from_zero() {
+    use worker::webhooks::metrics::{DELIVERIES, DURATION};
+    let port = infra::testing::free_port();
+    let fx = fixture(|s| s.worker_addr = format!("127.0.0.1:{port}")).await;
+    let receiver = Receiver::start(vec![Reply::Status(500)], Reply::Status(204)).await;
+    let (webhook_id, _) = register(&fx, &receiver.url, &["user.*"]).await;
+    let _worker = run::spawn_binary(&fx.settings, 1);
+    infra::testing::wait_until_ready(port).await;
+
+    let page = infra::testing::scrape(port).await;
+    page.assert_conventions();
+    page.assert_present_at_zero(&[DELIVERIES, DURATION]);
+    let outcomes = page.label_values(DELIVERIES, "outcome");
+    assert_eq!(
+        outcomes,
+        ["dead", "delivered", "failed"].map(String::from).into()
+    );
+
+    registrations(&fx, 1).await;
+    eventually(TIMEOUT, "delivered", || async {
+        let statuses = delivery_statuses(&fx, webhook_id).await;
+        (statuses == [("delivered".to_owned(), 1)]).then_some(())
+    })
+    .await;
+    let page = infra::testing::scrape(port).await;
+    let count = |outcome| sample(&page, DELIVERIES, DELIVERIES, Some(("outcome", outcome)));
+    assert_eq!(
+        (count("failed"), count("delivered"), count("dead")),
+        (1.0, 1.0, 0.0)
+    );
+    assert_eq!(
+        sample(&page, DURATION, &format!("{DURATION}_count"), None),
+        2.0
+    );
+}

@@ -4,6 +4,7 @@
 use infra::testing::{ChildProcess, InProcess, ServiceBinary};
 use worker::settings::WorkerSettings;
 use worker::startup::Application;
+use worker::webhooks::WebhookSettings;
 
 const BINARY: ServiceBinary = ServiceBinary {
     name: "worker",
@@ -47,5 +48,43 @@ pub fn spawn_binary(settings: &WorkerSettings, run: usize) -> ChildProcess {
         ("WORKER_MAX_BATCH", settings.max_batch.to_string()),
         ("WORKER_RETRY_BASE_MS", settings.retry_base_ms.to_string()),
     ];
+    let env = env
+        .into_iter()
+        .chain(webhook_env(&settings.webhooks))
+        .collect();
     BINARY.spawn(&settings.common, env, run)
+}
+
+fn webhook_env(webhooks: &WebhookSettings) -> Vec<(&'static str, String)> {
+    let destinations = &webhooks.destinations;
+    vec![
+        (
+            "WEBHOOKS_ALLOW_HTTP",
+            destinations.webhooks_allow_http.to_string(),
+        ),
+        (
+            "WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
+            destinations.webhooks_allow_private_networks.to_string(),
+        ),
+        (
+            "WEBHOOK_TIMEOUT_MS",
+            webhooks.webhook_timeout_ms.to_string(),
+        ),
+        (
+            "WEBHOOK_MAX_ATTEMPTS",
+            webhooks.webhook_max_attempts.to_string(),
+        ),
+        (
+            "WEBHOOK_RETRY_BASE_MS",
+            webhooks.webhook_retry_base_ms.to_string(),
+        ),
+        (
+            "WEBHOOK_MAX_IN_FLIGHT",
+            webhooks.webhook_max_in_flight.to_string(),
+        ),
+        (
+            "WEBHOOK_POLL_INTERVAL_MS",
+            webhooks.webhook_poll_interval_ms.to_string(),
+        ),
+    ]
 }
