@@ -414,6 +414,16 @@ fn delivery_view(delivery: Delivery) -> DeliveryView {
 
 /// The changed fields, validated; every bad one named at once.
 fn changes(body: UpdateWebhookRequest) -> Result<WebhookChanges, ApiError> {
+    let fields = ["url", "event_types", "description", "enabled"];
+    if body.url.is_none()
+        && body.event_types.is_none()
+        && body.description.is_none()
+        && body.enabled.is_none()
+    {
+        let message = "give at least one of url, event_types, description, enabled";
+        let errors = fields.map(|field| FieldError::new(field, message));
+        return Err(ApiError::Validation(errors.into()));
+    }
     let mut errors = Vec::new();
     let mut parse = |raw: Option<String>, name, parse: fn(&str) -> Result<_, _>| {
         raw.and_then(|raw| field(&mut errors, name, parse(&raw)))

@@ -180,6 +180,8 @@ async fn every_input_rule_is_a_problem_naming_its_field_and_writes_nothing() {
     assert_eq!(problem["errors"][1]["field"], "event_types[0]", "{problem}");
     let response = app.patch_json(&path, &json!({"enabled": "yes"})).await;
     assert_problem(response, 400, "bad-request", Some("enabled")).await;
+    let response = app.patch_json(&path, &json!({})).await;
+    assert_problem(response, 422, "validation-failed", Some("enabled")).await;
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ enum Unsendable {
 }
 
 async fn target(context: &Context, webhook_id: Uuid) -> Result<Target, Unsendable> {
-    let failed = |error: &dyn std::fmt::Display| Unsendable::Failed(error.to_string());
+    let failed = |error: &dyn std::error::Error| Unsendable::Failed(with_causes(error));
     let webhook = context
         .webhooks
         .load(&webhook_id.to_string())
@@ -197,11 +197,11 @@ async fn attempt(
 ) -> Result<u16, (Option<u16>, String)> {
     let body = body::published(&context.pool, delivery.global_position)
         .await
-        .map_err(|error| (None, error.to_string()))?;
+        .map_err(|error| (None, with_causes(&error)))?;
     let id = delivery.event_id.to_string();
     let timestamp = Utc::now().timestamp();
     let signature = signing::signature_header(&target.secrets, &id, timestamp, &body)
-        .map_err(|error| (None, error.to_string()))?;
+        .map_err(|error| (None, with_causes(&error)))?;
     let message = Message {
         id: &id,
         timestamp,
@@ -210,5 +210,17 @@ async fn attempt(
     };
     send::send(&target.client, &target.url, message)
         .await
-        .map_err(|error| (error.status_code(), error.to_string()))
+        .map_err(|error| (error.status_code(), with_causes(&error)))
+}
+
+/// The error and its sources, `": "`-separated, for the attempt's record.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
