@@ -1,8 +1,8 @@
-//! `bench`: registers users against the real `api` and `projector` processes,
-//! each run on a database and broker names of its own, and measures where
-//! the time of a registration goes: the HTTP command, the outbox relay to
-//! RabbitMQ, and the projection into `users_view`; then logs every user in
-//! and measures the login latency and rate against the argon2id hash rate.
+//! `bench`: runs the real `api`, `projector` and `worker` processes, each
+//! run on a database and broker names of its own, drives every hot path
+//! over HTTP with its own keep-alive clients, and prints one table of
+//! figures, each beside the limit measured in the same run and the target
+//! of issue 11 (also written as JSON).
 
 mod argon;
 mod checkpoints;
@@ -36,48 +36,33 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use secrecy::SecretString;
 
-/// Benchmarks user registration end to end, and login, against the real `api` and `projector`.
+/// Benchmarks every hot path of the service against the real `api`, `projector` and `worker`.
 ///
 /// Creates a fresh database (identity_bench_<uuid>) and unique exchange and queue
-/// names, starts both binaries on free ports (logs and the API's JWT signing key
-/// under target/bench-logs/<run>/), registers the users with concurrent clients
-/// and reports, per registration: (a) the POST latency, (b) 201 -> the event seen
-/// on a tap queue of its own, and (c) 201 -> the event applied to users_view
-/// (projection_checkpoints polled every 2 ms). Then every user logs in
-/// (POST /v1/auth/login, --logins-per-user times, the same concurrent clients):
-/// login latency, logins/s, refusals (429, 503) and the API's CPU during that
-/// phase. Then --failed-logins refused logins of each kind, alternating: a wrong
-/// password for a registered user and an unknown email, each of which must be
-/// the same 401 invalid-credentials problem, byte for byte; their latencies and
-/// the difference of their medians show whether either answers measurably later
-/// (the bench runs no worker, so the wrong passwords lock nobody). Each
-/// registration and each login costs one argon2id hash, so the bench
-/// also measures argon2id hashes/s on this machine (1 thread, all cores), the
-/// bound of both rates. Finally every user reads themself back with
-/// ?min_position, authenticated by their own access token. Last, the audit
-/// export: --export-events events (users registered and renamed 99 times) are
-/// seeded in one transaction before the services start, with the relay's and
-/// the projection's checkpoints moved past them (never published, counted as
-/// projected: the export reads the event store itself); an auditor is
-/// made with `api admin bootstrap` and logged in until its token carries
-/// audit:read; GET /v1/audit/export is downloaded as it streams (bytes, lines,
-/// the end line checked against the event store) while the API's VmRSS is
-/// sampled every 10 ms: events/s, MB/s, RSS baseline, peak and growth. The
-/// machine's limit, same run: PostgreSQL alone streaming the same rows to a
-/// client (one query, sqlx fetch), and the export's rate as a share of it;
-/// then `api audit export --output <run>/export.ndjson` once (events/s, file
-/// size). Then, on the same store, the verify phase: once audit_chain_head
-/// and a signed checkpoint cover every event (the relay folds the seed when
-/// elected), `api audit verify --public-key <run>/audit-signing.pem.pub` is
-/// run once: wall time, events/s, peak RSS (ru_maxrss from wait4, and VmRSS
-/// every 10 ms); its report must be ok with every event and checkpoint of
-/// the store checked. The machine's limit, same run: SHA-256 (the sha2
-/// crate, one thread, in memory) over the bytes verification hashes at
-/// least (the sealed text, 100 bytes of other fields per event, and the
-/// payload and metadata text for the commitments), and the verify's rate as
-/// a share of it. Stops the processes and removes the database, queues,
-/// exchanges, signing keys and export file afterwards, also after a
-/// failure, a timeout or Ctrl-C.
+/// names, seeds it before the services start (the export's events and two users
+/// of 10 and --long-stream events, in transactions of 100,000 events that move the
+/// relay's and the projection's checkpoints past them), starts the three binaries
+/// on free ports (logs, keys and the JSON under target/bench-logs/<run>/) and waits
+/// for the relay to fold the seed into the log's running hash. Then, in order:
+/// registrations (POST /v1/users -> 201 -> the tap queue -> users_view), logins
+/// beside argon2id hashes/s on all cores (measured by the bench in the same run),
+/// failed logins (wrong password and unknown email: the same 401, byte for byte),
+/// the read-back; the command cost against stream length (PATCH the display name
+/// of the short and the long user as the administrator, alternately, after a
+/// warm-up; ratio of the medians); with --clients clients for --phase-secs each:
+/// cheap commands (each client renames its own user) beside single-row INSERTs
+/// into a scratch table (same clients, same time), write -> read (a rename, then
+/// GET ?min_position) idle and at half the command rate, refresh-token rotation
+/// (one session per client, long chains), GET /v1/users/me with the api's CPU per
+/// request; the relay over a backlog (the api stopped, --relay-events seeded
+/// behind the relay's checkpoint, the api started again: events/s until the
+/// checkpoint, advanced after the broker's confirms, covers them); the audit
+/// export (MB/s, the api's RSS growth, PostgreSQL's own read rate) and `api audit
+/// export`; `api audit verify` beside SHA-256 over the same bytes in memory;
+/// `projector rebuild --exit` over the whole store; the RSS of each process idle
+/// and at its peak. Prints the details on stderr and the table on stdout, writes
+/// the JSON (--json), and removes the database, queues, exchanges, keys and
+/// export file afterwards, also after a failure, a timeout or Ctrl-C.
 ///
 /// Service settings such as API_WORKERS, DATABASE_MAX_CONNECTIONS,
 /// PASSWORD_HASH_QUEUE, RELAY_* and PROJECTOR_* are passed through from the
@@ -86,8 +71,9 @@ use secrecy::SecretString;
 /// JWT_SIGNING_KEY_FILE and AUDIT_SIGNING_KEY_FILE (generated in the run's
 /// directory), AUDIT_CHECKPOINT_EVERY_SECONDS=1 (the verify phase waits for a
 /// checkpoint over the whole log) and AUTH_RATE_PER_SECOND = AUTH_RATE_BURST =
-/// LOCKOUT_IP_THRESHOLD = 1000000 (the bench measures password hashing, not the
-/// per-IP login rate limit, and its failed logins must not block the address).
+/// LOCKOUT_IP_THRESHOLD = 1000000, and for the worker LOCKOUT_THRESHOLD =
+/// 1000000 (the bench measures password hashing, not the limiters, and its
+/// failed logins must lock no one whose session a later phase uses).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "bench", version, about, long_about)]
 pub struct Cli {
@@ -212,6 +198,12 @@ pub struct Cli {
     #[arg(long, env = "BENCH_RELAY_EVENTS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u32).range(100..=10_000_000))]
     pub relay_events: u32,
+
+    /// Longest run of `projector rebuild`: stopped then, its rate is what it
+    /// had replayed (the rows of audit_log_next). [quick: 15]
+    #[arg(long, env = "BENCH_REBUILD_SECS", default_value_t = 180,
+          value_parser = clap::value_parser!(u64).range(1..=7200))]
+    pub rebuild_secs: u64,
 }
 
 impl Cli {
@@ -236,6 +228,7 @@ impl Cli {
         set("long_stream", &mut || self.long_stream = 1_000);
         set("stream_samples", &mut || self.stream_samples = 30);
         set("relay_events", &mut || self.relay_events = 5_000);
+        set("rebuild_secs", &mut || self.rebuild_secs = 15);
     }
 }
 

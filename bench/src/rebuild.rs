@@ -1,19 +1,30 @@
 //! `projector rebuild --exit`: every read model rebuilt from the whole event
-//! store into new tables and swapped in, while the live projector runs.
+//! store into new tables and swapped in, while the live projector runs. A
+//! rebuild still running after its time limit is stopped, and its rate is
+//! what it had replayed by then: `audit_log_next` gets one row per event.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{Connection, PgConnection};
 
-use crate::export::run_command;
+use crate::services::{log_tail, Service};
 
-/// What the rebuild log line says, and how long the command took.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How far the rebuild got, and in how long.
 #[derive(Clone, Debug)]
 pub struct Rebuilt {
+    /// Events replayed: all of them (from its log line) when it finished,
+    /// else the rows of `audit_log_next` at the limit.
     pub events: u64,
-    /// Spawn -> exit.
+    /// Spawn -> exit, or spawn -> the count at the limit.
     pub wall: Duration,
+    pub finished: bool,
+    /// Events in the store when it started.
+    pub store_events: u64,
 }
 
 impl Rebuilt {
@@ -26,15 +37,60 @@ pub async fn run(
     projector_bin: &Path,
     env: &[(&'static str, String)],
     run_dir: &Path,
+    db_url: &SecretString,
+    limit: Duration,
 ) -> anyhow::Result<Rebuilt> {
+    let mut db = PgConnection::connect(db_url.expose_secret()).await?;
+    let store_events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut db)
+        .await?;
     let log = run_dir.join("projector-rebuild.log");
     let args = ["rebuild".as_ref(), "--exit".as_ref()];
-    let (wall, output) = run_command("projector rebuild", projector_bin, &args, env, &log).await?;
-    let events = output
+    let started = Instant::now();
+    let mut command = Service::start("projector rebuild", projector_bin, &args, env, log.clone())?;
+    let rebuilt = loop {
+        if let Some(status) = command.try_exit()? {
+            let wall = started.elapsed();
+            anyhow::ensure!(
+                status.success(),
+                "projector rebuild failed ({status}); end of {}:\n{}",
+                log.display(),
+                log_tail(&log, 15)
+            );
+            break Rebuilt {
+                events: logged_events(&log)?,
+                wall,
+                finished: true,
+                store_events: store_events as u64,
+            };
+        }
+        if started.elapsed() >= limit {
+            let replayed: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log_next")
+                .fetch_one(&mut db)
+                .await
+                .context("count the rows of audit_log_next")?;
+            let wall = started.elapsed();
+            command.stop().await?;
+            break Rebuilt {
+                events: replayed as u64,
+                wall,
+                finished: false,
+                store_events: store_events as u64,
+            };
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let _ = db.close().await;
+    Ok(rebuilt)
+}
+
+/// The `events` of the log line `rebuilt`.
+fn logged_events(log: &Path) -> anyhow::Result<u64> {
+    let output = std::fs::read_to_string(log).with_context(|| format!("{}", log.display()))?;
+    output
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find(|entry| entry["message"] == "rebuilt")
         .and_then(|entry| entry["events"].as_u64())
-        .with_context(|| format!("no `rebuilt` line with events in {}", log.display()))?;
-    Ok(Rebuilt { events, wall })
+        .with_context(|| format!("no `rebuilt` line with events in {}", log.display()))
 }

@@ -536,12 +536,14 @@ impl Run {
 
         phase.set(
             "projector rebuild --exit: every read model from the whole event store \
-             (the live projector keeps running)",
+             (the live projector keeps running; stopped after --rebuild-secs)",
         );
         let rebuild = rebuild::run(
             &self.projector_bin,
             &self.service_env("PROJECTOR_ADDR"),
             &self.log_dir,
+            &self.db_url,
+            Duration::from_secs(cli.rebuild_secs),
         )
         .await?;
         let memory: BTreeMap<&'static str, memory::Rss> = ["api", "projector", "worker"]

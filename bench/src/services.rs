@@ -108,6 +108,11 @@ impl Service {
         }
     }
 
+    /// The exit status once the process has exited.
+    pub fn try_exit(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
     /// Waits (polling every [`EXIT_POLL`]) for a one-off command to exit.
     pub async fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
         loop {

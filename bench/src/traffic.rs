@@ -49,7 +49,8 @@ pub fn http_client() -> reqwest::Result<reqwest::Client> {
 /// Runs one task per state until `duration` has passed; each repeats
 /// `step`, which hands its state back with the latency to record. With
 /// `every`, each task starts a step at most once per `every` (the tasks'
-/// starts spread over the first interval); otherwise back to back. The
+/// starts spread over the first interval), and right after the last one
+/// when that took longer; otherwise back to back. The
 /// first error stops the run.
 pub async fn drive<S, F, Fut>(
     states: Vec<S>,
@@ -73,9 +74,11 @@ where
             let mut latencies = Vec::new();
             let mut next = Instant::now() + offset.unwrap_or_default();
             while Instant::now() < deadline {
-                if every.is_some() {
+                if let Some(every) = every {
                     tokio::time::sleep_until(next.into()).await;
-                    next += every.unwrap_or_default();
+                    // Behind schedule, the next step starts when this one
+                    // ends: no burst to catch up.
+                    next = (next + every).max(Instant::now());
                 }
                 let (handed_back, latency) = step(state).await?;
                 state = handed_back;
