@@ -81,13 +81,25 @@ fn a_quick_run_produces_every_figure() {
             .unwrap_or_else(|| panic!("no figure {} in {text}", spec.key));
         finite(figure, "/value");
         if spec.limit.is_some() {
-            assert!(finite(figure, "/limit/value") > 0.0, "{}: a zero limit", spec.key);
+            assert!(
+                finite(figure, "/limit/value") > 0.0,
+                "{}: a zero limit",
+                spec.key
+            );
             finite(figure, "/ratio");
         }
     }
-    assert_eq!(figures.len(), FIGURES.len(), "figures outside the catalogue");
+    assert_eq!(
+        figures.len(),
+        FIGURES.len(),
+        "figures outside the catalogue"
+    );
     let printed = String::from_utf8_lossy(&output.stdout);
     for spec in FIGURES {
-        assert!(printed.contains(spec.label), "{} not in the table:\n{printed}", spec.label);
+        assert!(
+            printed.contains(spec.label),
+            "{} not in the table:\n{printed}",
+            spec.label
+        );
     }
 }
