@@ -412,3 +412,39 @@ async fn a_dead_delivery_is_listed_with_its_attempts_and_can_be_redelivered() {
     let bad_limit = format!("/v1/webhooks/{id}/deliveries?limit=0");
     assert_problem(app.get(&bad_limit).await, 400, "bad-request", Some("limit")).await;
 }
+
+/// An installation from before `webhooks:write`: its `admin` role lacks it
+/// (so nobody holds every permission) until `api admin bootstrap` runs again.
+#[tokio::test]
+async fn bootstrapping_again_gives_an_older_admin_role_webhooks_write() {
+    use domain::{Permission, Role, RoleCommand};
+    let db = infra::testing::TestDatabase::create().await;
+    crate::support::bootstrap_admin(&db).await;
+    let role_id: uuid::Uuid = sqlx::query_scalar(
+        "SELECT owner_id::uuid FROM unique_claims WHERE scope = $1 AND value = 'admin'",
+    )
+    .bind(domain::ClaimScope::ROLE_NAME.as_str())
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let roles = infra::commands::CommandBus::<Role>::new(db.pool.clone());
+    let older = Permission::ALL
+        .iter()
+        .copied()
+        .filter(|p| *p != Permission::WebhooksWrite)
+        .collect();
+    let metadata = infra::testing::request_metadata(None, "upgrade-test");
+    roles
+        .execute(
+            &role_id.to_string(),
+            RoleCommand::SetPermissions { permissions: older },
+            &metadata,
+        )
+        .await
+        .unwrap();
+    let grants = |role: Role| role.grants(Permission::WebhooksWrite);
+    assert!(!grants(roles.load(&role_id.to_string()).await.unwrap()));
+
+    crate::support::bootstrap_admin(&db).await;
+    assert!(grants(roles.load(&role_id.to_string()).await.unwrap()));
+}
