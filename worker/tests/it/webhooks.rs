@@ -526,3 +526,63 @@ async fn the_binary_counts_deliveries_by_outcome_from_zero() {
         2.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_message_adds_no_delivery() {
+    let fx = fixture(|_| {}).await;
+    let receiver = Receiver::start(vec![], Reply::Status(204)).await;
+    let (webhook_id, _) = register(&fx, &receiver.url, &["user.registered"]).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
+    for _ in 0..2 {
+        fx.register().await;
+    }
+    let published = fx.forward().await;
+    // Every message again, as the broker does after a lost acknowledgement.
+    fx.broker.publish(&published).await;
+    let expected: BTreeSet<String> = published
+        .iter()
+        .filter(|e| e.event_type == UserEvent::REGISTERED.name())
+        .map(|e| e.event_id.to_string())
+        .collect();
+    receiver.wait_for(&expected, TIMEOUT).await;
+    fx.drain().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), expected.len(), "each event once");
+    assert_eq!(
+        delivery_statuses(&fx, webhook_id).await.len(),
+        expected.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_disabled_while_a_delivery_waits_gets_no_more_attempts() {
+    let fx = fixture(|s| s.webhooks.webhook_retry_base_ms = 3_000).await;
+    let receiver = Receiver::start(vec![], Reply::Status(500)).await;
+    let (webhook_id, _) = register(&fx, &receiver.url, &["user.*"]).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
+    registrations(&fx, 1).await;
+    eventually(TIMEOUT, "the first attempt", || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    let disable = WebhookCommand::Update {
+        url: None,
+        event_types: None,
+        description: None,
+        enabled: Some(false),
+    };
+    execute(&fx, webhook_id, disable).await;
+    eventually(TIMEOUT, "the delivery given up", || async {
+        let statuses = delivery_statuses(&fx, webhook_id).await;
+        (statuses == [("dead".to_owned(), 2)]).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.received().len(), 1, "nothing sent once disabled");
+    let last_error: Option<String> = sqlx::query_scalar(
+        "SELECT error FROM webhook_delivery_attempts ORDER BY attempt_id DESC LIMIT 1",
+    )
+    .fetch_one(fx.pool())
+    .await
+    .unwrap();
+    assert_eq!(last_error.as_deref(), Some("the webhook is disabled"));
+}
