@@ -36,6 +36,11 @@ pub enum BusError {
     #[error("consumer on queue {queue} was cancelled")]
     ConsumerCancelled { queue: String },
 
+    /// A dead-letter queue holds more messages than one sweep can hold
+    /// unacknowledged (a prefetch of 65,535), so it cannot be read in place.
+    #[error("{queue} holds {waiting} messages, more than one sweep can read in place")]
+    TooManyDeadLetters { queue: String, waiting: u32 },
+
     /// An ack/nack/reject could not be sent because the channel is closed.
     #[error("channel closed before delivery {delivery_tag} could be settled")]
     ChannelClosed { delivery_tag: u64 },

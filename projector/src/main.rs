@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     infra::telemetry::init(cli.settings.common.log_format);
     if let Some(Command::DeadLetters(dead_letters)) = &cli.command {
         let group = cli.settings.consumer_group();
-        return dead_letters.run(&cli.settings.common, &group).await;
+        return dead_letters.run(&cli.settings.common, &[group]).await;
     }
     let pool = infra::db::open(&cli.settings.common).await?;
     if let Some(Command::Rebuild { read_model, exit }) = cli.command {

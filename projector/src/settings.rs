@@ -25,8 +25,7 @@ pub enum Command {
         #[arg(long)]
         exit: bool,
     },
-    /// Count the messages in `projector.read_models.dead`; with `--replay`, move them
-    /// back to the queue (after fixing what made them fail).
+    /// List, replay or purge the dead letters of this process's queues.
     DeadLetters(infra::dead_letters::DeadLetters),
 }
 

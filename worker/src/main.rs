@@ -7,8 +7,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     infra::telemetry::init(cli.settings.common.log_format);
     if let Some(Command::DeadLetters(dead_letters)) = &cli.command {
-        let group = cli.settings.consumer_group();
-        return dead_letters.run(&cli.settings.common, &group).await;
+        let groups = [
+            cli.settings.consumer_group(),
+            cli.settings.webhook_consumption().group,
+        ];
+        return dead_letters.run(&cli.settings.common, &groups).await;
     }
     let application = Application::build(cli.settings).await?;
     tracing::info!(port = application.port(), "worker running");

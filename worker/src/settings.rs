@@ -22,8 +22,7 @@ pub struct Cli {
 pub enum Command {
     /// Consume `worker.lockout` and run the session expiry loop (the default).
     Run,
-    /// Count the messages in `worker.lockout.dead`; with `--replay`, move
-    /// them back to the queue (after fixing what made them fail).
+    /// List, replay or purge the dead letters of `worker.lockout` and `worker.webhooks`.
     DeadLetters(infra::dead_letters::DeadLetters),
 }
 

@@ -6,6 +6,7 @@
 
 mod broker;
 mod child_process;
+mod cli;
 mod database;
 mod dead_letters;
 mod fresh_metrics;
@@ -24,6 +25,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 pub use broker::TestBroker;
 pub use child_process::{ChildProcess, ServiceBinary};
+pub use cli::{run_cli, succeeded};
 pub use database::{lock_waiters, TestDatabase, POSTGRES_URL};
 pub use dead_letters::{death_reason, handler_error};
 pub use fresh_metrics::assert_fresh_metrics;
