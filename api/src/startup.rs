@@ -74,6 +74,7 @@ fn register_metrics(relay_enabled: bool) {
     infra::metrics::install();
     http_metrics::register();
     app::metrics::register();
+    infra::command_metrics::register();
     if relay_enabled {
         relay::metrics::register();
     }

@@ -1,5 +1,6 @@
 //! Aggregates, commands, events and rules of the identity service. No I/O.
 
+pub mod command_name;
 pub mod contract;
 pub mod erasure;
 pub mod rbac;
@@ -11,6 +12,7 @@ pub mod user;
 pub mod validation;
 pub mod webhook;
 
+pub use command_name::CommandName;
 pub use contract::{
     all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
 };

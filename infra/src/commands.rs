@@ -9,10 +9,11 @@ use cqrs_es::persist::{
     SerializedEvent,
 };
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
-use domain::Snapshotted;
+use domain::{CommandName, Snapshotted};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
+use crate::command_metrics::{self, CommandOutcome};
 use crate::snapshots::{Snapshot, Snapshots, SNAPSHOT_AFTER_EVENTS};
 
 /// Tries of [`CommandBus::execute_retrying_conflicts`] when concurrent
@@ -61,6 +62,7 @@ impl<A> CommandBus<A>
 where
     A: Snapshotted,
     A::Services: StoreServices,
+    A::Command: CommandName,
 {
     pub fn new(pool: PgPool) -> Self {
         let store =
@@ -88,6 +90,18 @@ where
     /// [`CommandBus::execute`] with metadata that depends on the aggregate
     /// as loaded (e.g. the actor of a refresh is the session's user).
     pub async fn execute_with(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata_of: impl Fn(&A) -> bus::EventMetadata,
+    ) -> Result<Outcome<A>, AggregateError<A::Error>> {
+        let name = command.name();
+        let result = self.run(aggregate_id, command, metadata_of).await;
+        command_metrics::record(A::TYPE, name, CommandOutcome::of(&result));
+        result
+    }
+
+    async fn run(
         &self,
         aggregate_id: &str,
         command: A::Command,

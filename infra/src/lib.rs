@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod checkpoints;
+pub mod command_metrics;
 pub mod commands;
 pub mod consuming;
 pub mod db;

@@ -28,6 +28,7 @@ impl Application {
     ) -> anyhow::Result<RunningProcess> {
         infra::metrics::install();
         crate::metrics::register();
+        infra::command_metrics::register();
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
         let consumer = tokio::spawn(consume_until_shutdown(

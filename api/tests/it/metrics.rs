@@ -26,6 +26,7 @@ async fn every_metric_exists_at_zero_with_help_and_a_unit_from_the_start() {
         app::metrics::NAMES,
         relay::metrics::NAMES,
         http_metrics::NAMES,
+        &[infra::command_metrics::COMMANDS],
     ]
     .concat();
     assert_fresh_metrics(port_of(&api), &names, None).await;

@@ -5,7 +5,8 @@ use uuid::Uuid;
 use super::values::{Permission, RoleDescription, RoleName};
 
 /// Requests to change a [`Role`](super::Role). Values arrive already validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub enum RoleCommand {
     Create {
         role_id: Uuid,

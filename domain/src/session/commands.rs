@@ -4,7 +4,8 @@ use uuid::Uuid;
 use super::values::{RefreshTokenHash, ReuseInterval, RevocationReason};
 
 /// Requests to change a [`Session`](super::Session). Values arrive already validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub enum SessionCommand {
     Start {
         session_id: Uuid,

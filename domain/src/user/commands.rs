@@ -5,7 +5,8 @@ use super::email::Email;
 use super::values::{DisplayName, PasswordHash};
 
 /// Requests to change a [`User`](super::User). Values arrive already validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub enum UserCommand {
     Register {
         user_id: Uuid,

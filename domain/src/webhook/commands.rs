@@ -4,7 +4,8 @@ use uuid::Uuid;
 use super::values::{EventTypePatterns, WebhookDescription, WebhookUrl};
 
 /// Requests to change a [`Webhook`](super::Webhook). Values arrive already validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub enum WebhookCommand {
     Register {
         webhook_id: Uuid,

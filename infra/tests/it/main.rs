@@ -1,5 +1,6 @@
 //! infra against a real, migrated PostgreSQL.
 
+mod command_metrics;
 mod health;
 mod integrity;
 mod snapshots;

@@ -15,5 +15,6 @@ async fn every_metric_exists_at_zero_with_help_and_a_unit_from_the_start() {
 
     let group = fx.settings.consumer_group();
     let queue = fx.settings.common.topology().queue_name(&group);
-    assert_fresh_metrics(port, worker::metrics::NAMES, Some(&queue)).await;
+    let names = [worker::metrics::NAMES, &[infra::command_metrics::COMMANDS]].concat();
+    assert_fresh_metrics(port, &names, Some(&queue)).await;
 }
