@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::Webhook;
@@ -57,13 +57,19 @@ impl Dispatcher {
     /// batch in hand (each attempt is bounded by the timeout).
     pub async fn run(self, shutdown: Shutdown) {
         let mut running: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
+        let mut purged_at: Option<Instant> = None;
         while !shutdown.is_triggered() {
             running.retain(|_, task| !task.is_finished());
+            if purged_at.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                self.purge().await;
+                purged_at = Some(Instant::now());
+            }
             match queue::due_webhooks(&self.context.pool).await {
                 Ok(due) => {
                     for webhook_id in due {
                         running.entry(webhook_id).or_insert_with(|| {
-                            tokio::spawn(serve_endpoint(self.context.clone(), webhook_id))
+                            let context = self.context.clone();
+                            tokio::spawn(serve_endpoint(context, webhook_id, shutdown.clone()))
                         });
                     }
                 }
@@ -80,10 +86,25 @@ impl Dispatcher {
     }
 }
 
-/// Delivers the endpoint's due deliveries, a few at a time, until none is due.
-async fn serve_endpoint(context: Arc<Context>, webhook_id: Uuid) {
+impl Dispatcher {
+    async fn purge(&self) {
+        let retention = self.context.settings.retention();
+        match queue::purge_finished(&self.context.pool, retention).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "old webhook deliveries forgotten"),
+            Err(error) => tracing::warn!(%error, "forgetting old webhook deliveries"),
+        }
+    }
+}
+
+/// How often finished deliveries past their retention are forgotten.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Delivers the endpoint's due deliveries, a few at a time, until none is
+/// due or the worker is stopping.
+async fn serve_endpoint(context: Arc<Context>, webhook_id: Uuid, shutdown: Shutdown) {
     let settings = &context.settings;
-    loop {
+    while !shutdown.is_triggered() {
         let claimed = match queue::claim(
             &context.pool,
             webhook_id,

@@ -20,7 +20,7 @@ mod body;
 pub mod dispatch;
 pub mod enqueue;
 pub mod metrics;
-mod queue;
+pub mod queue;
 pub mod retry;
 pub mod send;
 pub mod settings;

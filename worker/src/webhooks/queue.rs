@@ -107,3 +107,16 @@ pub async fn record(
     .await?;
     tx.commit().await
 }
+
+/// Forgets the deliveries (and their attempts) that were delivered or
+/// given up more than `older_than` ago; pending ones are kept however old.
+pub async fn purge_finished(pool: &PgPool, older_than: Duration) -> sqlx::Result<u64> {
+    let purged = sqlx::query(
+        "DELETE FROM webhook_deliveries \
+         WHERE status <> 'pending' AND completed_at <= now() - make_interval(secs => $1)",
+    )
+    .bind(older_than.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(purged.rows_affected())
+}

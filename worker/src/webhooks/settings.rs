@@ -29,6 +29,10 @@ pub struct WebhookSettings {
     #[arg(long, env = "WEBHOOK_MAX_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=100))]
     pub webhook_max_in_flight: i64,
 
+    /// Days a delivered or dead delivery (and its attempts) stays listed.
+    #[arg(long, env = "WEBHOOK_DELIVERY_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_delivery_retention_days: u32,
+
     /// How often to look for due deliveries, in milliseconds.
     #[arg(long, env = "WEBHOOK_POLL_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub webhook_poll_interval_ms: u64,
@@ -47,6 +51,10 @@ impl WebhookSettings {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.webhook_poll_interval_ms)
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.webhook_delivery_retention_days) * 24 * 3600)
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {

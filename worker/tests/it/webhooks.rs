@@ -586,3 +586,44 @@ async fn a_webhook_disabled_while_a_delivery_waits_gets_no_more_attempts() {
     .unwrap();
     assert_eq!(last_error.as_deref(), Some("the webhook is disabled"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_deliveries_are_forgotten_after_their_retention_and_pending_ones_kept() {
+    let fx = fixture(|s| s.webhooks.webhook_retry_base_ms = 60_000).await;
+    let healthy = Receiver::start(vec![], Reply::Status(204)).await;
+    let failing = Receiver::start(vec![], Reply::Status(500)).await;
+    let (delivered_to, _) = register(&fx, &healthy.url, &["user.*"]).await;
+    let (pending_at, _) = register(&fx, &failing.url, &["user.*"]).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
+    registrations(&fx, 2).await;
+    eventually(TIMEOUT, "one attempt each", || async {
+        let delivered = delivery_statuses(&fx, delivered_to).await;
+        let pending = delivery_statuses(&fx, pending_at).await;
+        (delivered.iter().filter(|(s, _)| s == "delivered").count() == 2
+            && pending
+                .iter()
+                .filter(|(s, f)| s == "pending" && *f == 1)
+                .count()
+                == 2)
+            .then_some(())
+    })
+    .await;
+    let kept = worker::webhooks::queue::purge_finished(fx.pool(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "nothing is old enough yet");
+    let purged = worker::webhooks::queue::purge_finished(fx.pool(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    assert!(delivery_statuses(&fx, delivered_to).await.is_empty());
+    assert_eq!(delivery_statuses(&fx, pending_at).await.len(), 2);
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_delivery_attempts")
+        .fetch_one(fx.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts, 2,
+        "the purged deliveries' attempts went with them"
+    );
+}

@@ -54,6 +54,7 @@ pub fn webhook_settings() -> worker::webhooks::WebhookSettings {
         webhook_retry_base_ms: 50,
         webhook_max_in_flight: 4,
         webhook_poll_interval_ms: 50,
+        webhook_delivery_retention_days: 30,
     }
 }
 

@@ -86,5 +86,9 @@ fn webhook_env(webhooks: &WebhookSettings) -> Vec<(&'static str, String)> {
             "WEBHOOK_POLL_INTERVAL_MS",
             webhooks.webhook_poll_interval_ms.to_string(),
         ),
+        (
+            "WEBHOOK_DELIVERY_RETENTION_DAYS",
+            webhooks.webhook_delivery_retention_days.to_string(),
+        ),
     ]
 }
