@@ -123,6 +123,9 @@ where
             .store
             .commit(events, context, metadata_of(&state).to_map())
             .await?;
+        if !committed.is_empty() {
+            crate::event_log::announce_appended(&self.pool).await;
+        }
         for envelope in &committed {
             state.apply(envelope.payload.clone());
         }

@@ -182,6 +182,9 @@ async fn replay(
             return Ok((count, position));
         };
         position = LogPosition::of(last);
+        // One transaction per batch (a savepoint inside the swap's): one
+        // commit, not one per row written.
+        let mut tx = sqlx::Connection::begin(&mut *db).await?;
         for envelope in &batch {
             let fed: Vec<ReadModel> = models
                 .iter()
@@ -190,9 +193,10 @@ async fn replay(
                 .collect();
             count += u64::from(!fed.is_empty());
             for model in fed {
-                replay_into(db, model, envelope).await?;
+                replay_into(&mut tx, model, envelope).await?;
             }
         }
+        tx.commit().await?;
     }
 }
 

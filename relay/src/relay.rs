@@ -169,7 +169,7 @@ async fn lead_when_elected(
     let connection = broker.connection().await?;
     let mut relay = Relay::new(pool.clone(), &connection, topology, settings.clone()).await?;
     let mut appended = PgListener::connect_with(pool).await?;
-    appended.listen("events_appended").await?;
+    appended.listen(event_log::EVENTS_APPENDED_CHANNEL).await?;
     let mut held_back_retry = HELD_BACK_RETRY;
     while !shutdown.is_triggered() {
         if relay.drain_once().await? {
