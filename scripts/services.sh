@@ -6,6 +6,8 @@
 #     ensure_postgres   # 127.0.0.1:5432 answers and `psql -h 127.0.0.1 -U postgres` works
 #     ensure_rabbitmq   # 127.0.0.1:5672 accepts connections
 #     ensure_chromium   # $CHROMIUM (/usr/bin/chromium) runs, for the browser test
+#     ensure_promtool   # promtool, for the ops/ alert rule tests
+#     ensure_docker_compose  # docker-compose, to check its observability profile
 # or run it:  bash scripts/services.sh [postgres|rabbitmq|chromium|all]
 # (`all` is PostgreSQL and RabbitMQ; Chromium only when asked.)
 #
@@ -240,6 +242,25 @@ ensure_chromium() {
     svc_log "Chromium is not installed; installing it from Debian's packages"
     apt_install chromium || return 1
     [ -x "$CHROMIUM" ] || svc_die "chromium installed but $CHROMIUM is missing" || return 1
+}
+
+# --- Operations tools ------------------------------------------------------------
+
+# infra/tests/it/ops.rs checks ops/ with promtool (Debian's `prometheus`
+# package; only the tool is used, no server is started) and docker-compose's
+# `observability` profile with Debian's `docker-compose`.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    svc_log "promtool is not installed; installing Debian's prometheus package"
+    apt_install prometheus || return 1
+    command -v promtool >/dev/null 2>&1 || svc_die "prometheus installed but promtool is missing"
+}
+
+ensure_docker_compose() {
+    command -v docker-compose >/dev/null 2>&1 && return 0
+    svc_log "docker-compose is not installed; installing it from Debian's packages"
+    apt_install docker-compose || return 1
+    command -v docker-compose >/dev/null 2>&1 || svc_die "docker-compose installed but missing"
 }
 
 ensure_services() {

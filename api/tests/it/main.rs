@@ -18,6 +18,7 @@ mod escalation;
 mod health;
 mod integrity;
 mod metrics;
+mod ops;
 mod protection;
 mod relay;
 mod sessions;

@@ -3,5 +3,6 @@
 mod command_metrics;
 mod health;
 mod integrity;
+mod ops;
 mod snapshots;
 mod sql_contract;
