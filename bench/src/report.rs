@@ -472,7 +472,7 @@ fn print_export(export: &Export) {
         download.events, seeded.events
     );
     eprintln!(
-        "    seed: {} users x (1 registration + {} renames) = {} events in one transaction with \
+        "    seed: {} users x (1 registration + {} renames) = {} events in transactions of at most 100,000, each with \
          the relay's and the projection's checkpoints moved past them, {:.2} s (then VACUUM (ANALYZE) events {:.2} s), \
          before the services started",
         seeded.users,

@@ -248,8 +248,8 @@ impl Run {
         // projection's checkpoint moves past the seed too (see export::seed).
         let seeded = if cli.export_events > 0 {
             phase.set(format!(
-                "seeding {} events for the export phase in one transaction \
-                 (relay and projection checkpoints advanced past them), then VACUUM (ANALYZE) events",
+                "seeding {} events for the export phase in transactions of at most \
+                 100,000 (relay and projection checkpoints advanced past each), then VACUUM (ANALYZE) events",
                 cli.export_events
             ));
             let seeded = export::seed(&self.db_url, cli.export_events).await?;
@@ -358,6 +358,10 @@ impl Run {
         let settling = Instant::now();
         relay_backlog::wait_for_fold(&self.db_url, streams.last).await?;
         let settled = settling.elapsed();
+        eprintln!(
+            "bench: the relay folded the seed in {:.2} s",
+            settled.as_secs_f64()
+        );
         memory.mark_idle();
 
         phase.set(format!(

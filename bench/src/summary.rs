@@ -270,7 +270,11 @@ fn memory_figures(measured: &Measured) -> Vec<Figure> {
         figures.push(Figure::value(
             idle,
             rss.idle_kib as f64 / MIB,
-            "VmRSS after the start and the relay's fold of the seed, before any request",
+            format!(
+                "VmRSS after the start and the relay's fold of the seed ({:.1} s), before any \
+                 request",
+                measured.settled.as_secs_f64()
+            ),
         ));
         figures.push(Figure::value(
             peak,
