@@ -82,6 +82,9 @@ pub enum ApiError {
     TooManyRequests { retry_after_seconds: u64 },
     #[error("the service is busy; retry in {retry_after_seconds} s")]
     Overloaded { retry_after_seconds: u64 },
+    /// PostgreSQL is out of reach; the same request may succeed later.
+    #[error("the service cannot reach its database; retry in {retry_after_seconds} s")]
+    Unavailable { retry_after_seconds: u64 },
     #[error("an internal error occurred")]
     Internal(#[source] anyhow::Error),
     /// A response actix built without a body (see [`bare_errors_as_problems`]).
@@ -118,8 +121,18 @@ impl std::fmt::Debug for ApiError {
 }
 
 impl ApiError {
+    /// A failure that is not the client's: `500 internal`, unless it is
+    /// PostgreSQL out of reach, which passes by itself: `503 unavailable`
+    /// with `Retry-After`. Either way the cause is logged, never answered.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(error.into())
+        let error = error.into();
+        if error.chain().any(infra::outage::database_unavailable) {
+            tracing::warn!(error = ?error, "database unavailable; answering 503");
+            return Self::Unavailable {
+                retry_after_seconds: DATABASE_RETRY_AFTER_SECONDS,
+            };
+        }
+        Self::Internal(error)
     }
 
     pub fn invalid(field: &str, message: impl ToString) -> Self {
@@ -162,6 +175,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::Overloaded { .. } => "overloaded",
+            Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
             Self::Other(status) if status.is_server_error() => "internal",
             Self::Other(status) if *status == StatusCode::BAD_REQUEST => "bad-request",
@@ -190,6 +204,7 @@ impl ApiError {
             Self::Forbidden(_) => "Forbidden",
             Self::TooManyRequests { .. } => "Too many requests",
             Self::Overloaded { .. } => "Service overloaded",
+            Self::Unavailable { .. } => "Service unavailable",
             Self::Internal(_) => "Internal error",
             Self::Other(status) => status.canonical_reason().unwrap_or("Error"),
         }
@@ -248,6 +263,10 @@ impl From<AppError> for ApiError {
     }
 }
 
+/// `Retry-After` of a `503 unavailable`: about how long a PostgreSQL
+/// failover or restart takes.
+const DATABASE_RETRY_AFTER_SECONDS: u64 = 5;
+
 /// An RFC 7807 problem document (`application/problem+json`).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -282,7 +301,7 @@ impl ResponseError for ApiError {
             | Self::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::OriginRefused(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Other(status) => *status,
         }
@@ -307,6 +326,9 @@ impl ResponseError for ApiError {
                 retry_after_seconds,
             }
             | Self::Overloaded {
+                retry_after_seconds,
+            }
+            | Self::Unavailable {
                 retry_after_seconds,
             } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
@@ -433,5 +455,23 @@ mod tests {
             "{detail}"
         );
         assert!(format!("{error:?}").len() < 1_000);
+    }
+
+    #[test]
+    fn the_database_out_of_reach_is_a_503_with_retry_after_and_no_detail() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for cause in [
+            AppError::Database(sqlx::Error::Io(refused)),
+            AppError::Database(sqlx::Error::PoolTimedOut),
+            AppError::EventStore(Box::new(sqlx::Error::PoolClosed)),
+        ] {
+            let error = ApiError::from(cause);
+            assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error.kind(), "unavailable");
+            let response = error.error_response();
+            assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "5");
+        }
+        let other = ApiError::from(AppError::Database(sqlx::Error::RowNotFound));
+        assert_eq!(other.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

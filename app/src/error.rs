@@ -118,6 +118,10 @@ impl<E: DomainRule> From<AggregateError<E>> for AppError {
         match error {
             AggregateError::UserError(rule) => rule.into_app_error(),
             AggregateError::AggregateConflict => Self::ConcurrencyConflict,
+            // The storage error itself, so its cause stays in the chain
+            // (cqrs-es does not expose it as a source).
+            AggregateError::DatabaseConnectionError(cause)
+            | AggregateError::UnexpectedError(cause) => Self::EventStore(cause),
             other => Self::EventStore(Box::new(other)),
         }
     }

@@ -15,6 +15,7 @@ pub mod health;
 pub mod integrity;
 pub mod key_file;
 pub mod metrics;
+pub mod outage;
 pub mod process;
 pub mod queue_depth;
 pub mod refresh_history;

@@ -19,6 +19,7 @@ mod health;
 mod integrity;
 mod metrics;
 mod ops;
+mod outage;
 mod protection;
 mod relay;
 mod sessions;

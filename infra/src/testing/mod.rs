@@ -19,6 +19,7 @@ mod relay;
 mod seed;
 mod settings;
 mod tap;
+mod tcp_proxy;
 mod topology;
 mod wait;
 
@@ -39,6 +40,7 @@ pub use relay::{committed_events, Relay};
 pub use seed::seed_renamed_users;
 pub use settings::{common_env, common_settings};
 pub use tap::{take_exactly, tap_group};
+pub use tcp_proxy::TcpProxy;
 pub use topology::{amqp_url, TestTopology, AMQP_URL};
 pub use wait::{eventually, TIMEOUT};
 
