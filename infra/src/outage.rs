@@ -62,8 +62,8 @@ mod tests {
     #[test]
     fn other_errors_are_not() {
         assert!(!database_unavailable(&sqlx::Error::RowNotFound));
-        assert!(!database_unavailable(&Wrapped(sqlx::Error::ColumnNotFound(
-            "x".into()
-        ))));
+        assert!(!database_unavailable(&Wrapped(
+            sqlx::Error::ColumnNotFound("x".into())
+        )));
     }
 }
