@@ -7,6 +7,7 @@ mod audit;
 mod audit_log;
 mod auth;
 mod bad_input;
+mod broker_outage;
 mod browser;
 mod cli;
 mod contract;
