@@ -193,6 +193,10 @@ fn add_common_problems(path: &str, operation: &mut Operation) {
             "A control character in a query or path parameter, or a parameter the route does not take",
         );
         add("500", "An internal error; details only in the logs");
+        add(
+            "503",
+            "The database is out of reach (`unavailable`, with Retry-After); the same request may succeed later",
+        );
     }
     if has_body {
         add(
