@@ -5,8 +5,7 @@
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{
-    EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, PersistedEventStore,
-    SerializedEvent,
+    EventStoreAggregateContext, EventUpcaster, PersistedEventStore, SerializedEvent,
 };
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use domain::{CommandName, Snapshotted};
@@ -31,7 +30,6 @@ impl StoreServices for () {
 
 pub struct CommandBus<A: Aggregate> {
     store: PersistedEventStore<PostgresEventRepository, A>,
-    repo: PostgresEventRepository,
     upcasters: Vec<Box<dyn EventUpcaster>>,
     snapshots: Snapshots,
     services: A::Services,
@@ -52,6 +50,30 @@ pub struct Outcome<A: Aggregate> {
     pub state: A,
 }
 
+/// An event as [`CommandBus`] reads it to fold an aggregate.
+#[derive(sqlx::FromRow)]
+struct StoredEvent {
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+}
+
+impl StoredEvent {
+    fn serialized(self, aggregate_type: &str, aggregate_id: &str) -> SerializedEvent {
+        SerializedEvent::new(
+            aggregate_id.to_owned(),
+            usize::try_from(self.sequence).unwrap_or(0),
+            aggregate_type.to_owned(),
+            self.event_type,
+            self.event_version,
+            self.payload,
+            self.metadata,
+        )
+    }
+}
+
 /// An aggregate as loaded for a command, and how many events that folded.
 struct Loaded<A: Aggregate> {
     context: EventStoreAggregateContext<A>,
@@ -69,7 +91,6 @@ where
             PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
         Self {
             store,
-            repo: PostgresEventRepository::new(pool.clone()),
             upcasters: domain::contract::upcasters(),
             snapshots: Snapshots::new(pool.clone()),
             services: A::Services::for_store(&pool),
@@ -123,9 +144,6 @@ where
             .store
             .commit(events, context, metadata_of(&state).to_map())
             .await?;
-        if !committed.is_empty() {
-            crate::event_log::announce_appended(&self.pool).await;
-        }
         for envelope in &committed {
             state.apply(envelope.payload.clone());
         }
@@ -206,10 +224,7 @@ where
                 aggregate: A::default(),
                 last_sequence: 0,
             });
-        let events = self
-            .repo
-            .get_last_events::<A>(aggregate_id, last_sequence)
-            .await?;
+        let events = self.events_after(aggregate_id, last_sequence).await?;
         let folded = events.len();
         let mut current_sequence = last_sequence;
         for event in events {
@@ -226,6 +241,31 @@ where
             },
             folded,
         })
+    }
+
+    /// The stream's events after `last_sequence`, in order. (postgres-es's
+    /// `get_last_events` writes the sequence into the statement's text, so
+    /// every call would parse and plan a new statement.)
+    async fn events_after(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, AggregateError<A::Error>> {
+        let rows: Vec<StoredEvent> = sqlx::query_as(
+            "SELECT sequence, event_type, event_version, payload, metadata FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+             ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.serialized(A::TYPE, aggregate_id))
+            .collect())
     }
 
     fn deserialize(
@@ -264,18 +304,24 @@ where
     }
 
     /// The global position of event `sequence` of the aggregate, or of its
-    /// last event when `sequence` is `None`.
+    /// last event when `sequence` is `None` (the command appended nothing).
     async fn position_of(&self, aggregate_id: &str, sequence: Option<i64>) -> sqlx::Result<i64> {
+        // The same statement wakes the relay when events were appended: a
+        // NOTIFY after the commit, in a statement that writes nothing, never
+        // holds PostgreSQL's notify lock through a commit's WAL flush, as
+        // one inside the appending transaction would.
         let position: Option<i64> = sqlx::query_scalar(
-            "SELECT global_position FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 \
-               AND ($3::bigint IS NULL OR sequence = $3) \
-             ORDER BY sequence DESC LIMIT 1",
+            "SELECT (SELECT global_position FROM events \
+                     WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                       AND ($3::bigint IS NULL OR sequence = $3) \
+                     ORDER BY sequence DESC LIMIT 1), \
+                    CASE WHEN $3::bigint IS NOT NULL THEN pg_notify($4, '')::text END",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
         .bind(sequence)
-        .fetch_optional(&self.pool)
+        .bind(crate::event_log::EVENTS_APPENDED_CHANNEL)
+        .fetch_one(&self.pool)
         .await?;
         Ok(position.unwrap_or(0))
     }

@@ -30,21 +30,6 @@ impl LogPosition {
 /// relay listens on.
 pub const EVENTS_APPENDED_CHANNEL: &str = "events_appended";
 
-/// Wakes the relay after events were committed; a failure only delays
-/// publishing until the relay's next poll.
-pub async fn announce_appended<'c>(db: impl PgExecutor<'c>) {
-    let notified = sqlx::query("SELECT pg_notify($1, '')")
-        .bind(EVENTS_APPENDED_CHANNEL)
-        .execute(db)
-        .await;
-    if let Err(error) = notified {
-        tracing::warn!(
-            error = &error as &dyn std::error::Error,
-            "could not wake the relay; it will poll"
-        );
-    }
-}
-
 const COLUMNS: &str = "event_id, global_position, transaction_id::text::bigint AS transaction_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
