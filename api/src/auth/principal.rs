@@ -148,11 +148,11 @@ async fn session_and_permissions(
         Option<sqlx::types::Json<StoredEvent>>,
         Vec<String>,
     ) = sqlx::query_as(
-        "WITH stream AS ( \
-             SELECT sequence, jsonb_build_array(event_type, event_version, payload) AS event \
-             FROM events WHERE aggregate_type = $1 AND aggregate_id = $2) \
-         SELECT (SELECT event FROM stream ORDER BY sequence LIMIT 1), \
-                (SELECT event FROM stream ORDER BY sequence DESC LIMIT 1), \
+        // Each end is one probe of the primary key, however long the stream.
+        "SELECT (SELECT jsonb_build_array(event_type, event_version, payload) FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT 1), \
+                (SELECT jsonb_build_array(event_type, event_version, payload) FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1), \
          ARRAY(SELECT DISTINCT permission \
                FROM user_roles_view ur \
                JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
