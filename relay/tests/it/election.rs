@@ -46,6 +46,15 @@ impl Fixture {
             ("LOG_FORMAT", "json".into()),
             ("RELAY_ADDR", "127.0.0.1:0".into()),
             ("RELAY_POLL_INTERVAL_MS", "50".into()),
+            // Both relays sign with one key, outside the working tree.
+            (
+                "AUDIT_SIGNING_KEY_FILE",
+                std::env::temp_dir()
+                    .join(format!("relay-election-{}", self.db.name))
+                    .join("audit.pem")
+                    .display()
+                    .to_string(),
+            ),
         ];
         let log = std::env::temp_dir().join(format!("relay-{name}-{}.log", Uuid::new_v4()));
         ChildProcess::spawn(name, env!("CARGO_BIN_EXE_relay"), &env, log)
