@@ -11,8 +11,7 @@ mod topology;
 
 pub use consumer::{run_consumer, ConsumerOptions};
 pub use dead_letters::{
-    count_dead_letters, replay_dead_letters, sweep, DeadLetter, Disposal,
-    DEAD_LETTER_REASON_HEADER,
+    count_dead_letters, replay_dead_letters, sweep, DeadLetter, Disposal, DEAD_LETTER_REASON_HEADER,
 };
 pub use envelope::{metadata_keys, Envelope, EventMetadata};
 pub use error::BusError;

@@ -31,8 +31,8 @@ mod tests {
         let delete = RoleCommand::Delete;
         assert_eq!(delete.name(), "delete");
         assert!(RoleCommand::NAMES.contains(&"delete"));
-        assert!(RoleCommand::NAMES.iter().all(|name| name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(RoleCommand::NAMES
+            .iter()
+            .all(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
     }
 }
