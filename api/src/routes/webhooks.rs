@@ -11,7 +11,7 @@ use app::webhooks::{
 };
 use chrono::{DateTime, Utc};
 use domain::webhook::{EventTypePattern, EventTypePatterns, WebhookDescription, WebhookUrl};
-use domain::Webhook;
+use domain::{Permission, Webhook};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -162,7 +162,7 @@ pub struct DeliveryParams {
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Registered; Location names it; the secret is shown this once", body = SecretIssued),
-        (status = 403, description = "Needs webhooks:write", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Needs webhooks:write and audit:read", body = Problem, content_type = PROBLEM),
         (status = 422, description = "A bad or internal url, an unknown event type, too many or none, a long description (named)", body = Problem, content_type = PROBLEM),
     )
 )]
@@ -172,6 +172,9 @@ async fn create(
     Allowed(principal, _): Allowed<WebhooksWrite>,
     ValidJson(body): ValidJson<CreateWebhookRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // A webhook receives events as the audit log holds them: choosing
+    // where they go is reading them.
+    principal.require(Permission::AuditRead)?;
     let mut errors = Vec::new();
     let url = field(&mut errors, "url", WebhookUrl::parse(&body.url));
     let event_types = event_types(&body.event_types, &mut errors);
@@ -204,7 +207,7 @@ async fn create(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Changed (no event when nothing changes)", body = CommandAccepted),
-        (status = 403, description = "Needs webhooks:write", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Needs webhooks:write and audit:read", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or deleted webhook", body = Problem, content_type = PROBLEM),
         (status = 422, description = "A bad field (named)", body = Problem, content_type = PROBLEM),
     )
@@ -216,6 +219,7 @@ async fn update(
     id: web::Path<String>,
     ValidJson(body): ValidJson<UpdateWebhookRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    principal.require(Permission::AuditRead)?;
     let id = webhook_id(&id)?;
     let changes = changes(body)?;
     let position = commands

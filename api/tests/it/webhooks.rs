@@ -281,6 +281,44 @@ async fn every_route_needs_webhooks_write() {
     assert_eq!(app.event_count().await, before);
 }
 
+/// Choosing where events go is reading them: registering a webhook, or
+/// changing one, also needs `audit:read`.
+#[tokio::test]
+async fn registering_or_changing_a_webhook_needs_audit_read_too() {
+    let app = spawn_app_with(&ALLOW_LOCAL).await;
+    let id = register(&app, hook("http://127.0.0.1:9/in")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let all_but: Vec<&str> = domain::Permission::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .filter(|p| *p != domain::Permission::AuditRead.as_str())
+        .collect();
+    let (_, token, _) = app.user_holding("no-audit", &all_but).await;
+    let before = app.event_count().await;
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/webhooks".to_owned(),
+            hook("http://127.0.0.1:9/x"),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/webhooks/{id}"),
+            json!({"event_types": ["*"]}),
+        ),
+    ] {
+        let response = app.send(method.clone(), &path, &token, Some(body)).await;
+        let problem = assert_problem(response, 403, "forbidden", None).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("audit:read"),
+            "{method} {path}: {problem}"
+        );
+    }
+    assert_eq!(app.event_count().await, before);
+}
+
 /// A receiver answering `status` (changeable), recording each `webhook-id`.
 struct Receiver {
     url: String,
