@@ -18,6 +18,7 @@ mod erasure;
 mod escalation;
 mod health;
 mod integrity;
+mod kill;
 mod metrics;
 mod ops;
 mod outage;
