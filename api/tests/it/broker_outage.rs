@@ -3,21 +3,25 @@
 //! the broker: every command keeps succeeding (the event store is the
 //! outbox), `/health/ready` names the broker while it is away, and once it
 //! is back the relay's backlog drains until the read model holds exactly
-//! the users the event store holds.
+//! the users the event store holds. A webhook subscribed to the user events
+//! before the load (the worker reaching the broker directly, so only the
+//! relay is cut) receives, once the broker is back, every `user.registered`
+//! event committed after its registration, those of the cut included.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use domain::UserEvent;
+use domain::{UserEvent, WebhookEvent};
 use infra::testing::{eventually, TcpProxy, TestDatabase, TestTopology};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::support::{
-    api_settings, projector_group, spawn_projector, start_api_with, GOOD_PASSWORD,
+    api_settings, bootstrap_admin, login_with_permissions, projector_group, settled,
+    spawn_projector, spawn_worker, start_api_with, worker_group, ADMIN_EMAIL, GOOD_PASSWORD,
 };
 
 const CLIENTS: usize = 4;
@@ -33,6 +37,53 @@ async fn registered_in_store(db: &TestDatabase) -> BTreeSet<Uuid> {
     ids.iter().map(|id| Uuid::parse_str(id).unwrap()).collect()
 }
 
+/// Ids of the `user.registered` events committed after `from` (the
+/// webhook's registration), in publishing order.
+async fn registered_events_after(db: &TestDatabase, from: (i64, i64)) -> Vec<Uuid> {
+    sqlx::query_scalar(
+        "SELECT event_id FROM events WHERE event_type = $1 \
+           AND (transaction_id::text::bigint, global_position) > ($2, $3) \
+         ORDER BY transaction_id, global_position",
+    )
+    .bind(UserEvent::REGISTERED.name())
+    .bind(from.0)
+    .bind(from.1)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// An HTTP server of the test's own recording the `webhook-id` (the event
+/// id) of every request; answers 204.
+async fn start_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let state = received.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let state = state.clone();
+        actix_web::App::new().default_service(actix_web::web::to(
+            move |req: actix_web::HttpRequest| {
+                let state = state.clone();
+                async move {
+                    let id = req
+                        .headers()
+                        .get("webhook-id")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    state.lock().unwrap().push(id);
+                    actix_web::HttpResponse::NoContent().finish()
+                }
+            },
+        ))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind receiver");
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}/hook"), received)
+}
+
 async fn in_users_view(db: &TestDatabase) -> BTreeSet<Uuid> {
     let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM users_view")
         .fetch_all(&db.pool)
@@ -44,16 +95,67 @@ async fn in_users_view(db: &TestDatabase) -> BTreeSet<Uuid> {
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_succeed_while_rabbitmq_is_away_and_the_backlog_drains_after() {
     let db = TestDatabase::create().await;
-    let topology = TestTopology::new(vec![projector_group()]);
+    let topology = TestTopology::new(vec![
+        projector_group(),
+        worker_group(),
+        worker::settings::webhook_consumer_group(10),
+    ]);
     let broker: SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = TcpProxy::start(broker).await;
     let amqp = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
-    spawn_projector(&api_settings(&db, &topology, &[]).common).await;
-    let api = start_api_with(&db, &topology, &[("AMQP_URL", &amqp)], None).await;
+    // The projector and the worker reach the broker directly: only the
+    // api's relay goes through the proxy.
+    let common = api_settings(&db, &topology, &[]).common;
+    spawn_projector(&common).await;
+    spawn_worker(
+        &common,
+        &[
+            "--webhooks-allow-http=true",
+            "--webhooks-allow-private-networks=true",
+            "--webhook-poll-interval-ms=50",
+        ],
+    )
+    .await;
+    let admin_id = bootstrap_admin(&db).await;
+    let api = start_api_with(
+        &db,
+        &topology,
+        &[
+            ("AMQP_URL", &amqp),
+            ("WEBHOOKS_ALLOW_HTTP", "true"),
+            ("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "true"),
+        ],
+        None,
+    )
+    .await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
+
+    let (receiver_url, received) = start_receiver().await;
+    let admin_token =
+        login_with_permissions(&client, &api.address, ADMIN_EMAIL, GOOD_PASSWORD).await;
+    let pattern = format!("{}.*", UserEvent::REGISTERED.aggregate_type());
+    let response = client
+        .post(format!("{}/v1/webhooks", api.address))
+        .bearer_auth(&admin_token)
+        .json(&json!({"url": receiver_url, "event_types": [pattern], "description": "outage"}))
+        .send()
+        .await
+        .expect("register webhook");
+    assert_eq!(response.status(), 201, "register the webhook");
+    let webhook: Value = response.json().await.unwrap();
+    let webhook_id = webhook["id"].as_str().expect("the webhook's id").to_owned();
+    let webhook_from: (i64, i64) = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, global_position FROM events \
+         WHERE aggregate_id = $1 AND event_type = $2",
+    )
+    .bind(&webhook_id)
+    .bind(WebhookEvent::REGISTERED.name())
+    .fetch_one(&db.pool)
+    .await
+    .expect("the webhook's registration is in the event store");
 
     let stop = Arc::new(AtomicBool::new(false));
     let load: Vec<_> = (0..CLIENTS)
@@ -119,7 +221,13 @@ async fn commands_succeed_while_rabbitmq_is_away_and_the_backlog_drains_after() 
     );
     assert!(backlog > 0, "events waited for the broker");
     let stored = registered_in_store(&db).await;
-    assert_eq!(stored.len(), created);
+    let admin = Uuid::parse_str(&admin_id).unwrap();
+    assert!(stored.contains(&admin), "the administrator is registered");
+    assert_eq!(
+        stored.len() - 1,
+        created,
+        "the event store holds the administrator and every user answered 201"
+    );
     eventually(
         Duration::from_secs(60),
         "users_view equal to the event store",
@@ -128,6 +236,40 @@ async fn commands_succeed_while_rabbitmq_is_away_and_the_backlog_drains_after() 
     .await;
     eprintln!(
         "rabbitmq outage: read model equal to the event store {:?} after the restore",
+        restored.elapsed()
+    );
+
+    // Every `user.registered` event after the webhook's registration, those
+    // of the cut included, reached the receiver at least once.
+    settled(&db.pool).await;
+    let expected = registered_events_after(&db, webhook_from).await;
+    assert_eq!(expected.len(), created, "one event per user answered 201");
+    eventually(
+        Duration::from_secs(60),
+        "every registration delivered to the webhook",
+        || async {
+            let seen: BTreeSet<String> = received.lock().unwrap().iter().cloned().collect();
+            expected
+                .iter()
+                .all(|id| seen.contains(&id.to_string()))
+                .then_some(())
+        },
+    )
+    .await;
+    let deliveries = received.lock().unwrap().clone();
+    let distinct: BTreeSet<&String> = deliveries.iter().collect();
+    let undelivered: Vec<&Uuid> = expected
+        .iter()
+        .filter(|id| !distinct.contains(&id.to_string()))
+        .collect();
+    assert!(undelivered.is_empty(), "not delivered: {undelivered:?}");
+    eprintln!(
+        "rabbitmq outage: webhook: {} registered during the cut, {} registrations expected, {} delivered ({} deliveries, {} duplicates) {:?} after the restore",
+        before_restore - during_cut,
+        expected.len(),
+        expected.len() - undelivered.len(),
+        deliveries.len(),
+        deliveries.len() - distinct.len(),
         restored.elapsed()
     );
 }
