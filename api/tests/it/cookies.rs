@@ -62,7 +62,9 @@ async fn session(app: &TestApp, cookies: &str) -> Response {
 #[tokio::test]
 async fn a_cookie_login_sets_host_cookies_and_no_token_in_the_body() {
     let app = spawn_app_with(&[]).await;
-    let (id, _) = app.register("browser@example.com", "Browser").await;
+    let (id, position) = app.register("browser@example.com", "Browser").await;
+    // /v1/auth/session answers from the read model.
+    app.await_user(&id, position).await;
     let response = app
         .request(Method::POST, "/v1/auth/login", None)
         .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
@@ -119,7 +121,9 @@ async fn a_cookie_login_sets_host_cookies_and_no_token_in_the_body() {
 #[tokio::test]
 async fn a_cookie_change_needs_proof_of_its_origin_and_a_bearer_change_does_not() {
     let app = spawn_app_with(&["--cors-allowed-origins=https://app.example.com"]).await;
-    let (id, _) = app.register("victim@example.com", "Victim").await;
+    let (id, position) = app.register("victim@example.com", "Victim").await;
+    // /v1/auth/session answers from the read model.
+    app.await_user(&id, position).await;
     let (cookies, _) = cookie_login(&app, "victim@example.com").await;
     let attacks: [(&str, &[(&str, &str)]); 5] = [
         ("no proof at all", &[]),
@@ -213,7 +217,9 @@ async fn a_cookie_change_needs_proof_of_its_origin_and_a_bearer_change_does_not(
 #[tokio::test]
 async fn a_cookie_session_refreshes_and_ends_as_a_bearer_session_does() {
     let app = spawn_app_with(&["--refresh-reuse-interval-seconds=0"]).await;
-    let (id, _) = app.register("tabs@example.com", "Tabs").await;
+    let (id, position) = app.register("tabs@example.com", "Tabs").await;
+    // /v1/auth/session answers from the read model.
+    app.await_user(&id, position).await;
 
     // Refresh rotates both cookies; the old refresh cookie is then a reuse
     // that revokes the session.

@@ -421,7 +421,9 @@ async fn deactivating_a_user_revokes_all_their_sessions() {
 #[tokio::test]
 async fn a_session_past_its_idle_deadline_is_refused_without_the_worker() {
     let app = spawn_app().await;
-    app.register("idle@example.com", "Idle").await;
+    let (id, position) = app.register("idle@example.com", "Idle").await;
+    // /v1/users/me answers from the read model.
+    app.await_user(&id, position).await;
     let short = support::api_settings(
         &app.db,
         &app.topology,

@@ -322,6 +322,17 @@ impl TestApp {
         )
     }
 
+    /// Waits until the read model has user `id` as of `position`, however
+    /// long a busy machine (every test at once) keeps the projection behind.
+    pub async fn await_user(&self, id: &str, position: i64) {
+        let path = format!("/v1/users/{id}?min_position={position}");
+        infra::testing::eventually(infra::testing::TIMEOUT, "the projection", || async {
+            let status = self.get(&path).await.status();
+            (status == 200).then_some(())
+        })
+        .await;
+    }
+
     /// The user as the read model has it once it applied `position`.
     pub async fn user_at(&self, id: &str, position: i64) -> Value {
         let response = self
