@@ -11,14 +11,15 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{UserEvent, WebhookEvent};
+use domain::UserEvent;
 use infra::testing::{eventually, TcpProxy, TestDatabase, TestTopology};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::support::user_events_webhook::{register_user_events_webhook, start_receiver};
 use crate::support::{
     api_settings, bootstrap_admin, login_with_permissions, projector_group, settled,
     spawn_projector, spawn_worker, start_api_with, worker_group, ADMIN_EMAIL, GOOD_PASSWORD,
@@ -51,37 +52,6 @@ async fn registered_events_after(db: &TestDatabase, from: (i64, i64)) -> Vec<Uui
     .fetch_all(&db.pool)
     .await
     .unwrap()
-}
-
-/// An HTTP server of the test's own recording the `webhook-id` (the event
-/// id) of every request; answers 204.
-async fn start_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let received: Arc<Mutex<Vec<String>>> = Arc::default();
-    let state = received.clone();
-    let server = actix_web::HttpServer::new(move || {
-        let state = state.clone();
-        actix_web::App::new().default_service(actix_web::web::to(
-            move |req: actix_web::HttpRequest| {
-                let state = state.clone();
-                async move {
-                    let id = req
-                        .headers()
-                        .get("webhook-id")
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    state.lock().unwrap().push(id);
-                    actix_web::HttpResponse::NoContent().finish()
-                }
-            },
-        ))
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .expect("bind receiver");
-    let port = server.addrs()[0].port();
-    tokio::spawn(server.run());
-    (format!("http://127.0.0.1:{port}/hook"), received)
 }
 
 async fn in_users_view(db: &TestDatabase) -> BTreeSet<Uuid> {
@@ -136,26 +106,8 @@ async fn commands_succeed_while_rabbitmq_is_away_and_the_backlog_drains_after() 
     let (receiver_url, received) = start_receiver().await;
     let admin_token =
         login_with_permissions(&client, &api.address, ADMIN_EMAIL, GOOD_PASSWORD).await;
-    let pattern = format!("{}.*", UserEvent::REGISTERED.aggregate_type());
-    let response = client
-        .post(format!("{}/v1/webhooks", api.address))
-        .bearer_auth(&admin_token)
-        .json(&json!({"url": receiver_url, "event_types": [pattern], "description": "outage"}))
-        .send()
-        .await
-        .expect("register webhook");
-    assert_eq!(response.status(), 201, "register the webhook");
-    let webhook: Value = response.json().await.unwrap();
-    let webhook_id = webhook["id"].as_str().expect("the webhook's id").to_owned();
-    let webhook_from: (i64, i64) = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position FROM events \
-         WHERE aggregate_id = $1 AND event_type = $2",
-    )
-    .bind(&webhook_id)
-    .bind(WebhookEvent::REGISTERED.name())
-    .fetch_one(&db.pool)
-    .await
-    .expect("the webhook's registration is in the event store");
+    let (_, webhook_from) =
+        register_user_events_webhook(&client, &api.address, &admin_token, &receiver_url, &db).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let load: Vec<_> = (0..CLIENTS)

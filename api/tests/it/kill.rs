@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::{SessionEvent, UserEvent, WebhookEvent};
+use domain::{SessionEvent, UserEvent};
 use infra::testing::{
     amqp_url, free_port, wait_until_ready, ChildProcess, TestDatabase, TestTopology,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::support::user_events_webhook::{register_user_events_webhook, start_receiver};
 use crate::support::{
     bootstrap_admin, login_with_permissions, projector_group, settled, start_api_with,
     worker_group, ApiProcess, ADMIN_EMAIL, GOOD_PASSWORD,
@@ -129,37 +130,6 @@ async fn start_api(db: &TestDatabase, topology: &TestTopology, name: &str) -> Ap
         ("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "true"),
     ];
     start_api_with(db, topology, &env, Some(&log_file(name, db))).await
-}
-
-/// An HTTP server of the test's own recording the `webhook-id` (the event
-/// id) of every request; answers 204.
-async fn start_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let received: Arc<Mutex<Vec<String>>> = Arc::default();
-    let state = received.clone();
-    let server = actix_web::HttpServer::new(move || {
-        let state = state.clone();
-        actix_web::App::new().default_service(actix_web::web::to(
-            move |req: actix_web::HttpRequest| {
-                let state = state.clone();
-                async move {
-                    let id = req
-                        .headers()
-                        .get("webhook-id")
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    state.lock().unwrap().push(id);
-                    actix_web::HttpResponse::NoContent().finish()
-                }
-            },
-        ))
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .expect("bind receiver");
-    let port = server.addrs()[0].port();
-    tokio::spawn(server.run());
-    (format!("http://127.0.0.1:{port}/hook"), received)
 }
 
 /// What the api answered 2xx to, per client.
@@ -425,26 +395,9 @@ async fn killing_one_of_each_process_under_load_loses_and_doubles_nothing() {
     let client = reqwest::Client::new();
     let admin_token =
         login_with_permissions(&client, &api_b.address, ADMIN_EMAIL, GOOD_PASSWORD).await;
-    let pattern = format!("{}.*", UserEvent::REGISTERED.aggregate_type());
-    let response = client
-        .post(format!("{}/v1/webhooks", api_b.address))
-        .bearer_auth(&admin_token)
-        .json(&json!({"url": receiver_url, "event_types": [pattern], "description": "kill"}))
-        .send()
-        .await
-        .expect("register webhook");
-    assert_eq!(response.status(), 201, "register the webhook");
-    let webhook: Value = response.json().await.unwrap();
-    let webhook_id = uuid_of(&webhook, "id");
-    let webhook_from: (i64, i64) = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, global_position FROM events \
-         WHERE aggregate_id = $1 AND event_type = $2",
-    )
-    .bind(webhook_id.to_string())
-    .bind(WebhookEvent::REGISTERED.name())
-    .fetch_one(&db.pool)
-    .await
-    .expect("the webhook's registration is in the event store");
+    let (_, webhook_from) =
+        register_user_events_webhook(&client, &api_b.address, &admin_token, &receiver_url, &db)
+            .await;
     eprintln!("kill: all six processes up after {:?}", started.elapsed());
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,6 +1,8 @@
 //! `spawn_app()`: the API and the projector on a fresh database, a unique
 //! exchange and queue prefix, the API on a random port.
 
+pub mod user_events_webhook;
+
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
