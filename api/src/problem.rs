@@ -46,6 +46,14 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the request body did not arrive in time")]
     RequestTimeout,
+    /// The request line or a header is not HTTP/1.1 (answered for
+    /// actix-http's dispatcher, see [`crate::request_head_problems`]).
+    #[error("the request line or a header field could not be parsed")]
+    MalformedRequestHead,
+    #[error("the request head is over 128 KiB or has more than 96 header fields")]
+    RequestHeadTooLarge,
+    #[error("the request head did not arrive in time")]
+    RequestHeadTimeout,
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The path names an aggregate type the event contract does not have.
@@ -161,7 +169,9 @@ impl ApiError {
             Self::Validation(_) => "validation-failed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
-            Self::RequestTimeout => "request-timeout",
+            Self::RequestTimeout | Self::RequestHeadTimeout => "request-timeout",
+            Self::MalformedRequestHead => "malformed-request",
+            Self::RequestHeadTooLarge => "request-head-too-large",
             Self::NotFound(_) | Self::UnknownAggregateType(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -190,7 +200,9 @@ impl ApiError {
             Self::Validation(_) => "Validation failed",
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
-            Self::RequestTimeout => "Request timeout",
+            Self::RequestTimeout | Self::RequestHeadTimeout => "Request timeout",
+            Self::MalformedRequestHead => "Malformed request",
+            Self::RequestHeadTooLarge => "Request head too large",
             Self::NotFound(_) | Self::UnknownAggregateType(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict(_) => "Conflict",
@@ -208,6 +220,18 @@ impl ApiError {
             Self::Internal(_) => "Internal error",
             Self::Other(status) => status.canonical_reason().unwrap_or("Error"),
         }
+    }
+
+    /// The body of this error's answer.
+    pub fn problem_json(&self) -> String {
+        let problem = Problem {
+            type_uri: format!("{TYPE_BASE}{}", self.kind()),
+            title: self.title().to_string(),
+            status: self.status_code().as_u16(),
+            detail: self.to_string(),
+            errors: self.field_errors().map(<[FieldError]>::to_vec),
+        };
+        serde_json::to_string(&problem).unwrap_or_default()
     }
 
     /// The first [`MAX_FIELD_ERRORS`] field errors.
@@ -288,7 +312,9 @@ impl ResponseError for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RequestTimeout | Self::RequestHeadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::MalformedRequestHead => StatusCode::BAD_REQUEST,
+            Self::RequestHeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::UnknownAggregateType(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::ConcurrencyConflict | Self::LastAdministrator => {
@@ -312,13 +338,6 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?error, "request failed");
         }
         let status = self.status_code();
-        let problem = Problem {
-            type_uri: format!("{TYPE_BASE}{}", self.kind()),
-            title: self.title().to_string(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-            errors: self.field_errors().map(<[FieldError]>::to_vec),
-        };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, PROBLEM));
         match self {
@@ -342,7 +361,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.body(serde_json::to_string(&problem).unwrap_or_default())
+        response.body(self.problem_json())
     }
 }
 
@@ -352,7 +371,7 @@ impl ResponseError for ApiError {
 /// headers (`Allow`, `Retry-After`) kept. Responses the HTTP/1 dispatcher
 /// writes before any service runs (`400` for an unparsable head, `431` for
 /// a head over 128 KiB or 96 headers, `408` for a slow head) cannot be
-/// reached from here.
+/// reached from here: [`crate::request_head_problems`] answers those.
 pub fn bare_errors_as_problems<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(as_problem)
 }

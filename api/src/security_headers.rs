@@ -3,7 +3,7 @@
 //! response but the public keys carries a token, personal data or a
 //! problem about them).
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 
 use crate::settings::EdgeSettings;
@@ -12,15 +12,32 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors '
 
 /// Each header is added only when the response does not have it already.
 pub fn security_headers(settings: &EdgeSettings) -> DefaultHeaders {
-    let headers = DefaultHeaders::new()
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
-        .add((header::REFERRER_POLICY, "no-referrer"))
-        .add((header::CACHE_CONTROL, "no-store"));
-    let hsts: &HeaderValue = &settings.strict_transport_security;
-    if hsts.is_empty() {
-        headers
-    } else {
-        headers.add((header::STRICT_TRANSPORT_SECURITY, hsts.clone()))
+    security_header_values(settings)
+        .into_iter()
+        .fold(DefaultHeaders::new(), DefaultHeaders::add)
+}
+
+/// The headers themselves, also written on the answers no middleware sees
+/// (see [`crate::request_head_problems`]).
+pub fn security_header_values(settings: &EdgeSettings) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = vec![
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    let hsts = &settings.strict_transport_security;
+    if !hsts.is_empty() {
+        headers.push((header::STRICT_TRANSPORT_SECURITY, hsts.clone()));
     }
+    headers
 }

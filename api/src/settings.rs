@@ -109,9 +109,14 @@ pub struct ApiSettings {
     pub read_your_writes_timeout_ms: u64,
 
     /// How long a request body may take to arrive, in milliseconds; then
-    /// `408 request-timeout` (the head is bounded by actix: 5 s).
+    /// `408 request-timeout`.
     #[arg(long, env = "REQUEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_body_timeout_ms: u64,
+
+    /// How long a request line and headers may take to arrive, in
+    /// milliseconds; then `408 request-timeout` and the connection closes.
+    #[arg(long, env = "REQUEST_HEAD_TIMEOUT_MS", default_value_t = 5_000)]
+    pub request_head_timeout_ms: u64,
 
     /// Run the outbox relay in this process (one process at a time is elected).
     #[arg(long, env = "RELAY_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -325,6 +330,10 @@ impl ApiSettings {
 
     pub fn request_body_timeout(&self) -> Duration {
         Duration::from_millis(self.request_body_timeout_ms)
+    }
+
+    pub fn request_head_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_head_timeout_ms)
     }
 }
 

@@ -2,7 +2,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{middleware, web, App};
 use infra::broker::BrokerLink;
 use infra::health::{self, Readiness};
 use infra::process::RunningProcess;
@@ -16,7 +16,9 @@ use crate::cors::{self, AllowedOrigins};
 use crate::extract::{BodyTimeout, MAX_BODY_BYTES};
 use crate::freshness::Freshness;
 use crate::rate_limit::auth_rate_limit;
-use crate::security_headers::security_headers;
+use crate::request_head_problems::HeadProblems;
+use crate::security_headers::{security_header_values, security_headers};
+use crate::server::{serve, ServerSettings};
 use crate::settings::ApiSettings;
 use crate::{http_metrics, problem, routes, screening};
 use app::failed_logins::FailedLogins;
@@ -169,7 +171,12 @@ fn http_server(
     let edge = settings.edge.clone();
     let allowed_origins = web::Data::new(AllowedOrigins::new(edge.cors_allowed_origins.clone()));
     let trusted_proxies = web::Data::new(TrustedProxies::new(edge.trusted_proxies.clone()));
-    let mut server = HttpServer::new(move || {
+    let server_settings = ServerSettings {
+        workers: settings.workers,
+        head_timeout: settings.request_head_timeout(),
+        problems: HeadProblems::new(security_header_values(&edge)),
+    };
+    let app = move || {
         App::new()
             .wrap(middleware::from_fn(routes::head_as_get))
             .wrap(problem::bare_errors_as_problems())
@@ -204,10 +211,6 @@ fn http_server(
             .configure(health::configure)
             .configure(|cfg| routes::configure(cfg, &rate_limit))
             .default_service(web::to(routes::not_found))
-    })
-    .listen(listener)?;
-    if let Some(workers) = settings.workers {
-        server = server.workers(workers);
-    }
-    Ok(server.run())
+    };
+    Ok(serve(listener, app, server_settings)?)
 }

@@ -24,6 +24,7 @@ mod ops;
 mod outage;
 mod protection;
 mod relay;
+mod request_heads;
 mod sessions;
 mod support;
 mod users;
