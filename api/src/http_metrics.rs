@@ -12,16 +12,12 @@ use actix_web::middleware::Next;
 use actix_web::Error;
 use metrics::{describe_counter, describe_histogram, Unit};
 
+pub use crate::request_head_problems::REQUEST_HEADS_REFUSED;
+
 /// Request latency histogram, labelled `method`, `route`, `status`.
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
 /// Login, refresh and password-change requests answered 429 by the rate limit.
 pub const RATE_LIMITED: &str = "auth_rate_limited_total";
-
-/// Request heads actix-http refused before any route ran (unparsable,
-/// too large, too slow), labelled `status`.
-pub const REQUEST_HEADS_REFUSED: &str = "http_request_heads_refused_total";
-/// The `status` labels of [`REQUEST_HEADS_REFUSED`].
-pub const REFUSED_HEAD_STATUSES: &[&str] = &["400", "408", "431", "500"];
 
 /// The metrics registered at start (at zero).
 pub const NAMES: &[&str] = &[RATE_LIMITED, REQUEST_HEADS_REFUSED];
@@ -56,14 +52,7 @@ pub fn register() {
         "Login, refresh and password-change requests answered 429 by the per-address rate limit."
     );
     metrics::counter!(RATE_LIMITED).increment(0);
-    describe_counter!(
-        REQUEST_HEADS_REFUSED,
-        Unit::Count,
-        "Request heads refused before any route ran: 400 unparsable, 408 too slow, 431 too large."
-    );
-    for status in REFUSED_HEAD_STATUSES {
-        metrics::counter!(REQUEST_HEADS_REFUSED, "status" => *status).increment(0);
-    }
+    crate::request_head_problems::register_metrics();
 }
 
 pub async fn record(

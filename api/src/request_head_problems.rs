@@ -41,6 +41,24 @@ fn problem_for(status: StatusCode) -> Option<ApiError> {
     }
 }
 
+/// The status codes of [`problem_for`], as written (and as labelled).
+const REFUSAL_CODES: [&str; 4] = ["400", "408", "431", "500"];
+
+/// Refusals answered, labelled `status` (one of [`REFUSAL_CODES`]).
+pub const REQUEST_HEADS_REFUSED: &str = "http_request_heads_refused_total";
+
+/// Describes [`REQUEST_HEADS_REFUSED`] and starts it at zero.
+pub fn register_metrics() {
+    metrics::describe_counter!(
+        REQUEST_HEADS_REFUSED,
+        metrics::Unit::Count,
+        "Request heads refused before any route ran: 400 unparsable, 408 too slow, 431 too large."
+    );
+    for status in REFUSAL_CODES {
+        metrics::counter!(REQUEST_HEADS_REFUSED, "status" => status).increment(0);
+    }
+}
+
 /// The dispatcher's answer seen in one write.
 #[derive(Debug, PartialEq, Eq)]
 struct Refusal<'a> {
@@ -52,6 +70,9 @@ struct Refusal<'a> {
 /// `Some` when `written` is exactly one bodiless answer of a refusal status
 /// with only the headers the dispatcher writes.
 fn refusal(written: &[u8]) -> Option<Refusal<'_>> {
+    // Every write passes here: most are let go after twelve bytes.
+    let code = written.strip_prefix(b"HTTP/1.")?.get(2..5)?;
+    problem_for(StatusCode::from_bytes(code).ok()?)?;
     // One more slot than the dispatcher writes: a fourth header is not its.
     let mut headers = [httparse::EMPTY_HEADER; 4];
     let mut response = httparse::Response::new(&mut headers);
@@ -99,11 +120,8 @@ impl HeadProblems {
     fn answer_for(&self, written: &[u8]) -> Option<Vec<u8>> {
         let refusal = refusal(written)?;
         let body = problem_for(refusal.status)?.problem_json();
-        metrics::counter!(
-            crate::http_metrics::REQUEST_HEADS_REFUSED,
-            "status" => refusal.status.as_str().to_owned()
-        )
-        .increment(1);
+        metrics::counter!(REQUEST_HEADS_REFUSED, "status" => refusal.status.as_str().to_owned())
+            .increment(1);
         let mut answer = format!(
             "HTTP/1.{} {} {}\r\ncontent-type: {PROBLEM}\r\ncontent-length: {}\r\nconnection: close\r\n",
             refusal.minor_version,
@@ -318,6 +336,14 @@ mod tests {
                 .minor_version,
             0
         );
+    }
+
+    #[test]
+    fn every_labelled_status_has_its_problem() {
+        for code in REFUSAL_CODES {
+            let status = StatusCode::from_bytes(code.as_bytes()).unwrap();
+            assert!(problem_for(status).is_some(), "{code}");
+        }
     }
 
     #[test]

@@ -175,7 +175,12 @@ impl TestApp {
     /// Bootstraps the administrator, logs them in once their permissions
     /// are projected, and counts what that wrote as the baseline.
     async fn with_admin(address: String, db: TestDatabase, topology: TestTopology) -> Self {
-        let client = reqwest::Client::new();
+        // Idle connections are dropped before the server's 5 s keep-alive
+        // would close them, so no request races a closing connection.
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
         let admin_id = bootstrap_admin(&db).await;
         let admin_token =
             login_with_permissions(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await;
