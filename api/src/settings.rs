@@ -268,6 +268,17 @@ pub struct AuthSettings {
     #[arg(long, env = "AUTH_RATE_BURST", default_value_t = 50)]
     pub auth_rate_burst: u32,
 
+    /// How often the api looks for failed logins that a stopped process
+    /// stored but did not settle (count for the address, append
+    /// `user.login_failed`), in milliseconds; a failure is taken over once
+    /// its 5-minute lease has run out.
+    #[arg(
+        long,
+        env = "FAILED_LOGIN_RECOVERY_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub failed_login_recovery_interval_ms: u64,
+
     /// Password hashes that may wait for a core beyond those running; more
     /// are refused with 503.
     #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 64)]
@@ -308,6 +319,10 @@ impl AuthSettings {
                 self.refresh_reuse_interval_seconds.into(),
             ),
         }
+    }
+
+    pub fn failed_login_recovery_interval(&self) -> Duration {
+        Duration::from_millis(self.failed_login_recovery_interval_ms)
     }
 
     pub fn address_policy(&self) -> AddressPolicy {

@@ -54,6 +54,10 @@ impl Application {
         let listener = TcpListener::bind(&settings.api_addr)?;
         let port = listener.local_addr()?.port();
         let services = Services::build(pool.clone(), &settings).await?;
+        let recovery = tokio::spawn(FailedLogins::clone(&services.failed_logins).recover_until(
+            settings.auth.failed_login_recovery_interval(),
+            shutdown.clone(),
+        ));
         let server = http_server(
             listener,
             pool,
@@ -65,7 +69,7 @@ impl Application {
         Ok(RunningProcess::new(
             port,
             server,
-            relay.into_iter().collect(),
+            relay.into_iter().chain([recovery]).collect(),
             shutdown,
         ))
     }
@@ -91,6 +95,7 @@ struct Services {
     webhooks: web::Data<WebhookCommands>,
     webhook_queries: web::Data<WebhookQueries>,
     deliveries: web::Data<DeliveryQueries>,
+    failed_logins: Arc<FailedLogins>,
 }
 
 impl Services {
@@ -119,7 +124,11 @@ impl Services {
         Ok(Self {
             tokens: web::Data::from(tokens),
             sign_in: web::Data::new(sign_in),
-            users: web::Data::new(UserCommands::new(pool.clone(), passwords, failed_logins)),
+            users: web::Data::new(UserCommands::new(
+                pool.clone(),
+                passwords,
+                failed_logins.clone(),
+            )),
             roles: web::Data::new(RoleCommands::new(pool.clone())),
             webhooks: web::Data::new(WebhookCommands::new(
                 pool.clone(),
@@ -128,6 +137,7 @@ impl Services {
             )),
             webhook_queries: web::Data::new(WebhookQueries::new(pool.clone())),
             deliveries: web::Data::new(DeliveryQueries::new(pool)),
+            failed_logins,
         })
     }
 }

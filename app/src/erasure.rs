@@ -130,7 +130,8 @@ async fn streams_of(tx: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Stream
 }
 
 /// Deletes the api's failure counts of every address the person's events
-/// name, and blocks of those addresses that have ended. A block in force
+/// name, their own failures not yet settled, and blocks of those addresses that
+/// have ended. A block in force
 /// stays until it ends (minutes): erasure must not lift a block.
 async fn forget_addresses(tx: &mut PgConnection, streams: &Streams) -> sqlx::Result<()> {
     let addresses: Vec<String> = addresses_of(tx, streams)
@@ -147,6 +148,11 @@ async fn forget_addresses(tx: &mut PgConnection, streams: &Streams) -> sqlx::Res
         .await?;
     sqlx::query("DELETE FROM login_ip_blocks WHERE ip = ANY($1) AND blocked_until <= now()")
         .bind(&addresses)
+        .execute(&mut *tx)
+        .await?;
+    // The person's failures not yet settled hold an address and user agent.
+    sqlx::query("DELETE FROM pending_login_failures WHERE user_id = $1")
+        .bind(streams.user_id.parse::<Uuid>().ok())
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -8,9 +8,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use bus::metadata_keys;
+use bus::EventMetadata;
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{User, UserCommand};
+use cqrs_es::{Aggregate, AggregateError};
+use domain::{User, UserCommand, UserError, UserEvent};
 use infra::commands::CommandBus;
+use infra::shutdown::Shutdown;
+use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -41,10 +46,44 @@ impl AddressPolicy {
     };
 }
 
+/// How long the process that stored a failure has to settle it; after
+/// that, any api settles it again (see [`FailedLogins::recover`]).
+const LEASE: TimeDelta = TimeDelta::seconds(300);
+/// A process that could not append a failure's event within this long
+/// (well inside [`LEASE`]) leaves it to recovery, so that the two never
+/// append the same failure side by side.
+const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// Failures settled per round of recovery.
+const RECOVERY_BATCH: i64 = 100;
+
+#[derive(Clone)]
 pub struct FailedLogins {
     pool: PgPool,
     users: Arc<CommandBus<User>>,
     policy: AddressPolicy,
+}
+
+/// A failed check as stored before it is answered (`pending_login_failures`).
+#[derive(Debug, sqlx::FromRow)]
+struct PendingFailure {
+    id: Uuid,
+    user_id: Option<Uuid>,
+    address: Option<String>,
+    ip: Option<String>,
+    failed_at: DateTime<Utc>,
+    /// Its `causation_id` is `id`: how a settled failure is recognised.
+    metadata: Json<EventMetadata>,
+}
+
+/// Why a failure is still pending; it is settled again later.
+#[derive(Debug, thiserror::Error)]
+enum SettleError {
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+    #[error("could not append user.login_failed")]
+    Append(#[source] AggregateError<UserError>),
+    #[error("not appended within {SETTLE_WITHIN:?}; left to recovery")]
+    TooLate,
 }
 
 impl FailedLogins {
@@ -76,61 +115,181 @@ impl FailedLogins {
         }
     }
 
-    /// Records a failed check, off the response path so that every kind of
-    /// failure answers in the same time: per address always, per account
-    /// (`user.login_failed`) when `user_id` names one. Failures to record
-    /// are logged.
-    pub fn record(&self, context: &RequestContext, user_id: Option<Uuid>, at: DateTime<Utc>) {
-        let address = address_of(context);
-        let pool = self.pool.clone();
-        let policy = self.policy;
-        let users = self.users.clone();
-        let command = UserCommand::RecordLoginFailure {
+    /// Records a failed check: per address always, per account
+    /// (`user.login_failed`) when `user_id` names one. Before the caller
+    /// answers, the failure is stored in one statement whatever the
+    /// account, so that every kind of failure answers in the same time and
+    /// none that was answered is lost; it is counted and appended after.
+    pub async fn record(
+        &self,
+        context: &RequestContext,
+        user_id: Option<Uuid>,
+        at: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        let id = Uuid::new_v4();
+        let failure = PendingFailure {
+            id,
+            user_id,
+            address: address_of(context),
             ip: context.request_ip.clone(),
-            at,
+            failed_at: at,
+            metadata: Json(context.metadata_for(id)),
         };
-        let metadata = context.metadata_as(None);
+        store(&self.pool, &failure).await?;
+        let this = self.clone();
+        let stored = std::time::Instant::now();
         tokio::spawn(async move {
-            if let Some(address) = address {
-                if let Err(error) = count_for_address(&pool, &policy, &address, at).await {
-                    tracing::warn!(%error, "could not count a failed login for its address");
-                }
-            }
-            if let Some(user_id) = user_id {
-                let id = user_id.to_string();
-                if let Err(error) = users.execute(&id, command, &metadata).await {
-                    tracing::warn!(%user_id, %error, "could not record a failed login");
-                }
+            if let Err(error) = this.settle(&failure, Some(stored)).await {
+                tracing::warn!(failure_id = %failure.id, %error, "a failed login is left to recovery");
             }
         });
+        Ok(())
+    }
+
+    /// Settles the failures whose lease ran out, left by a process that
+    /// stopped before settling them; returns how many it took.
+    pub async fn recover(&self) -> Result<usize, sqlx::Error> {
+        let leased: Vec<PendingFailure> = sqlx::query_as(
+            "UPDATE pending_login_failures SET leased_until = now() + $1 \
+             WHERE id IN (SELECT id FROM pending_login_failures WHERE leased_until < now() \
+                          ORDER BY leased_until LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, user_id, address, ip, failed_at, metadata",
+        )
+        .bind(LEASE)
+        .bind(RECOVERY_BATCH)
+        .fetch_all(&self.pool)
+        .await?;
+        for failure in &leased {
+            if let Err(error) = self.settle(failure, None).await {
+                tracing::warn!(failure_id = %failure.id, %error, "could not recover a failed login");
+            }
+        }
+        Ok(leased.len())
+    }
+
+    /// Runs [`FailedLogins::recover`] every `interval` until `shutdown`.
+    pub async fn recover_until(self, interval: std::time::Duration, shutdown: Shutdown) {
+        loop {
+            match self.recover().await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(recovered = n, "settled failed logins left pending")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not look for pending failed logins"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// Appends the failure's `user.login_failed` (unless an earlier attempt
+    /// did), counts it for its address (once), and removes it. `stored` is
+    /// when this process stored it; `None` when recovering.
+    async fn settle(
+        &self,
+        failure: &PendingFailure,
+        stored: Option<std::time::Instant>,
+    ) -> Result<(), SettleError> {
+        if let Some(user_id) = failure.user_id {
+            if stored.is_some_and(|stored| stored.elapsed() > SETTLE_WITHIN) {
+                return Err(SettleError::TooLate);
+            }
+            if stored.is_some() || !self.appended(user_id, failure.id).await? {
+                self.append(user_id, failure).await?;
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        if let Some(address) = &failure.address {
+            count_for_address(&mut tx, &self.policy, address, failure).await?;
+        }
+        sqlx::query("DELETE FROM pending_login_failures WHERE id = $1")
+            .bind(failure.id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// A user the domain refuses the failure for (erased, say) has nothing
+    /// to append; any other error leaves the failure pending.
+    async fn append(&self, user_id: Uuid, failure: &PendingFailure) -> Result<(), SettleError> {
+        let command = UserCommand::RecordLoginFailure {
+            ip: failure.ip.clone(),
+            at: failure.failed_at,
+        };
+        match self
+            .users
+            .execute(&user_id.to_string(), command, &failure.metadata)
+            .await
+        {
+            Ok(_) | Err(AggregateError::UserError(_)) => Ok(()),
+            Err(error) => Err(SettleError::Append(error)),
+        }
+    }
+
+    /// Whether the user's stream has the failure's event already.
+    async fn appended(&self, user_id: Uuid, failure_id: Uuid) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 \
+             AND aggregate_id = $2 AND event_type = $3 AND metadata->>$4 = $5)",
+        )
+        .bind(<User as Aggregate>::TYPE)
+        .bind(user_id.to_string())
+        .bind(UserEvent::LOGIN_FAILED.name())
+        .bind(metadata_keys::CAUSATION_ID)
+        .bind(failure_id.to_string())
+        .fetch_one(&self.pool)
+        .await
     }
 }
 
-/// Stores the failure, forgets the address's failures older than the
-/// window, and blocks the address once the window holds `threshold`.
+async fn store(pool: &PgPool, failure: &PendingFailure) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO pending_login_failures \
+             (id, user_id, address, ip, failed_at, metadata, leased_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, now() + $7)",
+    )
+    .bind(failure.id)
+    .bind(failure.user_id)
+    .bind(&failure.address)
+    .bind(&failure.ip)
+    .bind(failure.failed_at)
+    .bind(&failure.metadata)
+    .bind(LEASE)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Stores the failure (once), forgets the address's failures older than
+/// the window, and blocks the address once the window holds `threshold`.
 async fn count_for_address(
-    pool: &PgPool,
+    tx: &mut sqlx::PgConnection,
     policy: &AddressPolicy,
     address: &str,
-    at: DateTime<Utc>,
+    failure: &PendingFailure,
 ) -> sqlx::Result<()> {
-    let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(ADDRESS_LOCK_SPACE)
         .bind(address)
         .execute(&mut *tx)
         .await?;
-    let since = at - policy.window;
+    let since = failure.failed_at - policy.window;
     sqlx::query("DELETE FROM login_address_failures WHERE address = $1 AND failed_at <= $2")
         .bind(address)
         .bind(since)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO login_address_failures (address, failed_at) VALUES ($1, $2)")
-        .bind(address)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO login_address_failures (address, failed_at, failure_id) \
+         VALUES ($1, $2, $3) ON CONFLICT (failure_id) DO NOTHING",
+    )
+    .bind(address)
+    .bind(failure.failed_at)
+    .bind(failure.id)
+    .execute(&mut *tx)
+    .await?;
     let failures: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM login_address_failures WHERE address = $1 AND failed_at > $2",
     )
@@ -139,10 +298,16 @@ async fn count_for_address(
     .fetch_one(&mut *tx)
     .await?;
     if failures >= i64::from(policy.threshold) {
-        block(&mut tx, address, at + policy.block, failures).await?;
+        block(
+            &mut *tx,
+            address,
+            failure.failed_at + policy.block,
+            failures,
+        )
+        .await?;
         metrics::counter!(crate::metrics::ADDRESSES_BLOCKED).increment(1);
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Blocks the address until `until`; a block is only ever extended.

@@ -92,16 +92,18 @@ impl SignIn {
         let Some(user_id) = user_id.filter(|_| user.is_registered()) else {
             // Counted for the address like any failure: a block then answers
             // alike for emails that exist and emails that do not.
-            self.failed_logins.record(context, None, now);
+            self.failed_logins.record(context, None, now).await?;
             return Err(AppError::InvalidCredentials);
         };
         tracing::Span::current().record("user_id", tracing::field::display(user_id));
         if user.check_can_log_in(now).is_err() {
-            self.failed_logins.record(context, None, now);
+            self.failed_logins.record(context, None, now).await?;
             return Err(AppError::InvalidCredentials);
         }
         if !verified.matches {
-            self.failed_logins.record(context, Some(user_id), now);
+            self.failed_logins
+                .record(context, Some(user_id), now)
+                .await?;
             return Err(AppError::InvalidCredentials);
         }
         if let Some(password_hash) = verified.rehashed {

@@ -251,7 +251,9 @@ impl UserCommands {
             .await?;
         let now = chrono::Utc::now();
         if !verified.matches {
-            self.failed_logins.record(context, Some(user_id), now);
+            self.failed_logins
+                .record(context, Some(user_id), now)
+                .await?;
         }
         if !verified.matches || user.is_locked_at(now) {
             return Err(AppError::Invalid {

@@ -16,6 +16,7 @@ mod edge;
 mod email_race;
 mod erasure;
 mod escalation;
+mod failed_login_recovery;
 mod health;
 mod integrity;
 mod kill;
