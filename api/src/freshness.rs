@@ -49,6 +49,19 @@ impl Freshness {
             .map_err(ApiError::internal)
     }
 
+    /// The applied position once it includes the last event one stream has
+    /// now; `NotYetProjected` after the configured bound.
+    pub async fn wait_for_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<LogPosition, ApiError> {
+        let head = event_log::stream_head(&self.pool, aggregate_type, aggregate_id)
+            .await
+            .map_err(ApiError::internal)?;
+        self.wait_for(head).await
+    }
+
     /// The applied position once it includes `min_position` (if given);
     /// `NotYetProjected` after the configured bound.
     pub async fn wait_for(&self, min_position: Option<i64>) -> Result<LogPosition, ApiError> {

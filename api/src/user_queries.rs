@@ -1,9 +1,13 @@
 //! Reads of the `users_view` read model. Never folds events.
 
 use chrono::{DateTime, Utc};
+use infra::event_log::LogPosition;
 use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
+
+use crate::freshness::Freshness;
+use crate::problem::ApiError;
 
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
 pub struct UserView {
@@ -35,6 +39,25 @@ pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<UserView>> {
         .bind(id)
         .fetch_optional(pool)
         .await
+}
+
+/// The caller's own user. A caller who has just registered and signed in
+/// can be ahead of the read model, so a missing row waits (bounded) for the
+/// projection to reach the user's stream before it counts as missing. The
+/// position is where the read was made, when it had to wait.
+pub async fn find_own(
+    pool: &PgPool,
+    freshness: &Freshness,
+    id: Uuid,
+) -> Result<(Option<UserView>, Option<LogPosition>), ApiError> {
+    if let Some(user) = find(pool, id).await.map_err(ApiError::internal)? {
+        return Ok((Some(user), None));
+    }
+    let applied = freshness
+        .wait_for_stream(<domain::User as cqrs_es::Aggregate>::TYPE, &id.to_string())
+        .await?;
+    let user = find(pool, id).await.map_err(ApiError::internal)?;
+    Ok((user, Some(applied)))
 }
 
 /// Up to `limit` users after `cursor`, in id order (ids are UUIDv7, so this

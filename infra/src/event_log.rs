@@ -139,6 +139,22 @@ pub async fn has_rows_held_back(
     .await
 }
 
+/// The global position of one stream's last event, if it has any.
+pub async fn stream_head(
+    db: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT global_position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(db)
+    .await
+}
+
 /// One aggregate's events with `after_sequence < sequence <= up_to_sequence`.
 pub async fn read_stream(
     db: impl PgExecutor<'_>,

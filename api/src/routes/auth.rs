@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{cookies, csrf, Principal};
 use crate::extract::{RequestContext, ValidJson};
+use crate::freshness::Freshness;
 use crate::problem::{ApiError, Problem, PROBLEM};
 use crate::rate_limit::AuthRateLimit;
 use crate::user_queries::{self, UserView};
@@ -255,12 +256,11 @@ pub struct CurrentSession {
 )]
 pub async fn current_session(
     pool: web::Data<sqlx::PgPool>,
+    freshness: web::Data<Freshness>,
     principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
-    let user = user_queries::find(&pool, principal.user_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or(ApiError::Unauthorized)?;
+    let (user, _) = user_queries::find_own(&pool, &freshness, principal.user_id).await?;
+    let user = user.ok_or(ApiError::Unauthorized)?;
     Ok(HttpResponse::Ok().json(CurrentSession {
         user,
         session_id: principal.session_id,

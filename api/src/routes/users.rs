@@ -499,10 +499,9 @@ async fn me(
     let applied = freshness
         .wait_for(min_position(params.min_position.as_deref())?)
         .await?;
-    let user = user_queries::find(&pool, principal.user_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or(ApiError::NotFound("user"))?;
+    let (user, waited) = user_queries::find_own(&pool, &freshness, principal.user_id).await?;
+    let user = user.ok_or(ApiError::NotFound("user"))?;
+    let applied = waited.unwrap_or(applied);
     // Read after the wait, not taken from the principal (read before it):
     // the roles and the permissions shown are of the same moment.
     let grants = user_queries::grants(&pool, principal.user_id)

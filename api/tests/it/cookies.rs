@@ -306,17 +306,19 @@ async fn a_cookie_session_refreshes_and_ends_as_a_bearer_session_does() {
 
 #[tokio::test]
 async fn an_idle_cookie_session_expires() {
-    let app = spawn_app_with(&["--session-idle-timeout-seconds=2"]).await;
+    // Long enough that a loaded machine reads the session before it idles.
+    let app = spawn_app_with(&["--session-idle-timeout-seconds=5"]).await;
+    // Not waiting for the read model: the session read waits for the user.
     app.register("idle@example.com", "Idle").await;
     let (cookies, _) = cookie_login(&app, "idle@example.com").await;
     assert_eq!(session(&app, &cookies).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
     assert_problem(session(&app, &cookies).await, 401, "unauthorized", None).await;
 }
 
 #[tokio::test]
 async fn a_cookie_session_ends_at_its_absolute_deadline_even_while_in_use() {
-    let app = spawn_app_with(&["--session-lifetime-seconds=2"]).await;
+    let app = spawn_app_with(&["--session-lifetime-seconds=4"]).await;
     app.register("short@example.com", "Short").await;
     let (cookies, _) = cookie_login(&app, "short@example.com").await;
     // Refreshing keeps it from going idle, not past its lifetime.
@@ -328,7 +330,7 @@ async fn a_cookie_session_ends_at_its_absolute_deadline_even_while_in_use() {
     assert_eq!(refreshed.status(), 200);
     let cookies = cookie_header(refreshed.headers());
     assert_eq!(session(&app, &cookies).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4_500)).await;
     assert_problem(session(&app, &cookies).await, 401, "unauthorized", None).await;
     let late = with_cookies(&app, Method::POST, "/v1/auth/refresh", &cookies)
         .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
@@ -378,4 +380,34 @@ async fn a_lockout_ends_a_cookie_session_and_refuses_a_cookie_login() {
         .await
         .unwrap();
     assert_problem(refused, 401, "invalid-credentials", None).await;
+}
+
+#[tokio::test]
+async fn a_session_read_right_after_signing_up_waits_for_the_read_model() {
+    let app = spawn_app_with(&[]).await;
+    // The relay publishes only what no running transaction can precede: an
+    // older transaction left open keeps the registration below out of the
+    // read model until it ends.
+    let mut older = app.db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *older)
+        .await
+        .unwrap();
+    let (id, _) = app.register("early@example.com", "Early").await;
+    let (cookies, _) = cookie_login(&app, "early@example.com").await;
+    let projected: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM users_view WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&id).unwrap())
+            .fetch_optional(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(projected, None, "the read model already had the user");
+
+    let (read, ()) = tokio::join!(session(&app, &cookies), async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        older.rollback().await.unwrap();
+    });
+    assert_eq!(read.status(), 200);
+    let body: Value = read.json().await.unwrap();
+    assert_eq!(body["user"]["id"], id.as_str(), "{body}");
 }

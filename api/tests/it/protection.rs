@@ -155,7 +155,7 @@ async fn failures_across_users_from_one_address_block_it() {
 #[tokio::test]
 async fn the_worker_expires_idle_sessions() {
     let app = spawn_app_with_worker(
-        &["--session-idle-timeout-seconds=1", "--signup-mode=open"],
+        &["--session-idle-timeout-seconds=3", "--signup-mode=open"],
         &["--session-expiry-interval-ms=200"],
     )
     .await;

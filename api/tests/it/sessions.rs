@@ -152,7 +152,7 @@ async fn revoked_and_logged_out_tokens_are_refused_by_every_api_process() {
 #[tokio::test]
 async fn expired_tokens_are_refused_by_every_api_process() {
     let (db, _topology, a, b) = two_processes(
-        &[("SESSION_IDLE_TIMEOUT_SECONDS", "2")],
+        &[("SESSION_IDLE_TIMEOUT_SECONDS", "4")],
         &["--session-expiry-interval-ms=200"],
     )
     .await;
@@ -427,11 +427,11 @@ async fn a_session_past_its_idle_deadline_is_refused_without_the_worker() {
     let short = support::api_settings(
         &app.db,
         &app.topology,
-        &["--relay-enabled=false", "--session-idle-timeout-seconds=1"],
+        &["--relay-enabled=false", "--session-idle-timeout-seconds=3"],
     );
     let short_lived = api::startup::Application::build(short)
         .await
-        .expect("build an api with a 1 s idle timeout");
+        .expect("build an api with a 3 s idle timeout");
     let short_address = format!("http://127.0.0.1:{}", short_lived.port());
     tokio::spawn(short_lived.run_until_stopped());
     let tokens = support::login(
@@ -445,7 +445,7 @@ async fn a_session_past_its_idle_deadline_is_refused_without_the_worker() {
     let me = app.get_as("/v1/users/me", access).await;
     assert_eq!(me.status(), 200, "live at first, on the other process too");
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     let me = app.get_as("/v1/users/me", access).await;
     assert_problem(me, 401, "unauthorized", None).await;
     let refresh = app
