@@ -23,7 +23,8 @@ const ADDRESS: &str = "198.51.100.7";
 /// The wait for failures to be settled, beside every other test.
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// What a stopped api leaves: a failure stored, its lease run out.
+/// A failure stored by an api that still holds its lease (see
+/// [`stop_holding`]).
 async fn leave_pending(pool: &PgPool, user_id: Option<Uuid>) -> Uuid {
     let id = Uuid::new_v4();
     let metadata = EventMetadata {
@@ -35,7 +36,7 @@ async fn leave_pending(pool: &PgPool, user_id: Option<Uuid>) -> Uuid {
     sqlx::query(
         "INSERT INTO pending_login_failures \
              (id, user_id, address, ip, failed_at, metadata, leased_until) \
-         VALUES ($1, $2, $3, $3, now(), $4, now() - interval '1 second')",
+         VALUES ($1, $2, $3, $3, now(), $4, now() + interval '1 hour')",
     )
     .bind(id)
     .bind(user_id)
@@ -45,6 +46,15 @@ async fn leave_pending(pool: &PgPool, user_id: Option<Uuid>) -> Uuid {
     .await
     .unwrap();
     id
+}
+
+/// The api that held the pending failures stopped, and their leases ran
+/// out (5 minutes, passed here at once).
+async fn stop_holding(pool: &PgPool) {
+    sqlx::query("UPDATE pending_login_failures SET leased_until = now()")
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 async fn pending(pool: &PgPool) -> i64 {
@@ -119,6 +129,7 @@ async fn failures_a_stopped_api_left_pending_are_settled_once() {
         .unwrap();
     for_user.push(appended);
 
+    stop_holding(&pool).await;
     wait_until_settled(&pool).await;
 
     let mut events = failure_events(&pool, &user).await;
@@ -210,12 +221,8 @@ async fn no_failed_login_answered_before_a_sigkill_is_lost_or_doubled() {
     println!("{sent} sent, {refused} answered 401, {left} pending at the kill");
     assert!(refused > 0);
 
-    // The leases of what the killed api held run out (5 minutes, passed
-    // here at once); another api settles them.
-    sqlx::query("UPDATE pending_login_failures SET leased_until = now()")
-        .execute(&pool)
-        .await
-        .unwrap();
+    // Another api settles what the killed one held.
+    stop_holding(&pool).await;
     let _second = start_api_with(&db, &topology, &loose, None).await;
     wait_until_settled(&pool).await;
 
@@ -233,8 +240,7 @@ async fn no_failed_login_answered_before_a_sigkill_is_lost_or_doubled() {
 
 #[tokio::test]
 async fn erasing_a_person_removes_their_failures_not_yet_settled() {
-    // The first round runs at start; the next is far off.
-    let app = spawn_app_with(&["--failed-login-recovery-interval-ms=600000"]).await;
+    let app = spawn_app_with(&["--failed-login-recovery-interval-ms=200"]).await;
     let pool = app.db.pool.clone();
     let (user, _) = app.register("erased@example.com", "Erased").await;
     let theirs = leave_pending(&pool, Some(user.parse().unwrap())).await;
