@@ -83,7 +83,7 @@ async fn export_lines(app: &TestApp, query: &str) -> Vec<Value> {
 fn exported_events(lines: Vec<Value>) -> Vec<Value> {
     let (header, rest) = lines.split_first().expect("a first line");
     assert_eq!(
-        header["export"]["format"], "identity-audit-export/1",
+        header["export"]["format"], "identity-audit-export/2",
         "{header}"
     );
     let (end, rest) = rest.split_last().expect("a last line");

@@ -21,7 +21,7 @@ use crate::AppError;
 /// Events read from the event store per query.
 pub const EXPORT_PAGE: i64 = 1000;
 /// Names the format of an export's lines; bumped when they change.
-pub const EXPORT_FORMAT: &str = "identity-audit-export/1";
+pub const EXPORT_FORMAT: &str = "identity-audit-export/2";
 
 /// An export's first line: what it holds and up to where.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +37,8 @@ pub struct ExportHeader {
 /// What proves one exported event.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventIntegrity {
+    /// Which fields `hash` covers (1: all but the event's id; 2: the id too).
+    pub hash_version: i16,
     pub transaction_id: i64,
     pub prev_hash: String,
     pub hash: String,
@@ -58,6 +60,7 @@ pub struct ExportedEvent {
 struct ExportRow {
     #[sqlx(flatten)]
     event: EventRow,
+    hash_version: i16,
     prev_hash: String,
     hash: String,
     sealed: String,
@@ -75,6 +78,7 @@ impl ExportRow {
         Ok(ExportedEvent {
             event,
             integrity: EventIntegrity {
+                hash_version: self.hash_version,
                 transaction_id,
                 prev_hash: self.prev_hash,
                 hash: self.hash,
@@ -163,7 +167,7 @@ impl AuditExport {
             return Ok(None);
         }
         let mut query = self.select(&format!(
-            "SELECT {}, e.prev_hash, e.hash, e.sealed::text AS sealed, e.salts",
+            "SELECT {}, e.hash_version, e.prev_hash, e.hash, e.sealed::text AS sealed, e.salts",
             event_log::columns_of("e")
         ));
         sql::push_after(&mut query, Source::EventStore, Order::Oldest, self.after);

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Utc};
 use infra::event_log::LogPosition;
 use infra::integrity::{
-    check_seal, event_hash, running_hash, ChainedEvent, Checkpoint, PublicKeys,
+    check_seal, event_hash, running_hash, ChainedEvent, Checkpoint, HashVersion, PublicKeys,
 };
 use serde_json::Value;
 
@@ -15,6 +15,9 @@ use super::report::{Broken, Reason};
 /// One event with its integrity columns, as stored or as exported.
 #[derive(Debug)]
 pub struct SealedRecord {
+    /// `events.hash_version`: which fields `hash` covers.
+    pub hash_version: i16,
+    pub event_id: String,
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub sequence: i64,
@@ -47,8 +50,14 @@ impl SealedRecord {
 
     /// The event's own hash and seal.
     pub fn check(&self) -> Result<(), Broken> {
+        let version = HashVersion::try_from(self.hash_version).map_err(|unknown| Broken {
+            detail: Some(unknown.to_string()),
+            ..self.broken(Reason::HashMismatch, None, None)
+        })?;
         let computed = event_hash(&ChainedEvent {
+            version,
             prev_hash: &self.prev_hash,
+            event_id: &self.event_id,
             aggregate_type: &self.aggregate_type,
             aggregate_id: &self.aggregate_id,
             sequence: self.sequence,

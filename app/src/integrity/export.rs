@@ -44,6 +44,7 @@ struct EndLine {
 
 #[derive(Deserialize)]
 struct ExportedEvent {
+    event_id: String,
     event_type: String,
     event_version: String,
     aggregate_type: String,
@@ -58,6 +59,9 @@ struct ExportedEvent {
 
 #[derive(Deserialize)]
 struct ExportedIntegrity {
+    /// Absent from exports of format 1, whose events all had version 1.
+    #[serde(default = "version_1")]
+    hash_version: i16,
     transaction_id: i64,
     prev_hash: String,
     hash: String,
@@ -150,6 +154,8 @@ impl ExportVerifier {
         let shown_metadata_agrees =
             shown_metadata_agrees(&event.metadata, &event.integrity.stored_metadata);
         let record = SealedRecord {
+            hash_version: event.integrity.hash_version,
+            event_id: event.event_id,
             aggregate_type: event.aggregate_type,
             aggregate_id: event.aggregate_id,
             sequence: event.sequence,
@@ -213,6 +219,10 @@ fn shown_metadata_agrees(shown: &Map<String, Value>, stored: &Map<String, Value>
             _ => false,
         })
         && stored.keys().all(|key| shown.contains_key(key))
+}
+
+fn version_1() -> i16 {
+    1
 }
 
 fn malformed(detail: &str) -> Broken {

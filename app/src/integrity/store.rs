@@ -18,6 +18,8 @@ const VERIFY_PAGE: i64 = 1000;
 
 #[derive(sqlx::FromRow)]
 struct Row {
+    event_id: String,
+    hash_version: i16,
     aggregate_type: String,
     aggregate_id: String,
     sequence: i64,
@@ -37,6 +39,8 @@ struct Row {
 impl From<Row> for SealedRecord {
     fn from(row: Row) -> Self {
         Self {
+            hash_version: row.hash_version,
+            event_id: row.event_id,
             aggregate_type: row.aggregate_type,
             aggregate_id: row.aggregate_id,
             sequence: row.sequence,
@@ -109,7 +113,7 @@ async fn verify_streams(pool: &PgPool, report: &mut VerifyReport) -> Result<(), 
                 (t.clone(), i.clone(), *s)
             });
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT aggregate_type, aggregate_id, sequence, transaction_id::text::bigint AS transaction_id, \
+            "SELECT event_id::text AS event_id, hash_version, aggregate_type, aggregate_id, sequence, transaction_id::text::bigint AS transaction_id, \
                     global_position, event_type, event_version, recorded_at, payload, metadata, \
                     sealed::text AS sealed, salts, prev_hash, hash \
              FROM events WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \

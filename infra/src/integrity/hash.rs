@@ -6,14 +6,63 @@ use chrono::{DateTime, Utc};
 use super::{push_field, sha256_hex};
 use crate::event_log::LogPosition;
 
-const EVENT_DOMAIN: &str = "identity-event/1";
 const LOG_DOMAIN: &str = "identity-log/1";
+
+/// Which fields an event's hash covers (`events.hash_version`). Events keep
+/// the version they were hashed under; new ones get [`HashVersion::CURRENT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "i16", into = "i16")]
+pub enum HashVersion {
+    /// `identity-event/1`: every field but the event's id.
+    V1,
+    /// `identity-event/2`: the event's id too, right after `prev_hash`.
+    V2,
+}
+
+impl HashVersion {
+    pub const CURRENT: Self = Self::V2;
+
+    fn domain(self) -> &'static str {
+        match self {
+            Self::V1 => "identity-event/1",
+            Self::V2 => "identity-event/2",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("hash version {0} is not known")]
+pub struct UnknownHashVersion(pub i16);
+
+impl TryFrom<i16> for HashVersion {
+    type Error = UnknownHashVersion;
+
+    fn try_from(version: i16) -> Result<Self, Self::Error> {
+        match version {
+            1 => Ok(Self::V1),
+            2 => Ok(Self::V2),
+            other => Err(UnknownHashVersion(other)),
+        }
+    }
+}
+
+impl From<HashVersion> for i16 {
+    fn from(version: HashVersion) -> Self {
+        match version {
+            HashVersion::V1 => 1,
+            HashVersion::V2 => 2,
+        }
+    }
+}
 
 /// What an event's hash covers.
 #[derive(Clone, Debug)]
 pub struct ChainedEvent<'a> {
+    pub version: HashVersion,
     /// The hash of the event before it in its stream; empty for the first.
     pub prev_hash: &'a str,
+    /// Lowercase and hyphenated, as PostgreSQL writes a uuid; unused by V1.
+    pub event_id: &'a str,
     pub aggregate_type: &'a str,
     pub aggregate_id: &'a str,
     pub sequence: i64,
@@ -25,9 +74,12 @@ pub struct ChainedEvent<'a> {
 }
 
 pub fn event_hash(event: &ChainedEvent<'_>) -> String {
-    let mut message = EVENT_DOMAIN.as_bytes().to_vec();
+    let mut message = event.version.domain().as_bytes().to_vec();
+    push_field(&mut message, event.prev_hash);
+    if event.version == HashVersion::V2 {
+        push_field(&mut message, event.event_id);
+    }
     for field in [
-        event.prev_hash,
         event.aggregate_type,
         event.aggregate_id,
         &event.sequence.to_string(),
@@ -65,7 +117,9 @@ mod tests {
 
     fn event() -> ChainedEvent<'static> {
         ChainedEvent {
+            version: HashVersion::V1,
             prev_hash: "",
+            event_id: "0190a0a0-0000-7000-8000-000000000001",
             aggregate_type: "user",
             aggregate_id: "u1",
             sequence: 1,
@@ -85,6 +139,35 @@ mod tests {
             name.len()
         );
         assert_eq!(event_hash(&event()), sha256_hex(message.as_bytes()));
+    }
+
+    #[test]
+    fn version_2_also_covers_the_event_id() {
+        let name = UserEvent::REGISTERED.name();
+        let v2 = ChainedEvent {
+            version: HashVersion::V2,
+            ..event()
+        };
+        let message = format!(
+            "identity-event/20:36:0190a0a0-0000-7000-8000-000000000001\
+             4:user2:u11:1{}:{name}1:1\
+             31:{{\"payload\": {{}}, \"metadata\": {{}}}}16:1764000000123456",
+            name.len()
+        );
+        assert_eq!(event_hash(&v2), sha256_hex(message.as_bytes()));
+        let other_id = ChainedEvent {
+            event_id: "0190a0a0-0000-7000-8000-000000000002",
+            ..v2.clone()
+        };
+        assert_ne!(event_hash(&other_id), event_hash(&v2));
+        assert_eq!(
+            event_hash(&ChainedEvent {
+                event_id: "anything",
+                ..event()
+            }),
+            event_hash(&event()),
+            "version 1 does not cover the id"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod hash;
 mod seal;
 
 pub use checkpoint::{key_id, public_key_pem, Checkpoint, CheckpointError, PublicKeys};
-pub use hash::{event_hash, running_hash, ChainedEvent};
+pub use hash::{event_hash, running_hash, ChainedEvent, HashVersion, UnknownHashVersion};
 pub use seal::{check_seal, withhold_salts, SealMismatch};
 
 /// `f(x)`: the byte length of `x` in decimal, `:`, then `x`. Every field of

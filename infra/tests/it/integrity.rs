@@ -2,12 +2,14 @@
 //! computes at insert is what `infra::integrity` recomputes.
 
 use chrono::{DateTime, Utc};
-use infra::integrity::{check_seal, event_hash, ChainedEvent};
+use infra::integrity::{check_seal, event_hash, ChainedEvent, HashVersion};
 use infra::testing::{request_metadata, seed_renamed_users, TestDatabase};
 use serde_json::{json, Value};
 
 #[derive(sqlx::FromRow)]
 struct Sealed {
+    event_id: String,
+    hash_version: i16,
     aggregate_type: String,
     aggregate_id: String,
     sequence: i64,
@@ -24,8 +26,8 @@ struct Sealed {
 
 async fn stored(db: &TestDatabase) -> Vec<Sealed> {
     sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, recorded_at, \
-                payload, metadata, sealed::text AS sealed, salts, prev_hash, hash \
+        "SELECT event_id::text AS event_id, hash_version, aggregate_type, aggregate_id, sequence, \
+                event_type, event_version, recorded_at, payload, metadata, sealed::text AS sealed, salts, prev_hash, hash \
          FROM events ORDER BY aggregate_type, aggregate_id, sequence",
     )
     .fetch_all(&db.pool)
@@ -45,8 +47,11 @@ async fn the_trigger_seals_and_chains_what_the_verifier_recomputes() {
     assert_eq!(events.len(), 9);
     let mut previous: Option<&Sealed> = None;
     for event in &events {
+        assert_eq!(event.hash_version, i16::from(HashVersion::CURRENT));
         let computed = event_hash(&ChainedEvent {
+            version: HashVersion::CURRENT,
             prev_hash: &event.prev_hash,
+            event_id: &event.event_id,
             aggregate_type: &event.aggregate_type,
             aggregate_id: &event.aggregate_id,
             sequence: event.sequence,
