@@ -4,7 +4,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App};
 use infra::broker::BrokerLink;
-use infra::health::{self, Readiness};
+use infra::health::{self, Readiness, SignerHealth};
 use infra::process::RunningProcess;
 use infra::shutdown::Shutdown;
 use sqlx::PgPool;
@@ -41,16 +41,20 @@ impl Application {
         register_metrics(settings.relay_enabled);
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(common.amqp_url.clone()));
-        let relay = match settings.relay_enabled {
-            true => Some(tokio::spawn(relay::run(
+        let relay_settings = match settings.relay_enabled {
+            true => Some(settings.relay.settings()?),
+            false => None,
+        };
+        let signer = relay_settings.as_ref().map(|relay| relay.seal.health.clone());
+        let relay = relay_settings.map(|relay_settings| {
+            tokio::spawn(relay::run(
                 pool.clone(),
                 broker.clone(),
                 common.topology(),
-                settings.relay.settings()?,
+                relay_settings,
                 shutdown.clone(),
-            ))),
-            false => None,
-        };
+            ))
+        });
         let listener = TcpListener::bind(&settings.api_addr)?;
         let port = listener.local_addr()?.port();
         let services = Services::build(pool.clone(), &settings).await?;
@@ -63,7 +67,7 @@ impl Application {
             pool,
             broker,
             services,
-            &settings,
+            (&settings, signer),
             shutdown.clone(),
         )?;
         Ok(RunningProcess::new(
@@ -161,10 +165,14 @@ fn http_server(
     pool: PgPool,
     broker: Arc<BrokerLink>,
     services: Services,
-    settings: &ApiSettings,
+    (settings, signer): (&ApiSettings, Option<SignerHealth>),
     shutdown: Shutdown,
 ) -> anyhow::Result<Server> {
-    let readiness = web::Data::new(readiness(pool.clone(), broker, settings));
+    let mut readiness = readiness(pool.clone(), broker, settings);
+    if let Some(signer) = signer {
+        readiness = readiness.with_signer(signer);
+    }
+    let readiness = web::Data::new(readiness);
     let freshness = web::Data::new(Freshness::start(
         pool.clone(),
         infra::checkpoints::READ_MODELS,

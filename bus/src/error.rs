@@ -28,6 +28,10 @@ pub enum BusError {
     #[error("publish of event {event_id} was not confirmed")]
     NotConfirmed { event_id: Uuid },
 
+    /// A message that is not an event was not acked by the broker.
+    #[error("broker did not ack message {message_id}")]
+    DocumentNotConfirmed { message_id: String },
+
     /// A name does not fit an AMQP short string (at most 255 bytes).
     #[error("name too long for AMQP (max 255 bytes): {0}")]
     NameTooLong(String),

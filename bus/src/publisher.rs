@@ -56,6 +56,37 @@ impl Publisher {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Publishes one persistent JSON message that is not an event (a signed
+    /// checkpoint of the log) under `routing_key`, and waits for its confirm.
+    pub async fn publish_document(
+        &self,
+        routing_key: &str,
+        message_id: &str,
+        body: &[u8],
+    ) -> Result<(), BusError> {
+        let _guard = self.publishing.lock().await;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(short(message_id)?);
+        let confirm = self
+            .channel
+            .basic_publish(
+                short(&self.exchange)?,
+                short(routing_key)?,
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await?;
+        match confirm.await? {
+            Confirmation::Ack(None) => Ok(()),
+            _ => Err(BusError::DocumentNotConfirmed {
+                message_id: message_id.to_owned(),
+            }),
+        }
+    }
+
     /// Whether the underlying channel (and so the connection) is usable.
     pub fn is_connected(&self) -> bool {
         self.channel.status().connected()

@@ -27,6 +27,32 @@ pub const PROBLEM: &str = "application/problem+json";
 /// What every health route answers (`HEAD` like `GET`).
 pub const HEALTH_ALLOW: &str = "GET, HEAD";
 
+/// Whether the audit checkpoint signer signs, or refuses and why: shown in
+/// `/health/ready`'s body (`audit_signer`) without making the process
+/// unready (publishing goes on; only signing stops).
+#[derive(Clone, Debug, Default)]
+pub struct SignerHealth(Arc<std::sync::RwLock<Option<serde_json::Value>>>);
+
+impl SignerHealth {
+    /// Signing; nothing to report.
+    pub fn signing(&self) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    /// Refusing to sign, with what the signer found (no secrets).
+    pub fn refusing(&self, found: serde_json::Value) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(found);
+    }
+
+    /// What `/health/ready` shows.
+    pub fn report(&self) -> serde_json::Value {
+        match &*self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            None => json!({ "status": "signing" }),
+            Some(found) => json!({ "status": "refusing", "found": found }),
+        }
+    }
+}
+
 /// What `/health/ready` checks: PostgreSQL answers, the broker link is up,
 /// and each signing key file the process was started with is still readable
 /// (it would not start again without it).
@@ -36,6 +62,8 @@ pub struct Readiness {
     pub broker: Arc<BrokerLink>,
     /// Dependency name ([`SIGNING_KEY`], [`AUDIT_SIGNING_KEY`]) and file.
     pub key_files: Vec<(&'static str, PathBuf)>,
+    /// The audit signer's state, in processes that run the relay.
+    pub signer: Option<SignerHealth>,
 }
 
 impl Readiness {
@@ -45,7 +73,14 @@ impl Readiness {
             pool,
             broker,
             key_files: Vec::new(),
+            signer: None,
         }
+    }
+
+    /// Also reports the audit signer's state.
+    pub fn with_signer(mut self, signer: SignerHealth) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// Also needs the key file at `path`, named `dependency`.
@@ -164,17 +199,26 @@ async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
         .into_iter()
         .map(|(name, available)| (name.to_owned(), available.into()))
         .collect();
+    let signer = readiness.signer.as_ref().map(SignerHealth::report);
     if missing.is_empty() {
-        return HttpResponse::Ok().json(json!({ "status": "ok", "checks": checks }));
+        let mut body = json!({ "status": "ok", "checks": checks });
+        if let Some(signer) = signer {
+            body["audit_signer"] = signer;
+        }
+        return HttpResponse::Ok().json(body);
     }
-    not_ready(&missing, checks)
+    not_ready(&missing, checks, signer)
 }
 
 /// `503` problem (`not-ready`) naming each missing dependency in `detail`
 /// and in `missing`, with every check in `checks`.
-fn not_ready(missing: &[&str], checks: serde_json::Map<String, serde_json::Value>) -> HttpResponse {
+fn not_ready(
+    missing: &[&str],
+    checks: serde_json::Map<String, serde_json::Value>,
+    signer: Option<serde_json::Value>,
+) -> HttpResponse {
     let status = StatusCode::SERVICE_UNAVAILABLE;
-    let body = json!({
+    let mut body = json!({
         "type": format!("{PROBLEM_TYPE_BASE}not-ready"),
         "title": "Not ready",
         "status": status.as_u16(),
@@ -182,6 +226,9 @@ fn not_ready(missing: &[&str], checks: serde_json::Map<String, serde_json::Value
         "missing": missing,
         "checks": checks,
     });
+    if let Some(signer) = signer {
+        body["audit_signer"] = signer;
+    }
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, PROBLEM))
         .insert_header((header::RETRY_AFTER, NOT_READY_RETRY_AFTER_SECONDS))

@@ -20,8 +20,8 @@ const BUCKETS: &[f64] = &[
 /// Suffixes naming a unit: a counter's `_total`, seconds, bytes.
 pub const UNIT_SUFFIXES: &[&str] = &["_total", "_seconds", "_bytes"];
 /// Gauges that count things name what they count: a global position in the
-/// event log, messages in a queue, events.
-pub const UNITLESS_GAUGE_SUFFIXES: &[&str] = &["_position", "_messages", "_events"];
+/// event log, messages in a queue, events; a `_state` gauge is 1 or 0.
+pub const UNITLESS_GAUGE_SUFFIXES: &[&str] = &["_position", "_messages", "_events", "_state"];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

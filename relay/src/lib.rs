@@ -2,6 +2,7 @@
 //! by default; the `relay` binary runs it alone. Either way one process at a
 //! time is elected (a PostgreSQL advisory lock) and the others wait.
 
+pub mod fold;
 pub mod metrics;
 mod relay;
 pub mod seal;
@@ -9,5 +10,6 @@ pub mod settings;
 pub mod startup;
 
 pub use relay::{run, Relay, RELAY_CHECKPOINT};
-pub use seal::{LogSealer, SealSettings};
+pub use fold::{Refusal, RefusalReason};
+pub use seal::{LogSealer, SealError, SealSettings};
 pub use settings::RelaySettings;

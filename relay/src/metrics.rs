@@ -16,8 +16,17 @@ pub const CHAIN_EVENTS: &str = "audit_chain_events";
 /// Signed checkpoints written.
 pub const CHECKPOINTS_WRITTEN: &str = "audit_checkpoints_written_total";
 
+/// 1 while the checkpoint signer refuses to sign (the log does not check,
+/// or does not extend what it last signed), else 0.
+pub const SIGNER_REFUSING: &str = "audit_signer_refusing_state";
+
 /// The metrics registered at start (at zero).
-pub const NAMES: &[&str] = &[EVENTS_PUBLISHED, BATCH_DURATION, CHECKPOINTS_WRITTEN];
+pub const NAMES: &[&str] = &[
+    EVENTS_PUBLISHED,
+    BATCH_DURATION,
+    CHECKPOINTS_WRITTEN,
+    SIGNER_REFUSING,
+];
 /// The gauges that appear with their first value: once elected (the
 /// checkpoint), after the first look for events (the lag), after the first
 /// fold (the chain).
@@ -55,6 +64,13 @@ pub fn register() {
         Unit::Count,
         "Signed audit checkpoints written."
     );
+    describe_gauge!(
+        SIGNER_REFUSING,
+        Unit::Count,
+        "1 while the audit checkpoint signer refuses to sign because the log does not check or \
+         does not extend the checkpoint it last signed; 0 while it signs."
+    );
+    metrics::gauge!(SIGNER_REFUSING).set(0.0);
     metrics::counter!(EVENTS_PUBLISHED).increment(0);
     metrics::counter!(CHECKPOINTS_WRITTEN).increment(0);
     let _registered = metrics::histogram!(BATCH_DURATION);

@@ -14,7 +14,7 @@ use infra::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 
-use crate::seal::LogSealer;
+use crate::seal::{LogSealer, SealError};
 use crate::RelaySettings;
 
 /// Key of the advisory lock that elects the active relay ("relay" in ASCII).
@@ -89,15 +89,21 @@ impl Relay {
 
     /// Saves where publishing got to, then folds the published events into
     /// the log's running hash.
-    pub async fn save_checkpoint(&mut self, position: LogPosition) -> sqlx::Result<()> {
+    pub async fn save_checkpoint(&mut self, position: LogPosition) -> Result<(), SealError> {
         RELAY_CHECKPOINT.advance(&self.pool, position).await?;
         self.checkpoint = position;
-        self.sealer.advance_to(position).await
+        metrics::gauge!(crate::metrics::CHECKPOINT_POSITION).set(position.global_position as f64);
+        self.sealer.advance_to(position, &self.publisher).await
     }
 
     /// Signs a checkpoint if one is due by time, when nothing was published.
-    async fn seal_when_idle(&self) -> sqlx::Result<()> {
-        self.sealer.advance_to(self.checkpoint).await
+    async fn seal_when_idle(&mut self) -> Result<(), SealError> {
+        self.sealer.advance_to(self.checkpoint, &self.publisher).await
+    }
+
+    /// What the checkpoint signer found, if it refuses to sign.
+    pub fn signer_refusal(&self) -> Option<&crate::fold::Refusal> {
+        self.sealer.refusal()
     }
 
     /// Publishes what is ready; true when it published something (more may wait).
@@ -109,7 +115,6 @@ impl Relay {
         };
         self.save_checkpoint(last).await?;
         metrics::histogram!(crate::metrics::BATCH_DURATION).record(started.elapsed().as_secs_f64());
-        metrics::gauge!(crate::metrics::CHECKPOINT_POSITION).set(last.global_position as f64);
         Ok(true)
     }
 }

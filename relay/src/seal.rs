@@ -1,24 +1,42 @@
-//! The log's running hash: every event's hash folded in publishing order up
-//! to where the relay has published, and at intervals a checkpoint of it
-//! signed with the audit key. Folding is idempotent (it resumes from the
-//! stored head under a row lock), so a republished batch or a second relay
-//! never folds an event twice.
+//! The checkpoint signer. It signs only what it has checked: from the last
+//! checkpoint it signed (remembered in a state file beside its key, outside
+//! the database) it recomputes every later event's hash from its stored
+//! fields, checks its link to the previous event of its stream, folds the
+//! running hash itself and compares every checkpoint it passes. It never
+//! reads a running hash or head from a table. On any disagreement, or when
+//! the log does not extend what it last signed, it signs nothing, logs the
+//! first broken event, sets `audit_signer_refusing` and says so in
+//! `/health/ready`, until the log is repaired or an operator acknowledges
+//! it (`api audit acknowledge`). Each checkpoint it signs is stored, then
+//! published to the broker, then written to the state file.
 
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use bus::Publisher;
+use chrono::{DurationRound, TimeDelta, Utc};
 use ed25519_dalek::SigningKey;
-use infra::event_log::{self, LogPosition};
-use infra::integrity::{key_id, running_hash, Checkpoint};
-use sqlx::{PgConnection, PgPool};
+use infra::event_log::LogPosition;
+use infra::health::SignerHealth;
+use infra::integrity::{
+    key_id, running_hash, Checkpoint, CheckpointLine, PublicKeys, SignerState, SignerStateFile,
+    CHECKPOINT_ROUTING_KEY,
+};
+use sqlx::PgPool;
+
+use crate::fold::{self, FoldedEvent, Refusal, RefusalReason};
 
 /// Events read per query while folding.
 const FOLD_PAGE: i64 = 1000;
+/// How soon a refusing signer looks at the log again.
+const REFUSAL_RETRY: Duration = Duration::from_secs(10);
 
-/// When the relay signs a checkpoint.
+/// When the relay signs a checkpoint, with which key, and where it
+/// remembers what it signed.
 #[derive(Clone, Debug)]
 pub struct SealSettings {
     pub key: Arc<SigningKey>,
@@ -26,41 +44,79 @@ pub struct SealSettings {
     pub every_events: i64,
     /// Or after this long, if any event came since the last checkpoint.
     pub every: Duration,
+    /// The state file (`infra::integrity::signer_state_file` of the key file).
+    pub state_file: PathBuf,
+    /// Where the signer reports whether it signs (`/health/ready`).
+    pub health: SignerHealth,
 }
 
-/// The fold so far (`audit_chain_head`).
-#[derive(Debug, sqlx::FromRow)]
-struct Head {
-    transaction_id: i64,
-    global_position: i64,
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("reading or writing the event store")]
+    Database(#[from] sqlx::Error),
+    #[error("publishing a checkpoint")]
+    Broker(#[from] bus::BusError),
+    #[error("writing the signer state file")]
+    State(#[from] infra::integrity::SignerStateError),
+}
+
+/// Where the checked fold stands.
+#[derive(Debug)]
+struct Fold {
+    /// The state it started from; a different state on disk (an operator's
+    /// acknowledgement) starts a new fold.
+    base: Option<Checkpoint>,
+    position: LogPosition,
     running_hash: String,
     event_count: i64,
+    /// The newest checkpoint signed or passed.
+    last: Option<Checkpoint>,
 }
 
-impl Head {
-    fn position(&self) -> LogPosition {
-        LogPosition {
-            transaction_id: self.transaction_id,
-            global_position: self.global_position,
+impl Fold {
+    fn from(base: Option<Checkpoint>) -> Self {
+        Self {
+            position: base.as_ref().map_or_else(LogPosition::default, Checkpoint::position),
+            running_hash: base
+                .as_ref()
+                .map_or_else(String::new, |c| c.running_hash.clone()),
+            event_count: base.as_ref().map_or(0, |c| c.event_count),
+            last: base.clone(),
+            base,
         }
     }
-}
 
-/// The last checkpoint written: how many events it covered and when.
-#[derive(Debug, Default)]
-struct LastCheckpoint {
-    event_count: i64,
-    created_at: Option<DateTime<Utc>>,
+    fn since_last(&self) -> i64 {
+        self.event_count - self.last.as_ref().map_or(0, |c| c.event_count)
+    }
 }
 
 pub struct LogSealer {
     pool: PgPool,
     settings: SealSettings,
+    state_file: SignerStateFile,
+    health: SignerHealth,
+    fold: Option<Fold>,
+    refused: Option<(Instant, Refusal)>,
+}
+
+enum Outcome {
+    Sealed,
+    Refused(Refusal),
 }
 
 impl LogSealer {
     pub fn new(pool: PgPool, settings: SealSettings) -> Self {
-        Self { pool, settings }
+        let state_file = SignerStateFile::new(settings.state_file.clone());
+        let health = settings.health.clone();
+        Self {
+            pool,
+            settings,
+            state_file,
+            health,
+            fold: None,
+            refused: None,
+        }
     }
 
     /// Lists the key's public half, so verifiers can find it by id.
@@ -77,115 +133,355 @@ impl LogSealer {
         Ok(())
     }
 
-    /// Folds every event up to `published` not folded yet, and signs a
-    /// checkpoint when one is due. One transaction per page of events, so
-    /// a long backlog holds no transaction open (transaction ids are
-    /// cluster-wide: a long one would hold back every reader of the log).
-    pub async fn advance_to(&self, published: LogPosition) -> sqlx::Result<()> {
-        while self.fold_page(published).await? {}
+    /// What the signer found, if it refuses to sign.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.refused.as_ref().map(|(_, refusal)| refusal)
+    }
+
+    /// Checks and folds every event up to `published` not folded yet, and
+    /// signs (and publishes) a checkpoint when one is due. A refusal is not
+    /// an error: publishing goes on, signing stops.
+    pub async fn advance_to(
+        &mut self,
+        published: LogPosition,
+        publisher: &Publisher,
+    ) -> Result<(), SealError> {
+        if let Some((at, _)) = &self.refused {
+            if at.elapsed() < REFUSAL_RETRY {
+                return Ok(());
+            }
+        }
+        match self.seal(published, publisher).await? {
+            Outcome::Sealed => {
+                if self.refused.take().is_some() {
+                    tracing::info!("the audit log checks again; signing checkpoints");
+                }
+                self.health.signing();
+                metrics::gauge!(crate::metrics::SIGNER_REFUSING).set(0.0);
+            }
+            Outcome::Refused(refusal) => {
+                let new = self.refusal() != Some(&refusal);
+                if new {
+                    tracing::error!(
+                        reason = ?refusal.reason,
+                        aggregate_type = refusal.aggregate_type.as_deref(),
+                        aggregate_id = refusal.aggregate_id.as_deref(),
+                        sequence = refusal.sequence,
+                        global_position = refusal.global_position,
+                        detail = %refusal.detail,
+                        "the audit log does not check: no checkpoint is signed"
+                    );
+                }
+                self.health.refusing(
+                    serde_json::to_value(&refusal).expect("a refusal always serializes"),
+                );
+                metrics::gauge!(crate::metrics::SIGNER_REFUSING).set(1.0);
+                self.fold = None;
+                self.refused = Some((Instant::now(), refusal));
+            }
+        }
         Ok(())
     }
 
-    /// Folds the next page; true while more may follow.
-    async fn fold_page(&self, published: LogPosition) -> sqlx::Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let mut head: Head = sqlx::query_as(
-            "SELECT transaction_id, global_position, running_hash, event_count \
-             FROM audit_chain_head FOR UPDATE",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut last = last_checkpoint(&mut tx).await?;
-        let page = if head.position() < published {
-            event_log::hashes_between(&mut *tx, head.position(), published, FOLD_PAGE).await?
-        } else {
-            Vec::new()
+    async fn seal(
+        &mut self,
+        published: LogPosition,
+        publisher: &Publisher,
+    ) -> Result<Outcome, SealError> {
+        let state = match self.state_file.load() {
+            Ok(state) => state.unwrap_or_default(),
+            Err(error) => {
+                return Ok(Outcome::Refused(Refusal::new(
+                    RefusalReason::StateUnreadable,
+                    None,
+                    error.to_string(),
+                )))
+            }
         };
-        for (position, hash) in &page {
-            head.running_hash = running_hash(&head.running_hash, hash, *position);
-            head.event_count += 1;
-            head.transaction_id = position.transaction_id;
-            head.global_position = position.global_position;
-            if head.event_count - last.event_count >= self.settings.every_events {
-                last = self.write_checkpoint(&mut tx, &head).await?;
+        let mut fold = match self.fold.take() {
+            Some(fold) if fold.base == state.last_signed => fold,
+            _ => {
+                if let Err(refusal) = self.extends(state.last_signed.as_ref()).await? {
+                    return Ok(Outcome::Refused(refusal));
+                }
+                Fold::from(state.last_signed)
+            }
+        };
+        let outcome = self.fold_up_to(&mut fold, published, publisher).await?;
+        if matches!(outcome, Outcome::Sealed) {
+            self.fold = Some(fold);
+        }
+        Ok(outcome)
+    }
+
+    /// Whether the database still holds `last_signed` unchanged.
+    async fn extends(&self, last_signed: Option<&Checkpoint>) -> sqlx::Result<Result<(), Refusal>> {
+        let Some(last_signed) = last_signed else {
+            return Ok(Ok(()));
+        };
+        let stored = checkpoint_at(&self.pool, last_signed.position()).await?;
+        if stored.as_ref() == Some(last_signed) {
+            return Ok(Ok(()));
+        }
+        Ok(Err(Refusal::new(
+            RefusalReason::StateNotExtended,
+            Some(last_signed.global_position),
+            format!(
+                "the checkpoint this signer last signed ({} events, at position {}) is {} in \
+                 the database; acknowledge with `api audit acknowledge` once understood",
+                last_signed.event_count,
+                last_signed.global_position,
+                if stored.is_some() { "altered" } else { "missing" }
+            ),
+        )))
+    }
+
+    async fn fold_up_to(
+        &mut self,
+        fold: &mut Fold,
+        published: LogPosition,
+        publisher: &Publisher,
+    ) -> Result<Outcome, SealError> {
+        let keys = self.trusted_keys().await?;
+        loop {
+            let page = if fold.position < published {
+                fold::events_between(&self.pool, fold.position, published, FOLD_PAGE).await?
+            } else {
+                Vec::new()
+            };
+            let page_end = page.last().map(FoldedEvent::position);
+            let mut passed: VecDeque<Checkpoint> = match page_end {
+                Some(end) => checkpoints_between(&self.pool, fold.position, end).await?,
+                None => VecDeque::new(),
+            };
+            for event in &page {
+                if let Err(refusal) = event.check() {
+                    return Ok(Outcome::Refused(refusal));
+                }
+                if let Some(missing) = passed.front().filter(|c| c.position() < event.position())
+                {
+                    return Ok(Outcome::Refused(Refusal::new(
+                        RefusalReason::CheckpointEventMissing,
+                        Some(missing.global_position),
+                        "a checkpoint names a position that holds no event".to_owned(),
+                    )));
+                }
+                fold.running_hash = running_hash(&fold.running_hash, &event.hash, event.position());
+                fold.event_count += 1;
+                fold.position = event.position();
+                if let Some(checkpoint) = passed.front().filter(|c| c.position() == fold.position)
+                {
+                    if let Err(refusal) = pass(fold, checkpoint, &keys) {
+                        return Ok(Outcome::Refused(refusal));
+                    }
+                    fold.last = passed.pop_front();
+                    self.remember(fold)?;
+                }
+                if fold.since_last() >= self.settings.every_events {
+                    if let Some(refusal) = self.sign(fold, publisher, &keys).await? {
+                        return Ok(Outcome::Refused(refusal));
+                    }
+                }
+            }
+            if !page.is_empty() {
+                self.show_progress(fold).await?;
+            }
+            if (page.len() as i64) < FOLD_PAGE {
+                break;
             }
         }
-        let more = page.len() as i64 == FOLD_PAGE;
-        if !more && head.event_count > last.event_count && self.time_is_up(&last) {
-            self.write_checkpoint(&mut tx, &head).await?;
+        if fold.since_last() > 0 && self.time_is_up(fold.last.as_ref()) {
+            if let Some(refusal) = self.sign(fold, publisher, &keys).await? {
+                return Ok(Outcome::Refused(refusal));
+            }
         }
-        if !page.is_empty() {
-            sqlx::query(
-                "UPDATE audit_chain_head SET transaction_id = $1, global_position = $2, \
-                 running_hash = $3, event_count = $4, updated_at = now()",
-            )
-            .bind(head.transaction_id)
-            .bind(head.global_position)
-            .bind(&head.running_hash)
-            .bind(head.event_count)
-            .execute(&mut *tx)
+        Ok(Outcome::Sealed)
+    }
+
+    /// The listed keys and the signer's own: a checkpoint passed must be
+    /// signed by one of them (and match the fold, which is what counts).
+    async fn trusted_keys(&self) -> sqlx::Result<PublicKeys> {
+        let mut keys = PublicKeys::default();
+        let listed: Vec<String> = sqlx::query_scalar("SELECT public_key FROM audit_signing_keys")
+            .fetch_all(&self.pool)
             .await?;
-            metrics::gauge!(crate::metrics::CHAIN_EVENTS).set(head.event_count as f64);
+        for key in listed {
+            // A malformed listed key verifies nothing.
+            let _ = keys.insert_base64(&key);
         }
-        tx.commit().await?;
-        Ok(more)
+        keys.insert(self.settings.key.verifying_key());
+        Ok(keys)
     }
 
-    fn time_is_up(&self, last: &LastCheckpoint) -> bool {
+    fn time_is_up(&self, last: Option<&Checkpoint>) -> bool {
         let every = TimeDelta::from_std(self.settings.every).unwrap_or(TimeDelta::MAX);
-        last.created_at.is_none_or(|at| Utc::now() - at >= every)
+        last.is_none_or(|last| Utc::now() - last.created_at >= every)
     }
 
-    async fn write_checkpoint(
-        &self,
-        db: &mut PgConnection,
-        head: &Head,
-    ) -> sqlx::Result<LastCheckpoint> {
+    /// Signs where the fold stands, after checking that the newest
+    /// checkpoint in the database is the one the fold last passed or signed.
+    async fn sign(
+        &mut self,
+        fold: &mut Fold,
+        publisher: &Publisher,
+        keys: &PublicKeys,
+    ) -> Result<Option<Refusal>, SealError> {
+        let newest = newest_checkpoint(&self.pool).await?;
+        if newest != fold.last {
+            return Ok(Some(Refusal::new(
+                RefusalReason::StateNotExtended,
+                newest.as_ref().map(|c| c.global_position),
+                "the newest checkpoint in the database is not the one this signer last signed \
+                 or checked"
+                    .to_owned(),
+            )));
+        }
+        if let Some(Err(error)) = newest.as_ref().map(|c| c.verify(keys)) {
+            return Ok(Some(Refusal::new(
+                RefusalReason::BadSignature,
+                newest.as_ref().map(|c| c.global_position),
+                error.to_string(),
+            )));
+        }
         // PostgreSQL keeps microseconds: sign what will be read back.
         let created_at = Utc::now()
             .duration_trunc(TimeDelta::microseconds(1))
             .expect("a microsecond divides any time");
         let checkpoint = Checkpoint::sign(
             &self.settings.key,
-            (head.transaction_id, head.global_position),
-            head.running_hash.clone(),
-            head.event_count,
+            (fold.position.transaction_id, fold.position.global_position),
+            fold.running_hash.clone(),
+            fold.event_count,
             created_at,
         );
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (transaction_id, global_position, running_hash, \
-             event_count, created_at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(checkpoint.transaction_id)
-        .bind(checkpoint.global_position)
-        .bind(&checkpoint.running_hash)
-        .bind(checkpoint.event_count)
-        .bind(checkpoint.created_at)
-        .bind(&checkpoint.key_id)
-        .bind(&checkpoint.signature)
-        .execute(db)
-        .await?;
+        store_checkpoint(&self.pool, &checkpoint).await?;
         metrics::counter!(crate::metrics::CHECKPOINTS_WRITTEN).increment(1);
-        Ok(LastCheckpoint {
-            event_count: head.event_count,
-            created_at: Some(created_at),
-        })
+        publish(publisher, &checkpoint).await?;
+        fold.last = Some(checkpoint);
+        self.remember(fold)?;
+        Ok(None)
+    }
+
+    /// Writes the newest checkpoint signed or passed to the state file.
+    fn remember(&self, fold: &mut Fold) -> Result<(), SealError> {
+        let state = SignerState {
+            last_signed: fold.last.clone(),
+        };
+        self.state_file.store(&state)?;
+        fold.base = state.last_signed;
+        Ok(())
+    }
+
+    /// `audit_chain_head` shows where the fold stands (for operators and
+    /// the bench; nothing reads it back to sign).
+    async fn show_progress(&self, fold: &Fold) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE audit_chain_head SET transaction_id = $1, global_position = $2, \
+             running_hash = $3, event_count = $4, updated_at = now()",
+        )
+        .bind(fold.position.transaction_id)
+        .bind(fold.position.global_position)
+        .bind(&fold.running_hash)
+        .bind(fold.event_count)
+        .execute(&self.pool)
+        .await?;
+        metrics::gauge!(crate::metrics::CHAIN_EVENTS).set(fold.event_count as f64);
+        Ok(())
     }
 }
 
-async fn last_checkpoint(db: &mut PgConnection) -> sqlx::Result<LastCheckpoint> {
-    let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT event_count, created_at FROM audit_checkpoints \
-         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-    )
-    .fetch_optional(db)
+/// A checkpoint the fold reached must match it and verify.
+fn pass(fold: &Fold, checkpoint: &Checkpoint, keys: &PublicKeys) -> Result<(), Refusal> {
+    if checkpoint.running_hash != fold.running_hash || checkpoint.event_count != fold.event_count
+    {
+        return Err(Refusal::new(
+            RefusalReason::CheckpointMismatch,
+            Some(checkpoint.global_position),
+            format!(
+                "the checkpoint signs {} events, {} were folded up to it",
+                checkpoint.event_count, fold.event_count
+            ),
+        ));
+    }
+    checkpoint.verify(keys).map_err(|error| {
+        Refusal::new(
+            RefusalReason::BadSignature,
+            Some(checkpoint.global_position),
+            error.to_string(),
+        )
+    })
+}
+
+/// Publishes a signed checkpoint for witnesses (`audit.checkpoint`).
+async fn publish(publisher: &Publisher, checkpoint: &Checkpoint) -> Result<(), bus::BusError> {
+    let line = CheckpointLine {
+        checkpoint: checkpoint.clone(),
+    };
+    publisher
+        .publish_document(
+            CHECKPOINT_ROUTING_KEY,
+            &checkpoint.message_id(),
+            line.to_json().as_bytes(),
+        )
+        .await
+}
+
+const CHECKPOINT_COLUMNS: &str =
+    "transaction_id, global_position, running_hash, event_count, created_at, key_id, signature";
+
+async fn checkpoint_at(pool: &PgPool, at: LogPosition) -> sqlx::Result<Option<Checkpoint>> {
+    sqlx::query_as(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints \
+         WHERE transaction_id = $1 AND global_position = $2"
+    ))
+    .bind(at.transaction_id)
+    .bind(at.global_position)
+    .fetch_optional(pool)
+    .await
+}
+
+async fn newest_checkpoint(pool: &PgPool) -> sqlx::Result<Option<Checkpoint>> {
+    sqlx::query_as(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+    ))
+    .fetch_optional(pool)
+    .await
+}
+
+/// The checkpoints after `after`, up to and including `up_to`, in order.
+async fn checkpoints_between(
+    pool: &PgPool,
+    after: LogPosition,
+    up_to: LogPosition,
+) -> sqlx::Result<VecDeque<Checkpoint>> {
+    let rows: Vec<Checkpoint> = sqlx::query_as(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints \
+         WHERE (transaction_id, global_position) > ($1, $2) \
+           AND (transaction_id, global_position) <= ($3, $4) \
+         ORDER BY transaction_id, global_position"
+    ))
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(up_to.transaction_id)
+    .bind(up_to.global_position)
+    .fetch_all(pool)
     .await?;
-    Ok(
-        row.map_or_else(LastCheckpoint::default, |(event_count, created_at)| {
-            LastCheckpoint {
-                event_count,
-                created_at: Some(created_at),
-            }
-        }),
-    )
+    Ok(rows.into())
+}
+
+async fn store_checkpoint(pool: &PgPool, checkpoint: &Checkpoint) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ))
+    .bind(checkpoint.transaction_id)
+    .bind(checkpoint.global_position)
+    .bind(&checkpoint.running_hash)
+    .bind(checkpoint.event_count)
+    .bind(checkpoint.created_at)
+    .bind(&checkpoint.key_id)
+    .bind(&checkpoint.signature)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

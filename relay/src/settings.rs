@@ -65,6 +65,8 @@ impl RelayArgs {
                 key: Arc::new(key),
                 every_events: self.audit_checkpoint_every_events.max(1),
                 every: Duration::from_secs(self.audit_checkpoint_every_seconds),
+                state_file: infra::integrity::signer_state_file(&self.audit_signing_key_file),
+                health: infra::health::SignerHealth::default(),
             },
         })
     }

@@ -19,17 +19,21 @@ impl Application {
         crate::metrics::register();
         let shutdown = Shutdown::default();
         let broker = Arc::new(BrokerLink::new(settings.common.amqp_url.clone()));
+        let relay_settings = settings.relay.settings()?;
+        let signer = relay_settings.seal.health.clone();
         let relay = tokio::spawn(crate::run(
             pool.clone(),
             broker.clone(),
             settings.common.topology(),
-            settings.relay.settings()?,
+            relay_settings,
             shutdown.clone(),
         ));
-        let readiness = Readiness::new(pool, broker).with_key_file(
-            health::AUDIT_SIGNING_KEY,
-            settings.relay.audit_signing_key_file.clone(),
-        );
+        let readiness = Readiness::new(pool, broker)
+            .with_key_file(
+                health::AUDIT_SIGNING_KEY,
+                settings.relay.audit_signing_key_file.clone(),
+            )
+            .with_signer(signer);
         let (port, server) = health::serve_on(&settings.relay_addr, readiness)?;
         Ok(RunningProcess::new(port, server, vec![relay], shutdown))
     }

@@ -206,8 +206,9 @@ async fn a_stream_rewritten_with_fresh_hashes_is_caught_by_the_checkpoints() {
                  prev := previous_event_hash(e.aggregate_type, e.aggregate_id, e.sequence);
                  UPDATE events SET sealed = resealed::json,
                      salts = jsonb_build_object('payload', t, 'metadata', mt), prev_hash = prev,
-                     hash = event_hash(prev, e.aggregate_type, e.aggregate_id, e.sequence,
-                                       e.event_type, e.event_version, resealed, e.recorded_at)
+                     hash = event_hash_v2(prev, e.event_id, e.aggregate_type, e.aggregate_id,
+                                          e.sequence, e.event_type, e.event_version, resealed,
+                                          e.recorded_at)
                  WHERE aggregate_id = e.aggregate_id AND sequence = e.sequence;
                END LOOP; END $$"
         ),

@@ -59,6 +59,10 @@ impl Fixture {
                 ),
                 every_events: 1000,
                 every: Duration::from_secs(60),
+                state_file: infra::integrity::signer_state_file(std::path::Path::new(
+                    &support::audit_key_file(&self.db),
+                )),
+                health: Default::default(),
             },
         };
         Relay::new(

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::{push_field, sha256_hex};
 
 const CHECKPOINT_DOMAIN: &str = "identity-checkpoint/1";
+/// The routing key each signed checkpoint is published under on the events
+/// exchange, as a [`CheckpointLine`], so that witnesses can keep copies.
+pub const CHECKPOINT_ROUTING_KEY: &str = "audit.checkpoint";
 const PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
 const PEM_END: &str = "-----END PUBLIC KEY-----";
 
@@ -29,6 +32,21 @@ pub struct Checkpoint {
     pub key_id: String,
     /// Ed25519 over [`Checkpoint::message`], base64.
     pub signature: String,
+}
+
+/// A checkpoint as one line of JSON, `{"checkpoint": {...}}`: an export's
+/// checkpoint lines, the broker's checkpoint messages and the lines of a
+/// trusted-checkpoints file (`api audit checkpoints`) all have this shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointLine {
+    pub checkpoint: Checkpoint,
+}
+
+impl CheckpointLine {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a checkpoint always serializes")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +81,22 @@ impl Checkpoint {
         };
         checkpoint.signature = STANDARD.encode(key.sign(&checkpoint.message()).to_bytes());
         checkpoint
+    }
+
+    /// Where in publishing order it stands.
+    pub fn position(&self) -> crate::event_log::LogPosition {
+        crate::event_log::LogPosition {
+            transaction_id: self.transaction_id,
+            global_position: self.global_position,
+        }
+    }
+
+    /// The broker message id of its publication.
+    pub fn message_id(&self) -> String {
+        format!(
+            "checkpoint-{}-{}",
+            self.transaction_id, self.global_position
+        )
     }
 
     /// The signed bytes: every field but the signature, length-prefixed.

@@ -7,10 +7,15 @@
 mod checkpoint;
 mod hash;
 mod seal;
+mod signer_state;
 
-pub use checkpoint::{key_id, public_key_pem, Checkpoint, CheckpointError, PublicKeys};
+pub use checkpoint::{
+    key_id, public_key_pem, Checkpoint, CheckpointError, CheckpointLine, PublicKeys,
+    CHECKPOINT_ROUTING_KEY,
+};
 pub use hash::{event_hash, running_hash, ChainedEvent, HashVersion, UnknownHashVersion};
 pub use seal::{check_seal, withhold_salts, SealMismatch};
+pub use signer_state::{signer_state_file, SignerState, SignerStateError, SignerStateFile};
 
 /// `f(x)`: the byte length of `x` in decimal, `:`, then `x`. Every field of
 /// a hashed or signed message is written this way, so no two messages with

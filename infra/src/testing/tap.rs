@@ -41,11 +41,17 @@ pub async fn take_exactly(channel: &lapin::Channel, queue: &str, count: usize) -
     taken
 }
 
+/// The next event on `queue`; signed checkpoints (not events) are taken and
+/// passed over.
 async fn take_one(channel: &lapin::Channel, queue: &str) -> Option<Envelope> {
-    let message = channel
-        .basic_get(queue.into(), BasicGetOptions::default())
-        .await
-        .expect("basic_get")?;
-    message.ack(BasicAckOptions::default()).await.expect("ack");
-    Some(Envelope::from_json(&message.data).expect("an envelope"))
+    loop {
+        let message = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")?;
+        message.ack(BasicAckOptions::default()).await.expect("ack");
+        if message.routing_key.as_str() != crate::integrity::CHECKPOINT_ROUTING_KEY {
+            return Some(Envelope::from_json(&message.data).expect("an envelope"));
+        }
+    }
 }
