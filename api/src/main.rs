@@ -57,13 +57,26 @@ async fn main() -> anyhow::Result<()> {
             println!("{summary}");
         }
         Command::Audit {
-            command: AuditCommand::Verify { export, public_key },
+            command:
+                AuditCommand::Verify {
+                    export,
+                    public_key,
+                    trusted_checkpoints,
+                },
         } => {
+            let trusted = trusted_checkpoints
+                .as_deref()
+                .map(api::audit_verify::read_trusted_checkpoints)
+                .transpose()?
+                .unwrap_or_default();
             let report = match (&export, &public_key) {
                 (Some(export), Some(public_key)) => {
-                    api::audit_verify::verify_export(export, public_key)?
+                    api::audit_verify::verify_export(export, public_key, trusted)?
                 }
-                _ => api::audit_verify::verify_database(common, public_key.as_deref()).await?,
+                _ => {
+                    api::audit_verify::verify_database(common, public_key.as_deref(), &trusted)
+                        .await?
+                }
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.ok {
@@ -73,6 +86,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::PublicKey,
         } => print!("{}", api::audit_verify::public_keys_pem(common).await?),
+        Command::Audit {
+            command: AuditCommand::Checkpoints { output },
+        } => {
+            let written = api::audit_verify::checkpoints_to_file(common, &output).await?;
+            println!("{written} checkpoints written to {}", output.display());
+        }
         Command::Serve => {
             let application = Application::build(cli.settings).await?;
             tracing::info!(port = application.port(), "api listening");

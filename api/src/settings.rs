@@ -61,6 +61,19 @@ pub enum AuditCommand {
         /// default for the database: the keys it lists itself.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// Checkpoints kept outside the database (lines `{"checkpoint": {...}}`,
+        /// as `api audit checkpoints` writes and the relay publishes): the
+        /// verification fails unless the log holds each unchanged and extends it.
+        #[arg(long)]
+        trusted_checkpoints: Option<PathBuf>,
+    },
+    /// Write every signed checkpoint to a file (lines `{"checkpoint": {...}}`),
+    /// to keep where the database's administrators cannot reach it and give
+    /// to `api audit verify --trusted-checkpoints`.
+    Checkpoints {
+        /// The file to write; written as FILE.partial and renamed when complete.
+        #[arg(long)]
+        output: PathBuf,
     },
     /// Print the public halves of every checkpoint signing key (SPKI PEM),
     /// to keep out of band and give to `api audit verify --public-key`.

@@ -17,7 +17,7 @@ pub use contract::{
     all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
 };
 pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
-pub use redaction::{redact_event_payload, RedactionError, REDACTED};
+pub use redaction::{redact_event_payload, RedactionError, REDACTED, SECRET_PAYLOAD_FIELDS};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use session::{
     ExpiryReason, HistoryUnavailable, RefreshTokenHash, RefreshTokenHistory, RevocationReason,

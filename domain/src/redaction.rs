@@ -23,6 +23,17 @@ pub enum RedactionError {
 /// audit answers and exports.
 pub const REDACTED: &str = "[redacted]";
 
+/// The payload fields `redact_secrets` replaces with [`REDACTED`]: password
+/// and refresh-token hashes. An export's verifier accepts a redacted leaf
+/// only at these paths (a test keeps the list equal to what is redacted).
+pub const SECRET_PAYLOAD_FIELDS: &[crate::contract::PayloadField] = &[
+    UserEvent::REGISTERED_PASSWORD_HASH,
+    UserEvent::PASSWORD_CHANGED_PASSWORD_HASH,
+    UserEvent::PASSWORD_REHASHED_PASSWORD_HASH,
+    SessionEvent::STARTED_REFRESH_TOKEN_HASH,
+    SessionEvent::REFRESHED_REFRESH_TOKEN_HASH,
+];
+
 /// Replaces the secrets of a stored event of the aggregate named
 /// `aggregate_type` (an [`Aggregate::TYPE`]) by calling its event's
 /// `redact_secrets`. The event is read through the contract's [`decode`],
@@ -63,9 +74,54 @@ fn redact<E: ContractEvent + Serialize>(
 
 #[cfg(test)]
 mod tests {
+    use cqrs_es::DomainEvent;
     use serde_json::json;
 
     use super::*;
+
+    /// The `(variant, field)` leaves of `payload` that redaction changes.
+    fn redacted_fields(aggregate_type: &str, event_type: &str, payload: &Value) -> Vec<String> {
+        let mut redacted = payload.clone();
+        redact_event_payload(aggregate_type, event_type, "1", &mut redacted).unwrap();
+        let mut changed = Vec::new();
+        for (variant, body) in payload.as_object().into_iter().flatten() {
+            for (field, value) in body.as_object().into_iter().flatten() {
+                if redacted[variant][field] != *value {
+                    assert_eq!(redacted[variant][field], json!(REDACTED));
+                    changed.push(format!("{variant}/{field}"));
+                }
+            }
+        }
+        changed
+    }
+
+    fn listed_fields(event_type: &str) -> Vec<String> {
+        SECRET_PAYLOAD_FIELDS
+            .iter()
+            .filter(|field| field.event_type.name() == event_type)
+            .map(|field| format!("{}/{}", field.event_type.variant(), field.field))
+            .collect()
+    }
+
+    fn check_listed<E: DomainEvent + Serialize>(aggregate_type: &str, events: Vec<E>) {
+        for event in events {
+            let payload = serde_json::to_value(&event).unwrap();
+            let event_type = event.event_type();
+            assert_eq!(
+                redacted_fields(aggregate_type, &event_type, &payload),
+                listed_fields(&event_type),
+                "{event_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_secret_fields_listed_are_exactly_those_redacted() {
+        check_listed(User::TYPE, crate::user::test_events());
+        check_listed(Session::TYPE, crate::session::test_events());
+        check_listed(Role::TYPE, crate::role::test_events());
+        check_listed(Webhook::TYPE, crate::webhook::test_events());
+    }
 
     const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use infra::event_log::LogPosition;
 use infra::integrity::{
     check_seal, event_hash, running_hash, ChainedEvent, Checkpoint, HashVersion, PublicKeys,
+    Withheld,
 };
 use serde_json::Value;
 
@@ -35,7 +36,12 @@ pub struct SealedRecord {
 }
 
 impl SealedRecord {
-    fn broken(&self, reason: Reason, expected: Option<String>, found: Option<String>) -> Broken {
+    pub(crate) fn broken(
+        &self,
+        reason: Reason,
+        expected: Option<String>,
+        found: Option<String>,
+    ) -> Broken {
         Broken {
             aggregate_type: Some(self.aggregate_type.clone()),
             aggregate_id: Some(self.aggregate_id.clone()),
@@ -48,8 +54,9 @@ impl SealedRecord {
         }
     }
 
-    /// The event's own hash and seal.
-    pub fn check(&self) -> Result<(), Broken> {
+    /// The event's own hash and seal; the leaves shown without their salt,
+    /// for the marker rules (`super::markers`).
+    pub fn check(&self) -> Result<Vec<Withheld>, Broken> {
         let version = HashVersion::try_from(self.hash_version).map_err(|unknown| Broken {
             detail: Some(unknown.to_string()),
             ..self.broken(Reason::HashMismatch, None, None)
@@ -111,6 +118,8 @@ pub struct RunningFold {
     pending: VecDeque<Checkpoint>,
     keys: PublicKeys,
     pub checkpoints_checked: u64,
+    /// The newest checkpoint passed.
+    proven: Option<Checkpoint>,
 }
 
 impl RunningFold {
@@ -123,7 +132,16 @@ impl RunningFold {
             pending: checkpoints.into_iter().collect(),
             keys,
             checkpoints_checked: 0,
+            proven: None,
         }
+    }
+
+    /// Where the newest checkpoint passed stands, and how many events it
+    /// signs: `(transaction_id, global_position, event_count)`.
+    pub fn proven(&self) -> Option<(i64, i64, i64)> {
+        self.proven
+            .as_ref()
+            .map(|c| (c.transaction_id, c.global_position, c.event_count))
     }
 
     /// The position of the last checkpoint still to be passed, if any.
@@ -187,7 +205,7 @@ impl RunningFold {
                     ..Broken::at_checkpoint(checkpoint.global_position, Reason::CheckpointMismatch)
                 });
             }
-            self.pending.pop_front();
+            self.proven = self.pending.pop_front();
             self.checkpoints_checked += 1;
         }
         Ok(())
@@ -199,4 +217,33 @@ fn position_of(checkpoint: &Checkpoint) -> LogPosition {
         transaction_id: checkpoint.transaction_id,
         global_position: checkpoint.global_position,
     }
+}
+
+/// Each trusted checkpoint (held outside the database) must verify with
+/// `keys` and be among the log's checkpoints unchanged; the fold then
+/// proves the log extends it. The number matched, or the first missing.
+pub fn match_trusted(
+    trusted: &[Checkpoint],
+    log: &[Checkpoint],
+    keys: &PublicKeys,
+) -> Result<u64, Broken> {
+    for checkpoint in trusted {
+        checkpoint.verify(keys).map_err(|error| Broken {
+            detail: Some(format!("trusted checkpoint: {error}")),
+            ..Broken::at_checkpoint(checkpoint.global_position, Reason::BadSignature)
+        })?;
+        if !log.contains(checkpoint) {
+            return Err(Broken {
+                detail: Some(format!(
+                    "the trusted checkpoint of {} events is not in the log unchanged",
+                    checkpoint.event_count
+                )),
+                ..Broken::at_checkpoint(
+                    checkpoint.global_position,
+                    Reason::TrustedCheckpointMissing,
+                )
+            });
+        }
+    }
+    Ok(trusted.len() as u64)
 }

@@ -11,7 +11,8 @@ use infra::integrity::{Checkpoint, PublicKeys};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::check::{RunningFold, SealedRecord};
+use super::check::{match_trusted, RunningFold, SealedRecord};
+use super::markers::{erased_values, ErasedValue, Erasures};
 use super::report::{Broken, Reason, VerifyReport};
 
 /// Why the verifier stopped reading: the export cannot be read further.
@@ -74,6 +75,13 @@ struct ExportedIntegrity {
 pub struct ExportVerifier {
     report: VerifyReport,
     fold: RunningFold,
+    keys: PublicKeys,
+    /// The export's checkpoint lines, and the trusted ones to find among them.
+    checkpoints: Vec<Checkpoint>,
+    trusted: Vec<Checkpoint>,
+    /// Erased values wait for the end: their `user.erased` comes later.
+    erasures: Erasures,
+    erased: Vec<ErasedValue>,
     /// Whether the export holds the whole log (then checkpoints can be checked).
     whole_log: Option<bool>,
     streams: HashMap<(String, String), (i64, String)>,
@@ -82,10 +90,17 @@ pub struct ExportVerifier {
 }
 
 impl ExportVerifier {
-    pub fn new(keys: PublicKeys) -> Self {
+    /// A verifier trusting `keys`; each of `trusted` (checkpoints held
+    /// outside the database) must be among the export's, unchanged.
+    pub fn new(keys: PublicKeys, trusted: Vec<Checkpoint>) -> Self {
         Self {
             report: VerifyReport::default(),
-            fold: RunningFold::new([], keys),
+            fold: RunningFold::new([], keys.clone()),
+            keys,
+            checkpoints: Vec::new(),
+            trusted,
+            erasures: Erasures::default(),
+            erased: Vec::new(),
             whole_log: None,
             streams: HashMap::new(),
             line: 0,
@@ -104,11 +119,13 @@ impl ExportVerifier {
         match (parsed, self.whole_log) {
             (Line::Header { export }, None) => {
                 self.whole_log = Some(export.filters.is_empty());
+                self.report.filtered = !export.filters.is_empty();
                 Ok(())
             }
             (_, None) => Err(self.unreadable("the first line is not the export's header")),
             (Line::Header { .. }, Some(_)) => Err(self.unreadable("a second header")),
             (Line::Checkpoint { checkpoint }, Some(_)) if self.report.events_checked == 0 => {
+                self.checkpoints.push(checkpoint.clone());
                 self.fold.push_checkpoint(checkpoint);
                 Ok(())
             }
@@ -137,12 +154,28 @@ impl ExportVerifier {
                 .broken(malformed("the end line counts another number of events")),
             Some(_) => {}
         }
-        if self.whole_log == Some(true) {
+        let whole_log = self.whole_log == Some(true);
+        if whole_log {
             if let Err(broken) = self.fold.finish() {
                 self.report.broken(broken);
             }
         }
+        match match_trusted(&self.trusted, &self.checkpoints, &self.keys) {
+            Ok(matched) => self.report.trusted_checkpoints_matched = matched,
+            Err(broken) => self.report.broken(broken),
+        }
+        for value in std::mem::take(&mut self.erased) {
+            if self.erasures.covers(&value) {
+                continue;
+            }
+            if whole_log {
+                self.report.broken(value.broken);
+            } else {
+                self.report.erasure_markers_unconfirmed += 1;
+            }
+        }
         self.report.checkpoints_checked = self.fold.checkpoints_checked;
+        self.report.proven(self.fold.proven());
         self.report.finish()
     }
 
@@ -177,7 +210,11 @@ impl ExportVerifier {
             .streams
             .get(&stream)
             .map(|(sequence, hash)| (*sequence, hash.as_str()));
-        let mut result = record.check();
+        self.erasures.learn(&record);
+        let mut result = record
+            .check()
+            .and_then(|withheld| erased_values(&record, withheld, true))
+            .map(|erased| self.erased.extend(erased));
         if result.is_ok() && !shown_metadata_agrees {
             result = Err(Broken {
                 detail: Some("the metadata shown is not the metadata stored".to_owned()),

@@ -8,10 +8,11 @@
 #[allow(clippy::result_large_err)]
 mod check;
 mod export;
+mod markers;
 mod report;
 #[allow(clippy::result_large_err)]
 mod store;
 
 pub use export::{ExportLineError, ExportVerifier};
-pub use report::{Broken, Reason, VerifyReport};
+pub use report::{Broken, Reason, UnprovenTail, VerifyReport};
 pub use store::{listed_keys, public_keys, verify_store, ListedKey};

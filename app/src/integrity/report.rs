@@ -1,4 +1,5 @@
-//! What a verification found: counts, and the first broken link.
+//! What a verification found: what it checked, what that proves, and the
+//! first broken link.
 
 use serde::Serialize;
 
@@ -22,6 +23,12 @@ pub enum Reason {
     BadSignature,
     /// An export line is not what the format says.
     MalformedLine,
+    /// A value is shown erased or redacted (without its salt) where no
+    /// recorded erasure or redaction rule allows it.
+    UnexpectedErasure,
+    /// A trusted checkpoint (held outside the database) is not in the log
+    /// unchanged.
+    TrustedCheckpointMissing,
 }
 
 /// The first place the proof fails.
@@ -53,11 +60,33 @@ impl Broken {
     }
 }
 
+/// The events after the newest checkpoint that verified: each is checked
+/// on its own and linked in its stream, but no signature covers them, so
+/// they could be dropped or reordered unseen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UnprovenTail {
+    /// Where the newest verified checkpoint stands (0, 0 without one).
+    pub after_transaction_id: i64,
+    pub after_global_position: i64,
+    pub events: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     pub ok: bool,
     pub events_checked: u64,
     pub checkpoints_checked: u64,
+    /// Events up to and including the newest checkpoint that verified:
+    /// their number, order and content are proven by its signature.
+    pub events_proven: u64,
+    pub unproven_tail: UnprovenTail,
+    /// Trusted checkpoints given (`--trusted-checkpoints`) found unchanged.
+    pub trusted_checkpoints_matched: u64,
+    /// A filtered export proves each event it holds, not that none is
+    /// missing: it carries no checkpoints.
+    pub filtered: bool,
+    /// Erased values in a filtered export whose `user.erased` is not in it.
+    pub erasure_markers_unconfirmed: u64,
     pub first_broken: Option<Broken>,
 }
 
@@ -67,6 +96,18 @@ impl VerifyReport {
         if self.first_broken.is_none() {
             self.first_broken = Some(broken);
         }
+    }
+
+    /// What the checkpoints passed prove: `proven` is where the newest one
+    /// stands and how many events it signs.
+    pub(crate) fn proven(&mut self, proven: Option<(i64, i64, i64)>) {
+        let (transaction_id, global_position, events) = proven.unwrap_or_default();
+        self.events_proven = events.max(0) as u64;
+        self.unproven_tail = UnprovenTail {
+            after_transaction_id: transaction_id,
+            after_global_position: global_position,
+            events: self.events_checked.saturating_sub(self.events_proven),
+        };
     }
 
     pub(crate) fn finish(mut self) -> Self {

@@ -9,7 +9,11 @@ use infra::integrity::{Checkpoint, PublicKeys};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use super::check::{RunningFold, SealedRecord};
+use cqrs_es::Aggregate;
+use domain::{Session, SessionEvent, User, UserEvent};
+
+use super::check::{match_trusted, RunningFold, SealedRecord};
+use super::markers::{erased_values, Erasures};
 use super::report::VerifyReport;
 use crate::AppError;
 
@@ -89,22 +93,60 @@ pub async fn public_keys(pool: &PgPool) -> Result<PublicKeys, AppError> {
 }
 
 /// Verifies every stream and every checkpoint, with `keys` (the database's
-/// own list when `None`).
+/// own list when `None`); every `trusted` checkpoint (held outside the
+/// database) must be in the log unchanged.
 pub async fn verify_store(
     pool: &PgPool,
     keys: Option<PublicKeys>,
+    trusted: &[Checkpoint],
 ) -> Result<VerifyReport, AppError> {
     let keys = match keys {
         Some(keys) => keys,
         None => public_keys(pool).await?,
     };
     let mut report = VerifyReport::default();
-    verify_streams(pool, &mut report).await?;
-    verify_checkpoints(pool, keys, &mut report).await?;
+    let erasures = erasures_on_record(pool).await?;
+    verify_streams(pool, &erasures, &mut report).await?;
+    verify_checkpoints(pool, keys, trusted, &mut report).await?;
     Ok(report.finish())
 }
 
-async fn verify_streams(pool: &PgPool, report: &mut VerifyReport) -> Result<(), AppError> {
+/// Every user erased, and the sessions each of them started.
+async fn erasures_on_record(pool: &PgPool) -> Result<Erasures, AppError> {
+    let erased: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE aggregate_type = $1 AND event_type = $2",
+    )
+    .bind(User::TYPE)
+    .bind(UserEvent::ERASED.name())
+    .fetch_all(pool)
+    .await?;
+    // Constants, not input, are written into the text (as the erasure does).
+    let sql = format!(
+        "SELECT aggregate_id, {user} FROM events \
+         WHERE aggregate_type = $1 AND event_type = $2 AND ({user}) = ANY($3)",
+        user = SessionEvent::STARTED_USER_ID.json_text(),
+    );
+    let sessions: Vec<(String, String)> = sqlx::query_as(&sql)
+        .bind(Session::TYPE)
+        .bind(SessionEvent::STARTED.name())
+        .bind(&erased)
+        .fetch_all(pool)
+        .await?;
+    let mut erasures = Erasures::default();
+    for user_id in erased {
+        erasures.user_erased(user_id);
+    }
+    for (session_id, user_id) in sessions {
+        erasures.session_started(session_id, user_id);
+    }
+    Ok(erasures)
+}
+
+async fn verify_streams(
+    pool: &PgPool,
+    erasures: &Erasures,
+    report: &mut VerifyReport,
+) -> Result<(), AppError> {
     let mut previous: Option<(String, String, i64, String)> = None;
     loop {
         let (after_type, after_id, after_sequence) = previous
@@ -133,7 +175,16 @@ async fn verify_streams(pool: &PgPool, report: &mut VerifyReport) -> Result<(), 
                 .filter(|(t, i, _, _)| *t == record.aggregate_type && *i == record.aggregate_id)
                 .map(|(_, _, sequence, hash)| (*sequence, hash.as_str()));
             report.events_checked += 1;
-            if let Err(broken) = record.check().and_then(|()| record.check_link(before)) {
+            let checked = record
+                .check()
+                .and_then(|withheld| erased_values(&record, withheld, false))
+                .and_then(|erased| {
+                    match erased.into_iter().find(|value| !erasures.covers(value)) {
+                        Some(unexpected) => Err(unexpected.broken),
+                        None => record.check_link(before),
+                    }
+                });
+            if let Err(broken) = checked {
                 report.broken(broken);
             }
             previous = Some((
@@ -155,6 +206,7 @@ async fn verify_streams(pool: &PgPool, report: &mut VerifyReport) -> Result<(), 
 async fn verify_checkpoints(
     pool: &PgPool,
     keys: PublicKeys,
+    trusted: &[Checkpoint],
     report: &mut VerifyReport,
 ) -> Result<(), AppError> {
     if report.first_broken.is_some() {
@@ -166,8 +218,16 @@ async fn verify_checkpoints(
     )
     .fetch_all(pool)
     .await?;
+    match match_trusted(trusted, &checkpoints, &keys) {
+        Ok(matched) => report.trusted_checkpoints_matched = matched,
+        Err(broken) => {
+            report.broken(broken);
+            return Ok(());
+        }
+    }
     let mut fold = RunningFold::new(checkpoints, keys);
     let Some(until) = fold.last_checkpoint() else {
+        report.proven(None);
         return Ok(());
     };
     let mut after = LogPosition::default();
@@ -179,6 +239,7 @@ async fn verify_checkpoints(
             if let Err(broken) = fold.fold(after, &hash) {
                 report.broken(broken);
                 report.checkpoints_checked = fold.checkpoints_checked;
+                report.proven(fold.proven());
                 return Ok(());
             }
         }
@@ -190,5 +251,6 @@ async fn verify_checkpoints(
         report.broken(broken);
     }
     report.checkpoints_checked = fold.checkpoints_checked;
+    report.proven(fold.proven());
     Ok(())
 }

@@ -14,7 +14,7 @@ pub use checkpoint::{
     CHECKPOINT_ROUTING_KEY,
 };
 pub use hash::{event_hash, running_hash, ChainedEvent, HashVersion, UnknownHashVersion};
-pub use seal::{check_seal, withhold_salts, SealMismatch};
+pub use seal::{check_seal, withhold_salts, Marker, SealMismatch, Withheld};
 pub use signer_state::{signer_state_file, SignerState, SignerStateError, SignerStateFile};
 
 /// `f(x)`: the byte length of `x` in decimal, `:`, then `x`. Every field of

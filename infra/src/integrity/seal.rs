@@ -19,10 +19,35 @@ pub struct SealMismatch {
     pub reason: &'static str,
 }
 
+/// What a leaf shown without its salt reads as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// [`ERASED`]: a personal value removed by an erasure.
+    Erased,
+    /// [`REDACTED`]: a secret an export does not show.
+    Redacted,
+}
+
+/// A leaf shown as a marker, without its salt: whether it may be is for
+/// the caller to decide (the erasure and redaction rules).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withheld {
+    /// JSON-pointer-like path, e.g. `/payload/Registered/email`.
+    pub path: String,
+    pub marker: Marker,
+}
+
 /// Checks `visible` against `sealed` and `salts`, all three of the shape
-/// `{"payload": ..., "metadata": ...}`.
-pub fn check_seal(visible: &Value, sealed: &Value, salts: &Value) -> Result<(), SealMismatch> {
-    check(visible, sealed, salts, &mut String::new())
+/// `{"payload": ..., "metadata": ...}`; returns the leaves shown as a
+/// marker without their salt.
+pub fn check_seal(
+    visible: &Value,
+    sealed: &Value,
+    salts: &Value,
+) -> Result<Vec<Withheld>, SealMismatch> {
+    let mut withheld = Vec::new();
+    check(visible, sealed, salts, &mut String::new(), &mut withheld)?;
+    Ok(withheld)
 }
 
 fn check(
@@ -30,9 +55,18 @@ fn check(
     sealed: &Value,
     salts: &Value,
     path: &mut String,
+    withheld: &mut Vec<Withheld>,
 ) -> Result<(), SealMismatch> {
     match sealed {
-        Value::String(commitment) => check_leaf(visible, commitment, salts, path),
+        Value::String(commitment) => {
+            if let Some(marker) = check_leaf(visible, commitment, salts, path)? {
+                withheld.push(Withheld {
+                    path: path.clone(),
+                    marker,
+                });
+            }
+            Ok(())
+        }
         Value::Object(sealed_fields) => {
             let Value::Object(visible_fields) = visible else {
                 return Err(mismatch(path, "is not an object"));
@@ -52,6 +86,7 @@ fn check(
                     sealed_field,
                     salts.get(key).unwrap_or(&Value::Null),
                     path,
+                    withheld,
                 )?;
                 path.truncate(mark);
             }
@@ -74,6 +109,7 @@ fn check(
                     sealed_item,
                     salts.get(index).unwrap_or(&Value::Null),
                     path,
+                    withheld,
                 )?;
                 path.truncate(mark);
             }
@@ -84,12 +120,13 @@ fn check(
     }
 }
 
+/// `Some` marker when the leaf is shown as one, without its salt.
 fn check_leaf(
     visible: &Value,
     commitment: &str,
     salt: &Value,
     path: &str,
-) -> Result<(), SealMismatch> {
+) -> Result<Option<Marker>, SealMismatch> {
     let Some(commitment) = commitment.strip_prefix(COMMITMENT_PREFIX) else {
         return Err(mismatch(path, "the sealed form holds no commitment"));
     };
@@ -101,12 +138,13 @@ fn check_leaf(
             let mut message = salt.as_bytes().to_vec();
             message.extend_from_slice(value.as_bytes());
             if sha256_hex(&message) == commitment {
-                Ok(())
+                Ok(None)
             } else {
                 Err(mismatch(path, "does not match its commitment"))
             }
         }
-        Value::Null if value == ERASED || value == REDACTED => Ok(()),
+        Value::Null if value == ERASED => Ok(Some(Marker::Erased)),
+        Value::Null if value == REDACTED => Ok(Some(Marker::Redacted)),
         Value::Null => Err(mismatch(path, "has no salt but is not erased")),
         _ => Err(mismatch(path, "has a malformed salt")),
     }
@@ -170,15 +208,21 @@ mod tests {
     #[test]
     fn what_was_sealed_checks() {
         let (visible, sealed, salts) = sealed();
-        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(()));
+        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(Vec::new()));
     }
 
     #[test]
-    fn an_erased_leaf_without_its_salt_checks() {
+    fn an_erased_leaf_without_its_salt_is_returned_for_the_rules() {
         let (mut visible, sealed, mut salts) = sealed();
         visible["payload"]["Registered"]["email"] = json!(ERASED);
         salts["payload"]["Registered"]["email"] = Value::Null;
-        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(()));
+        assert_eq!(
+            check_seal(&visible, &sealed, &salts),
+            Ok(vec![Withheld {
+                path: "/payload/Registered/email".to_owned(),
+                marker: Marker::Erased
+            }])
+        );
     }
 
     #[test]
@@ -188,7 +232,13 @@ mod tests {
         withhold_salts(&visible, &mut salts);
         assert_eq!(salts["payload"]["Registered"]["email"], Value::Null);
         assert_eq!(salts["metadata"]["request_ip"], json!(SALT));
-        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(()));
+        assert_eq!(
+            check_seal(&visible, &sealed, &salts),
+            Ok(vec![Withheld {
+                path: "/payload/Registered/email".to_owned(),
+                marker: Marker::Redacted
+            }])
+        );
     }
 
     #[test]

@@ -24,9 +24,19 @@ pub struct BrokenLink {
     expected: Option<String>,
     found: Option<String>,
     /// `hash_mismatch`, `seal_mismatch`, `broken_link`, `checkpoint_mismatch`,
-    /// `checkpoint_event_missing`, `bad_signature` or `malformed_line`.
+    /// `checkpoint_event_missing`, `bad_signature`, `malformed_line`,
+    /// `unexpected_erasure` or `trusted_checkpoint_missing`.
     reason: String,
     detail: Option<String>,
+}
+
+/// The events after the newest checkpoint that verified: each checked and
+/// linked in its stream, but no signature covers their number or order.
+#[derive(Serialize, ToSchema)]
+pub struct UnprovenTailView {
+    after_transaction_id: i64,
+    after_global_position: i64,
+    events: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -34,6 +44,14 @@ pub struct Verification {
     ok: bool,
     events_checked: u64,
     checkpoints_checked: u64,
+    /// Events up to and including the newest checkpoint that verified.
+    events_proven: u64,
+    unproven_tail: UnprovenTailView,
+    /// Always 0 here: trusted checkpoints are given to `api audit verify`.
+    trusted_checkpoints_matched: u64,
+    /// Always false here (the database is never filtered).
+    filtered: bool,
+    erasure_markers_unconfirmed: u64,
     first_broken: Option<BrokenLink>,
 }
 
@@ -43,6 +61,15 @@ impl From<VerifyReport> for Verification {
             ok: report.ok,
             events_checked: report.events_checked,
             checkpoints_checked: report.checkpoints_checked,
+            events_proven: report.events_proven,
+            unproven_tail: UnprovenTailView {
+                after_transaction_id: report.unproven_tail.after_transaction_id,
+                after_global_position: report.unproven_tail.after_global_position,
+                events: report.unproven_tail.events,
+            },
+            trusted_checkpoints_matched: report.trusted_checkpoints_matched,
+            filtered: report.filtered,
+            erasure_markers_unconfirmed: report.erasure_markers_unconfirmed,
             first_broken: report.first_broken.map(BrokenLink::from),
         }
     }
@@ -82,7 +109,7 @@ pub async fn verify(
     pool: web::Data<PgPool>,
     _: Allowed<AuditRead>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = verify_store(pool.get_ref(), None).await?;
+    let report = verify_store(pool.get_ref(), None, &[]).await?;
     Ok(HttpResponse::Ok().json(Verification::from(report)))
 }
 
