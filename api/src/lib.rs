@@ -2,6 +2,7 @@
 //! queries on read models; it starts the outbox relay (crate `relay`) by default.
 
 pub mod admin;
+pub mod audit_acknowledge;
 pub mod audit_export;
 pub mod audit_verify;
 pub mod auth;

@@ -87,6 +87,25 @@ async fn main() -> anyhow::Result<()> {
             command: AuditCommand::PublicKey,
         } => print!("{}", api::audit_verify::public_keys_pem(common).await?),
         Command::Audit {
+            command: AuditCommand::Acknowledge { reason },
+        } => {
+            let done =
+                api::audit_acknowledge::acknowledge_log(common, &cli.settings.relay, &reason)
+                    .await?;
+            let at = |checkpoint: &Option<infra::integrity::Checkpoint>| {
+                checkpoint.as_ref().map_or_else(
+                    || "the start of the log".to_owned(),
+                    |c| format!("{} events (position {})", c.event_count, c.global_position),
+                )
+            };
+            println!(
+                "acknowledged (position {}): the signer last signed {}, goes on from {}",
+                done.position,
+                at(&done.previous),
+                at(&done.adopted)
+            );
+        }
+        Command::Audit {
             command: AuditCommand::Checkpoints { output },
         } => {
             let written = api::audit_verify::checkpoints_to_file(common, &output).await?;

@@ -67,6 +67,16 @@ pub enum AuditCommand {
         #[arg(long)]
         trusted_checkpoints: Option<PathBuf>,
     },
+    /// Let the checkpoint signer (which refuses a log that does not extend
+    /// the checkpoint it last signed: `audit_signer` in /health/ready) go on
+    /// from the newest checkpoint its key signed that the log still holds;
+    /// recorded in the log as `audit_signer.log_acknowledged`. Run it where
+    /// the relay's key file and state file are.
+    Acknowledge {
+        /// Why (1 to 500 characters), recorded with the acknowledgement.
+        #[arg(long)]
+        reason: String,
+    },
     /// Write every signed checkpoint to a file (lines `{"checkpoint": {...}}`),
     /// to keep where the database's administrators cannot reach it and give
     /// to `api audit verify --trusted-checkpoints`.

@@ -45,7 +45,9 @@ impl Application {
             true => Some(settings.relay.settings()?),
             false => None,
         };
-        let signer = relay_settings.as_ref().map(|relay| relay.seal.health.clone());
+        let signer = relay_settings
+            .as_ref()
+            .map(|relay| relay.seal.health.clone());
         let relay = relay_settings.map(|relay_settings| {
             tokio::spawn(relay::run(
                 pool.clone(),

@@ -9,7 +9,7 @@ use std::fmt;
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde::de::DeserializeOwned;
 
-use crate::{RoleEvent, SessionEvent, UserEvent, WebhookEvent};
+use crate::{AuditSignerEvent, RoleEvent, SessionEvent, UserEvent, WebhookEvent};
 
 /// One kind of event: its dotted name (`<aggregate>.<event>`, also the
 /// routing key), the enum variant that carries it (the external tag of its
@@ -87,6 +87,7 @@ pub fn all_event_types() -> impl Iterator<Item = EventType> {
         .chain(RoleEvent::EVENT_TYPES)
         .chain(SessionEvent::EVENT_TYPES)
         .chain(WebhookEvent::EVENT_TYPES)
+        .chain(AuditSignerEvent::EVENT_TYPES)
         .copied()
 }
 
@@ -164,6 +165,10 @@ impl ContractEvent for SessionEvent {
 
 impl ContractEvent for WebhookEvent {
     const AGGREGATE_TYPE: &'static str = <crate::Webhook as cqrs_es::Aggregate>::TYPE;
+}
+
+impl ContractEvent for AuditSignerEvent {
+    const AGGREGATE_TYPE: &'static str = <crate::AuditSigner as cqrs_es::Aggregate>::TYPE;
 }
 
 /// A stored event that does not become a domain event. Permanent: retrying
@@ -282,6 +287,10 @@ mod tests {
             .chain(sample(
                 crate::webhook::test_events(),
                 WebhookEvent::contract_type,
+            ))
+            .chain(sample(
+                crate::audit_signer::test_events(),
+                AuditSignerEvent::contract_type,
             ))
             .collect()
     }

@@ -1,5 +1,6 @@
 //! Aggregates, commands, events and rules of the identity service. No I/O.
 
+pub mod audit_signer;
 pub mod command_name;
 pub mod contract;
 pub mod erasure;
@@ -12,6 +13,10 @@ pub mod user;
 pub mod validation;
 pub mod webhook;
 
+pub use audit_signer::{
+    AcknowledgementReason, AuditSigner, AuditSignerCommand, AuditSignerError, AuditSignerEvent,
+    SignedPoint,
+};
 pub use command_name::CommandName;
 pub use contract::{
     all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,

@@ -4,6 +4,7 @@ use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::audit_signer::{AuditSigner, AuditSignerEvent};
 use crate::contract::{decode, ContractEvent, DecodeError, EventType};
 use crate::role::{Role, RoleEvent};
 use crate::session::{Session, SessionEvent};
@@ -55,6 +56,7 @@ pub fn redact_event_payload(
         Role::TYPE => redact(stored, payload, RoleEvent::redact_secrets).map(Some),
         Session::TYPE => redact(stored, payload, SessionEvent::redact_secrets).map(Some),
         Webhook::TYPE => redact(stored, payload, WebhookEvent::redact_secrets).map(Some),
+        AuditSigner::TYPE => redact(stored, payload, AuditSignerEvent::redact_secrets).map(Some),
         _ => Ok(None),
     }
 }
@@ -121,6 +123,7 @@ mod tests {
         check_listed(Session::TYPE, crate::session::test_events());
         check_listed(Role::TYPE, crate::role::test_events());
         check_listed(Webhook::TYPE, crate::webhook::test_events());
+        check_listed(AuditSigner::TYPE, crate::audit_signer::test_events());
     }
 
     const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";

@@ -30,3 +30,7 @@ impl Snapshotted for crate::Session {
 impl Snapshotted for crate::Webhook {
     const SNAPSHOT_SCHEMA: i32 = 1;
 }
+
+impl Snapshotted for crate::AuditSigner {
+    const SNAPSHOT_SCHEMA: i32 = 1;
+}

@@ -36,17 +36,27 @@ pub struct SignerHealth(Arc<std::sync::RwLock<Option<serde_json::Value>>>);
 impl SignerHealth {
     /// Signing; nothing to report.
     pub fn signing(&self) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 
     /// Refusing to sign, with what the signer found (no secrets).
     pub fn refusing(&self, found: serde_json::Value) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(found);
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(found);
     }
 
     /// What `/health/ready` shows.
     pub fn report(&self) -> serde_json::Value {
-        match &*self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        match &*self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
             None => json!({ "status": "signing" }),
             Some(found) => json!({ "status": "refusing", "found": found }),
         }

@@ -9,7 +9,7 @@ pub mod seal;
 pub mod settings;
 pub mod startup;
 
-pub use relay::{run, Relay, RELAY_CHECKPOINT};
 pub use fold::{Refusal, RefusalReason};
+pub use relay::{run, Relay, RELAY_CHECKPOINT};
 pub use seal::{LogSealer, SealError, SealSettings};
 pub use settings::RelaySettings;

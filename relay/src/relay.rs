@@ -98,7 +98,9 @@ impl Relay {
 
     /// Signs a checkpoint if one is due by time, when nothing was published.
     async fn seal_when_idle(&mut self) -> Result<(), SealError> {
-        self.sealer.advance_to(self.checkpoint, &self.publisher).await
+        self.sealer
+            .advance_to(self.checkpoint, &self.publisher)
+            .await
     }
 
     /// What the checkpoint signer found, if it refuses to sign.

@@ -76,7 +76,9 @@ struct Fold {
 impl Fold {
     fn from(base: Option<Checkpoint>) -> Self {
         Self {
-            position: base.as_ref().map_or_else(LogPosition::default, Checkpoint::position),
+            position: base
+                .as_ref()
+                .map_or_else(LogPosition::default, Checkpoint::position),
             running_hash: base
                 .as_ref()
                 .map_or_else(String::new, |c| c.running_hash.clone()),
@@ -172,9 +174,8 @@ impl LogSealer {
                         "the audit log does not check: no checkpoint is signed"
                     );
                 }
-                self.health.refusing(
-                    serde_json::to_value(&refusal).expect("a refusal always serializes"),
-                );
+                self.health
+                    .refusing(serde_json::to_value(&refusal).expect("a refusal always serializes"));
                 metrics::gauge!(crate::metrics::SIGNER_REFUSING).set(1.0);
                 self.fold = None;
                 self.refused = Some((Instant::now(), refusal));
@@ -231,7 +232,11 @@ impl LogSealer {
                  the database; acknowledge with `api audit acknowledge` once understood",
                 last_signed.event_count,
                 last_signed.global_position,
-                if stored.is_some() { "altered" } else { "missing" }
+                if stored.is_some() {
+                    "altered"
+                } else {
+                    "missing"
+                }
             ),
         )))
     }
@@ -258,8 +263,7 @@ impl LogSealer {
                 if let Err(refusal) = event.check() {
                     return Ok(Outcome::Refused(refusal));
                 }
-                if let Some(missing) = passed.front().filter(|c| c.position() < event.position())
-                {
+                if let Some(missing) = passed.front().filter(|c| c.position() < event.position()) {
                     return Ok(Outcome::Refused(Refusal::new(
                         RefusalReason::CheckpointEventMissing,
                         Some(missing.global_position),
@@ -269,8 +273,7 @@ impl LogSealer {
                 fold.running_hash = running_hash(&fold.running_hash, &event.hash, event.position());
                 fold.event_count += 1;
                 fold.position = event.position();
-                if let Some(checkpoint) = passed.front().filter(|c| c.position() == fold.position)
-                {
+                if let Some(checkpoint) = passed.front().filter(|c| c.position() == fold.position) {
                     if let Err(refusal) = pass(fold, checkpoint, &keys) {
                         return Ok(Outcome::Refused(refusal));
                     }
@@ -392,8 +395,7 @@ impl LogSealer {
 
 /// A checkpoint the fold reached must match it and verify.
 fn pass(fold: &Fold, checkpoint: &Checkpoint, keys: &PublicKeys) -> Result<(), Refusal> {
-    if checkpoint.running_hash != fold.running_hash || checkpoint.event_count != fold.event_count
-    {
+    if checkpoint.running_hash != fold.running_hash || checkpoint.event_count != fold.event_count {
         return Err(Refusal::new(
             RefusalReason::CheckpointMismatch,
             Some(checkpoint.global_position),

@@ -23,8 +23,8 @@ use bus::{Envelope, EventMetadata};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::{
-    ContractEvent, Permission, Role, RoleEvent, Session, SessionEnd, SessionEvent, User, UserEvent,
-    UserStatus, Webhook, WebhookEvent,
+    AuditSigner, AuditSignerEvent, ContractEvent, Permission, Role, RoleEvent, Session, SessionEnd,
+    SessionEvent, User, UserEvent, UserStatus, Webhook, WebhookEvent,
 };
 use infra::event_log;
 use sqlx::PgPool;
@@ -68,6 +68,16 @@ pub enum AggregateState {
     Role(RoleState),
     Session(SessionState),
     Webhook(WebhookState),
+    AuditSigner(AuditSignerState),
+}
+
+/// A checkpoint signing key's acknowledgements (`api audit acknowledge`).
+#[derive(Debug, Clone)]
+pub struct AuditSignerState {
+    pub acknowledgements: u64,
+    /// Where the last acknowledgement let the signer go on from (`None`:
+    /// the start of the log, or none yet).
+    pub adopted: Option<domain::SignedPoint>,
 }
 
 /// A webhook's subscription; its signing secrets are not part of it.
@@ -119,6 +129,7 @@ enum Kind {
     Role,
     Session,
     Webhook,
+    AuditSigner,
 }
 
 impl Kind {
@@ -128,6 +139,7 @@ impl Kind {
             Role::TYPE => Ok(Self::Role),
             Session::TYPE => Ok(Self::Session),
             Webhook::TYPE => Ok(Self::Webhook),
+            AuditSigner::TYPE => Ok(Self::AuditSigner),
             other => Err(AppError::UnknownAggregateType(other.to_owned())),
         }
     }
@@ -138,6 +150,7 @@ impl Kind {
             Self::Role => Role::TYPE,
             Self::Session => Session::TYPE,
             Self::Webhook => Webhook::TYPE,
+            Self::AuditSigner => AuditSigner::TYPE,
         }
     }
 }
@@ -225,6 +238,13 @@ impl AuditQueries {
                 })
             }
             Kind::Webhook => AggregateState::Webhook(webhook_state(&fold(&envelopes)?)),
+            Kind::AuditSigner => {
+                let signer: AuditSigner = fold(&envelopes)?;
+                AggregateState::AuditSigner(AuditSignerState {
+                    acknowledgements: signer.acknowledgements(),
+                    adopted: signer.adopted().cloned(),
+                })
+            }
         };
         Ok(StateAt {
             sequence,
@@ -275,6 +295,7 @@ fn audited(envelope: Envelope) -> Result<AuditedEvent, AppError> {
         Kind::Role => event_log::decode::<RoleEvent>(&envelope)?.summary(),
         Kind::Session => event_log::decode::<SessionEvent>(&envelope)?.summary(),
         Kind::Webhook => event_log::decode::<WebhookEvent>(&envelope)?.summary(),
+        Kind::AuditSigner => event_log::decode::<AuditSignerEvent>(&envelope)?.summary(),
     };
     let mut payload = envelope.payload;
     let version = domain::redact_event_payload(

@@ -66,12 +66,15 @@ pub fn erased_values(
     let mut erased = Vec::new();
     for leaf in withheld {
         let unexpected = || Broken {
-            detail: Some(format!("{}: shown {:?} without its salt", leaf.path, leaf.marker)),
+            detail: Some(format!(
+                "{}: shown {:?} without its salt",
+                leaf.path, leaf.marker
+            )),
             ..record.broken(Reason::UnexpectedErasure, None, None)
         };
         match leaf.marker {
-            Marker::Redacted if in_export
-                && listed(SECRET_PAYLOAD_FIELDS, &record.event_type, &leaf.path) => {}
+            Marker::Redacted
+                if in_export && listed(SECRET_PAYLOAD_FIELDS, &record.event_type, &leaf.path) => {}
             Marker::Redacted => return Err(unexpected()),
             Marker::Erased => {
                 let in_metadata = personal_metadata(&leaf.path);
@@ -114,7 +117,8 @@ impl Erasures {
         if record.aggregate_type == User::TYPE && record.event_type == UserEvent::ERASED.name() {
             self.user_erased(record.aggregate_id.clone());
         }
-        if record.aggregate_type == Session::TYPE && record.event_type == SessionEvent::STARTED.name()
+        if record.aggregate_type == Session::TYPE
+            && record.event_type == SessionEvent::STARTED.name()
         {
             let field = SessionEvent::STARTED_USER_ID;
             let owner = &record.visible["payload"][field.event_type.variant()][field.field];
@@ -124,7 +128,10 @@ impl Erasures {
         }
     }
 
-    fn stream_owner<'a>(&'a self, (aggregate_type, aggregate_id): &'a (String, String)) -> Option<&'a String> {
+    fn stream_owner<'a>(
+        &'a self,
+        (aggregate_type, aggregate_id): &'a (String, String),
+    ) -> Option<&'a String> {
         match aggregate_type.as_str() {
             User::TYPE => Some(aggregate_id),
             Session::TYPE => self.session_owners.get(aggregate_id),
@@ -148,7 +155,12 @@ mod tests {
 
     use super::*;
 
-    fn record(aggregate_type: &str, aggregate_id: &str, event_type: &str, actor: &str) -> SealedRecord {
+    fn record(
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        actor: &str,
+    ) -> SealedRecord {
         SealedRecord {
             hash_version: 2,
             event_id: String::new(),
@@ -236,7 +248,9 @@ mod tests {
             path: payload_path(&UserEvent::REGISTERED_PASSWORD_HASH),
             marker: Marker::Redacted,
         }];
-        assert!(erased_values(&given, secret.clone(), true).unwrap().is_empty());
+        assert!(erased_values(&given, secret.clone(), true)
+            .unwrap()
+            .is_empty());
         assert!(erased_values(&given, secret, false).is_err());
         let not_secret = vec![Withheld {
             path: email_path(),

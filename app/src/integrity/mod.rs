@@ -5,6 +5,7 @@
 
 // A `Broken` is the verdict of a whole verification, made at most once: its
 // size on the error path does not matter.
+mod acknowledge;
 #[allow(clippy::result_large_err)]
 mod check;
 mod export;
@@ -13,6 +14,7 @@ mod report;
 #[allow(clippy::result_large_err)]
 mod store;
 
+pub use acknowledge::{acknowledge, AcknowledgeError, Acknowledged};
 pub use export::{ExportLineError, ExportVerifier};
 pub use report::{Broken, Reason, UnprovenTail, VerifyReport};
 pub use store::{listed_keys, public_keys, verify_store, ListedKey};

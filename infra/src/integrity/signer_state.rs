@@ -125,7 +125,13 @@ mod tests {
         assert_eq!(file.load().unwrap(), None);
         let key = SigningKey::from_bytes(&[7; 32]);
         let state = SignerState {
-            last_signed: Some(Checkpoint::sign(&key, (3, 9), "ab".repeat(32), 9, Utc::now())),
+            last_signed: Some(Checkpoint::sign(
+                &key,
+                (3, 9),
+                "ab".repeat(32),
+                9,
+                Utc::now(),
+            )),
         };
         file.store(&state).unwrap();
         assert_eq!(file.load().unwrap(), Some(state));

@@ -85,6 +85,24 @@ pub struct WebhookStateView {
     deleted: bool,
 }
 
+/// Where a signed checkpoint stands.
+#[derive(Serialize, ToSchema)]
+pub struct SignedPointView {
+    transaction_id: i64,
+    global_position: i64,
+    running_hash: String,
+    event_count: i64,
+}
+
+/// A checkpoint signing key's acknowledgements (`api audit acknowledge`).
+#[derive(Serialize, ToSchema)]
+pub struct AuditSignerStateView {
+    acknowledgements: u64,
+    /// Where the last acknowledgement let the signer go on from; null: the
+    /// start of the log.
+    adopted: Option<SignedPointView>,
+}
+
 /// The aggregate's fields an auditor may see (no password or refresh-token hash).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
@@ -93,6 +111,7 @@ pub enum StateView {
     Role(RoleStateView),
     Session(SessionStateView),
     Webhook(WebhookStateView),
+    AuditSigner(AuditSignerStateView),
 }
 
 impl From<AggregateState> for StateView {
@@ -145,6 +164,15 @@ impl From<AggregateState> for StateView {
                 description: webhook.description,
                 enabled: webhook.enabled,
                 deleted: webhook.deleted,
+            }),
+            AggregateState::AuditSigner(signer) => Self::AuditSigner(AuditSignerStateView {
+                acknowledgements: signer.acknowledgements,
+                adopted: signer.adopted.map(|point| SignedPointView {
+                    transaction_id: point.transaction_id,
+                    global_position: point.global_position,
+                    running_hash: point.running_hash,
+                    event_count: point.event_count,
+                }),
             }),
         }
     }
