@@ -33,7 +33,7 @@ use crate::fold::{self, FoldedEvent, Refusal, RefusalReason};
 /// Events read per query while folding.
 const FOLD_PAGE: i64 = 1000;
 /// How soon a refusing signer looks at the log again.
-const REFUSAL_RETRY: Duration = Duration::from_secs(10);
+const REFUSAL_RETRY: Duration = Duration::from_secs(3);
 
 /// When the relay signs a checkpoint, with which key, and where it
 /// remembers what it signed.

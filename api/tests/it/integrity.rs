@@ -13,14 +13,14 @@ use crate::audit::ada_with_history;
 use crate::support::{spawn_app_with, TestApp};
 
 /// A checkpoint every 4 events, and one for the tail within a second.
-const CHECKPOINTS_OFTEN: [&str; 2] = [
+pub const CHECKPOINTS_OFTEN: [&str; 2] = [
     "--audit-checkpoint-every-events=4",
     "--audit-checkpoint-every-seconds=1",
 ];
 
 /// Ada (registered, email changed, role assigned), Bob (registered), and
 /// every event folded and covered by a checkpoint.
-async fn sealed_history() -> (TestApp, String, String) {
+pub async fn sealed_history() -> (TestApp, String, String) {
     let app = spawn_app_with(&CHECKPOINTS_OFTEN).await;
     let (ada, _) = ada_with_history(&app).await;
     let (bob, _) = app.register("bob@example.com", "Bob").await;
@@ -28,7 +28,7 @@ async fn sealed_history() -> (TestApp, String, String) {
     (app, ada, bob)
 }
 
-async fn every_event_checkpointed(app: &TestApp) {
+pub async fn every_event_checkpointed(app: &TestApp) {
     let pool = app.db.pool.clone();
     eventually(Duration::from_secs(20), "a checkpoint of every event", || {
         let pool = pool.clone();
@@ -45,14 +45,14 @@ async fn every_event_checkpointed(app: &TestApp) {
     .await;
 }
 
-async fn verified(app: &TestApp) -> Value {
+pub async fn verified(app: &TestApp) -> Value {
     let response = app.get("/v1/audit/verify").await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
 
-async fn execute(pool: &PgPool, sql: &str) {
-    sqlx::query(sql)
+pub async fn execute(pool: &PgPool, sql: &str) {
+    sqlx::raw_sql(sql)
         .execute(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -78,7 +78,7 @@ fn path_of(field: PayloadField) -> String {
 }
 
 /// Asserts the report names `reason` (and, if given, the event).
-fn assert_broken(report: &Value, reason: &str, at: Option<(&str, i64)>) {
+pub fn assert_broken(report: &Value, reason: &str, at: Option<(&str, i64)>) {
     assert_eq!(report["ok"], false, "{report}");
     let broken = &report["first_broken"];
     assert_eq!(broken["reason"], reason, "{report}");
@@ -244,17 +244,20 @@ async fn an_altered_checkpoint_is_caught_by_its_signature() {
 }
 
 /// Runs `api audit <args>` on the app's database; (success, stdout).
-fn audit_command(app: &TestApp, args: &[&str]) -> (bool, String) {
+pub fn audit_command(app: &TestApp, args: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
         .arg("audit")
         .args(args)
         .env("DATABASE_URL", &app.db.url)
+        .env("AUDIT_SIGNING_KEY_FILE", crate::support::audit_key_file(&app.db))
+        .env("AUDIT_GENERATE_KEY", "false")
         .output()
         .expect("run api audit");
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-    )
+    let mut printed = String::from_utf8(output.stdout).unwrap();
+    if !output.status.success() {
+        printed.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    (output.status.success(), printed)
 }
 
 #[tokio::test]

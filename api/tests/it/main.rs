@@ -27,6 +27,7 @@ mod protection;
 mod relay;
 mod request_heads;
 mod sessions;
+mod signer;
 mod support;
 mod users;
 mod webhooks;
