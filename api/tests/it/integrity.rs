@@ -249,7 +249,10 @@ pub fn audit_command(app: &TestApp, args: &[&str]) -> (bool, String) {
         .arg("audit")
         .args(args)
         .env("DATABASE_URL", &app.db.url)
-        .env("AUDIT_SIGNING_KEY_FILE", crate::support::audit_key_file(&app.db))
+        .env(
+            "AUDIT_SIGNING_KEY_FILE",
+            crate::support::audit_key_file(&app.db),
+        )
         .env("AUDIT_GENERATE_KEY", "false")
         .output()
         .expect("run api audit");

@@ -52,10 +52,7 @@ async fn assert_refuses(app: &TestApp, reason: &str, checkpoints_before: i64) {
         (health["audit_signer"]["status"] == "refusing").then_some(health)
     })
     .await;
-    assert_eq!(
-        found["audit_signer"]["found"]["reason"], reason,
-        "{found}"
-    );
+    assert_eq!(found["audit_signer"]["found"]["reason"], reason, "{found}");
     assert_eq!(refusing_state(app).await, 1.0);
     // Well past the checkpoint interval (1 s) and the retry: still nothing signed.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -70,8 +67,10 @@ async fn a_rewritten_log_is_not_signed_and_trusted_checkpoints_catch_it() {
     let (app, ada, _) = sealed_history().await;
     let dir = temp_dir();
     let trusted = dir.join("checkpoints.ndjson");
-    let (saved, printed) =
-        audit_command(&app, &["checkpoints", "--output", trusted.to_str().unwrap()]);
+    let (saved, printed) = audit_command(
+        &app,
+        &["checkpoints", "--output", trusted.to_str().unwrap()],
+    );
     assert!(saved, "{printed}");
     assert_eq!(health(&app).await["audit_signer"]["status"], "signing");
     assert_eq!(refusing_state(&app).await, 0.0);
@@ -135,8 +134,10 @@ async fn an_older_backup_is_refused_until_an_operator_acknowledges_it() {
     app.register("erin@example.com", "Erin").await;
     assert_refuses(&app, "state_not_extended", 2).await;
 
-    let (acknowledged, printed) =
-        audit_command(&app, &["acknowledge", "--reason", "restored the backup of 06:00"]);
+    let (acknowledged, printed) = audit_command(
+        &app,
+        &["acknowledge", "--reason", "restored the backup of 06:00"],
+    );
     assert!(acknowledged, "{printed}");
     every_event_checkpointed(&app).await;
     eventually(SETTLE, "the signer to sign again", || async {
@@ -144,19 +145,18 @@ async fn an_older_backup_is_refused_until_an_operator_acknowledges_it() {
     })
     .await;
     assert_eq!(refusing_state(&app).await, 0.0);
-    let acknowledgements: Vec<Value> = sqlx::query_scalar(
-        "SELECT payload::jsonb FROM events WHERE event_type = $1",
-    )
-    .bind(domain::AuditSignerEvent::LOG_ACKNOWLEDGED.name())
-    .fetch_all(&app.db.pool)
-    .await
-    .unwrap();
+    let acknowledgements: Vec<Value> =
+        sqlx::query_scalar("SELECT payload::jsonb FROM events WHERE event_type = $1")
+            .bind(domain::AuditSignerEvent::LOG_ACKNOWLEDGED.name())
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
     assert_eq!(acknowledgements.len(), 1, "{acknowledgements:?}");
     let acknowledged = &acknowledgements[0]["LogAcknowledged"];
     assert_eq!(acknowledged["reason"], "restored the backup of 06:00");
     assert_eq!(
-        acknowledged["previous"]["event_count"].as_i64().unwrap() >
-            acknowledged["adopted"]["event_count"].as_i64().unwrap(),
+        acknowledged["previous"]["event_count"].as_i64().unwrap()
+            > acknowledged["adopted"]["event_count"].as_i64().unwrap(),
         true,
         "{acknowledged}"
     );
@@ -221,12 +221,17 @@ async fn checkpoints_leave_the_database_as_they_are_made() {
     }
     let dir = temp_dir();
     let file = dir.join("checkpoints.ndjson");
-    let (saved, printed) = audit_command(&app, &["checkpoints", "--output", file.to_str().unwrap()]);
+    let (saved, printed) =
+        audit_command(&app, &["checkpoints", "--output", file.to_str().unwrap()]);
     assert!(saved, "{printed}");
     let saved: Vec<infra::integrity::Checkpoint> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
-        .map(|line| serde_json::from_str::<CheckpointLine>(line).unwrap().checkpoint)
+        .map(|line| {
+            serde_json::from_str::<CheckpointLine>(line)
+                .unwrap()
+                .checkpoint
+        })
         .collect();
     assert_eq!(saved.len() as i64, after);
     assert_eq!(&saved[before as usize..], &published[..]);
@@ -308,13 +313,141 @@ async fn an_erasure_marker_where_no_erasure_is_recorded_is_reported() {
         let report = verified(&app).await;
         assert_broken(&report, "unexpected_erasure", None);
         assert!(
-            report["first_broken"]["detail"]
-                .as_str()
-                .unwrap()
-                .contains(path.trim_matches(|c| c == '{' || c == '}').split(',').last().unwrap()),
+            report["first_broken"]["detail"].as_str().unwrap().contains(
+                path.trim_matches(|c| c == '{' || c == '}')
+                    .split(',')
+                    .last()
+                    .unwrap()
+            ),
             "{what}: {report}"
         );
         execute(&app.db.pool, &restore).await;
         assert_eq!(verified(&app).await["ok"], true, "{what} restored");
     }
+}
+
+/// `api audit verify --export` with the keys (and optionally trusted checkpoints).
+fn verify_export(
+    app: &TestApp,
+    export: &std::path::Path,
+    keys: &std::path::Path,
+    trusted: Option<&std::path::Path>,
+) -> (bool, Value) {
+    let mut args = vec![
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--public-key",
+        keys.to_str().unwrap(),
+    ];
+    if let Some(trusted) = trusted {
+        args.extend(["--trusted-checkpoints", trusted.to_str().unwrap()]);
+    }
+    let (ok, printed) = audit_command(app, &args);
+    let report = serde_json::from_str(
+        printed
+            .lines()
+            .take_while(|l| !l.starts_with("Error"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    )
+    .unwrap_or_else(|_| panic!("not a report: {printed}"));
+    (ok, report)
+}
+
+/// The checkpoints travel inside the file they protect: an export stripped
+/// of its newer checkpoints, with two streams' events swapped and the last
+/// event dropped (end count fixed), still verifies, but its report shows
+/// the unproven tail, and the checkpoints kept elsewhere catch it.
+#[tokio::test]
+async fn an_export_says_what_is_proven_and_trusted_checkpoints_catch_a_forged_tail() {
+    let (app, _, _) = sealed_history().await;
+    let dir = temp_dir();
+    let keys = dir.join("audit.pub");
+    let (printed, pem) = audit_command(&app, &["public-key"]);
+    assert!(printed, "{pem}");
+    std::fs::write(&keys, pem).unwrap();
+    let trusted = dir.join("checkpoints.ndjson");
+    let (saved, printed) = audit_command(
+        &app,
+        &["checkpoints", "--output", trusted.to_str().unwrap()],
+    );
+    assert!(saved, "{printed}");
+
+    let export = app.get("/v1/audit/export").await.text().await.unwrap();
+    let honest = dir.join("honest.ndjson");
+    std::fs::write(&honest, &export).unwrap();
+    let (ok, report) = verify_export(&app, &honest, &keys, Some(&trusted));
+    assert!(ok, "{report}");
+    assert_eq!(
+        report["events_proven"], report["events_checked"],
+        "{report}"
+    );
+    assert_eq!(report["unproven_tail"]["events"], 0, "{report}");
+    assert_eq!(report["filtered"], false, "{report}");
+    assert!(
+        report["trusted_checkpoints_matched"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+
+    let lines: Vec<&str> = export.lines().collect();
+    let kept_checkpoint = *lines
+        .iter()
+        .find(|line| line.starts_with("{\"checkpoint\""))
+        .unwrap();
+    let first_checkpoint: Value = serde_json::from_str(kept_checkpoint).unwrap();
+    let proven = first_checkpoint["checkpoint"]["event_count"]
+        .as_u64()
+        .unwrap();
+    let mut events: Vec<&str> = lines
+        .iter()
+        .filter(|line| line.starts_with("{\"event_id\""))
+        .copied()
+        .collect();
+    let (a, b) = (events.len() - 3, events.len() - 2);
+    let stream = |line: &str| serde_json::from_str::<Value>(line).unwrap()["aggregate_id"].clone();
+    assert_ne!(stream(events[a]), stream(events[b]), "two streams' events");
+    assert!(a as u64 >= proven, "both after the checkpoint kept");
+    events.swap(a, b);
+    events.pop();
+    let mut forged = vec![lines[0].to_owned(), kept_checkpoint.to_string()];
+    forged.extend(events.iter().map(|line| line.to_string()));
+    forged.push(format!("{{\"end\":{{\"events\":{}}}}}", events.len()));
+    let forged_file = dir.join("forged.ndjson");
+    std::fs::write(&forged_file, forged.join("\n") + "\n").unwrap();
+
+    let (ok, report) = verify_export(&app, &forged_file, &keys, None);
+    assert!(ok, "each event and stream still checks: {report}");
+    assert_eq!(report["events_proven"], proven, "{report}");
+    assert_eq!(
+        report["unproven_tail"]["events"].as_u64().unwrap(),
+        events.len() as u64 - proven,
+        "{report}"
+    );
+    assert_eq!(
+        report["unproven_tail"]["after_global_position"],
+        first_checkpoint["checkpoint"]["global_position"],
+        "{report}"
+    );
+    let (ok, report) = verify_export(&app, &forged_file, &keys, Some(&trusted));
+    assert!(!ok, "{report}");
+    assert_eq!(
+        report["first_broken"]["reason"], "trusted_checkpoint_missing",
+        "{report}"
+    );
+
+    let filtered = app
+        .get("/v1/audit/export?aggregate_type=user")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let filtered_file = dir.join("filtered.ndjson");
+    std::fs::write(&filtered_file, filtered).unwrap();
+    let (ok, report) = verify_export(&app, &filtered_file, &keys, None);
+    assert!(ok, "{report}");
+    assert_eq!(report["filtered"], true, "{report}");
+    assert_eq!(report["events_proven"], 0, "{report}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
