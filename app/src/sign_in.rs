@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use domain::session::ReuseInterval;
 use domain::{
-    Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User, UserCommand,
-    UserStatus,
+    Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User,
+    UserCommand, UserStatus,
 };
 use infra::commands::CommandBus;
 use sqlx::PgPool;
