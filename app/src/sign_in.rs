@@ -341,3 +341,50 @@ fn refresh_error(error: AggregateError<SessionError>) -> AppError {
 pub fn account_key(email: &str) -> String {
     Email::parse_existing(email).map_or_else(|_| email.to_owned(), |email| email.uniqueness_key())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use cqrs_es::Aggregate;
+    use domain::{DisplayName, PasswordHash, UserEvent};
+
+    use super::*;
+
+    /// Given a user with `history` after registration.
+    fn user_after(history: Vec<UserEvent>) -> User {
+        let mut user = User::default();
+        let registered = UserEvent::Registered {
+            user_id: Uuid::from_u128(0xada),
+            email: Email::parse("ada@example.com").unwrap(),
+            display_name: DisplayName::parse("Ada").unwrap(),
+            password_hash: PasswordHash::new("$argon2id$x".into()),
+        };
+        for event in std::iter::once(registered).chain(history) {
+            user.apply(event);
+        }
+        user
+    }
+
+    #[test]
+    fn a_session_of_a_user_who_may_no_longer_sign_in_ends_for_why() {
+        let now = Utc::now();
+        let locked = UserEvent::Locked {
+            until: now + TimeDelta::minutes(5),
+            failures: 5,
+        };
+        let erased = UserEvent::Erased { erased_at: now };
+        let cases = [
+            (
+                vec![UserEvent::Deactivated],
+                RevocationReason::UserDeactivated,
+            ),
+            (vec![locked.clone()], RevocationReason::UserLocked),
+            (vec![erased.clone()], RevocationReason::UserErased),
+            // Erased while locked: the erasure is why.
+            (vec![locked, erased], RevocationReason::UserErased),
+        ];
+        for (history, reason) in cases {
+            assert_eq!(revocation_reason(&user_after(history), now), reason);
+        }
+    }
+}

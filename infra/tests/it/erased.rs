@@ -50,15 +50,16 @@ async fn no_session_starts_for_an_erased_person_and_what_they_cause_is_stored_sc
     let (person, other) = (Uuid::now_v7(), Uuid::now_v7());
     erased(&db, person).await;
 
-    let refused = sessions
+    let Err(refused) = sessions
         .execute(
             &Uuid::now_v7().to_string(),
             start(Uuid::now_v7(), person),
             &request_metadata(Some(person), "ErasedProbe/1.0"),
         )
         .await
-        .err()
-        .expect("a session start for an erased person is refused");
+    else {
+        panic!("a session start for an erased person is stored");
+    };
     assert!(infra::erased::refused_as_erased(&refused), "{refused:?}");
 
     // Someone else's session, started by a request the erased person made.
