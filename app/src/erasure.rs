@@ -4,7 +4,14 @@
 //! [`domain::ERASED`] with its salt set to null, so the commitment in
 //! `sealed` stays and the chain still verifies, but nothing can test a
 //! guess against it. Client addresses the person used are forgotten by the
-//! login-failure counters too.
+//! login-failure counters too. Metadata is the person's only on events they
+//! caused: an administrator's address and agent stay on what the
+//! administrator did, `user.erased` included.
+//!
+//! Appends racing the erasure are handled by the database
+//! (`infra::erased`): once `user.erased` commits, a session start for the
+//! person is refused and an event the person causes is stored scrubbed; an
+//! append that committed first is found here, in the event store.
 //!
 //! Each step is one transaction of idempotent statements: running it again
 //! (a retry, or a second erase) changes nothing done and completes anything
@@ -54,11 +61,32 @@ impl Erasure {
         Self { pool }
     }
 
-    /// Frees the claims, then scrubs the event store; each step is safe to
-    /// run again.
+    /// Frees the claims, then scrubs the event store and the sessions
+    /// read model; each step is safe to run again.
     pub async fn scrub(&self, user_id: Uuid) -> sqlx::Result<()> {
         self.free_claims(user_id).await?;
-        self.scrub_events(user_id).await
+        self.scrub_events(user_id).await?;
+        self.scrub_sessions_view(user_id).await
+    }
+
+    /// The person's rows of `sessions_view` read `[erased]` for their
+    /// client's address and agent. The projector does this when it applies
+    /// `user.erased` and for every row it writes afterwards
+    /// (`infra::erased`); doing it here too lets a second erase repair rows
+    /// an older projector left (an absent value stays absent).
+    async fn scrub_sessions_view(&self, user_id: Uuid) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE sessions_view \
+             SET ip = CASE WHEN ip IS NULL THEN NULL ELSE $2 END, \
+                 user_agent = CASE WHEN user_agent IS NULL THEN NULL ELSE $2 END \
+             WHERE user_id = $1 \
+               AND (ip IS NOT NULL AND ip <> $2 OR user_agent IS NOT NULL AND user_agent <> $2)",
+        )
+        .bind(user_id)
+        .bind(ERASED)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The person's email (and any old form of it) may be registered again.
@@ -159,8 +187,8 @@ async fn forget_addresses(tx: &mut PgConnection, streams: &Streams) -> sqlx::Res
 }
 
 /// Every client address in the person's events: the request addresses of
-/// their streams and of the events they caused, and the addresses failed
-/// logins and sessions recorded.
+/// the events they caused, and the addresses failed logins and sessions
+/// recorded.
 async fn addresses_of(tx: &mut PgConnection, streams: &Streams) -> sqlx::Result<Vec<String>> {
     let mut addresses: Vec<String> = Vec::new();
     for field in [UserEvent::LOGIN_FAILED_IP, SessionEvent::STARTED_IP] {
@@ -215,8 +243,8 @@ async fn erase_payload_field(
     Ok(())
 }
 
-/// Erases the metadata `key` wherever it holds a string: in the person's
-/// streams, and in every event the person caused.
+/// Erases the metadata `key` wherever it holds a string, in every event the
+/// person caused ([`caused_by_person`]).
 async fn erase_metadata(tx: &mut PgConnection, streams: &Streams, key: &str) -> sqlx::Result<()> {
     let sql = format!(
         "UPDATE events \
@@ -232,15 +260,18 @@ async fn erase_metadata(tx: &mut PgConnection, streams: &Streams, key: &str) -> 
 }
 
 /// The events whose metadata describe the person's requests, on parameters
-/// `$3` to `$6` ([`bind_person`]): those of the person's streams and those
-/// the person caused. Each arm has an index (the primary key, and the one
-/// on the actor, whose key is a constant written into the text for the
-/// planner to match it).
+/// `$3` to `$6` ([`bind_person`]): those the person caused (their actor is
+/// the person), and those of the person's streams that no one caused. An
+/// event someone else caused in the person's streams (an administrator's
+/// registration, erasure or revocation) keeps that actor's own metadata.
+/// The arms have indexes (the one on the actor, whose key is a constant
+/// written into the text for the planner to match it, and the primary key).
 fn caused_by_person() -> String {
     format!(
-        "((aggregate_type = $3 AND aggregate_id = $4) \
-          OR (aggregate_type = $5 AND aggregate_id = ANY($6)) \
-          OR (metadata ->> '{ACTOR_ID}') = $4)"
+        "((metadata ->> '{ACTOR_ID}') = $4 \
+          OR ((metadata ->> '{ACTOR_ID}') IS NULL \
+              AND ((aggregate_type = $3 AND aggregate_id = $4) \
+                   OR (aggregate_type = $5 AND aggregate_id = ANY($6)))))"
     )
 }
 

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use domain::session::ReuseInterval;
 use domain::{
-    Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User, UserCommand,
+    Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User,
+    UserCommand, UserStatus,
 };
 use infra::commands::CommandBus;
 use sqlx::PgPool;
@@ -97,7 +98,12 @@ impl SignIn {
         };
         tracing::Span::current().record("user_id", tracing::field::display(user_id));
         if user.check_can_log_in(now).is_err() {
-            self.failed_logins.record(context, None, now).await?;
+            // An erased person's login keeps nothing of them, not even
+            // their client's address: nothing can be guessed of an account
+            // without a password.
+            if user.status() != UserStatus::Erased {
+                self.failed_logins.record(context, None, now).await?;
+            }
             return Err(AppError::InvalidCredentials);
         }
         if !verified.matches {
@@ -123,9 +129,18 @@ impl SignIn {
             user_agent: context.user_agent.clone(),
         };
         let metadata = context.metadata_as(Some(user_id));
+        // The event store refuses the start once the person's erasure is
+        // recorded (infra::erased): a login like any refused one.
         self.sessions
             .execute(&session_id.to_string(), start, &metadata)
-            .await?;
+            .await
+            .map_err(|error| {
+                if infra::erased::refused_as_erased(&error) {
+                    AppError::InvalidCredentials
+                } else {
+                    AppError::from(error)
+                }
+            })?;
         let session = IssuedSession {
             user_id,
             session_id,
@@ -207,9 +222,11 @@ impl SignIn {
         Ok(outcome.position)
     }
 
-    /// Issues tokens unless the user was deactivated or locked while the
-    /// session was being written; the deactivation then either sees this
-    /// session or this check sees the deactivation, never neither.
+    /// Issues tokens unless the user was deactivated, locked or erased
+    /// while the session was being written; the deactivation (or erasure)
+    /// then either sees this session or this check sees it, never neither.
+    /// The session then ends for that reason, once, even when the
+    /// deactivation or erasure revokes it at the same moment.
     async fn issue_if_still_allowed(
         &self,
         context: &RequestContext,
@@ -224,12 +241,17 @@ impl SignIn {
         } = session;
         let user = self.users.load(&user_id.to_string()).await?;
         if user.check_can_log_in(now).is_err() {
-            let reason = if user.is_locked_at(now) {
-                RevocationReason::UserLocked
-            } else {
-                RevocationReason::UserDeactivated
+            let reason = revocation_reason(&user, now);
+            let command = || SessionCommand::Revoke {
+                reason,
+                now: Utc::now(),
             };
-            self.end_session(context, user_id, session_id, reason)
+            self.sessions
+                .execute_retrying_conflicts(
+                    &session_id.to_string(),
+                    command,
+                    &context.metadata_as(Some(user_id)),
+                )
                 .await?;
             return Err(AppError::InvalidCredentials);
         }
@@ -281,6 +303,17 @@ impl SignIn {
     }
 }
 
+/// Why a session of a user who may no longer sign in ends.
+fn revocation_reason(user: &User, now: DateTime<Utc>) -> RevocationReason {
+    if user.status() == UserStatus::Erased {
+        RevocationReason::UserErased
+    } else if user.is_locked_at(now) {
+        RevocationReason::UserLocked
+    } else {
+        RevocationReason::UserDeactivated
+    }
+}
+
 /// A session just started or refreshed, whose tokens are about to be issued.
 struct IssuedSession {
     user_id: Uuid,
@@ -307,4 +340,51 @@ fn refresh_error(error: AggregateError<SessionError>) -> AppError {
 /// every login is bounded, whether the account exists or not).
 pub fn account_key(email: &str) -> String {
     Email::parse_existing(email).map_or_else(|_| email.to_owned(), |email| email.uniqueness_key())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use cqrs_es::Aggregate;
+    use domain::{DisplayName, PasswordHash, UserEvent};
+
+    use super::*;
+
+    /// Given a user with `history` after registration.
+    fn user_after(history: Vec<UserEvent>) -> User {
+        let mut user = User::default();
+        let registered = UserEvent::Registered {
+            user_id: Uuid::from_u128(0xada),
+            email: Email::parse("ada@example.com").unwrap(),
+            display_name: DisplayName::parse("Ada").unwrap(),
+            password_hash: PasswordHash::new("$argon2id$x".into()),
+        };
+        for event in std::iter::once(registered).chain(history) {
+            user.apply(event);
+        }
+        user
+    }
+
+    #[test]
+    fn a_session_of_a_user_who_may_no_longer_sign_in_ends_for_why() {
+        let now = Utc::now();
+        let locked = UserEvent::Locked {
+            until: now + TimeDelta::minutes(5),
+            failures: 5,
+        };
+        let erased = UserEvent::Erased { erased_at: now };
+        let cases = [
+            (
+                vec![UserEvent::Deactivated],
+                RevocationReason::UserDeactivated,
+            ),
+            (vec![locked.clone()], RevocationReason::UserLocked),
+            (vec![erased.clone()], RevocationReason::UserErased),
+            // Erased while locked: the erasure is why.
+            (vec![locked, erased], RevocationReason::UserErased),
+        ];
+        for (history, reason) in cases {
+            assert_eq!(revocation_reason(&user_after(history), now), reason);
+        }
+    }
 }

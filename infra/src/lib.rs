@@ -10,6 +10,7 @@ pub mod consuming;
 pub mod db;
 pub mod dead_letters;
 pub mod email_keys;
+pub mod erased;
 pub mod event_log;
 pub mod health;
 pub mod integrity;

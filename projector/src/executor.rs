@@ -37,7 +37,20 @@ pub async fn write<C: ViewChange>(
     target: Target,
     change: &C,
 ) -> sqlx::Result<bool> {
-    let written = match change.row() {
+    // Under the person's lock (infra::erased): an erasure committing now
+    // waits for this transaction, so its own scrub sees this row; one that
+    // committed first is seen here. Either way the row keeps nothing of an
+    // erased person, even when their session's events arrive after
+    // `user.erased`.
+    let erased_change;
+    let row_change = match change.row().row().person() {
+        Some(person) if infra::erased::is_erased_locked(db, person).await? => {
+            erased_change = change.row().erased();
+            &erased_change
+        }
+        _ => change.row(),
+    };
+    let written = match row_change {
         Change::Insert(row) => insert(db, target, row).await?,
         Change::Update(row) => update(db, target, row).await?,
     };

@@ -15,6 +15,7 @@ mod cookies;
 mod edge;
 mod email_race;
 mod erasure;
+mod erasure_race;
 mod escalation;
 mod failed_login_recovery;
 mod health;

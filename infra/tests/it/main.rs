@@ -1,6 +1,7 @@
 //! infra against a real, migrated PostgreSQL.
 
 mod command_metrics;
+mod erased;
 mod health;
 mod integrity;
 mod ops;

@@ -27,6 +27,17 @@ impl<R> Change<R> {
         }
     }
 
+    /// The same change, of the row with its person's values erased.
+    pub fn erased(&self) -> Change<R>
+    where
+        R: ViewRow,
+    {
+        match self {
+            Self::Insert(row) => Self::Insert(row.clone().erased()),
+            Self::Update(row) => Self::Update(row.clone().erased()),
+        }
+    }
+
     pub fn into_row(self) -> R {
         match self {
             Self::Insert(row) | Self::Update(row) => row,

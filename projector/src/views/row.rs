@@ -34,7 +34,7 @@ impl<'a> Column<'a> {
 
 /// A row of a view's first table: one aggregate, with the sequence of the
 /// last event applied to it.
-pub trait ViewRow: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
+pub trait ViewRow: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin + Clone {
     const VIEW: View;
 
     /// The aggregate's id, in the view's key column.
@@ -45,4 +45,19 @@ pub trait ViewRow: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
 
     /// Every column, the key included, with the row's value.
     fn columns(&self) -> Vec<Column<'_>>;
+
+    /// The person whose personal values the row holds (a session's user),
+    /// if any: once that person is erased the row is written
+    /// [`ViewRow::erased`], whatever order its events arrive in.
+    fn person(&self) -> Option<Uuid> {
+        None
+    }
+
+    /// The row with its person's personal values erased.
+    fn erased(self) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }

@@ -2,7 +2,7 @@
 //! it ended. Refresh token hashes are never stored.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{EventType, SessionEvent};
+use domain::{EventType, SessionEvent, ERASED};
 use uuid::Uuid;
 
 use super::{Change, Column, EventContext, Projection, ReduceError, Value, View, ViewRow};
@@ -69,6 +69,21 @@ impl ViewRow for SessionRow {
             Column::new("sequence", Value::BigInt(self.sequence)),
             Column::new("global_position", Value::BigInt(self.global_position)),
         ]
+    }
+
+    fn person(&self) -> Option<Uuid> {
+        Some(self.user_id)
+    }
+
+    /// The client's address and agent read [`ERASED`]; an absent one stays
+    /// absent, as in the scrubbed `session.started`.
+    fn erased(self) -> Self {
+        let erase = |value: Option<String>| value.map(|_| ERASED.to_owned());
+        Self {
+            ip: erase(self.ip),
+            user_agent: erase(self.user_agent),
+            ..self
+        }
     }
 }
 
@@ -364,6 +379,54 @@ mod tests {
                 field: "idle_timeout_seconds"
             })
         );
+    }
+
+    #[test]
+    fn given_a_session_row_when_its_person_is_erased_then_address_and_agent_read_erased() {
+        let with_agent = SessionRow {
+            user_agent: Some("Probe/1.0".into()),
+            ..started_row()
+        };
+        let expected = SessionRow {
+            ip: Some(ERASED.into()),
+            user_agent: Some(ERASED.into()),
+            ..started_row()
+        };
+        assert_eq!(with_agent.erased(), expected);
+    }
+
+    #[test]
+    fn given_a_session_row_without_an_agent_when_erased_then_the_agent_stays_absent() {
+        let erased = started_row().erased();
+        assert_eq!(erased.ip.as_deref(), Some(ERASED));
+        assert_eq!(erased.user_agent, None);
+    }
+
+    #[test]
+    fn given_an_erased_persons_session_when_revoked_after_the_erasure_then_the_row_ends_erased_for_user_erased(
+    ) {
+        // Events after `user.erased` (odd order): the reducer keeps the
+        // reason, the writer erases the values of the row it writes.
+        let revoked_at = started_at() + TimeDelta::minutes(1);
+        let event = SessionEvent::Revoked {
+            reason: RevocationReason::UserErased,
+            revoked_at,
+        };
+        let Ok(change) = reduce(Some(&started_row().erased()), &event, &next_at()) else {
+            panic!("a revocation applies");
+        };
+        let expected = advanced(|row| {
+            row.status = "revoked".into();
+            row.end_reason = Some("user_erased".into());
+            row.ended_at = Some(revoked_at);
+            row.ip = Some(ERASED.into());
+        });
+        assert_eq!(change.erased(), Change::Update(expected));
+    }
+
+    #[test]
+    fn a_session_row_belongs_to_its_user() {
+        assert_eq!(started_row().person(), Some(Uuid::from_u128(0xada)));
     }
 
     #[test]
