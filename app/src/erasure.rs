@@ -21,12 +21,13 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use bus::metadata_keys::{ACTOR_ID, REQUEST_IP, USER_AGENT};
+use bus::metadata_keys::{ACTOR_ID, REQUEST_IP};
 use cqrs_es::Aggregate;
 use domain::{
     ClaimScope, PayloadField, PersonalMetadata, Session, SessionEvent, User, UserEvent, ERASED,
     PERSONAL_PAYLOAD_FIELDS,
 };
+use infra::erased::metadata_key;
 use sqlx::postgres::PgArguments;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
@@ -125,14 +126,6 @@ impl Erasure {
         .execute(&mut *tx)
         .await?;
         tx.commit().await
-    }
-}
-
-/// The key a personal metadata value is stored under.
-fn metadata_key(metadata: PersonalMetadata) -> &'static str {
-    match metadata {
-        PersonalMetadata::RequestIp => REQUEST_IP,
-        PersonalMetadata::UserAgent => USER_AGENT,
     }
 }
 

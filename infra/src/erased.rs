@@ -17,6 +17,17 @@ pub const LOCK_SPACE: i32 = 0x6572_6101; // "era\x01"
 /// an erased person.
 pub const REFUSED: &str = "ERA01";
 
+/// The key a personal metadata value (`domain::PersonalMetadata`) is stored
+/// under in an event's metadata: what erasure blanks and what a verifier
+/// lets read "[erased]".
+pub fn metadata_key(metadata: domain::PersonalMetadata) -> &'static str {
+    use bus::metadata_keys::{REQUEST_IP, USER_AGENT};
+    match metadata {
+        domain::PersonalMetadata::RequestIp => REQUEST_IP,
+        domain::PersonalMetadata::UserAgent => USER_AGENT,
+    }
+}
+
 /// Whether the event store refused the command's events because the person
 /// they start a session for is erased.
 pub fn refused_as_erased<E: std::error::Error>(error: &AggregateError<E>) -> bool {

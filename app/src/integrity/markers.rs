@@ -8,25 +8,18 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bus::metadata_keys::{ACTOR_ID, REQUEST_IP, USER_AGENT};
+use bus::metadata_keys::ACTOR_ID;
 use cqrs_es::Aggregate;
 use domain::{
     PayloadField, PersonalMetadata, Session, SessionEvent, User, UserEvent,
     PERSONAL_PAYLOAD_FIELDS, SECRET_PAYLOAD_FIELDS,
 };
+use infra::erased::metadata_key;
 use infra::integrity::{Marker, Withheld};
 use serde_json::Value;
 
 use super::check::SealedRecord;
 use super::report::{Broken, Reason};
-
-/// The key a personal metadata value is stored under.
-pub fn metadata_key(metadata: PersonalMetadata) -> &'static str {
-    match metadata {
-        PersonalMetadata::RequestIp => REQUEST_IP,
-        PersonalMetadata::UserAgent => USER_AGENT,
-    }
-}
 
 fn payload_path(field: &PayloadField) -> String {
     format!("/payload/{}/{}", field.event_type.variant(), field.field)
