@@ -6,3 +6,4 @@ mod integrity;
 mod ops;
 mod snapshots;
 mod sql_contract;
+mod vectors;
