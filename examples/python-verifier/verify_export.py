@@ -148,12 +148,12 @@ def verify_signature(c, keys):
 def read_public_keys(text):
     """SPKI PEM blocks, the JSON of GET /v1/audit/keys, or base64 lines."""
     found = []
-    if "BEGIN PUBLIC KEY" in text:
+    if text.lstrip().startswith("{"):
+        found = [Ed25519PublicKey.from_public_bytes(base64.b64decode(k["public_key"], validate=True))
+                 for k in json.loads(text)["keys"]]
+    elif "BEGIN PUBLIC KEY" in text:
         for block in re.findall(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", text, re.S):
             found.append(serialization.load_pem_public_key(block.encode("ascii")))
-    elif text.lstrip().startswith("{"):
-        found = [Ed25519PublicKey.from_public_bytes(base64.b64decode(k["public_key"]))
-                 for k in json.loads(text)["keys"]]
     else:
         found = [Ed25519PublicKey.from_public_bytes(base64.b64decode(line))
                  for line in text.split() if line]
