@@ -417,3 +417,24 @@ async fn the_python_verifier_accepts_exports_after_an_erasure() {
         "{report}"
     );
 }
+
+/// The service's own export verifier agrees with the specification's
+/// vectors too: their export verifies with their key.
+#[test]
+fn the_rust_export_verifier_accepts_the_vectors_export() {
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(repository().join("docs/audit-log-vectors.json")).unwrap(),
+    )
+    .unwrap();
+    let keys =
+        infra::integrity::PublicKeys::from_pem(vectors["key"]["public_key_pem"].as_str().unwrap())
+            .unwrap();
+    let mut verifier = app::integrity::ExportVerifier::new(keys);
+    for line in vectors["export"].as_array().unwrap() {
+        verifier.feed(line.as_str().unwrap()).unwrap();
+    }
+    let report = serde_json::to_value(verifier.finish()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["events_checked"], 3, "{report}");
+    assert_eq!(report["checkpoints_checked"], 1, "{report}");
+}
