@@ -24,6 +24,7 @@ mod kill;
 mod metrics;
 mod ops;
 mod outage;
+mod outside_verifier;
 mod protection;
 mod relay;
 mod request_heads;

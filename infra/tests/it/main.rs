@@ -7,3 +7,4 @@ mod integrity;
 mod ops;
 mod snapshots;
 mod sql_contract;
+mod vectors;
