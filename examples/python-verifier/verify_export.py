@@ -332,16 +332,21 @@ class Verifier:
                 if path not in SECRETS.get(event_type, []):
                     raise Broken("unexpected_erasure", f"{path}: [redacted] where no secret is", event)
                 continue
+            owner = {"user": event["aggregate_id"],
+                     "session": self.session_users.get(event["aggregate_id"])}.get(event["aggregate_type"])
             if path in PERSONAL_METADATA:
-                user = event["integrity"]["stored_metadata"].get("actor_id")
+                actor = event["integrity"]["stored_metadata"].get("actor_id")
+                users = [actor]
+                if actor is None or event["integrity"].get("hash_version", 1) == 1:
+                    users.append(owner)
             elif path in PERSONAL.get(event_type, []):
-                user = {"user": event["aggregate_id"],
-                        "session": self.session_users.get(event["aggregate_id"])}.get(event["aggregate_type"])
+                users = [owner]
             else:
                 raise Broken("unexpected_erasure", f"{path}: [erased] where no personal value is", event)
-            if not isinstance(user, str):
+            users = [user for user in users if isinstance(user, str)]
+            if not users:
                 raise Broken("unexpected_erasure", f"{path}: [erased], but no person it belongs to", event)
-            self.markers.append((event, path, user))
+            self.markers.append((event, path, users))
 
     def fold(self, position, hash_):
         self.pass_checkpoints_before(position)
@@ -398,12 +403,12 @@ class Verifier:
             raise Broken("malformed_line", "the end line counts another number of events")
         if self.whole:
             self.pass_checkpoints_before((float("inf"), float("inf")))
-        for event, path, user in self.markers:
-            if user in self.erased_users:
+        for event, path, users in self.markers:
+            if any(user in self.erased_users for user in users):
                 continue
             if self.whole:
                 raise Broken("unexpected_erasure", f"{path}: [erased], but the log holds no user.erased "
-                                                   f"of user {user}", event)
+                                                   f"of {' or '.join(users)}", event)
             self.report["erasure_markers_unconfirmed"] += 1
         for trusted in self.trusted:
             if not trusted.get("matched"):

@@ -47,6 +47,9 @@ pub struct ErasedValue {
     /// Personal metadata may also be erased because its actor was.
     actor_id: Option<String>,
     in_metadata: bool,
+    /// Before hash version 2, erasures blanked every actor's metadata in
+    /// the person's streams.
+    hash_version: i16,
 }
 
 /// Checks each withheld leaf's path; returns the erased ones, which still
@@ -82,6 +85,7 @@ pub fn erased_values(
                         .as_str()
                         .map(str::to_owned),
                     in_metadata,
+                    hash_version: record.hash_version,
                 });
             }
         }
@@ -132,11 +136,18 @@ impl Erasures {
         }
     }
 
-    /// Whether a recorded erasure allows `value`.
+    /// Whether a recorded erasure allows `value`: a payload value is the
+    /// stream owner's; personal metadata is the actor's, or the stream
+    /// owner's when the service itself wrote the event (no actor) or it
+    /// was hashed under version 1.
     pub fn covers(&self, value: &ErasedValue) -> bool {
         let erased = |user: Option<&String>| user.is_some_and(|u| self.erased_users.contains(u));
-        erased(self.stream_owner(&value.stream))
-            || (value.in_metadata && erased(value.actor_id.as_ref()))
+        let owner = || erased(self.stream_owner(&value.stream));
+        if !value.in_metadata {
+            return owner();
+        }
+        erased(value.actor_id.as_ref())
+            || ((value.actor_id.is_none() || value.hash_version == 1) && owner())
     }
 }
 
@@ -218,6 +229,32 @@ mod tests {
         let erased = erased_values(&given, erased_at("/metadata/request_ip"), false).unwrap();
         let mut erasures = Erasures::default();
         assert!(!erasures.covers(&erased[0]));
+        erasures.user_erased("u1".to_owned());
+        assert!(erasures.covers(&erased[0]));
+    }
+
+    #[test]
+    fn another_actors_metadata_in_the_erased_persons_stream_is_not_erasable() {
+        let given = record(User::TYPE, "u1", UserEvent::ERASED.name(), "admin");
+        let erased = erased_values(&given, erased_at("/metadata/user_agent"), false).unwrap();
+        let mut erasures = Erasures::default();
+        erasures.user_erased("u1".to_owned());
+        assert!(!erasures.covers(&erased[0]));
+        let mut older = record(User::TYPE, "u1", UserEvent::ERASED.name(), "admin");
+        older.hash_version = 1;
+        let erased = erased_values(&older, erased_at("/metadata/user_agent"), false).unwrap();
+        assert!(
+            erasures.covers(&erased[0]),
+            "erasures before version 2 did so"
+        );
+    }
+
+    #[test]
+    fn metadata_of_an_event_without_actor_is_the_stream_owners() {
+        let mut given = record(User::TYPE, "u1", UserEvent::LOGIN_FAILED.name(), "");
+        given.visible = json!({"payload": {}, "metadata": {}});
+        let erased = erased_values(&given, erased_at("/metadata/request_ip"), false).unwrap();
+        let mut erasures = Erasures::default();
         erasures.user_erased("u1".to_owned());
         assert!(erasures.covers(&erased[0]));
     }

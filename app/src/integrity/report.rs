@@ -65,9 +65,9 @@ impl Broken {
 /// they could be dropped or reordered unseen.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct UnprovenTail {
-    /// Where the newest verified checkpoint stands (0, 0 without one).
-    pub after_transaction_id: i64,
-    pub after_global_position: i64,
+    /// Where the newest verified checkpoint stands; null without one.
+    pub after_transaction_id: Option<i64>,
+    pub after_global_position: Option<i64>,
     pub events: u64,
 }
 
@@ -79,7 +79,8 @@ pub struct VerifyReport {
     /// Events up to and including the newest checkpoint that verified:
     /// their number, order and content are proven by its signature.
     pub events_proven: u64,
-    pub unproven_tail: UnprovenTail,
+    /// Null for a filtered export: it proves no order or completeness.
+    pub unproven_tail: Option<UnprovenTail>,
     /// Trusted checkpoints given (`--trusted-checkpoints`) found unchanged.
     pub trusted_checkpoints_matched: u64,
     /// A filtered export proves each event it holds, not that none is
@@ -101,13 +102,12 @@ impl VerifyReport {
     /// What the checkpoints passed prove: `proven` is where the newest one
     /// stands and how many events it signs.
     pub(crate) fn proven(&mut self, proven: Option<(i64, i64, i64)>) {
-        let (transaction_id, global_position, events) = proven.unwrap_or_default();
-        self.events_proven = events.max(0) as u64;
-        self.unproven_tail = UnprovenTail {
-            after_transaction_id: transaction_id,
-            after_global_position: global_position,
+        self.events_proven = proven.map_or(0, |(_, _, events)| events.max(0) as u64);
+        self.unproven_tail = (!self.filtered).then(|| UnprovenTail {
+            after_transaction_id: proven.map(|(transaction_id, _, _)| transaction_id),
+            after_global_position: proven.map(|(_, global_position, _)| global_position),
             events: self.events_checked.saturating_sub(self.events_proven),
-        };
+        });
     }
 
     pub(crate) fn finish(mut self) -> Self {

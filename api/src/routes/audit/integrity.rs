@@ -34,8 +34,9 @@ pub struct BrokenLink {
 /// linked in its stream, but no signature covers their number or order.
 #[derive(Serialize, ToSchema)]
 pub struct UnprovenTailView {
-    after_transaction_id: i64,
-    after_global_position: i64,
+    /// Where the newest checkpoint that verified stands; null without one.
+    after_transaction_id: Option<i64>,
+    after_global_position: Option<i64>,
     events: u64,
 }
 
@@ -46,7 +47,8 @@ pub struct Verification {
     checkpoints_checked: u64,
     /// Events up to and including the newest checkpoint that verified.
     events_proven: u64,
-    unproven_tail: UnprovenTailView,
+    /// Never null here (the database is never filtered).
+    unproven_tail: Option<UnprovenTailView>,
     /// Always 0 here: trusted checkpoints are given to `api audit verify`.
     trusted_checkpoints_matched: u64,
     /// Always false here (the database is never filtered).
@@ -62,11 +64,11 @@ impl From<VerifyReport> for Verification {
             events_checked: report.events_checked,
             checkpoints_checked: report.checkpoints_checked,
             events_proven: report.events_proven,
-            unproven_tail: UnprovenTailView {
-                after_transaction_id: report.unproven_tail.after_transaction_id,
-                after_global_position: report.unproven_tail.after_global_position,
-                events: report.unproven_tail.events,
-            },
+            unproven_tail: report.unproven_tail.map(|tail| UnprovenTailView {
+                after_transaction_id: tail.after_transaction_id,
+                after_global_position: tail.after_global_position,
+                events: tail.events,
+            }),
             trusted_checkpoints_matched: report.trusted_checkpoints_matched,
             filtered: report.filtered,
             erasure_markers_unconfirmed: report.erasure_markers_unconfirmed,
