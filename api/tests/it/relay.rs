@@ -1,6 +1,7 @@
 //! The outbox relay against the real database and broker: a crash between
 //! publish and checkpoint re-publishes and the projector applies once; a
-//! transaction that commits out of position order is never skipped.
+//! transaction that commits out of position order is never skipped; the
+//! checkpoint signer refuses events altered after its last checkpoint.
 
 use crate::support;
 use std::time::Duration;
@@ -83,6 +84,10 @@ impl Fixture {
 }
 
 async fn register_users(pool: &sqlx::PgPool, count: usize) {
+    register_users_named(pool, "u", count).await;
+}
+
+async fn register_users_named(pool: &sqlx::PgPool, prefix: &str, count: usize) {
     let passwords = app::password::Passwords::new(4).await.unwrap();
     let failed_logins = app::failed_logins::FailedLogins::new(
         pool.clone(),
@@ -99,7 +104,7 @@ async fn register_users(pool: &sqlx::PgPool, count: usize) {
             .register(
                 &context,
                 None,
-                Email::parse(&format!("u{n}@example.com")).unwrap(),
+                Email::parse(&format!("{prefix}{n}@example.com")).unwrap(),
                 DisplayName::parse("U").unwrap(),
                 Password::parse(GOOD_PASSWORD).unwrap(),
             )
@@ -302,4 +307,66 @@ async fn one_relay_publishes_and_another_takes_over_when_it_dies() {
     assert!(
         matches!(event, UserEvent::Registered { email, .. } if email.as_str() == "after@example.com")
     );
+}
+
+/// Publishes whatever is ready and lets the signer fold it.
+async fn publish_all(relay: &mut Relay) {
+    while let Some(last) = relay.publish_next_batch().await.unwrap() {
+        relay.save_checkpoint(last).await.unwrap();
+    }
+}
+
+async fn checkpoints(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The signer recomputes what it signs: an event altered in the database
+/// after the last checkpoint (its sealed form, or its link rehashed to
+/// match) is named, and nothing more is signed; publishing goes on.
+#[tokio::test]
+async fn the_signer_refuses_an_event_altered_after_the_last_checkpoint() {
+    let alterations: [(&str, &str); 2] = [
+        (
+            "hash_mismatch",
+            "UPDATE events SET sealed = jsonb_set(sealed::jsonb, '{metadata,correlation_id}', \
+             '\"sha256:00\"')::json WHERE global_position = (SELECT max(global_position) FROM events)",
+        ),
+        (
+            "broken_link",
+            "UPDATE events SET prev_hash = repeat('0', 64), \
+                 hash = event_hash_v2(repeat('0', 64), event_id, aggregate_type, aggregate_id, \
+                     sequence, event_type, event_version, sealed::text, recorded_at) \
+             WHERE global_position = (SELECT max(global_position) FROM events)",
+        ),
+    ];
+    for (reason, alteration) in alterations {
+        let fixture = Fixture::new().await;
+        register_users(&fixture.db.pool, 2).await;
+        settled(&fixture.db.pool).await;
+        let mut relay = fixture.relay().await;
+        publish_all(&mut relay).await;
+        let signed = checkpoints(&fixture.db.pool).await;
+        assert_eq!(signed, 1, "the first checkpoint is due at once");
+        assert!(relay.signer_refusal().is_none());
+
+        register_users_named(&fixture.db.pool, "later", 2).await;
+        settled(&fixture.db.pool).await;
+        sqlx::raw_sql(alteration)
+            .execute(&fixture.db.pool)
+            .await
+            .unwrap();
+        publish_all(&mut relay).await;
+        let refusal = relay.signer_refusal().expect("the signer refuses").clone();
+        assert_eq!(
+            serde_json::to_value(refusal.reason).unwrap(),
+            reason,
+            "{refusal:?}"
+        );
+        assert!(refusal.aggregate_id.is_some() && refusal.sequence.is_some());
+        assert_eq!(checkpoints(&fixture.db.pool).await, signed);
+        fixture.tapped(2 + 2).await;
+    }
 }
