@@ -154,10 +154,9 @@ async fn an_older_backup_is_refused_until_an_operator_acknowledges_it() {
     assert_eq!(acknowledgements.len(), 1, "{acknowledgements:?}");
     let acknowledged = &acknowledgements[0]["LogAcknowledged"];
     assert_eq!(acknowledged["reason"], "restored the backup of 06:00");
-    assert_eq!(
+    assert!(
         acknowledged["previous"]["event_count"].as_i64().unwrap()
             > acknowledged["adopted"]["event_count"].as_i64().unwrap(),
-        true,
         "{acknowledged}"
     );
     let report = verified(&app).await;
@@ -316,7 +315,7 @@ async fn an_erasure_marker_where_no_erasure_is_recorded_is_reported() {
             report["first_broken"]["detail"].as_str().unwrap().contains(
                 path.trim_matches(|c| c == '{' || c == '}')
                     .split(',')
-                    .last()
+                    .next_back()
                     .unwrap()
             ),
             "{what}: {report}"
