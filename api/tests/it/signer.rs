@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use domain::{RoleEvent, UserEvent, ERASED};
 use infra::integrity::{CheckpointLine, CHECKPOINT_ROUTING_KEY};
-use infra::testing::{eventually, scrape};
+use infra::testing::{eventually, scrape, TestDatabase, TestTopology};
 use serde_json::Value;
 
 use crate::integrity::{
     assert_broken, audit_command, every_event_checkpointed, execute, sealed_history, verified,
 };
-use crate::support::TestApp;
+use crate::support::{projector_group, start_api_with, TestApp, GOOD_PASSWORD};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -37,12 +37,12 @@ async fn health(app: &TestApp) -> Value {
     app.get("/health/ready").await.json().await.unwrap()
 }
 
-fn port_of(app: &TestApp) -> u16 {
-    app.address.rsplit(':').next().unwrap().parse().unwrap()
+fn port_of(address: &str) -> u16 {
+    address.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-async fn refusing_state(app: &TestApp) -> f64 {
-    scrape(port_of(app)).await.families[relay::metrics::SIGNER_REFUSING].samples[0].value
+async fn refusing_state(port: u16) -> f64 {
+    scrape(port).await.families[relay::metrics::SIGNER_REFUSING].samples[0].value
 }
 
 /// Waits until the signer refuses with `reason`, and checks it signed nothing since.
@@ -53,7 +53,6 @@ async fn assert_refuses(app: &TestApp, reason: &str, checkpoints_before: i64) {
     })
     .await;
     assert_eq!(found["audit_signer"]["found"]["reason"], reason, "{found}");
-    assert_eq!(refusing_state(app).await, 1.0);
     // Well past the checkpoint interval (1 s) and the retry: still nothing signed.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(checkpoint_count(app).await, checkpoints_before);
@@ -73,7 +72,6 @@ async fn a_rewritten_log_is_not_signed_and_trusted_checkpoints_catch_it() {
     );
     assert!(saved, "{printed}");
     assert_eq!(health(&app).await["audit_signer"]["status"], "signing");
-    assert_eq!(refusing_state(&app).await, 0.0);
 
     execute(
         &app.db.pool,
@@ -112,6 +110,67 @@ async fn a_rewritten_log_is_not_signed_and_trusted_checkpoints_catch_it() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The refusal as monitoring sees it, on a real api process's /metrics
+/// (the in-process apps of the other tests share one metrics registry).
+#[tokio::test]
+async fn a_refusing_signer_sets_its_gauge_in_the_process_metrics() {
+    let db = TestDatabase::create().await;
+    let topology = TestTopology::new(vec![projector_group()]);
+    let often = [
+        ("AUDIT_CHECKPOINT_EVERY_EVENTS", "2"),
+        ("AUDIT_CHECKPOINT_EVERY_SECONDS", "1"),
+    ];
+    let api = start_api_with(&db, &topology, &often, None).await;
+    let port = port_of(&api.address);
+    let client = reqwest::Client::new();
+    let register = |n: u32| {
+        let client = client.clone();
+        let url = format!("{}/v1/users", api.address);
+        async move {
+            let answer = client
+                .post(url)
+                .json(&serde_json::json!({"email": format!("m{n}@example.com"),
+                    "password": GOOD_PASSWORD, "display_name": "M"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 201);
+        }
+    };
+    register(1).await;
+    register(2).await;
+    eventually(SETTLE, "a checkpoint", || async {
+        let signed: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        (signed > 0).then_some(())
+    })
+    .await;
+    assert_eq!(refusing_state(port).await, 0.0);
+
+    execute(&db.pool, "DELETE FROM audit_checkpoints").await;
+    register(3).await;
+    register(4).await;
+    eventually(SETTLE, "the gauge to say refusing", || async {
+        (refusing_state(port).await == 1.0).then_some(())
+    })
+    .await;
+    let health: Value = client
+        .get(format!("{}/health/ready", api.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["audit_signer"]["status"], "refusing", "{health}");
+    assert_eq!(
+        health["audit_signer"]["found"]["reason"], "state_not_extended",
+        "{health}"
+    );
+}
+
 /// An older backup restored: the newest checkpoints and the events after
 /// an older one are gone. Refused until acknowledged; the acknowledgement
 /// is an event, and signing resumes from the older checkpoint.
@@ -144,7 +203,6 @@ async fn an_older_backup_is_refused_until_an_operator_acknowledges_it() {
         (health(&app).await["audit_signer"]["status"] == "signing").then_some(())
     })
     .await;
-    assert_eq!(refusing_state(&app).await, 0.0);
     let acknowledgements: Vec<Value> =
         sqlx::query_scalar("SELECT payload::jsonb FROM events WHERE event_type = $1")
             .bind(domain::AuditSignerEvent::LOG_ACKNOWLEDGED.name())
