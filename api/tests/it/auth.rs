@@ -707,6 +707,20 @@ async fn a_login_rehashes_a_hash_with_older_parameters_once() {
         .unwrap();
     assert_problem(response, 401, "invalid-credentials", None).await;
     assert_eq!(rehashes().await, 0);
+    // The refusal's user.login_failed is appended after the answer; a
+    // rehash racing it would lose the append (and wait for the next login).
+    infra::testing::eventually(
+        Duration::from_secs(10),
+        "the failed login settled",
+        || async {
+            let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_login_failures")
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap();
+            (pending == 0).then_some(())
+        },
+    )
+    .await;
 
     let tokens = login(
         &app.client,
