@@ -77,8 +77,8 @@ impl Principal {
         let (first, last, permissions) = session_and_permissions(pool, claims.sid, claims.sub)
             .await
             .map_err(ApiError::internal)?;
-        let Some(session_ends_at) = live_until(first, last) else {
-            tracing::debug!(session_id = %claims.sid, "access token of an ended session refused");
+        let Some(session_ends_at) = live_until(first, last, claims.sub) else {
+            tracing::debug!(session_id = %claims.sid, "access token of an ended session, or of another user's, refused");
             return Err(refused());
         };
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
@@ -172,8 +172,13 @@ async fn session_and_permissions(
 }
 
 /// When the session whose first and last events these are ends, if it is
-/// live now. An event that does not decode makes it not live.
-fn live_until(first: Option<StoredEvent>, last: Option<StoredEvent>) -> Option<DateTime<Utc>> {
+/// live now and belongs to `subject` (a token's `sid` counts only for its
+/// own `sub`). An event that does not decode makes it not live.
+fn live_until(
+    first: Option<StoredEvent>,
+    last: Option<StoredEvent>,
+    subject: Uuid,
+) -> Option<DateTime<Utc>> {
     let decode = |(event_type, version, payload): StoredEvent| {
         domain::decode::<SessionEvent>(&event_type, &version, payload)
     };
@@ -187,7 +192,7 @@ fn live_until(first: Option<StoredEvent>, last: Option<StoredEvent>) -> Option<D
             return None;
         }
     };
-    if !session.is_live(Utc::now()) {
+    if session.user_id() != Some(subject) || !session.is_live(Utc::now()) {
         return None;
     }
     [session.expires_at(), session.idle_deadline()]

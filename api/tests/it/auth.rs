@@ -337,6 +337,32 @@ async fn access_tokens_are_eddsa_with_a_kid_published_in_the_jwks() {
     assert!(keys[0].get("d").is_none(), "no private part published");
 }
 
+/// A token's `sid` counts only for its own `sub`: the administrator's id
+/// beside a plain user's live session is refused, even signed with the real
+/// key (revoking the administrator's sessions must stop every such token).
+#[tokio::test]
+async fn a_token_naming_another_users_session_is_refused() {
+    let app = spawn_app().await;
+    let kid = jsonwebtoken::decode_header(&app.admin_token)
+        .unwrap()
+        .kid
+        .unwrap();
+    let real_key = EncodingKey::from_ed_pem(&std::fs::read(key_file(&app.db)).unwrap()).unwrap();
+    let (_, plain) = app.user_with_session("plain@example.com").await;
+    let plain_sid = jwt_claims(plain["access_token"].as_str().unwrap())["sid"].clone();
+    let admin = jwt_claims(&app.admin_token);
+
+    let control = sign_eddsa(&real_key, Some(&kid), &fresh(&admin));
+    assert_eq!(app.get_as("/v1/users", &control).await.status(), 200);
+    let mut borrowed = admin.clone();
+    borrowed["sid"] = plain_sid;
+    let token = sign_eddsa(&real_key, Some(&kid), &fresh(&borrowed));
+    for path in ["/v1/users/me", "/v1/users"] {
+        let response = app.get_as(path, &token).await;
+        assert_problem(response, 401, "unauthorized", None).await;
+    }
+}
+
 #[tokio::test]
 async fn forged_and_tampered_access_tokens_are_refused() {
     let app = spawn_app().await;
