@@ -10,7 +10,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use app::integrity::{listed_keys, verify_store, ExportVerifier, VerifyReport};
-use infra::integrity::{public_key_pem, Checkpoint, CheckpointLine, PublicKeys};
+use infra::integrity::{
+    public_key_pem, stored_checkpoints, Checkpoint, CheckpointLine, PublicKeys,
+};
 use infra::settings::CommonSettings;
 
 /// The checkpoints of a trusted-checkpoints file: one `{"checkpoint": {...}}`
@@ -41,14 +43,9 @@ pub async fn checkpoints_to_file(common: &CommonSettings, output: &Path) -> anyh
     let pool = infra::db::connect(&common.database_url, 1)
         .await
         .context("connect to the database")?;
-    let checkpoints: Vec<Checkpoint> = sqlx::query_as(
-        "SELECT transaction_id, global_position, running_hash, event_count, created_at, \
-                key_id, signature \
-         FROM audit_checkpoints ORDER BY transaction_id, global_position",
-    )
-    .fetch_all(&pool)
-    .await
-    .context("read the checkpoints")?;
+    let checkpoints = stored_checkpoints(&pool, None)
+        .await
+        .context("read the checkpoints")?;
     let mut partial = output.as_os_str().to_owned();
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);

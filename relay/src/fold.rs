@@ -3,9 +3,8 @@
 //! signer makes on each before it folds it: nothing is taken on trust from
 //! a table but what an earlier signed checkpoint covers.
 
-use chrono::{DateTime, Utc};
 use infra::event_log::LogPosition;
-use infra::integrity::{event_hash, ChainedEvent, HashVersion};
+use infra::integrity::HashedEvent;
 use serde::Serialize;
 use sqlx::PgExecutor;
 
@@ -14,17 +13,8 @@ use sqlx::PgExecutor;
 pub struct FoldedEvent {
     pub transaction_id: i64,
     pub global_position: i64,
-    pub event_id: String,
-    pub hash_version: i16,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub sealed: String,
-    pub recorded_at: DateTime<Utc>,
-    pub prev_hash: String,
-    pub hash: String,
+    #[sqlx(flatten)]
+    pub event: HashedEvent,
     /// `None` when the stream has no event at `sequence - 1`.
     pub previous_hash: Option<String>,
 }
@@ -82,40 +72,23 @@ impl FoldedEvent {
         }
     }
 
-    /// Its hash recomputed from its stored fields, and its link.
+    /// Its hash recomputed from its stored fields, and its link to the
+    /// stored hash of the event before it in its stream.
     pub fn check(&self) -> Result<(), Refusal> {
-        let version = HashVersion::try_from(self.hash_version)
-            .map_err(|unknown| self.refusal(RefusalReason::HashMismatch, unknown.to_string()))?;
-        let computed = event_hash(&ChainedEvent {
-            version,
-            prev_hash: &self.prev_hash,
-            event_id: &self.event_id,
-            aggregate_type: &self.aggregate_type,
-            aggregate_id: &self.aggregate_id,
-            sequence: self.sequence,
-            event_type: &self.event_type,
-            event_version: &self.event_version,
-            sealed: &self.sealed,
-            recorded_at: self.recorded_at,
-        });
-        if computed != self.hash {
-            return Err(self.refusal(
-                RefusalReason::HashMismatch,
-                format!("stored hash {}, its fields hash to {computed}", self.hash),
-            ));
-        }
-        let linked = match (self.sequence, &self.previous_hash) {
-            (1, _) => self.prev_hash.is_empty(),
-            (sequence, Some(previous)) => sequence > 1 && *previous == self.prev_hash,
-            (_, None) => false,
+        self.event
+            .check_hash()
+            .map_err(|defect| self.refusal(RefusalReason::HashMismatch, defect.to_string()))?;
+        let previous = match (self.event.sequence, &self.previous_hash) {
+            (sequence, Some(hash)) if sequence > 1 => Some((sequence - 1, hash.as_str())),
+            _ => None,
         };
-        if !linked {
+        if !self.event.follows(previous) {
             return Err(self.refusal(
                 RefusalReason::BrokenLink,
                 format!(
                     "prev_hash {:?} is not the hash of event {} of its stream",
-                    self.prev_hash,
-                    self.sequence - 1
+                    self.event.prev_hash,
+                    self.event.sequence - 1
                 ),
             ));
         }
@@ -125,9 +98,9 @@ impl FoldedEvent {
     fn refusal(&self, reason: RefusalReason, detail: String) -> Refusal {
         Refusal {
             reason,
-            aggregate_type: Some(self.aggregate_type.clone()),
-            aggregate_id: Some(self.aggregate_id.clone()),
-            sequence: Some(self.sequence),
+            aggregate_type: Some(self.event.aggregate_type.clone()),
+            aggregate_id: Some(self.event.aggregate_id.clone()),
+            sequence: Some(self.event.sequence),
             global_position: Some(self.global_position),
             detail,
         }
@@ -165,16 +138,14 @@ pub async fn events_between(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     use super::*;
 
     fn event(sequence: i64, prev_hash: &str, previous_hash: Option<&str>) -> FoldedEvent {
-        let mut event = FoldedEvent {
-            transaction_id: 5,
-            global_position: 9,
-            event_id: "0190a0a0-0000-7000-8000-000000000001".to_owned(),
+        let mut event = HashedEvent {
             hash_version: 2,
+            event_id: "0190a0a0-0000-7000-8000-000000000001".to_owned(),
             aggregate_type: "user".to_owned(),
             aggregate_id: "u1".to_owned(),
             sequence,
@@ -184,21 +155,14 @@ mod tests {
             recorded_at: Utc.timestamp_micros(1_764_000_000_000_000).unwrap(),
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
-            previous_hash: previous_hash.map(str::to_owned),
         };
-        event.hash = event_hash(&ChainedEvent {
-            version: HashVersion::V2,
-            prev_hash: &event.prev_hash,
-            event_id: &event.event_id,
-            aggregate_type: &event.aggregate_type,
-            aggregate_id: &event.aggregate_id,
-            sequence: event.sequence,
-            event_type: &event.event_type,
-            event_version: &event.event_version,
-            sealed: &event.sealed,
-            recorded_at: event.recorded_at,
-        });
-        event
+        event.hash = event.recompute().unwrap();
+        FoldedEvent {
+            transaction_id: 5,
+            global_position: 9,
+            event,
+            previous_hash: previous_hash.map(str::to_owned),
+        }
     }
 
     #[test]
@@ -210,13 +174,13 @@ mod tests {
     #[test]
     fn an_event_whose_fields_do_not_hash_to_its_hash_is_refused() {
         let mut altered = event(1, "", None);
-        altered.sealed = r#"{"payload": {"x": 1}, "metadata": {}}"#.to_owned();
+        altered.event.sealed = r#"{"payload": {"x": 1}, "metadata": {}}"#.to_owned();
         assert_eq!(
             altered.check().unwrap_err().reason,
             RefusalReason::HashMismatch
         );
         let mut id_changed = event(1, "", None);
-        id_changed.event_id = "0190a0a0-0000-7000-8000-000000000002".to_owned();
+        id_changed.event.event_id = "0190a0a0-0000-7000-8000-000000000002".to_owned();
         assert_eq!(
             id_changed.check().unwrap_err().reason,
             RefusalReason::HashMismatch

@@ -24,7 +24,7 @@ use infra::event_log::LogPosition;
 use infra::health::SignerHealth;
 use infra::integrity::{
     key_id, running_hash, Checkpoint, CheckpointLine, PublicKeys, SignerState, SignerStateFile,
-    CHECKPOINT_ROUTING_KEY,
+    CHECKPOINT_COLUMNS, CHECKPOINT_ROUTING_KEY,
 };
 use sqlx::PgPool;
 
@@ -270,7 +270,8 @@ impl LogSealer {
                         "a checkpoint names a position that holds no event".to_owned(),
                     )));
                 }
-                fold.running_hash = running_hash(&fold.running_hash, &event.hash, event.position());
+                fold.running_hash =
+                    running_hash(&fold.running_hash, &event.event.hash, event.position());
                 fold.event_count += 1;
                 fold.position = event.position();
                 if let Some(checkpoint) = passed.front().filter(|c| c.position() == fold.position) {
@@ -427,9 +428,6 @@ async fn publish(publisher: &Publisher, checkpoint: &Checkpoint) -> Result<(), b
         )
         .await
 }
-
-const CHECKPOINT_COLUMNS: &str =
-    "transaction_id, global_position, running_hash, event_count, created_at, key_id, signature";
 
 async fn checkpoint_at(pool: &PgPool, at: LogPosition) -> sqlx::Result<Option<Checkpoint>> {
     sqlx::query_as(&format!(

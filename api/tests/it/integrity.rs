@@ -30,7 +30,7 @@ pub async fn sealed_history() -> (TestApp, String, String) {
 
 pub async fn every_event_checkpointed(app: &TestApp) {
     let pool = app.db.pool.clone();
-    eventually(Duration::from_secs(20), "a checkpoint of every event", || {
+    eventually(Duration::from_secs(30), "a checkpoint of every event", || {
         let pool = pool.clone();
         async move {
             let (events, covered): (i64, Option<i64>) = sqlx::query_as(

@@ -11,12 +11,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use infra::testing::eventually;
 use serde_json::Value;
 
 use crate::audit::ada_with_history;
+use crate::integrity::every_event_checkpointed;
 use crate::support::{spawn_app_with, TestApp};
 
 /// A checkpoint every 4 events, and one for the tail within a second.
@@ -107,23 +106,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-async fn every_event_checkpointed(app: &TestApp) {
-    let pool = app.db.pool.clone();
-    eventually(Duration::from_secs(30), "a checkpoint of every event", || {
-        let pool = pool.clone();
-        async move {
-            let (events, covered): (i64, Option<i64>) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM events), (SELECT max(event_count) FROM audit_checkpoints)",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            (covered == Some(events)).then_some(())
-        }
-    })
-    .await;
 }
 
 async fn export(app: &TestApp, query: &str) -> String {

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use infra::event_log::{self, EventRow, LogPosition};
-use infra::integrity::{withhold_salts, Checkpoint};
+use infra::integrity::{stored_checkpoints, withhold_salts, Checkpoint};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{PgPool, QueryBuilder};
@@ -149,16 +149,7 @@ impl AuditExport {
         if self.header.filters != AuditFilter::default() {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_as(
-            "SELECT transaction_id, global_position, running_hash, event_count, created_at, \
-                    key_id, signature \
-             FROM audit_checkpoints WHERE (transaction_id, global_position) <= ($1, $2) \
-             ORDER BY transaction_id, global_position",
-        )
-        .bind(self.newest.transaction_id)
-        .bind(self.newest.global_position)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(stored_checkpoints(&self.pool, Some(self.newest)).await?)
     }
 
     /// The next page in publishing order; `None` once every event is out.

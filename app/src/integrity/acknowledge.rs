@@ -15,6 +15,7 @@ use ed25519_dalek::VerifyingKey;
 use infra::commands::CommandBus;
 use infra::integrity::{
     key_id, Checkpoint, PublicKeys, SignerState, SignerStateError, SignerStateFile,
+    CHECKPOINT_COLUMNS,
 };
 use sqlx::PgPool;
 
@@ -85,12 +86,10 @@ async fn newest_signed_by(
 ) -> sqlx::Result<Option<Checkpoint>> {
     let mut keys = PublicKeys::default();
     keys.insert(*signer);
-    let checkpoints: Vec<Checkpoint> = sqlx::query_as(
-        "SELECT transaction_id, global_position, running_hash, event_count, created_at, \
-                key_id, signature \
-         FROM audit_checkpoints WHERE key_id = $1 \
-         ORDER BY transaction_id DESC, global_position DESC",
-    )
+    let checkpoints: Vec<Checkpoint> = sqlx::query_as(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE key_id = $1 \
+         ORDER BY transaction_id DESC, global_position DESC"
+    ))
     .bind(key_id(signer))
     .fetch_all(pool)
     .await?;

@@ -3,11 +3,9 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Utc};
 use infra::event_log::LogPosition;
 use infra::integrity::{
-    check_seal, event_hash, running_hash, ChainedEvent, Checkpoint, HashVersion, PublicKeys,
-    Withheld,
+    check_seal, running_hash, Checkpoint, HashDefect, HashedEvent, PublicKeys, Withheld,
 };
 use serde_json::Value;
 
@@ -16,23 +14,12 @@ use super::report::{Broken, Reason};
 /// One event with its integrity columns, as stored or as exported.
 #[derive(Debug)]
 pub struct SealedRecord {
-    /// `events.hash_version`: which fields `hash` covers.
-    pub hash_version: i16,
-    pub event_id: String,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
+    /// What its hash covers, and the hashes stored with it.
+    pub event: HashedEvent,
     pub position: LogPosition,
-    pub event_type: String,
-    pub event_version: String,
-    pub recorded_at: DateTime<Utc>,
     /// `{"payload": ..., "metadata": ...}` as shown (stored, or exported).
     pub visible: Value,
-    /// `events.sealed` exactly as stored.
-    pub sealed: String,
     pub salts: Value,
-    pub prev_hash: String,
-    pub hash: String,
 }
 
 impl SealedRecord {
@@ -43,9 +30,9 @@ impl SealedRecord {
         found: Option<String>,
     ) -> Broken {
         Broken {
-            aggregate_type: Some(self.aggregate_type.clone()),
-            aggregate_id: Some(self.aggregate_id.clone()),
-            sequence: Some(self.sequence),
+            aggregate_type: Some(self.event.aggregate_type.clone()),
+            aggregate_id: Some(self.event.aggregate_id.clone()),
+            sequence: Some(self.event.sequence),
             global_position: Some(self.position.global_position),
             expected,
             found,
@@ -57,30 +44,16 @@ impl SealedRecord {
     /// The event's own hash and seal; the leaves shown without their salt,
     /// for the marker rules (`super::markers`).
     pub fn check(&self) -> Result<Vec<Withheld>, Broken> {
-        let version = HashVersion::try_from(self.hash_version).map_err(|unknown| Broken {
-            detail: Some(unknown.to_string()),
-            ..self.broken(Reason::HashMismatch, None, None)
+        self.event.check_hash().map_err(|defect| match defect {
+            HashDefect::Mismatch { stored, computed } => {
+                self.broken(Reason::HashMismatch, Some(computed), Some(stored))
+            }
+            HashDefect::UnknownVersion(unknown) => Broken {
+                detail: Some(unknown.to_string()),
+                ..self.broken(Reason::HashMismatch, None, None)
+            },
         })?;
-        let computed = event_hash(&ChainedEvent {
-            version,
-            prev_hash: &self.prev_hash,
-            event_id: &self.event_id,
-            aggregate_type: &self.aggregate_type,
-            aggregate_id: &self.aggregate_id,
-            sequence: self.sequence,
-            event_type: &self.event_type,
-            event_version: &self.event_version,
-            sealed: &self.sealed,
-            recorded_at: self.recorded_at,
-        });
-        if computed != self.hash {
-            return Err(self.broken(
-                Reason::HashMismatch,
-                Some(computed),
-                Some(self.hash.clone()),
-            ));
-        }
-        let sealed: Value = serde_json::from_str(&self.sealed).map_err(|_| Broken {
+        let sealed: Value = serde_json::from_str(&self.event.sealed).map_err(|_| Broken {
             detail: Some("the sealed form is not JSON".to_owned()),
             ..self.broken(Reason::SealMismatch, None, None)
         })?;
@@ -93,19 +66,19 @@ impl SealedRecord {
     /// That it follows `previous` (the event before it in its stream, if
     /// known) or, without one, begins its stream.
     pub fn check_link(&self, previous: Option<(i64, &str)>) -> Result<(), Broken> {
+        if self.event.follows(previous) {
+            return Ok(());
+        }
         let (expected_sequence, expected_prev) =
             previous.map_or((1, ""), |(sequence, hash)| (sequence + 1, hash));
-        if self.sequence != expected_sequence || self.prev_hash != expected_prev {
-            return Err(Broken {
-                detail: Some(format!("expected sequence {expected_sequence}")),
-                ..self.broken(
-                    Reason::BrokenLink,
-                    Some(expected_prev.to_owned()),
-                    Some(self.prev_hash.clone()),
-                )
-            });
-        }
-        Ok(())
+        Err(Broken {
+            detail: Some(format!("expected sequence {expected_sequence}")),
+            ..self.broken(
+                Reason::BrokenLink,
+                Some(expected_prev.to_owned()),
+                Some(self.event.prev_hash.clone()),
+            )
+        })
     }
 }
 

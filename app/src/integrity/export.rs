@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use infra::event_log::LogPosition;
-use infra::integrity::{Checkpoint, PublicKeys};
+use infra::integrity::{Checkpoint, HashedEvent, PublicKeys};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -189,25 +189,30 @@ impl ExportVerifier {
         let shown_metadata_agrees =
             shown_metadata_agrees(&event.metadata, &event.integrity.stored_metadata);
         let record = SealedRecord {
-            hash_version: event.integrity.hash_version,
-            event_id: event.event_id,
-            aggregate_type: event.aggregate_type,
-            aggregate_id: event.aggregate_id,
-            sequence: event.sequence,
+            event: HashedEvent {
+                hash_version: event.integrity.hash_version,
+                event_id: event.event_id,
+                aggregate_type: event.aggregate_type,
+                aggregate_id: event.aggregate_id,
+                sequence: event.sequence,
+                event_type: event.event_type,
+                event_version: event.event_version,
+                sealed: event.integrity.sealed,
+                recorded_at: event.recorded_at,
+                prev_hash: event.integrity.prev_hash,
+                hash: event.integrity.hash,
+            },
             position: LogPosition {
                 transaction_id: event.integrity.transaction_id,
                 global_position: event.global_position,
             },
-            event_type: event.event_type,
-            event_version: event.event_version,
-            recorded_at: event.recorded_at,
             visible: json!({"payload": event.payload, "metadata": event.integrity.stored_metadata}),
-            sealed: event.integrity.sealed,
             salts: event.integrity.salts,
-            prev_hash: event.integrity.prev_hash,
-            hash: event.integrity.hash,
         };
-        let stream = (record.aggregate_type.clone(), record.aggregate_id.clone());
+        let stream = (
+            record.event.aggregate_type.clone(),
+            record.event.aggregate_id.clone(),
+        );
         let previous = self
             .streams
             .get(&stream)
@@ -226,17 +231,18 @@ impl ExportVerifier {
         // A filtered export may leave out any of a stream's events: a link
         // is checked only between events it shows next to each other.
         let gap_left_by_filter =
-            !whole_log && previous.is_none_or(|(sequence, _)| record.sequence > sequence + 1);
+            !whole_log && previous.is_none_or(|(sequence, _)| record.event.sequence > sequence + 1);
         if result.is_ok() && !gap_left_by_filter {
             result = record.check_link(previous);
         }
         if result.is_ok() && whole_log {
-            result = self.fold.fold(record.position, &record.hash);
+            result = self.fold.fold(record.position, &record.event.hash);
         }
         if let Err(broken) = result {
             self.report.broken(broken);
         }
-        self.streams.insert(stream, (record.sequence, record.hash));
+        self.streams
+            .insert(stream, (record.event.sequence, record.event.hash));
     }
 
     fn unreadable(&self, reason: &str) -> ExportLineError {
@@ -282,9 +288,9 @@ fn malformed(detail: &str) -> Broken {
 
 fn malformed_at(record: &SealedRecord) -> Broken {
     Broken {
-        aggregate_type: Some(record.aggregate_type.clone()),
-        aggregate_id: Some(record.aggregate_id.clone()),
-        sequence: Some(record.sequence),
+        aggregate_type: Some(record.event.aggregate_type.clone()),
+        aggregate_id: Some(record.event.aggregate_id.clone()),
+        sequence: Some(record.event.sequence),
         global_position: Some(record.position.global_position),
         ..malformed("")
     }

@@ -70,22 +70,31 @@ pub fn erased_values(
         };
         match leaf.marker {
             Marker::Redacted
-                if in_export && listed(SECRET_PAYLOAD_FIELDS, &record.event_type, &leaf.path) => {}
+                if in_export
+                    && listed(SECRET_PAYLOAD_FIELDS, &record.event.event_type, &leaf.path) => {}
             Marker::Redacted => return Err(unexpected()),
             Marker::Erased => {
                 let in_metadata = personal_metadata(&leaf.path);
-                if !in_metadata && !listed(PERSONAL_PAYLOAD_FIELDS, &record.event_type, &leaf.path)
+                if !in_metadata
+                    && !listed(
+                        PERSONAL_PAYLOAD_FIELDS,
+                        &record.event.event_type,
+                        &leaf.path,
+                    )
                 {
                     return Err(unexpected());
                 }
                 erased.push(ErasedValue {
                     broken: unexpected(),
-                    stream: (record.aggregate_type.clone(), record.aggregate_id.clone()),
+                    stream: (
+                        record.event.aggregate_type.clone(),
+                        record.event.aggregate_id.clone(),
+                    ),
                     actor_id: record.visible["metadata"][ACTOR_ID]
                         .as_str()
                         .map(str::to_owned),
                     in_metadata,
-                    hash_version: record.hash_version,
+                    hash_version: record.event.hash_version,
                 });
             }
         }
@@ -111,16 +120,18 @@ impl Erasures {
 
     /// Learns from an event as it passes (for an export read in one pass).
     pub fn learn(&mut self, record: &SealedRecord) {
-        if record.aggregate_type == User::TYPE && record.event_type == UserEvent::ERASED.name() {
-            self.user_erased(record.aggregate_id.clone());
+        if record.event.aggregate_type == User::TYPE
+            && record.event.event_type == UserEvent::ERASED.name()
+        {
+            self.user_erased(record.event.aggregate_id.clone());
         }
-        if record.aggregate_type == Session::TYPE
-            && record.event_type == SessionEvent::STARTED.name()
+        if record.event.aggregate_type == Session::TYPE
+            && record.event.event_type == SessionEvent::STARTED.name()
         {
             let field = SessionEvent::STARTED_USER_ID;
             let owner = &record.visible["payload"][field.event_type.variant()][field.field];
             if let Value::String(owner) = owner {
-                self.session_started(record.aggregate_id.clone(), owner.clone());
+                self.session_started(record.event.aggregate_id.clone(), owner.clone());
             }
         }
     }
@@ -155,6 +166,7 @@ impl Erasures {
 mod tests {
     use chrono::Utc;
     use infra::event_log::LogPosition;
+    use infra::integrity::HashedEvent;
     use serde_json::json;
 
     use super::*;
@@ -166,20 +178,22 @@ mod tests {
         actor: &str,
     ) -> SealedRecord {
         SealedRecord {
-            hash_version: 2,
-            event_id: String::new(),
-            aggregate_type: aggregate_type.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            sequence: 1,
+            event: HashedEvent {
+                hash_version: 2,
+                event_id: String::new(),
+                aggregate_type: aggregate_type.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                sequence: 1,
+                event_type: event_type.to_owned(),
+                event_version: "1".to_owned(),
+                sealed: String::new(),
+                recorded_at: Utc::now(),
+                prev_hash: String::new(),
+                hash: String::new(),
+            },
             position: LogPosition::default(),
-            event_type: event_type.to_owned(),
-            event_version: "1".to_owned(),
-            recorded_at: Utc::now(),
             visible: json!({"payload": {}, "metadata": {ACTOR_ID: actor}}),
-            sealed: String::new(),
             salts: Value::Null,
-            prev_hash: String::new(),
-            hash: String::new(),
         }
     }
 
@@ -241,7 +255,7 @@ mod tests {
         erasures.user_erased("u1".to_owned());
         assert!(!erasures.covers(&erased[0]));
         let mut older = record(User::TYPE, "u1", UserEvent::ERASED.name(), "admin");
-        older.hash_version = 1;
+        older.event.hash_version = 1;
         let erased = erased_values(&older, erased_at("/metadata/user_agent"), false).unwrap();
         assert!(
             erasures.covers(&erased[0]),

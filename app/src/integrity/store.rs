@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use infra::event_log::{self, LogPosition};
-use infra::integrity::{Checkpoint, PublicKeys};
+use infra::integrity::{stored_checkpoints, Checkpoint, HashedEvent, PublicKeys};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -22,44 +22,25 @@ const VERIFY_PAGE: i64 = 1000;
 
 #[derive(sqlx::FromRow)]
 struct Row {
-    event_id: String,
-    hash_version: i16,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
+    #[sqlx(flatten)]
+    event: HashedEvent,
     transaction_id: i64,
     global_position: i64,
-    event_type: String,
-    event_version: String,
-    recorded_at: DateTime<Utc>,
     payload: Value,
     metadata: Value,
-    sealed: String,
     salts: Value,
-    prev_hash: String,
-    hash: String,
 }
 
 impl From<Row> for SealedRecord {
     fn from(row: Row) -> Self {
         Self {
-            hash_version: row.hash_version,
-            event_id: row.event_id,
-            aggregate_type: row.aggregate_type,
-            aggregate_id: row.aggregate_id,
-            sequence: row.sequence,
+            event: row.event,
             position: LogPosition {
                 transaction_id: row.transaction_id,
                 global_position: row.global_position,
             },
-            event_type: row.event_type,
-            event_version: row.event_version,
-            recorded_at: row.recorded_at,
             visible: json!({"payload": row.payload, "metadata": row.metadata}),
-            sealed: row.sealed,
             salts: row.salts,
-            prev_hash: row.prev_hash,
-            hash: row.hash,
         }
     }
 }
@@ -172,7 +153,9 @@ async fn verify_streams(
             let record = SealedRecord::from(row);
             let before = previous
                 .as_ref()
-                .filter(|(t, i, _, _)| *t == record.aggregate_type && *i == record.aggregate_id)
+                .filter(|(t, i, _, _)| {
+                    *t == record.event.aggregate_type && *i == record.event.aggregate_id
+                })
                 .map(|(_, _, sequence, hash)| (*sequence, hash.as_str()));
             report.events_checked += 1;
             let checked = record
@@ -188,10 +171,10 @@ async fn verify_streams(
                 report.broken(broken);
             }
             previous = Some((
-                record.aggregate_type,
-                record.aggregate_id,
-                record.sequence,
-                record.hash,
+                record.event.aggregate_type,
+                record.event.aggregate_id,
+                record.event.sequence,
+                record.event.hash,
             ));
             if report.first_broken.is_some() {
                 return Ok(());
@@ -212,12 +195,7 @@ async fn verify_checkpoints(
     if report.first_broken.is_some() {
         return Ok(());
     }
-    let checkpoints: Vec<Checkpoint> = sqlx::query_as(
-        "SELECT transaction_id, global_position, running_hash, event_count, created_at, key_id, signature \
-         FROM audit_checkpoints ORDER BY transaction_id, global_position",
-    )
-    .fetch_all(pool)
-    .await?;
+    let checkpoints = stored_checkpoints(pool, None).await?;
     match match_trusted(trusted, &checkpoints, &keys) {
         Ok(matched) => report.trusted_checkpoints_matched = matched,
         Err(broken) => {

@@ -21,6 +21,31 @@ pub const CHECKPOINT_ROUTING_KEY: &str = "audit.checkpoint";
 const PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
 const PEM_END: &str = "-----END PUBLIC KEY-----";
 
+/// The columns of `audit_checkpoints` a [`Checkpoint`] reads, in its order.
+pub const CHECKPOINT_COLUMNS: &str =
+    "transaction_id, global_position, running_hash, event_count, created_at, key_id, signature";
+
+/// The stored checkpoints in publishing order, up to and including `up_to`
+/// (all of them without it).
+pub async fn stored_checkpoints(
+    db: impl sqlx::PgExecutor<'_>,
+    up_to: Option<crate::event_log::LogPosition>,
+) -> sqlx::Result<Vec<Checkpoint>> {
+    let up_to = up_to.unwrap_or(crate::event_log::LogPosition {
+        transaction_id: i64::MAX,
+        global_position: i64::MAX,
+    });
+    sqlx::query_as(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints \
+         WHERE (transaction_id, global_position) <= ($1, $2) \
+         ORDER BY transaction_id, global_position"
+    ))
+    .bind(up_to.transaction_id)
+    .bind(up_to.global_position)
+    .fetch_all(db)
+    .await
+}
+
 /// A row of `audit_checkpoints`, and a line of an export.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Checkpoint {

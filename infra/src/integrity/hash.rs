@@ -93,6 +93,74 @@ pub fn event_hash(event: &ChainedEvent<'_>) -> String {
     sha256_hex(&message)
 }
 
+/// An event's fields as stored (or exported) that its hash covers, with
+/// the hashes stored beside them: what every check of an event's hash and
+/// link reads, whoever reads it (the signer, the verifiers).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct HashedEvent {
+    /// `events.hash_version`: which fields `hash` covers.
+    pub hash_version: i16,
+    pub event_id: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// `events.sealed` exactly as stored.
+    pub sealed: String,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Why an event's stored hash is not the hash of its stored fields.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HashDefect {
+    #[error(transparent)]
+    UnknownVersion(#[from] UnknownHashVersion),
+    #[error("stored hash {stored}, its fields hash to {computed}")]
+    Mismatch { stored: String, computed: String },
+}
+
+impl HashedEvent {
+    /// The hash of its fields, under its version.
+    pub fn recompute(&self) -> Result<String, UnknownHashVersion> {
+        Ok(event_hash(&ChainedEvent {
+            version: HashVersion::try_from(self.hash_version)?,
+            prev_hash: &self.prev_hash,
+            event_id: &self.event_id,
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            sealed: &self.sealed,
+            recorded_at: self.recorded_at,
+        }))
+    }
+
+    /// That the stored hash is the hash of the stored fields.
+    pub fn check_hash(&self) -> Result<(), HashDefect> {
+        let computed = self.recompute()?;
+        if computed == self.hash {
+            Ok(())
+        } else {
+            Err(HashDefect::Mismatch {
+                stored: self.hash.clone(),
+                computed,
+            })
+        }
+    }
+
+    /// Whether it follows `previous` (the sequence and hash of the event
+    /// before it in its stream) or, without one, begins its stream.
+    pub fn follows(&self, previous: Option<(i64, &str)>) -> bool {
+        let (sequence, prev_hash) =
+            previous.map_or((1, ""), |(sequence, hash)| (sequence + 1, hash));
+        self.sequence == sequence && self.prev_hash == prev_hash
+    }
+}
+
 /// The running hash after folding in the event with `event_hash` at
 /// `position`; `previous` is empty before the first event.
 pub fn running_hash(previous: &str, event_hash: &str, position: LogPosition) -> String {

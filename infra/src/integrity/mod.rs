@@ -10,10 +10,13 @@ mod seal;
 mod signer_state;
 
 pub use checkpoint::{
-    key_id, public_key_pem, Checkpoint, CheckpointError, CheckpointLine, PublicKeys,
-    CHECKPOINT_ROUTING_KEY,
+    key_id, public_key_pem, stored_checkpoints, Checkpoint, CheckpointError, CheckpointLine,
+    PublicKeys, CHECKPOINT_COLUMNS, CHECKPOINT_ROUTING_KEY,
 };
-pub use hash::{event_hash, running_hash, ChainedEvent, HashVersion, UnknownHashVersion};
+pub use hash::{
+    event_hash, running_hash, ChainedEvent, HashDefect, HashVersion, HashedEvent,
+    UnknownHashVersion,
+};
 pub use seal::{check_seal, withhold_salts, Marker, SealMismatch, Withheld};
 pub use signer_state::{signer_state_file, SignerState, SignerStateError, SignerStateFile};
 

@@ -1,27 +1,17 @@
 //! The integrity trigger against the Rust verifier: what the database
 //! computes at insert is what `infra::integrity` recomputes.
 
-use chrono::{DateTime, Utc};
-use infra::integrity::{check_seal, event_hash, ChainedEvent, HashVersion};
+use infra::integrity::{check_seal, HashVersion, HashedEvent};
 use infra::testing::{request_metadata, seed_renamed_users, TestDatabase};
 use serde_json::{json, Value};
 
 #[derive(sqlx::FromRow)]
 struct Sealed {
-    event_id: String,
-    hash_version: i16,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    recorded_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    event: HashedEvent,
     payload: Value,
     metadata: Value,
-    sealed: String,
     salts: Value,
-    prev_hash: String,
-    hash: String,
 }
 
 async fn stored(db: &TestDatabase) -> Vec<Sealed> {
@@ -45,29 +35,20 @@ async fn the_trigger_seals_and_chains_what_the_verifier_recomputes() {
 
     let events = stored(&db).await;
     assert_eq!(events.len(), 9);
-    let mut previous: Option<&Sealed> = None;
-    for event in &events {
+    let mut previous: Option<&HashedEvent> = None;
+    for row in &events {
+        let event = &row.event;
         assert_eq!(event.hash_version, i16::from(HashVersion::CURRENT));
-        let computed = event_hash(&ChainedEvent {
-            version: HashVersion::CURRENT,
-            prev_hash: &event.prev_hash,
-            event_id: &event.event_id,
-            aggregate_type: &event.aggregate_type,
-            aggregate_id: &event.aggregate_id,
-            sequence: event.sequence,
-            event_type: &event.event_type,
-            event_version: &event.event_version,
-            sealed: &event.sealed,
-            recorded_at: event.recorded_at,
-        });
         assert_eq!(
-            computed, event.hash,
+            event.check_hash(),
+            Ok(()),
             "event {} {}",
-            event.aggregate_id, event.sequence
+            event.aggregate_id,
+            event.sequence
         );
         let sealed: Value = serde_json::from_str(&event.sealed).unwrap();
-        let visible = json!({"payload": event.payload, "metadata": event.metadata});
-        assert_eq!(check_seal(&visible, &sealed, &event.salts), Ok(Vec::new()));
+        let visible = json!({"payload": row.payload, "metadata": row.metadata});
+        assert_eq!(check_seal(&visible, &sealed, &row.salts), Ok(Vec::new()));
         let same_stream = previous.filter(|p| p.aggregate_id == event.aggregate_id);
         match same_stream {
             Some(before) => assert_eq!(event.prev_hash, before.hash),
