@@ -1,9 +1,12 @@
 //! The client's address, used by the rate limits, the address lockout and
 //! the events' `request_ip`: the TCP peer, unless the peer is one of
-//! `TRUSTED_PROXIES`. Then the forwarding header (`Forwarded`, RFC 7239, or
-//! else `X-Forwarded-For`) is read from the right, the nearest hop first,
-//! and the first address that is not a trusted proxy is the client. Hops
-//! left of it were written by the client and may be forged.
+//! `TRUSTED_PROXIES`. Then the one forwarding header the operator names
+//! (`CLIENT_ADDRESS_HEADER`: `X-Forwarded-For`, the default, or `Forwarded`,
+//! RFC 7239) is read from the right, the nearest hop first, and the first
+//! address that is not a trusted proxy is the client. Hops left of it were
+//! written by the client and may be forged. The other header is never read:
+//! a proxy overwrites the header it sets, not the one it does not know, so
+//! a client could otherwise name any address it likes.
 
 use std::net::IpAddr;
 
@@ -16,16 +19,29 @@ use ipnet::IpNet;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
+/// The header a trusted proxy names the client in; the only one read.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientAddressHeader {
+    /// `X-Forwarded-For` (what nginx, HAProxy and most load balancers set).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), its `for=` parameters.
+    Forwarded,
+}
+
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    ranges: Vec<IpNet>,
+    header: ClientAddressHeader,
+}
 
 impl TrustedProxies {
-    pub fn new(ranges: Vec<IpNet>) -> Self {
-        Self(ranges)
+    pub fn new(ranges: Vec<IpNet>, header: ClientAddressHeader) -> Self {
+        Self { ranges, header }
     }
 
     fn trusts(&self, address: IpAddr) -> bool {
-        self.0.iter().any(|range| range.contains(&address))
+        self.ranges.iter().any(|range| range.contains(&address))
     }
 
     /// The client behind `peer`. A hop that is no address (`unknown`, an
@@ -35,7 +51,7 @@ impl TrustedProxies {
         if !self.trusts(client) {
             return client;
         }
-        for hop in forwarded_hops(headers).into_iter().rev() {
+        for hop in forwarded_hops(self.header, headers).into_iter().rev() {
             let Some(address) = hop else {
                 return client;
             };
@@ -48,12 +64,11 @@ impl TrustedProxies {
     }
 }
 
-/// The hops of `Forwarded` (its `for=` parameters) or, without it, of
-/// `X-Forwarded-For`, leftmost first; `None` for a hop that is no address.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = header_values(headers, header::FORWARDED.as_str());
-    if !forwarded.is_empty() {
-        return forwarded
+/// The hops of `header` (of `Forwarded`, its `for=` parameters), leftmost
+/// first; `None` for a hop that is no address.
+fn forwarded_hops(header: ClientAddressHeader, headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    if header == ClientAddressHeader::Forwarded {
+        return header_values(headers, header::FORWARDED.as_str())
             .iter()
             .flat_map(|value| value.split(','))
             .map(|element| {
@@ -126,7 +141,21 @@ mod tests {
     use actix_web::http::header::HeaderValue;
 
     fn client(trusted: &[&str], peer: &str, headers: &[(&'static str, &str)]) -> String {
-        let proxies = TrustedProxies::new(trusted.iter().map(|r| r.parse().unwrap()).collect());
+        client_by(ClientAddressHeader::XForwardedFor, trusted, peer, headers)
+    }
+
+    fn forwarded_client(trusted: &[&str], peer: &str, headers: &[(&'static str, &str)]) -> String {
+        client_by(ClientAddressHeader::Forwarded, trusted, peer, headers)
+    }
+
+    fn client_by(
+        header: ClientAddressHeader,
+        trusted: &[&str],
+        peer: &str,
+        headers: &[(&'static str, &str)],
+    ) -> String {
+        let proxies =
+            TrustedProxies::new(trusted.iter().map(|r| r.parse().unwrap()).collect(), header);
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -156,9 +185,36 @@ mod tests {
             "forwarded",
             r#"for=1.1.1.1, for="[2001:db8::1]:4711";proto=https, for=10.0.0.2:80"#,
         )];
-        assert_eq!(client(&trusted, "10.1.2.3", &forwarded), "2001:db8::1");
+        assert_eq!(
+            forwarded_client(&trusted, "10.1.2.3", &forwarded),
+            "2001:db8::1"
+        );
         let unknown = [("forwarded", "for=unknown, for=10.0.0.2")];
-        assert_eq!(client(&trusted, "10.1.2.3", &unknown), "10.0.0.2");
+        assert_eq!(forwarded_client(&trusted, "10.1.2.3", &unknown), "10.0.0.2");
         assert_eq!(client(&trusted, "::ffff:10.1.2.3", &[]), "10.1.2.3");
+    }
+
+    #[test]
+    fn only_the_header_the_operator_names_is_read() {
+        let trusted = ["10.0.0.0/8"];
+        // The proxy set X-Forwarded-For; the client added a Forwarded of its own.
+        let both = [
+            ("forwarded", "for=192.0.2.200"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ];
+        assert_eq!(client(&trusted, "10.0.0.1", &both), "203.0.113.9");
+        let only_forwarded = [("forwarded", "for=192.0.2.200")];
+        assert_eq!(client(&trusted, "10.0.0.1", &only_forwarded), "10.0.0.1");
+        // The proxy set Forwarded; the client added an X-Forwarded-For.
+        let both = [
+            ("forwarded", "for=203.0.113.9"),
+            ("x-forwarded-for", "192.0.2.200"),
+        ];
+        assert_eq!(forwarded_client(&trusted, "10.0.0.1", &both), "203.0.113.9");
+        let only_xff = [("x-forwarded-for", "192.0.2.200")];
+        assert_eq!(
+            forwarded_client(&trusted, "10.0.0.1", &only_xff),
+            "10.0.0.1"
+        );
     }
 }

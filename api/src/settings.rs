@@ -202,9 +202,19 @@ pub struct EdgeSettings {
     pub cors_allowed_origins: Vec<Origin>,
 
     /// Reverse proxies (addresses or CIDR ranges, comma-separated) whose
-    /// `Forwarded` / `X-Forwarded-For` header names the client. None by default.
+    /// `CLIENT_ADDRESS_HEADER` names the client. None by default.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = trusted_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// The one header a trusted proxy names the client in: `x-forwarded-for`
+    /// or `forwarded` (RFC 7239). The other is ignored, whoever sent it.
+    #[arg(
+        long,
+        env = "CLIENT_ADDRESS_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub client_address_header: crate::client_address::ClientAddressHeader,
 }
 
 /// An empty value is "not sent"; anything else must be a valid header value.

@@ -190,7 +190,10 @@ fn http_server(
     let pool = web::Data::new(pool);
     let edge = settings.edge.clone();
     let allowed_origins = web::Data::new(AllowedOrigins::new(edge.cors_allowed_origins.clone()));
-    let trusted_proxies = web::Data::new(TrustedProxies::new(edge.trusted_proxies.clone()));
+    let trusted_proxies = web::Data::new(TrustedProxies::new(
+        edge.trusted_proxies.clone(),
+        edge.client_address_header,
+    ));
     let server_settings = ServerSettings {
         workers: settings.workers,
         head_timeout: settings.request_head_timeout(),

@@ -305,7 +305,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_counted_and_recorded_al
     // A failed login counts against the forwarded client's address.
     let response = app
         .request(Method::POST, "/v1/auth/login", None)
-        .header("forwarded", "for=\"[2001:db8::7]:4711\"")
+        .header("x-forwarded-for", "2001:db8::7")
         .json(&json!({"email": ADMIN_EMAIL, "password": "not the password at all"}))
         .send()
         .await
@@ -332,9 +332,17 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_counted_and_recorded_al
 /// Logs the admin in through a proxy that says the client is `forwarded`:
 /// the `request_ip` the session's first event recorded.
 async fn login_ip(app: &TestApp, forwarded: &str) -> String {
-    let response = app
-        .request(Method::POST, "/v1/auth/login", None)
-        .header("x-forwarded-for", forwarded)
+    login_ip_with(app, &[("x-forwarded-for", forwarded.to_string())]).await
+}
+
+/// Logs the admin in with these headers: the `request_ip` the session's
+/// first event recorded.
+async fn login_ip_with(app: &TestApp, headers: &[(&str, String)]) -> String {
+    let mut request = app.request(Method::POST, "/v1/auth/login", None);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request
         .json(&json!({"email": ADMIN_EMAIL, "password": crate::support::GOOD_PASSWORD}))
         .send()
         .await
@@ -350,4 +358,180 @@ async fn login_ip(app: &TestApp, forwarded: &str) -> String {
     .fetch_one(&app.db.pool)
     .await
     .unwrap()
+}
+
+// ---- A client's own forwarding header, behind a proxy that sets the other ----
+
+/// A trusted proxy that sets one forwarding header to the real client and
+/// passes on the other one as the client wrote it.
+#[derive(Clone, Copy)]
+struct Proxy {
+    /// The `--client-address-header` the operator configured.
+    setting: &'static str,
+    /// The header the proxy overwrites with the real client.
+    sets: &'static str,
+    /// The header the proxy passes on untouched: the client's.
+    passes_on: &'static str,
+}
+
+const NGINX_X_FORWARDED_FOR: Proxy = Proxy {
+    setting: "x-forwarded-for",
+    sets: "x-forwarded-for",
+    passes_on: "forwarded",
+};
+
+const PROXY_SETTING_FORWARDED: Proxy = Proxy {
+    setting: "forwarded",
+    sets: "forwarded",
+    passes_on: "x-forwarded-for",
+};
+
+/// The header's value naming `address`.
+fn naming(header: &str, address: &str) -> String {
+    if header == "forwarded" {
+        format!("for={address}")
+    } else {
+        address.to_string()
+    }
+}
+
+/// The address block's threshold in these tests.
+const THRESHOLD: usize = 3;
+
+async fn behind(proxy: Proxy) -> TestApp {
+    spawn_app_with(&[
+        "--trusted-proxies=127.0.0.1,::1",
+        &format!("--client-address-header={}", proxy.setting),
+        &format!("--lockout-ip-threshold={THRESHOLD}"),
+        "--lockout-window-seconds=600",
+    ])
+    .await
+}
+
+/// A wrong-password login from `real` (as the proxy says) that claims to
+/// come from `claimed` in the header the proxy passes on; its status.
+async fn spoofed_failure(app: &TestApp, proxy: Proxy, real: &str, claimed: &str) -> u16 {
+    app.request(Method::POST, "/v1/auth/login", None)
+        .header(proxy.sets, naming(proxy.sets, real))
+        .header(proxy.passes_on, naming(proxy.passes_on, claimed))
+        .json(&json!({"email": ADMIN_EMAIL, "password": "not the password at all"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn counted_addresses(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT address FROM login_address_failures ORDER BY address")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+async fn is_blocked(app: &TestApp, address: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM login_ip_blocks WHERE ip = $1 AND blocked_until > now())",
+    )
+    .bind(address)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+/// An attacker behind the proxy rotates the address in the header the proxy
+/// passes on: the session records the proxy's address, every failure counts
+/// for the attacker's real address, and the block catches it.
+async fn rotating_the_other_header_does_not_escape_the_block(proxy: Proxy) {
+    let app = behind(proxy).await;
+    let recorded = login_ip_with(
+        &app,
+        &[
+            (proxy.sets, naming(proxy.sets, "203.0.113.77")),
+            (proxy.passes_on, naming(proxy.passes_on, "198.51.100.77")),
+        ],
+    )
+    .await;
+    assert_eq!(recorded, "203.0.113.77", "the session's address");
+
+    let attacker = "203.0.113.10";
+    for n in 0..THRESHOLD {
+        let status = spoofed_failure(&app, proxy, attacker, &format!("198.51.100.{n}")).await;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    infra::testing::eventually(SHORT, "the attacker's real address blocked", || async {
+        is_blocked(&app, attacker).await.then_some(())
+    })
+    .await;
+    assert_eq!(
+        spoofed_failure(&app, proxy, attacker, "198.51.100.99").await,
+        429,
+        "a fresh claimed address escaped the block"
+    );
+    let addresses = counted_addresses(&app).await;
+    assert!(
+        addresses.iter().all(|address| address == attacker),
+        "{addresses:?}"
+    );
+}
+
+/// An attacker names a victim in the header the proxy passes on: the
+/// failures count for the attacker, and the victim still logs in.
+async fn naming_a_victim_in_the_other_header_does_not_block_it(proxy: Proxy) {
+    let app = behind(proxy).await;
+    let victim = "192.0.2.200";
+    let attacker = "203.0.113.11";
+    for _ in 0..THRESHOLD + 1 {
+        let status = spoofed_failure(&app, proxy, attacker, victim).await;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    infra::testing::eventually(SHORT, "every failure counted", || async {
+        (counted_addresses(&app).await.len() >= THRESHOLD).then_some(())
+    })
+    .await;
+    assert!(!is_blocked(&app, victim).await, "the victim is blocked");
+    let addresses = counted_addresses(&app).await;
+    assert!(
+        addresses.iter().all(|address| address == attacker),
+        "{addresses:?}"
+    );
+    // The victim, behind the same proxy, logs in.
+    let recorded = login_ip_with(&app, &[(proxy.sets, naming(proxy.sets, victim))]).await;
+    assert_eq!(recorded, victim);
+}
+
+#[tokio::test]
+async fn behind_a_proxy_setting_x_forwarded_for_a_clients_own_forwarded_does_not_escape_the_block()
+{
+    rotating_the_other_header_does_not_escape_the_block(NGINX_X_FORWARDED_FOR).await;
+}
+
+#[tokio::test]
+async fn behind_a_proxy_setting_x_forwarded_for_a_clients_own_forwarded_cannot_block_a_victim() {
+    naming_a_victim_in_the_other_header_does_not_block_it(NGINX_X_FORWARDED_FOR).await;
+}
+
+#[tokio::test]
+async fn with_the_forwarded_header_set_a_clients_own_x_forwarded_for_does_not_escape_the_block() {
+    rotating_the_other_header_does_not_escape_the_block(PROXY_SETTING_FORWARDED).await;
+}
+
+#[tokio::test]
+async fn with_the_forwarded_header_set_a_clients_own_x_forwarded_for_cannot_block_a_victim() {
+    naming_a_victim_in_the_other_header_does_not_block_it(PROXY_SETTING_FORWARDED).await;
+}
+
+#[test]
+fn the_client_address_header_is_one_of_two() {
+    for (value, accepted) in [
+        ("x-forwarded-for", true),
+        ("forwarded", true),
+        ("x-real-ip", false),
+    ] {
+        let parsed = <api::settings::Cli as clap::Parser>::try_parse_from([
+            "api",
+            &format!("--client-address-header={value}"),
+        ]);
+        assert_eq!(parsed.is_ok(), accepted, "{value}");
+    }
 }
