@@ -1,7 +1,9 @@
 //! Whether an error means PostgreSQL is out of reach (a connection cut or
-//! refused, the pool out of connections, the server shutting down) rather
-//! than a fault of the request or of the code: the api answers the first
-//! with `503` and `Retry-After`, and it passes by itself.
+//! refused, the pool out of connections, the server shutting down, or
+//! something between that answers what PostgreSQL never would, as a proxy
+//! whose backend is down does) rather than a fault of the request or of the
+//! code: the api answers the first with `503` and `Retry-After`, and it
+//! passes by itself.
 
 use std::error::Error;
 
@@ -30,6 +32,9 @@ fn sqlx_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        // A reply that is no PostgreSQL message (e.g. "unexpected response
+        // from SSLRequest: 0x00" from a proxy with no backend).
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
@@ -57,6 +62,8 @@ mod tests {
         assert!(database_unavailable(&Wrapped(sqlx::Error::PoolTimedOut)));
         let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(sqlx::Error::PoolClosed);
         assert!(database_unavailable(boxed.as_ref()));
+        let stray = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(database_unavailable(&Wrapped(stray)));
     }
 
     #[test]

@@ -193,3 +193,53 @@ fn report_and_check(answers: &[Answer]) {
     }
     assert!(count(&|a| a.status == 503) > 0, "the outage was never seen");
 }
+
+/// PostgreSQL behind a proxy that still accepts but whose backend is gone
+/// (HAProxy, PgBouncer, a cloud SQL proxy): each new connection is closed
+/// at once, after nothing or after a stray byte that is no PostgreSQL
+/// answer. Every answer is still a 201 or a 503 `unavailable` with
+/// `Retry-After`, never a 500, and the api recovers once the backend is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_accepts_and_closes_gets_503_never_500() {
+    let db = TestDatabase::create().await;
+    let topology = TestTopology::new(vec![projector_group()]);
+    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = TcpProxy::start(postgres).await;
+    let proxied = db.url.replace(":5432/", &format!(":{}/", proxy.port()));
+    let api = start_api_with(&db, &topology, &[("DATABASE_URL", &proxied)], None).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let never = AtomicBool::new(false);
+    assert_eq!(register(&client, &api.address, &never).await.status, 201);
+
+    for answer in [&b"\0"[..], b"", b"N"] {
+        proxy.lose_backend(answer);
+        let mut answers = Vec::new();
+        for _ in 0..6 {
+            answers.push(register(&client, &api.address, &never).await);
+        }
+        for answer in &answers {
+            assert!(
+                answer.status == 201
+                    || (answer.status == 503
+                        && answer
+                            .problem
+                            .as_deref()
+                            .is_some_and(|t| t.ends_with("/unavailable"))
+                        && answer.retry_after.is_some()),
+                "{answer:?}"
+            );
+        }
+        assert!(
+            answers.iter().any(|answer| answer.status == 503),
+            "the lost backend was noticed: {answers:?}"
+        );
+        proxy.find_backend();
+        eventually(Duration::from_secs(20), "the api recovers", || async {
+            (register(&client, &api.address, &never).await.status == 201).then_some(())
+        })
+        .await;
+    }
+}
