@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let common = &cli.settings.common;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            let pool = infra::db::connect(&common.database_url, 1).await?;
+            let pool = infra::db::create_and_connect(&common.database_url, 1).await?;
             infra::db::migrate(&pool).await?;
             tracing::info!("migrations applied");
         }

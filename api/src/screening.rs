@@ -45,17 +45,7 @@ pub async fn redact_secret_query(
 }
 
 fn redacted(uri: &Uri) -> Option<Uri> {
-    let query = uri.query()?;
-    let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(query.as_bytes()).collect();
-    if !pairs.iter().any(|(name, _)| is_secret(name)) {
-        return None;
-    }
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs.iter().map(|(name, value)| {
-            let value = if is_secret(name) { REDACTED } else { value };
-            (name, value)
-        }))
-        .finish();
+    let query = redacted_query(uri.query()?)?;
     let mut parts = uri.clone().into_parts();
     // Should the rebuilt query not parse, the query is dropped altogether.
     parts.path_and_query = format!("{}?{query}", uri.path())
@@ -63,6 +53,46 @@ fn redacted(uri: &Uri) -> Option<Uri> {
         .or_else(|_| uri.path().parse())
         .ok();
     Uri::from_parts(parts).ok()
+}
+
+/// The query with the value of every secret parameter replaced, whether
+/// parameters are separated by `&` or by `;` (some servers and proxies
+/// split on either, so a value after a `;` is a parameter to them); all
+/// else is kept byte for byte. `None` when there is nothing to redact.
+fn redacted_query(query: &str) -> Option<String> {
+    let mut out = String::with_capacity(query.len());
+    let mut found = false;
+    let mut rest = query;
+    loop {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let (pair, tail) = rest.split_at(end);
+        match pair.split_once('=') {
+            Some((name, _)) if is_secret(&decoded_name(name)) => {
+                found = true;
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(pair),
+        }
+        let mut separator = tail.chars();
+        match separator.next() {
+            Some(separator_char) => {
+                out.push(separator_char);
+                rest = separator.as_str();
+            }
+            None => break,
+        }
+    }
+    found.then_some(out)
+}
+
+/// A parameter's name as a form decoder reads it (`+` is a space).
+fn decoded_name(name: &str) -> Cow<'_, str> {
+    form_urlencoded::parse(name.as_bytes())
+        .next()
+        .map(|(name, _)| Cow::Owned(name.into_owned()))
+        .unwrap_or(Cow::Borrowed(name))
 }
 
 /// `400 bad-request` naming the first query or path parameter that holds a
@@ -138,6 +168,24 @@ mod tests {
             "/v1/users?limit=5&access_token=redacted&Password=redacted"
         );
         assert!(super::redacted(&"/v1/users?limit=5".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn secrets_after_a_semicolon_are_redacted_too() {
+        assert_eq!(
+            redacted_query("a=1;access_token=ey.J.x").as_deref(),
+            Some("a=1;access_token=redacted")
+        );
+        assert_eq!(
+            redacted_query("a=1;b=2&%74oken=t;Refresh_Token=r&c=3;password").as_deref(),
+            Some("a=1;b=2&%74oken=redacted;Refresh_Token=redacted&c=3;password")
+        );
+        assert_eq!(
+            redacted_query("new_password=a;b&current_password=;x=1").as_deref(),
+            Some("new_password=redacted;b&current_password=redacted;x=1")
+        );
+        assert_eq!(redacted_query("a=1;b=access_token"), None);
+        assert_eq!(redacted_query(""), None);
     }
 
     #[test]

@@ -236,7 +236,7 @@ impl Run {
 
         phase.set(format!("creating and migrating database {}", self.db_name));
         self.db_created = true;
-        let pool = infra::db::connect(&self.db_url, 2)
+        let pool = infra::db::create_and_connect(&self.db_url, 2)
             .await
             .with_context(|| format!("create database {}", self.db_name))?;
         infra::db::migrate(&pool).await.context("migrate")?;

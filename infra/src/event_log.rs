@@ -178,6 +178,30 @@ pub async fn read_stream(
     Ok(rows.into_iter().map(Envelope::from).collect())
 }
 
+/// Up to `limit` events of one stream from `from_sequence` on (that one
+/// included), in sequence order: one page of a stream, in one bounded query.
+pub async fn read_stream_page(
+    db: impl PgExecutor<'_>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    from_sequence: i64,
+    limit: i64,
+) -> Result<Vec<Envelope>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3 \
+         ORDER BY sequence LIMIT $4"
+    );
+    let rows: Vec<EventRow> = sqlx::query_as(&sql)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(from_sequence)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(Envelope::from).collect())
+}
+
 /// The hashes of up to `limit` events after `after`, up to and including
 /// `up_to`, in publishing order: what the relay folds into the log's running
 /// hash and what verification folds again.

@@ -409,6 +409,9 @@ async fn secret_values_are_neither_echoed_nor_logged() {
         format!("access_token={token}"),
         format!("limit=5&refresh_token={token}-r"),
         format!("token={token}-t&password=hunter2-in-the-query"),
+        // `;` separates parameters to some servers and proxies as `&` does.
+        format!("limit=5;access_token={token}"),
+        "email=a;password=semicolon-hunter2".to_owned(),
     ] {
         let response = client
             .get(format!("{}/v1/users?{query}", api.address))
@@ -452,6 +455,7 @@ async fn secret_values_are_neither_echoed_nor_logged() {
         "eyJhbGciOiJFZERTQSJ9",
         "c2VjcmV0LXNpZ25hdHVyZQ",
         "hunter2",
+        "semicolon-hunter2",
         "271828182845904",
         "31415926535897",
     ] {

@@ -37,6 +37,47 @@ async fn migrate_creates_the_database_and_applies_every_migration() {
     Postgres::force_drop_database(&url).await.unwrap();
 }
 
+/// An attacker (or a typo) pointing `DATABASE_URL` at a database that does
+/// not exist gets a refusal naming it, and no database is created: only
+/// `api migrate` and a start-up migration create one.
+#[tokio::test]
+async fn audit_export_never_creates_a_missing_database() {
+    let server = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| infra::testing::POSTGRES_URL.to_string());
+    let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{server}/{name}");
+    let file = std::env::temp_dir().join(format!("{name}.ndjson"));
+    let output = Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(["audit", "export", "--output"])
+        .arg(&file)
+        .env("DATABASE_URL", &url)
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("run api audit export");
+    let exists = Postgres::database_exists(&url).await.unwrap();
+    if exists {
+        Postgres::force_drop_database(&url).await.unwrap();
+    }
+    assert!(!exists, "api audit export created database {name}");
+    assert!(!file.exists());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("database \"{name}\" does not exist")),
+        "the error does not name the database: {stderr}"
+    );
+    let mut connection = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    let listed: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    assert_eq!(listed, 0);
+}
+
 #[test]
 fn help_names_the_environment_variable_of_every_option() {
     let output = Command::new(env!("CARGO_BIN_EXE_api"))

@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use infra::event_log::LogPosition;
+use sha2::{Digest, Sha256};
 
 use crate::AppError;
 
@@ -73,6 +74,66 @@ impl Cursor {
     }
 }
 
+/// A stream history's opaque cursor: the sequence of the last event of the
+/// previous page, for the one stream it was issued for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamCursor {
+    pub after_sequence: i64,
+    pub fingerprint: u64,
+}
+
+const STREAM_VERSION: &str = "s1";
+
+impl StreamCursor {
+    /// Identifies the stream in a cursor, so that a cursor of one stream is
+    /// refused by another.
+    pub fn fingerprint(aggregate_type: &str, aggregate_id: &str) -> u64 {
+        let digest = Sha256::new()
+            .chain_update(aggregate_type.as_bytes())
+            .chain_update([0])
+            .chain_update(aggregate_id.as_bytes())
+            .finalize();
+        u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{STREAM_VERSION}:{}:{:016x}",
+            self.after_sequence, self.fingerprint
+        ))
+    }
+
+    /// The cursor `raw` if this service could have issued it for the stream
+    /// of `fingerprint`.
+    pub fn decode(raw: &str, fingerprint: u64) -> Result<Self, AppError> {
+        parse_stream(raw)
+            .filter(|cursor| cursor.fingerprint == fingerprint)
+            .ok_or(NOT_ISSUED)
+    }
+}
+
+pub const NOT_ISSUED: AppError = AppError::BadParameter {
+    parameter: "cursor",
+    message: "was not issued for this query",
+};
+
+fn parse_stream(raw: &str) -> Option<StreamCursor> {
+    let plain = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let mut parts = plain.split(':');
+    if parts.next()? != STREAM_VERSION {
+        return None;
+    }
+    let after_sequence = parts.next()?.parse::<i64>().ok().filter(|s| *s >= 1)?;
+    let fingerprint = u64::from_str_radix(parts.next()?, 16).ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(StreamCursor {
+        after_sequence,
+        fingerprint,
+    })
+}
+
 fn parse(raw: &str) -> Option<Cursor> {
     let plain = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
     let mut parts = plain.split(':');
@@ -126,6 +187,24 @@ mod tests {
         let encoded = cursor().encode();
         assert!(Cursor::decode(&encoded, Order::Newest, 0xfeed).is_err());
         assert!(Cursor::decode(&encoded, Order::Oldest, 0xbeef).is_err());
+    }
+
+    #[test]
+    fn a_stream_cursor_is_refused_by_another_stream_and_by_the_list() {
+        let user = StreamCursor::fingerprint("user", "a");
+        let cursor = StreamCursor {
+            after_sequence: 100,
+            fingerprint: user,
+        };
+        assert_eq!(
+            StreamCursor::decode(&cursor.encode(), user).unwrap(),
+            cursor
+        );
+        let other = StreamCursor::fingerprint("user", "b");
+        assert!(StreamCursor::decode(&cursor.encode(), other).is_err());
+        assert_ne!(user, StreamCursor::fingerprint("use", "ra"));
+        assert!(Cursor::decode(&cursor.encode(), Order::Oldest, user).is_err());
+        assert!(StreamCursor::decode(&self::cursor().encode(), 0xfeed).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod log;
 mod sql;
 
 pub use cursor::Order;
+use cursor::StreamCursor;
 pub use export::{
     AuditExport, EventIntegrity, ExportHeader, ExportedEvent, EXPORT_FORMAT, EXPORT_PAGE,
 };
@@ -50,6 +51,15 @@ pub struct AuditedEvent {
     pub payload: serde_json::Value,
     pub metadata: EventMetadata,
     pub summary: String,
+}
+
+/// One page of a stream's history.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// In sequence order.
+    pub items: Vec<AuditedEvent>,
+    /// Absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// An aggregate's state after the event at `sequence` / `global_position`.
@@ -164,18 +174,58 @@ impl AuditQueries {
         Self { pool }
     }
 
-    /// Every event of the stream, in sequence order; `NotFound` when it has none.
+    /// One page of the stream's events, in sequence order, after `cursor`
+    /// (a `next_cursor` this stream's history issued) or from the start, in
+    /// one query of at most `limit + 2` rows. `NotFound` when the stream has
+    /// no events.
     pub async fn history(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> Result<Vec<AuditedEvent>, AppError> {
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<HistoryPage, AppError> {
         let kind = Kind::parse(aggregate_type)?;
-        let envelopes = self.stream(kind, aggregate_id).await?;
-        if envelopes.is_empty() {
+        let fingerprint = StreamCursor::fingerprint(kind.name(), aggregate_id);
+        let after = cursor
+            .map(|raw| StreamCursor::decode(raw, fingerprint))
+            .transpose()?
+            .map(|cursor| cursor.after_sequence);
+        // The cursor's own event is read too: a cursor naming no event of
+        // this stream was not issued for it.
+        let (from, extra) = match after {
+            Some(after) => (after, 2),
+            None => (0, 1),
+        };
+        let mut envelopes =
+            event_log::read_stream_page(&self.pool, kind.name(), aggregate_id, from, limit + extra)
+                .await?;
+        if let Some(after) = after {
+            match envelopes.first() {
+                Some(first) if first.sequence == after => {
+                    envelopes.remove(0);
+                }
+                _ => return Err(cursor::NOT_ISSUED),
+            }
+        } else if envelopes.is_empty() {
             return Err(AppError::NotFound(kind.name()));
         }
-        envelopes.into_iter().map(audited).collect()
+        let more = envelopes.len() as i64 > limit;
+        envelopes.truncate(limit as usize);
+        let next_cursor = more.then(|| envelopes.last()).flatten().map(|last| {
+            StreamCursor {
+                after_sequence: last.sequence,
+                fingerprint,
+            }
+            .encode()
+        });
+        Ok(HistoryPage {
+            items: envelopes
+                .into_iter()
+                .map(audited)
+                .collect::<Result<_, _>>()?,
+            next_cursor,
+        })
     }
 
     /// The aggregate folded from its events recorded at or before `as_of`

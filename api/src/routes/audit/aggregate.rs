@@ -1,10 +1,10 @@
 //! One aggregate, from the event store: its stream's history, and its state
 //! as of a moment folded with the write side's `apply`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{web, HttpResponse};
-use app::audit::{AggregateState, AuditQueries, StateAt};
+use app::audit::{page_limit, AggregateState, AuditQueries, StateAt};
 use chrono::{DateTime, Utc};
 use domain::SessionEnd;
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::item::AuditEvent;
+use super::refuse_unknown;
 use crate::auth::principal::AuditRead;
 use crate::auth::Allowed;
 use crate::extract::ValidQuery;
@@ -22,6 +23,26 @@ use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
 pub struct History {
     /// In sequence order.
     items: Vec<AuditEvent>,
+    /// Absent on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(flatten)]
+    paging: HistoryParams,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// 1 to 1000, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page of the same stream.
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -202,9 +223,11 @@ pub struct AggregateStateView {
     params(
         ("aggregate_type" = String, Path, description = "`user`, `role` or `session`"),
         ("id" = String, Path, description = "The aggregate id"),
+        HistoryParams,
     ),
     responses(
-        (status = 200, description = "The stream's events in sequence order, from the event store", body = History),
+        (status = 200, description = "A page of the stream's events in sequence order, from the event store", body = History),
+        (status = 400, description = "A malformed limit, a cursor not issued for this stream, or an unknown parameter", body = Problem, content_type = PROBLEM),
         (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs audit:read", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown aggregate type, or no events", body = Problem, content_type = PROBLEM),
@@ -214,13 +237,17 @@ pub async fn history(
     pool: web::Data<PgPool>,
     _: Allowed<AuditRead>,
     path: web::Path<(String, String)>,
+    ValidQuery(query): ValidQuery<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    refuse_unknown(&query.unknown)?;
+    let limit = page_limit(query.paging.limit.as_deref())?;
     let (aggregate_type, id) = path.into_inner();
-    let events = AuditQueries::new(pool.get_ref().clone())
-        .history(&aggregate_type, &id)
+    let page = AuditQueries::new(pool.get_ref().clone())
+        .history(&aggregate_type, &id, query.paging.cursor.as_deref(), limit)
         .await?;
     Ok(HttpResponse::Ok().json(History {
-        items: events.into_iter().map(AuditEvent::from).collect(),
+        items: page.items.into_iter().map(AuditEvent::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
