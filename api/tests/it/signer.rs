@@ -508,3 +508,41 @@ async fn an_export_says_what_is_proven_and_trusted_checkpoints_catch_a_forged_ta
     assert_eq!(report["events_proven"], 0, "{report}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A crash after a checkpoint was stored but before the state file was
+/// written (or a standby relay whose state file is older): the state names
+/// an older checkpoint the log still holds and extends, so the signer checks
+/// the newer ones against its own fold, adopts them and goes on signing.
+#[tokio::test]
+async fn a_state_file_behind_the_log_catches_up_without_a_refusal() {
+    let (app, _, _) = sealed_history().await;
+    let key_file = crate::support::audit_key_file(&app.db);
+    let state_file = infra::integrity::SignerStateFile::new(infra::integrity::signer_state_file(
+        std::path::Path::new(&key_file),
+    ));
+    let stored = infra::integrity::stored_checkpoints(&app.db.pool, None)
+        .await
+        .unwrap();
+    assert!(stored.len() >= 2, "{stored:?}");
+    state_file
+        .store(&infra::integrity::SignerState {
+            last_signed: Some(stored[0].clone()),
+        })
+        .unwrap();
+
+    app.register("heidi@example.com", "Heidi").await;
+    every_event_checkpointed(&app).await;
+    let newest = infra::integrity::stored_checkpoints(&app.db.pool, None)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(newest.event_count > stored.last().unwrap().event_count);
+    eventually(SETTLE, "the state file to catch up", || async {
+        let state = state_file.load().unwrap().unwrap();
+        (state.last_signed.as_ref() == Some(&newest)).then_some(())
+    })
+    .await;
+    assert_eq!(health(&app).await["audit_signer"]["status"], "signing");
+    assert_eq!(verified(&app).await["ok"], true);
+}
