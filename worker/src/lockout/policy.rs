@@ -62,19 +62,31 @@ impl Consumed {
     }
 }
 
-/// The failures stored before a failed login is judged (itself included),
-/// counted in the failure's [`Window`]. Only a failed login reads them.
+/// What the store holds about a failed login's user when it is judged:
+/// every stored failure whose window holds it (itself, and any failure less
+/// than a window after it, consumed earlier), each with the failures its
+/// own window counts, oldest first. A failure may be consumed after later
+/// ones (two workers share the queue, a batch is redelivered), so each of
+/// those windows is judged again when it arrives.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stored {
-    /// Of the user, since the user's count last restarted.
-    pub user_failures: u32,
+    pub windows: Vec<CountedWindow>,
 }
 
-/// The failures that count at a time: those in `(after, until]`.
+/// A stored failure and the failures of its user in the window ending at it,
+/// since the user's count last restarted (itself included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CountedWindow {
+    pub ends_at: DateTime<Utc>,
+    pub failures: u32,
+}
+
+/// The windows a failure at `at` falls in: those ending in
+/// `[at, at + length)`, each counting the failures in `(end - length, end]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
-    pub after: DateTime<Utc>,
-    pub until: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub length: TimeDelta,
 }
 
 /// What the policy calls for. The first changes the worker's own tables;
@@ -97,11 +109,11 @@ pub enum Action {
 }
 
 impl LockoutPolicy {
-    /// The window a failure at `at` is counted in.
+    /// The windows a failure at `at` is counted in.
     pub fn window(&self, at: DateTime<Utc>) -> Window {
         Window {
-            after: at - self.window,
-            until: at,
+            at,
+            length: self.window,
         }
     }
 
@@ -110,9 +122,7 @@ impl LockoutPolicy {
     /// event repeats actions that then write nothing.
     pub fn decide(&self, event: &Consumed, stored: &Stored, now: DateTime<Utc>) -> Vec<Action> {
         match event {
-            Consumed::LoginFailed {
-                user_id, failed_at, ..
-            } => self.login_failed(*user_id, *failed_at, stored, now),
+            Consumed::LoginFailed { user_id, .. } => self.login_failed(*user_id, stored, now),
             Consumed::Locked {
                 user_id,
                 until,
@@ -131,29 +141,29 @@ impl LockoutPolicy {
         }
     }
 
-    fn login_failed(
-        &self,
-        user_id: Uuid,
-        failed_at: DateTime<Utc>,
-        stored: &Stored,
-        now: DateTime<Utc>,
-    ) -> Vec<Action> {
+    /// The oldest window that reaches the threshold locks from its end,
+    /// as it would have had the failures been consumed in order.
+    fn login_failed(&self, user_id: Uuid, stored: &Stored, now: DateTime<Utc>) -> Vec<Action> {
         let mut actions = Vec::new();
-        if stored.user_failures >= self.threshold {
-            let until = failed_at + self.duration;
+        let full = stored
+            .windows
+            .iter()
+            .find(|window| window.failures >= self.threshold);
+        if let Some(window) = full {
+            let until = window.ends_at + self.duration;
             // Consumed too late, the lock would already be over: not recorded.
             if until > now {
                 actions.push(Action::Lock {
                     user_id,
                     until,
-                    failures: stored.user_failures,
+                    failures: window.failures,
                 });
             }
             // The lock restarts the count: later failures (made before the
             // lock existed) start a new one.
             actions.push(Action::RestartCount {
                 user_id,
-                at: failed_at,
+                at: window.ends_at,
             });
         }
         actions
@@ -208,8 +218,17 @@ mod tests {
         }
     }
 
-    fn stored(user_failures: u32) -> Stored {
-        Stored { user_failures }
+    /// Windows ending at `(seconds, failures)`, oldest first.
+    fn stored(windows: &[(i64, u32)]) -> Stored {
+        Stored {
+            windows: windows
+                .iter()
+                .map(|&(ends_at, failures)| CountedWindow {
+                    ends_at: t(ends_at),
+                    failures,
+                })
+                .collect(),
+        }
     }
 
     fn lock(until: i64, failures: u32) -> Action {
@@ -228,12 +247,12 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_is_counted_in_the_window_ending_at_it() {
+    fn a_failure_is_counted_in_the_windows_ending_up_to_a_window_after_it() {
         assert_eq!(
             policy().window(t(100)),
             Window {
-                after: t(40),
-                until: t(100)
+                at: t(100),
+                length: TimeDelta::seconds(60)
             }
         );
     }
@@ -242,27 +261,48 @@ mod tests {
     fn failed_logins() {
         // (case, event, stored, now, expected actions)
         let cases = [
-            ("below the threshold", failure(0), stored(2), 0, vec![]),
+            ("below the threshold", failure(0), stored(&[(0, 2)]), 0, vec![]),
             (
                 "the nth failure locks from its own time and restarts the count",
                 failure(0),
-                stored(3),
+                stored(&[(0, 3)]),
                 0,
                 vec![lock(300, 3), restart(0)],
             ),
             (
                 "over the threshold (a racing batch) locks with the count",
                 failure(0),
-                stored(4),
+                stored(&[(0, 4)]),
                 0,
                 vec![lock(300, 4), restart(0)],
             ),
             (
                 "a lock that has run out is not recorded, the count still restarts",
                 failure(0),
-                stored(3),
+                stored(&[(0, 3)]),
                 300,
                 vec![restart(0)],
+            ),
+            (
+                "consumed after a later failure: the later window it completes locks",
+                failure(0),
+                stored(&[(0, 1), (2, 3)]),
+                0,
+                vec![lock(302, 3), restart(2)],
+            ),
+            (
+                "of several full windows the oldest locks, as in order it would have",
+                failure(0),
+                stored(&[(0, 2), (1, 3), (2, 4)]),
+                0,
+                vec![lock(301, 3), restart(1)],
+            ),
+            (
+                "no window full",
+                failure(0),
+                stored(&[(0, 2), (5, 2)]),
+                0,
+                vec![],
             ),
         ];
         for (case, event, stored, now, expected) in cases {

@@ -10,7 +10,7 @@ use domain::UserEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::policy::{Consumed, Stored, Window};
+use super::policy::{Consumed, CountedWindow, Stored, Window};
 
 /// Advisory lock namespace (first key of `pg_advisory_xact_lock(int, int)`):
 /// two workers counting failures of one user take turns, so neither misses
@@ -61,27 +61,37 @@ pub async fn forget(tx: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The failures a failure in `window` is judged by.
+/// What a failure in `window` is judged by: each stored failure of the user
+/// whose window holds it, with the failures that window counts, all since
+/// the user's count last restarted, oldest first.
 pub async fn stored(tx: &mut PgConnection, user_id: Uuid, window: Window) -> sqlx::Result<Stored> {
-    Ok(Stored {
-        user_failures: user_failures(tx, user_id, window).await?,
-    })
-}
-
-/// Failures of the user in the window after the user's count last restarted.
-async fn user_failures(tx: &mut PgConnection, user_id: Uuid, window: Window) -> sqlx::Result<u32> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM login_failures \
-         WHERE user_id = $1 AND failed_at > $2 AND failed_at <= $3 \
-           AND failed_at > COALESCE( \
-               (SELECT reset_at FROM lockout_resets WHERE user_id = $1), '-infinity')",
+    let rows: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+        "WITH restart AS (SELECT COALESCE( \
+             (SELECT reset_at FROM lockout_resets WHERE user_id = $1), '-infinity') AS at) \
+         SELECT ending.failed_at, \
+                (SELECT count(*) FROM login_failures counted \
+                 WHERE counted.user_id = $1 \
+                   AND counted.failed_at > ending.failed_at - $3 \
+                   AND counted.failed_at <= ending.failed_at \
+                   AND counted.failed_at > restart.at) \
+         FROM login_failures ending, restart \
+         WHERE ending.user_id = $1 AND ending.failed_at >= $2 \
+           AND ending.failed_at < $2 + $3 AND ending.failed_at > restart.at \
+         ORDER BY ending.failed_at, ending.event_id",
     )
     .bind(user_id)
-    .bind(window.after)
-    .bind(window.until)
-    .fetch_one(&mut *tx)
+    .bind(window.at)
+    .bind(window.length)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(saturating_u32(count))
+    let windows = rows
+        .into_iter()
+        .map(|(ends_at, failures)| CountedWindow {
+            ends_at,
+            failures: saturating_u32(failures),
+        })
+        .collect();
+    Ok(Stored { windows })
 }
 
 /// Failures of the user up to `at` no longer count (never moves back).

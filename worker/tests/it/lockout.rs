@@ -313,3 +313,29 @@ async fn two_workers_sharing_the_queue_lock_each_user_once() {
         );
     }
 }
+
+/// Failures of one user can be judged out of the order they happened in
+/// (two workers share the queue, a batch is redelivered after a kill): the
+/// user is locked all the same, once, from the failure that completes the
+/// window.
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_judged_out_of_order_still_lock_once() {
+    let fx = Fixture::new(|settings| settings.lockout_threshold = 3).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
+    let user = fx.register().await;
+    let start = now();
+    // The newest failure is judged first, the oldest next, the middle one last.
+    for offset in [0, -2, -1] {
+        fx.fail_login(user, None, start + TimeDelta::seconds(offset))
+            .await;
+        fx.forward().await;
+        fx.drain().await;
+    }
+    let locks = fx.events_of(user, UserEvent::LOCKED).await;
+    assert_eq!(locks.len(), 1, "locked once");
+    assert_eq!(
+        locked(&locks[0]),
+        (start + TimeDelta::seconds(300), 3),
+        "from the newest failure, which completes the window"
+    );
+}
