@@ -83,8 +83,9 @@ pub async fn list(
     .await
 }
 
-/// What the user's live roles grant, read in one statement (one snapshot),
-/// so the roles and the permissions are of the same moment.
+/// What the user's live roles grant, read in one statement (one snapshot)
+/// from the grants authorization decides by, so the roles and the
+/// permissions shown are of the same moment and are what the caller holds.
 #[derive(Debug, Default, FromRow)]
 pub struct Grants {
     /// Names of the roles the user holds (deleted roles excluded), sorted.
@@ -96,8 +97,8 @@ pub struct Grants {
 pub async fn grants(pool: &PgPool, user_id: Uuid) -> sqlx::Result<Grants> {
     sqlx::query_as(
         "WITH held AS ( \
-             SELECT r.name, r.permissions FROM user_roles_view ur \
-             JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
+             SELECT r.name, r.permissions FROM user_role_grants ur \
+             JOIN role_grants r USING (role_id) \
              WHERE ur.user_id = $1) \
          SELECT ARRAY(SELECT name FROM held ORDER BY name) AS roles, \
                 ARRAY(SELECT DISTINCT permission FROM held \

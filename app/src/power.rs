@@ -123,9 +123,8 @@ impl PowerGuard {
     }
 
     /// The users who may hold every permission and the roles they hold,
-    /// as the event store has them. Candidates come from the read models
-    /// (a user who gained full power a moment ago may be missing, which
-    /// only makes the rule stricter); their state comes from the event store.
+    /// as the event store has them. Candidates come from the grants, which
+    /// commit with their events; their state comes from the event store.
     async fn power_after_lock(
         &self,
         change: &PowerChange,
@@ -148,12 +147,12 @@ impl PowerGuard {
         Ok((holders, grants))
     }
 
-    /// Users holding, per the read models, a live role with every permission.
+    /// Users holding a live role with every permission, per the grants.
     async fn candidates(&self) -> Result<BTreeSet<Uuid>, AppError> {
         let all: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
         let users: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT ur.user_id FROM user_roles_view ur \
-             JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
+            "SELECT DISTINCT ur.user_id FROM user_role_grants ur \
+             JOIN role_grants r USING (role_id) \
              WHERE r.permissions @> $1::text[]",
         )
         .bind(&all)

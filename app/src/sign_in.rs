@@ -268,13 +268,11 @@ impl SignIn {
 
     async fn role_names(&self, user: &User) -> Result<Vec<String>, AppError> {
         let ids: Vec<Uuid> = user.roles().iter().copied().collect();
-        sqlx::query_scalar(
-            "SELECT name FROM roles_view WHERE role_id = ANY($1) AND deleted_at IS NULL ORDER BY name",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(AppError::from)
+        sqlx::query_scalar("SELECT name FROM role_grants WHERE role_id = ANY($1) ORDER BY name")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(AppError::from)
     }
 
     async fn user_with_email(&self, email: &str) -> Result<Option<Uuid>, AppError> {

@@ -1,7 +1,8 @@
 //! Who is calling, checked in actix extractors before a handler runs: the
 //! bearer token is verified, its session must still be active in the event
 //! store (so a revocation is seen by every process at once), and the caller's
-//! permissions come from the role read models.
+//! permissions come from the grants its commands' transactions wrote
+//! (`role_grants`, `user_role_grants`), so a grant or a revocation too.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -137,7 +138,8 @@ impl Credential {
 type StoredEvent = (String, String, serde_json::Value);
 
 /// One round trip: the session's first and last events (liveness is then
-/// decided by [`Session::is_live`]) and the permissions the user's roles grant.
+/// decided by [`Session::is_live`]) and the permissions the user's roles
+/// grant, as of the last committed grant or revocation.
 async fn session_and_permissions(
     pool: &PgPool,
     session_id: Uuid,
@@ -154,8 +156,7 @@ async fn session_and_permissions(
                 (SELECT jsonb_build_array(event_type, event_version, payload) FROM events \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1), \
          ARRAY(SELECT DISTINCT permission \
-               FROM user_roles_view ur \
-               JOIN roles_view r ON r.role_id = ur.role_id AND r.deleted_at IS NULL \
+               FROM user_role_grants ur JOIN role_grants r USING (role_id) \
                CROSS JOIN LATERAL unnest(r.permissions) AS permission \
                WHERE ur.user_id = $3)",
     )

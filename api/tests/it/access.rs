@@ -634,3 +634,107 @@ async fn assigning_an_unknown_role_is_422_and_unassigning_a_role_not_held_is_404
     assert_problem(response, 404, "not-found", None).await;
     assert_eq!(app.event_count().await, before_unassign);
 }
+
+/// Grants and revocations decide access as soon as their command answers,
+/// in every api process, with no projector running (the read models never
+/// move here): the administrator right after bootstrap, a role granted,
+/// its permissions emptied and restored, unassigned, and deleted.
+#[tokio::test]
+async fn permission_changes_take_effect_at_once_without_the_projector() {
+    let app = support::spawn_app_without_projector().await;
+    // Right after `api admin bootstrap`.
+    assert_status(&app, Method::GET, "/v1/users", &app.admin_token, None, 200).await;
+
+    let created = app
+        .post_json(
+            "/v1/roles",
+            &json!({"name": "readers", "description": "", "permissions": ["users:read"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let role: Value = created.json().await.unwrap();
+    let role_id = role["id"].as_str().unwrap().to_string();
+    let (user_id, tokens) = app.user_with_session("reader@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap().to_string();
+    assert_forbidden(&app, Method::GET, "/v1/users", &token, None).await;
+
+    app.assign_role(&user_id, &role_id).await;
+    assert_status(&app, Method::GET, "/v1/users", &token, None, 200).await;
+
+    let permissions = format!("/v1/roles/{role_id}/permissions");
+    let emptied = app
+        .send(
+            Method::PUT,
+            &permissions,
+            &app.admin_token,
+            Some(json!({"permissions": []})),
+        )
+        .await;
+    assert_eq!(emptied.status(), 200);
+    assert_forbidden(&app, Method::GET, "/v1/users", &token, None).await;
+
+    let restored = app
+        .send(
+            Method::PUT,
+            &permissions,
+            &app.admin_token,
+            Some(json!({"permissions": ["users:read"]})),
+        )
+        .await;
+    assert_eq!(restored.status(), 200);
+    assert_status(&app, Method::GET, "/v1/users", &token, None, 200).await;
+
+    let assignment = format!("/v1/users/{user_id}/roles/{role_id}");
+    let unassigned = app
+        .send(Method::DELETE, &assignment, &app.admin_token, None)
+        .await;
+    assert_eq!(unassigned.status(), 200);
+    assert_forbidden(&app, Method::GET, "/v1/users", &token, None).await;
+
+    app.assign_role(&user_id, &role_id).await;
+    assert_status(&app, Method::GET, "/v1/users", &token, None, 200).await;
+    let written = grants_table(&app).await;
+    sqlx::query("SELECT rebuild_grants()")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(grants_table(&app).await, written, "rebuilt from the events");
+    let deleted = app
+        .send(
+            Method::DELETE,
+            &format!("/v1/roles/{role_id}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 200);
+    assert_forbidden(&app, Method::GET, "/v1/users", &token, None).await;
+}
+
+/// Every grant, sorted: `(user or "", role name, permissions)`.
+async fn grants_table(app: &TestApp) -> Vec<(String, String, Vec<String>)> {
+    sqlx::query_as(
+        "SELECT COALESCE(ur.user_id::text, ''), r.name, r.permissions \
+         FROM role_grants r LEFT JOIN user_role_grants ur USING (role_id) ORDER BY 1, 2",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+/// A request whose `min_position` is past a grant is judged with the grant:
+/// its authorization never waits for, nor lags behind, the projector.
+#[tokio::test]
+async fn a_request_past_a_grant_is_allowed_at_once() {
+    let app = spawn_app().await;
+    let (user_id, token, _) = plain_user(&app, "granted@example.com").await;
+    let role_id = app.create_role("granted", &["users:read"]).await;
+    let path = format!("/v1/users/{user_id}/roles");
+    let assigned = app.post_json(&path, &json!({"role_id": role_id})).await;
+    assert_eq!(assigned.status(), 200);
+    let position = assigned.json::<Value>().await.unwrap()["position"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/v1/users?min_position={position}");
+    assert_status(&app, Method::GET, &path, &token, None, 200).await;
+}

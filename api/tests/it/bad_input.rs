@@ -493,26 +493,21 @@ async fn me_after_a_wait_shows_roles_and_permissions_of_the_same_moment() {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
         let role_id = uuid::Uuid::now_v7();
         let user_id = uuid::Uuid::parse_str(&id).unwrap();
+        // What the triggers write when a role is created and assigned.
         sqlx::query(
-            "INSERT INTO roles_view (role_id, name, name_key, description, permissions, \
-             created_at, updated_at, sequence, global_position) \
-             VALUES ($1, 'late', 'late', '', ARRAY['users:read'], now(), now(), 1, $2)",
+            "INSERT INTO role_grants (role_id, name, permissions) \
+             VALUES ($1, 'late', ARRAY['users:read'])",
         )
         .bind(role_id)
-        .bind(target)
         .execute(&mut *held)
         .await
         .unwrap();
-        sqlx::query(
-            "INSERT INTO user_roles_view (user_id, role_id, assigned_at, global_position) \
-             VALUES ($1, $2, now(), $3)",
-        )
-        .bind(user_id)
-        .bind(role_id)
-        .bind(target)
-        .execute(&mut *held)
-        .await
-        .unwrap();
+        sqlx::query("INSERT INTO user_role_grants (user_id, role_id) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(role_id)
+            .execute(&mut *held)
+            .await
+            .unwrap();
         sqlx::query("UPDATE projection_checkpoints SET global_position = $1")
             .bind(target)
             .execute(&mut *held)

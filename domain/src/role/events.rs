@@ -36,6 +36,9 @@ impl RoleEvent {
 
     /// Payload fields SQL reads (see [`crate::contract::PAYLOAD_FIELDS_READ_BY_SQL`]).
     pub const CREATED_NAME: PayloadField = Self::CREATED.field("name");
+    pub const CREATED_PERMISSIONS: PayloadField = Self::CREATED.field("permissions");
+    pub const PERMISSIONS_CHANGED_PERMISSIONS: PayloadField =
+        Self::PERMISSIONS_CHANGED.field("permissions");
 
     /// This event's entry in the event contract.
     pub fn contract_type(&self) -> EventType {

@@ -96,6 +96,8 @@ impl UserEvent {
     /// Payload fields SQL reads (see [`crate::contract::PAYLOAD_FIELDS_READ_BY_SQL`]).
     pub const REGISTERED_EMAIL: PayloadField = Self::REGISTERED.field("email");
     pub const EMAIL_CHANGED_EMAIL: PayloadField = Self::EMAIL_CHANGED.field("email");
+    pub const ROLE_ASSIGNED_ROLE_ID: PayloadField = Self::ROLE_ASSIGNED.field("role_id");
+    pub const ROLE_UNASSIGNED_ROLE_ID: PayloadField = Self::ROLE_UNASSIGNED.field("role_id");
 
     /// Personal payload fields (see [`crate::erasure::PERSONAL_PAYLOAD_FIELDS`]).
     pub const REGISTERED_DISPLAY_NAME: PayloadField = Self::REGISTERED.field("display_name");

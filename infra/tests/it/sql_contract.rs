@@ -56,14 +56,18 @@ fn event_names(sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// `(variant, field)` of every `payload -> 'Variant' ->> 'field'`.
+/// `(variant, field)` of every `payload -> 'Variant' ->> 'field'` (or
+/// `-> 'field'`, a field read as JSON).
 fn payload_paths(sql: &str) -> Vec<(String, String)> {
     sql.match_indices("payload -> ")
         .filter_map(|(at, key)| {
             let rest = &sql[at + key.len()..];
             let variant = leading_literals(rest).into_iter().next()?;
             let after_variant = &rest[variant.len() + 2..];
-            let field = after_variant.trim_start().strip_prefix("->> ")?;
+            let after_variant = after_variant.trim_start();
+            let field = after_variant
+                .strip_prefix("->> ")
+                .or_else(|| after_variant.strip_prefix("-> "))?;
             Some((variant, leading_literals(field).into_iter().next()?))
         })
         .collect()
@@ -73,10 +77,17 @@ fn payload_paths(sql: &str) -> Vec<(String, String)> {
 fn the_scanner_finds_names_and_paths_in_both_spellings() {
     let written = flatten(
         "IF NEW.event_type = 'thing.created' THEN x := lower(NEW.payload -> 'Created' ->> 'name'); \
-         ELSIF NEW.event_type IN ('a.b', 'c.d') THEN",
+         ELSIF NEW.event_type IN ('a.b', 'c.d') THEN \
+         y := json_array_elements_text(NEW.payload -> 'Changed' -> 'items');",
     );
     assert_eq!(event_names(&written), ["thing.created", "a.b", "c.d"]);
-    assert_eq!(payload_paths(&written), [("Created".into(), "name".into())]);
+    assert_eq!(
+        payload_paths(&written),
+        [
+            ("Created".into(), "name".into()),
+            ("Changed".into(), "items".into())
+        ]
+    );
     let normalized = flatten(
         "CREATE INDEX i ON events USING btree (((payload -> 'Started'::text) ->> 'user_id'::text)) \
          WHERE ((event_type = ANY (ARRAY['x.y'::text, 'z.w'::text])))",

@@ -95,6 +95,26 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     TestApp::with_admin(address, db, topology).await
 }
 
+/// The api alone, with no projector: nothing it answers may depend on the
+/// read models. The administrator is logged in without waiting for them.
+pub async fn spawn_app_without_projector() -> TestApp {
+    let db = TestDatabase::create().await;
+    let topology = TestTopology::new(vec![projector_group()]);
+    let settings = api_settings(&db, &topology, &[]);
+    let application = api::startup::Application::build(settings)
+        .await
+        .expect("build api");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    let admin_id = bootstrap_admin(&db).await;
+    let client = test_client();
+    let admin_token = login(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string();
+    TestApp::new(address, client, admin_token, admin_id, db, topology).await
+}
+
 /// `api admin bootstrap` as a function: the admin role and user.
 pub async fn bootstrap_admin(db: &TestDatabase) -> String {
     let done = app::bootstrap::bootstrap(
@@ -171,19 +191,35 @@ pub async fn spawn_projector(common: &infra::settings::CommonSettings) {
     tokio::spawn(projector.run_until_stopped());
 }
 
+/// Idle connections are dropped before the server's 5 s keep-alive would
+/// close them, so no request races a closing connection.
+fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+}
+
 impl TestApp {
     /// Bootstraps the administrator, logs them in once their permissions
     /// are projected, and counts what that wrote as the baseline.
     async fn with_admin(address: String, db: TestDatabase, topology: TestTopology) -> Self {
-        // Idle connections are dropped before the server's 5 s keep-alive
-        // would close them, so no request races a closing connection.
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(3))
-            .build()
-            .unwrap();
+        let client = test_client();
         let admin_id = bootstrap_admin(&db).await;
         let admin_token =
             login_with_permissions(&client, &address, ADMIN_EMAIL, GOOD_PASSWORD).await;
+        Self::new(address, client, admin_token, admin_id, db, topology).await
+    }
+
+    /// The app, with what its setup wrote counted as the baseline.
+    async fn new(
+        address: String,
+        client: reqwest::Client,
+        admin_token: String,
+        admin_id: String,
+        db: TestDatabase,
+        topology: TestTopology,
+    ) -> Self {
         let mut app = TestApp {
             address,
             client,
