@@ -117,9 +117,13 @@ impl FailedLogins {
 
     /// Records a failed check: per address always, per account
     /// (`user.login_failed`) when `user_id` names one. Before the caller
-    /// answers, the failure is stored in one statement whatever the
-    /// account, so that every kind of failure answers in the same time and
-    /// none that was answered is lost; it is counted and appended after.
+    /// answers, the failure is stored and counted for its address in one
+    /// transaction whatever the account, so that every kind of failure
+    /// answers in the same time, none that was answered is lost, and a
+    /// burst cannot outrun the block: the failures beyond the address's
+    /// threshold are refused `429`, even those that passed
+    /// [`FailedLogins::refuse_if_blocked`] together. The event is appended
+    /// after the answer.
     pub async fn record(
         &self,
         context: &RequestContext,
@@ -135,7 +139,7 @@ impl FailedLogins {
             failed_at: at,
             metadata: Json(context.metadata_for(id)),
         };
-        store(&self.pool, &failure).await?;
+        let counted = self.store_and_count(&failure).await?;
         let this = self.clone();
         let stored = std::time::Instant::now();
         tokio::spawn(async move {
@@ -143,7 +147,57 @@ impl FailedLogins {
                 tracing::warn!(failure_id = %failure.id, %error, "a failed login is left to recovery");
             }
         });
-        Ok(())
+        self.refuse_beyond_threshold(counted)
+    }
+
+    /// For a failed check that keeps nothing (an erased person's login):
+    /// the `429` that [`FailedLogins::record`] would give, so the answer is
+    /// the same as for any other failure from the address.
+    pub async fn refuse_if_threshold_reached(
+        &self,
+        context: &RequestContext,
+        at: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        let Some(address) = address_of(context) else {
+            return Ok(());
+        };
+        let failures: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM login_address_failures WHERE address = $1 AND failed_at > $2",
+        )
+        .bind(address)
+        .bind(at - self.policy.window)
+        .fetch_one(&self.pool)
+        .await?;
+        self.refuse_beyond_threshold(Some(failures + 1))
+    }
+
+    /// `429` when `failures` (this one included) exceed the threshold: the
+    /// block was set by the failure that reached it.
+    fn refuse_beyond_threshold(&self, failures: Option<i64>) -> Result<(), AppError> {
+        match failures {
+            Some(failures) if failures > i64::from(self.policy.threshold) => {
+                Err(AppError::TooManyRequests {
+                    retry_after_seconds: u64::try_from(self.policy.block.num_seconds())
+                        .unwrap_or(1)
+                        .max(1),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores the failure and counts it for its address in one
+    /// transaction; how many failures the address has in the window, this
+    /// one included (`None` without an address).
+    async fn store_and_count(&self, failure: &PendingFailure) -> sqlx::Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        store(&mut tx, failure).await?;
+        let counted = match &failure.address {
+            Some(address) => count_for_address(&mut tx, &self.policy, address, failure).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(counted)
     }
 
     /// Settles the failures whose lease ran out, left by a process that
@@ -185,7 +239,8 @@ impl FailedLogins {
     }
 
     /// Appends the failure's `user.login_failed` (unless an earlier attempt
-    /// did), counts it for its address (once), and removes it. `stored` is
+    /// did), counts it for its address unless it was (a failure stored
+    /// before it was counted with it), and removes it. `stored` is
     /// when this process stored it; `None` when recovering.
     async fn settle(
         &self,
@@ -244,7 +299,7 @@ impl FailedLogins {
     }
 }
 
-async fn store(pool: &PgPool, failure: &PendingFailure) -> sqlx::Result<()> {
+async fn store(tx: &mut sqlx::PgConnection, failure: &PendingFailure) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO pending_login_failures \
              (id, user_id, address, ip, failed_at, metadata, leased_until) \
@@ -257,19 +312,22 @@ async fn store(pool: &PgPool, failure: &PendingFailure) -> sqlx::Result<()> {
     .bind(failure.failed_at)
     .bind(&failure.metadata)
     .bind(LEASE)
-    .execute(pool)
+    .execute(tx)
     .await?;
     Ok(())
 }
 
-/// Stores the failure (once), forgets the address's failures older than
-/// the window, and blocks the address once the window holds `threshold`.
+/// Counts the failure for the address (once), forgets the address's
+/// failures older than the window, and blocks the address once the window
+/// holds `threshold`. Failures of one address take turns (an advisory
+/// lock), so each sees the ones before it, in any api process. Returns the
+/// failures in the window, this one included, if this call counted it.
 async fn count_for_address(
     tx: &mut sqlx::PgConnection,
     policy: &AddressPolicy,
     address: &str,
     failure: &PendingFailure,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Option<i64>> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(ADDRESS_LOCK_SPACE)
         .bind(address)
@@ -281,7 +339,7 @@ async fn count_for_address(
         .bind(since)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO login_address_failures (address, failed_at, failure_id) \
          VALUES ($1, $2, $3) ON CONFLICT (failure_id) DO NOTHING",
     )
@@ -289,7 +347,11 @@ async fn count_for_address(
     .bind(failure.failed_at)
     .bind(failure.id)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
     let failures: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM login_address_failures WHERE address = $1 AND failed_at > $2",
     )
@@ -307,7 +369,7 @@ async fn count_for_address(
         .await?;
         metrics::counter!(crate::metrics::ADDRESSES_BLOCKED).increment(1);
     }
-    Ok(())
+    Ok(Some(failures))
 }
 
 /// Blocks the address until `until`; a block is only ever extended.

@@ -103,6 +103,10 @@ impl SignIn {
             // without a password.
             if user.status() != UserStatus::Erased {
                 self.failed_logins.record(context, None, now).await?;
+            } else {
+                self.failed_logins
+                    .refuse_if_threshold_reached(context, now)
+                    .await?;
             }
             return Err(AppError::InvalidCredentials);
         }

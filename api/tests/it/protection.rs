@@ -481,3 +481,70 @@ async fn the_password_change_is_rate_limited_like_login() {
         .collect();
     assert!(statuses.contains(&429), "never limited: {statuses:?}");
 }
+
+/// A burst of wrong guesses from one address, all sent before the first is
+/// answered, cannot outrun the address block: each failure is counted
+/// before it is answered, so at most the threshold of them are told 401
+/// (and learn that a password was wrong) and the rest 429. A client at
+/// another address behind the same proxy signs in all along.
+#[tokio::test]
+async fn a_burst_of_failed_logins_from_one_address_gets_at_most_the_threshold_of_401s() {
+    const THRESHOLD: usize = 3;
+    const BURST: usize = 12;
+    let app = support::spawn_app_with(&[
+        "--trusted-proxies=127.0.0.1,::1",
+        &format!("--lockout-ip-threshold={THRESHOLD}"),
+        "--lockout-window-seconds=600",
+    ])
+    .await;
+    let attacker = "203.0.113.50";
+    let bystander = "203.0.113.51";
+    let login_from = |address: &'static str, email: String, password: &'static str| {
+        app.request(Method::POST, "/v1/auth/login", None)
+            .header("x-forwarded-for", address)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+    };
+    // Each guess names another email, so the per-account bound of the
+    // hashing queue does not answer for the block.
+    let guesses = (0..BURST).map(|n| {
+        login_from(
+            attacker,
+            format!("guess{n}@example.com"),
+            "a wrong guess of a password",
+        )
+    });
+    let (statuses, bystander_status) = tokio::join!(
+        futures_util::future::join_all(guesses),
+        login_from(bystander, support::ADMIN_EMAIL.to_string(), GOOD_PASSWORD),
+    );
+    let statuses: Vec<u16> = statuses
+        .into_iter()
+        .map(|response| response.unwrap().status().as_u16())
+        .collect();
+    let unauthorized = statuses.iter().filter(|status| **status == 401).count();
+    let refused = statuses.iter().filter(|status| **status == 429).count();
+    assert!(
+        unauthorized <= THRESHOLD,
+        "{unauthorized} answered 401: {statuses:?}"
+    );
+    assert_eq!(unauthorized + refused, BURST, "{statuses:?}");
+    assert_eq!(bystander_status.unwrap().status(), 200);
+
+    // Every guess was counted, the attacker stays blocked, the bystander not.
+    let failures: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM login_address_failures WHERE address = $1")
+            .bind(attacker)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(failures, BURST as i64);
+    let again = login_from(attacker, support::ADMIN_EMAIL.to_string(), GOOD_PASSWORD)
+        .await
+        .unwrap();
+    assert_problem(again, 429, "too-many-requests", None).await;
+    let bystander_again = login_from(bystander, support::ADMIN_EMAIL.to_string(), GOOD_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(bystander_again.status(), 200);
+}
