@@ -148,6 +148,9 @@ pub struct ApiSettings {
     #[command(flatten)]
     pub relay: relay::settings::RelayArgs,
 
+    #[command(flatten)]
+    pub audit_verification: AuditVerificationSettings,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "API_WORKERS")]
     pub workers: Option<usize>,
@@ -160,6 +163,31 @@ pub struct ApiSettings {
 
     #[command(flatten)]
     pub webhooks: WebhookSettings,
+}
+
+/// The standing verification behind `GET /v1/audit/verify`
+/// (`app::integrity::background`): every api process runs the loop, one at
+/// a time verifies.
+#[derive(Args, Clone, Debug)]
+pub struct AuditVerificationSettings {
+    /// How often the background verifier continues from where it stopped,
+    /// in milliseconds; 0 runs none in this process.
+    #[arg(long, env = "AUDIT_VERIFY_INTERVAL_MS", default_value_t = 30_000)]
+    pub audit_verify_interval_ms: u64,
+
+    /// How often a full pass starts again from the first event, in hours.
+    #[arg(long, env = "AUDIT_VERIFY_FULL_PASS_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_verify_full_pass_hours: u32,
+}
+
+impl AuditVerificationSettings {
+    /// The verifier's settings, unless it is off in this process.
+    pub fn verifier(&self) -> Option<app::integrity::VerifierSettings> {
+        (self.audit_verify_interval_ms > 0).then(|| app::integrity::VerifierSettings {
+            interval: Duration::from_millis(self.audit_verify_interval_ms),
+            full_pass_every: chrono::TimeDelta::hours(i64::from(self.audit_verify_full_pass_hours)),
+        })
+    }
 }
 
 /// Registering webhooks and rotating their secrets.

@@ -22,6 +22,7 @@ use crate::server::{serve, ServerSettings};
 use crate::settings::ApiSettings;
 use crate::{http_metrics, problem, routes, screening};
 use app::failed_logins::FailedLogins;
+use app::integrity::BackgroundVerifier;
 use app::keys::SigningKeys;
 use app::password::Passwords;
 use app::roles::RoleCommands;
@@ -30,8 +31,9 @@ use app::tokens::AccessTokens;
 use app::users::UserCommands;
 use app::webhooks::{DeliveryQueries, WebhookCommands, WebhookQueries};
 
-/// The api process: the HTTP server plus (unless disabled) the relay task,
-/// which it stops once the server has stopped.
+/// The api process: the HTTP server plus (unless disabled) the relay task
+/// and the background audit verifier, which it stops once the server has
+/// stopped.
 pub struct Application;
 
 impl Application {
@@ -64,6 +66,12 @@ impl Application {
             settings.auth.failed_login_recovery_interval(),
             shutdown.clone(),
         ));
+        let verifier = settings.audit_verification.verifier().map(|verifier| {
+            tokio::spawn(
+                BackgroundVerifier::new(pool.clone(), verifier, shutdown.clone())
+                    .run_until_stopped(),
+            )
+        });
         let server = http_server(
             listener,
             pool,
@@ -75,7 +83,11 @@ impl Application {
         Ok(RunningProcess::new(
             port,
             server,
-            relay.into_iter().chain([recovery]).collect(),
+            relay
+                .into_iter()
+                .chain(verifier)
+                .chain([recovery])
+                .collect(),
             shutdown,
         ))
     }

@@ -45,10 +45,28 @@ pub async fn every_event_checkpointed(app: &TestApp) {
     .await;
 }
 
+/// The report of a full pass asked for now (`POST /v1/audit/verify`),
+/// once the background verifier has made it.
 pub async fn verified(app: &TestApp) -> Value {
-    let response = app.get("/v1/audit/verify").await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let asked_at = chrono::Utc::now();
+    let response = app.post_empty("/v1/audit/verify").await;
+    assert_eq!(response.status(), 202);
+    eventually(
+        Duration::from_secs(30),
+        "a full pass after the request",
+        || async {
+            let response = app.get("/v1/audit/verify").await;
+            assert_eq!(response.status(), 200);
+            let report: Value = response.json().await.unwrap();
+            let started: Option<chrono::DateTime<chrono::Utc>> =
+                serde_json::from_value(report["pass_started_at"].clone()).unwrap();
+            let done = report["full_pass_requested"] == false
+                && started.is_some_and(|started| started >= asked_at)
+                && report["pending"] == false;
+            done.then_some(report)
+        },
+    )
+    .await
 }
 
 pub async fn execute(pool: &PgPool, sql: &str) {
@@ -378,4 +396,116 @@ async fn after_an_erasure_the_store_and_an_export_still_verify_and_tampering_is_
             .contains("not erased"),
         "{report}"
     );
+}
+
+/// `GET /v1/audit/verify` recomputes nothing: with the background verifier
+/// off in this process, it answers at once that nothing is verified yet.
+#[tokio::test]
+async fn the_verify_endpoint_only_reads_what_the_background_verifier_found() {
+    let mut args = CHECKPOINTS_OFTEN.to_vec();
+    args.push("--audit-verify-interval-ms=0");
+    let app = spawn_app_with(&args).await;
+    ada_with_history(&app).await;
+    every_event_checkpointed(&app).await;
+    let report: Value = app.get("/v1/audit/verify").await.json().await.unwrap();
+    assert_eq!(report["pending"], true, "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["events_checked"], 0, "{report}");
+    let asked = app.post_empty("/v1/audit/verify").await;
+    assert_eq!(asked.status(), 202);
+    let report: Value = asked.json().await.unwrap();
+    assert_eq!(report["full_pass_requested"], true, "{report}");
+}
+
+/// The state the verifier resumes from, as stored.
+async fn standing(app: &TestApp) -> Value {
+    sqlx::query_scalar::<_, Value>("SELECT state FROM audit_verification")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+/// After a full pass, each run checks only the events after where the last
+/// one stopped (the pass does not start again), catches a change to such
+/// an event, and a change to an event verified before waits for the next
+/// full pass, which finds it.
+#[tokio::test]
+async fn runs_continue_from_where_the_last_one_stopped() {
+    let (app, ada, _) = sealed_history().await;
+    let first = verified(&app).await;
+    assert_eq!(first["ok"], true, "{first}");
+    let folded = standing(&app).await["events_folded"].as_i64().unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(folded, events, "the first pass folds every event");
+
+    app.register("carol@example.com", "Carol").await;
+    every_event_checkpointed(&app).await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let state = eventually(Duration::from_secs(30), "the new events folded", || async {
+        let state = standing(&app).await;
+        (state["events_folded"].as_i64() == Some(events)).then_some(state)
+    })
+    .await;
+    assert_eq!(
+        state["pass_started_at"], first["pass_started_at"],
+        "no new pass: the run continued"
+    );
+
+    // An event verified before, changed: runs read only what is new, so the
+    // standing report keeps its verdict until a full pass looks again.
+    set_email_changed_to(&app.db.pool, &ada, "mallory@example.com").await;
+    app.register("dave@example.com", "Dave").await;
+    every_event_checkpointed(&app).await;
+    let events = events + 1;
+    eventually(Duration::from_secs(30), "dave folded", || async {
+        (standing(&app).await["events_folded"].as_i64() >= Some(events)).then_some(())
+    })
+    .await;
+    let report: Value = app.get("/v1/audit/verify").await.json().await.unwrap();
+    assert_eq!(
+        report["pass_started_at"], first["pass_started_at"],
+        "{report}"
+    );
+    assert_eq!(report["ok"], true, "{report}");
+    assert_broken(&verified(&app).await, "seal_mismatch", Some((&ada, 2)));
+}
+
+/// One process at a time verifies: while another holds the verifier's
+/// lock, no run starts here.
+#[tokio::test]
+async fn runs_wait_while_another_process_verifies() {
+    let (app, _, _) = sealed_history().await;
+    verified(&app).await;
+    let mut other = app.db.pool.acquire().await.unwrap();
+    let (space, key) = app::integrity::VERIFIER_LOCK;
+    sqlx::query("SELECT pg_advisory_lock($1, $2)")
+        .bind(space)
+        .bind(key)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = standing(&app).await["verified_at"].clone();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        standing(&app).await["verified_at"],
+        held,
+        "no run while held"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+        .bind(space)
+        .bind(key)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "a run once released", || async {
+        (standing(&app).await["verified_at"] != held).then_some(())
+    })
+    .await;
 }

@@ -7,6 +7,7 @@ use infra::event_log::LogPosition;
 use infra::integrity::{
     check_seal, running_hash, Checkpoint, HashDefect, HashedEvent, PublicKeys, Withheld,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::report::{Broken, Reason};
@@ -82,6 +83,20 @@ impl SealedRecord {
     }
 }
 
+/// Where a [`RunningFold`] stands, to resume it later (the background
+/// verifier stores it between runs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FoldState {
+    pub running_hash: String,
+    pub event_count: i64,
+    /// The last event folded: `(transaction_id, global_position)`.
+    pub last: (i64, i64),
+    pub checkpoints_checked: u64,
+    /// The newest checkpoint passed.
+    pub proven: Option<Checkpoint>,
+}
+
 /// The running hash folded in publishing order, compared with each
 /// checkpoint as it is passed.
 pub struct RunningFold {
@@ -106,6 +121,38 @@ impl RunningFold {
             keys,
             checkpoints_checked: 0,
             proven: None,
+        }
+    }
+
+    /// Continues from `state` with the checkpoints after it.
+    pub fn resume(
+        state: FoldState,
+        checkpoints: impl IntoIterator<Item = Checkpoint>,
+        keys: PublicKeys,
+    ) -> Self {
+        let (transaction_id, global_position) = state.last;
+        Self {
+            running_hash: state.running_hash,
+            event_count: state.event_count,
+            last: LogPosition {
+                transaction_id,
+                global_position,
+            },
+            pending: checkpoints.into_iter().collect(),
+            keys,
+            checkpoints_checked: state.checkpoints_checked,
+            proven: state.proven,
+        }
+    }
+
+    /// Where the fold stands, to [`resume`](Self::resume) it.
+    pub fn state(&self) -> FoldState {
+        FoldState {
+            running_hash: self.running_hash.clone(),
+            event_count: self.event_count,
+            last: (self.last.transaction_id, self.last.global_position),
+            checkpoints_checked: self.checkpoints_checked,
+            proven: self.proven.clone(),
         }
     }
 

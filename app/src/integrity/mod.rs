@@ -5,6 +5,8 @@
 //! operator's acknowledgement to a refusing checkpoint signer.
 
 mod acknowledge;
+#[allow(clippy::result_large_err)]
+mod background;
 // A `Broken` is the verdict of a whole verification, made at most once: its
 // size on the error path does not matter.
 #[allow(clippy::result_large_err)]
@@ -18,6 +20,10 @@ mod report;
 mod store;
 
 pub use acknowledge::{acknowledge, AcknowledgeError, Acknowledged};
+pub use background::{
+    request_full_pass, standing_state, BackgroundVerifier, StandingState, VerifierSettings,
+    VERIFIER_LOCK,
+};
 pub use export::{ExportLineError, ExportVerifier};
 pub use report::{Broken, Reason, UnprovenTail, VerifyReport};
 pub use store::{listed_keys, public_keys, verify_store, ListedKey};

@@ -1,10 +1,10 @@
 //! What a verification found: what it checked, what that proves, and the
 //! first broken link.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a link is broken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The stored hash is not the hash of the event's fields.
@@ -32,7 +32,7 @@ pub enum Reason {
 }
 
 /// The first place the proof fails.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Broken {
     pub aggregate_type: Option<String>,
     pub aggregate_id: Option<String>,

@@ -14,18 +14,25 @@ use domain::{Session, SessionEvent, User, UserEvent};
 
 use super::check::{match_trusted, RunningFold, SealedRecord};
 use super::markers::{erased_values, Erasures};
-use super::report::VerifyReport;
+use super::report::{Broken, VerifyReport};
 use crate::AppError;
 
 /// Events read per query.
-const VERIFY_PAGE: i64 = 1000;
+pub(super) const VERIFY_PAGE: i64 = 1000;
+
+/// The columns of a [`Row`], from `events` aliased `e`.
+pub(super) const ROW_COLUMNS: &str =
+    "e.event_id::text AS event_id, e.hash_version, e.aggregate_type, e.aggregate_id, e.sequence, \
+     e.transaction_id::text::bigint AS transaction_id, e.global_position, e.event_type, \
+     e.event_version, e.recorded_at, e.payload, e.metadata, e.sealed::text AS sealed, e.salts, \
+     e.prev_hash, e.hash";
 
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(super) struct Row {
     #[sqlx(flatten)]
     event: HashedEvent,
-    transaction_id: i64,
-    global_position: i64,
+    pub(super) transaction_id: i64,
+    pub(super) global_position: i64,
     payload: Value,
     metadata: Value,
     salts: Value,
@@ -93,7 +100,7 @@ pub async fn verify_store(
 }
 
 /// Every user erased, and the sessions each of them started.
-async fn erasures_on_record(pool: &PgPool) -> Result<Erasures, AppError> {
+pub(super) async fn erasures_on_record(pool: &PgPool) -> Result<Erasures, AppError> {
     let erased: Vec<String> = sqlx::query_scalar(
         "SELECT aggregate_id FROM events WHERE aggregate_type = $1 AND event_type = $2",
     )
@@ -123,6 +130,21 @@ async fn erasures_on_record(pool: &PgPool) -> Result<Erasures, AppError> {
     Ok(erasures)
 }
 
+/// One stored event: its hash and seal, the marker rules, and its link to
+/// `before` (the event before it in its stream, if any).
+pub(super) fn check_stored(
+    record: &SealedRecord,
+    before: Option<(i64, &str)>,
+    erasures: &Erasures,
+) -> Result<(), Broken> {
+    let withheld = record.check()?;
+    let erased = erased_values(record, withheld, false)?;
+    match erased.into_iter().find(|value| !erasures.covers(value)) {
+        Some(unexpected) => Err(unexpected.broken),
+        None => record.check_link(before),
+    }
+}
+
 async fn verify_streams(
     pool: &PgPool,
     erasures: &Erasures,
@@ -135,19 +157,18 @@ async fn verify_streams(
             .map_or((String::new(), String::new(), 0), |(t, i, s, _)| {
                 (t.clone(), i.clone(), *s)
             });
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT event_id::text AS event_id, hash_version, aggregate_type, aggregate_id, sequence, transaction_id::text::bigint AS transaction_id, \
-                    global_position, event_type, event_version, recorded_at, payload, metadata, \
-                    sealed::text AS sealed, salts, prev_hash, hash \
-             FROM events WHERE (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
-             ORDER BY aggregate_type, aggregate_id, sequence LIMIT $4",
-        )
-        .bind(&after_type)
-        .bind(&after_id)
-        .bind(after_sequence)
-        .bind(VERIFY_PAGE)
-        .fetch_all(pool)
-        .await?;
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM events e \
+             WHERE (e.aggregate_type, e.aggregate_id, e.sequence) > ($1, $2, $3) \
+             ORDER BY e.aggregate_type, e.aggregate_id, e.sequence LIMIT $4"
+        );
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(&after_type)
+            .bind(&after_id)
+            .bind(after_sequence)
+            .bind(VERIFY_PAGE)
+            .fetch_all(pool)
+            .await?;
         let read = rows.len() as i64;
         for row in rows {
             let record = SealedRecord::from(row);
@@ -158,16 +179,7 @@ async fn verify_streams(
                 })
                 .map(|(_, _, sequence, hash)| (*sequence, hash.as_str()));
             report.events_checked += 1;
-            let checked = record
-                .check()
-                .and_then(|withheld| erased_values(&record, withheld, false))
-                .and_then(|erased| {
-                    match erased.into_iter().find(|value| !erasures.covers(value)) {
-                        Some(unexpected) => Err(unexpected.broken),
-                        None => record.check_link(before),
-                    }
-                });
-            if let Err(broken) = checked {
+            if let Err(broken) = check_stored(&record, before, erasures) {
                 report.broken(broken);
             }
             previous = Some((

@@ -1,9 +1,11 @@
-//! `GET /v1/audit/verify` and `GET /v1/audit/keys`: the proof that the log
-//! is unaltered, recomputed on request, and the public keys that check the
-//! signed checkpoints (to compare with the ones held out of band).
+//! `GET /v1/audit/verify`, `POST /v1/audit/verify` and `GET /v1/audit/keys`:
+//! what the standing verification (run off the request path, one process at
+//! a time, incrementally) has proven so far, a request for a full pass, and
+//! the public keys that check the signed checkpoints (to compare with the
+//! ones held out of band).
 
 use actix_web::{web, HttpResponse};
-use app::integrity::{listed_keys, verify_store, Broken, VerifyReport};
+use app::integrity::{listed_keys, request_full_pass, standing_state, Broken, StandingState};
 use chrono::{DateTime, Utc};
 use infra::integrity::{public_key_pem, PublicKeys};
 use serde::Serialize;
@@ -42,7 +44,11 @@ pub struct UnprovenTailView {
 
 #[derive(Serialize, ToSchema)]
 pub struct Verification {
+    /// True once a pass has reached the newest checkpoint and nothing
+    /// verified so far is broken; false while `pending` or when broken.
     ok: bool,
+    /// True until the first pass has reached the newest checkpoint.
+    pending: bool,
     events_checked: u64,
     checkpoints_checked: u64,
     /// Events up to and including the newest checkpoint that verified.
@@ -55,12 +61,24 @@ pub struct Verification {
     filtered: bool,
     erasure_markers_unconfirmed: u64,
     first_broken: Option<BrokenLink>,
+    /// When the current pass started from the first event; an event
+    /// changed after it was verified is found by the next pass.
+    pass_started_at: Option<DateTime<Utc>>,
+    /// When the current pass first reached the newest checkpoint.
+    pass_completed_at: Option<DateTime<Utc>>,
+    /// When the last run ended (runs continue every `AUDIT_VERIFY_INTERVAL_MS`).
+    verified_at: Option<DateTime<Utc>>,
+    /// A full pass was asked for (`POST /v1/audit/verify`) and has not started.
+    full_pass_requested: bool,
 }
 
-impl From<VerifyReport> for Verification {
-    fn from(report: VerifyReport) -> Self {
+impl Verification {
+    fn of(state: Option<StandingState>, full_pass_requested: bool) -> Self {
+        let state = state.unwrap_or_default();
+        let report = state.report();
         Self {
             ok: report.ok,
+            pending: state.pass_completed_at.is_none() && state.first_broken.is_none(),
             events_checked: report.events_checked,
             checkpoints_checked: report.checkpoints_checked,
             events_proven: report.events_proven,
@@ -73,6 +91,10 @@ impl From<VerifyReport> for Verification {
             filtered: report.filtered,
             erasure_markers_unconfirmed: report.erasure_markers_unconfirmed,
             first_broken: report.first_broken.map(BrokenLink::from),
+            pass_started_at: state.pass_started_at,
+            pass_completed_at: state.pass_completed_at,
+            verified_at: state.verified_at,
+            full_pass_requested,
         }
     }
 }
@@ -102,7 +124,7 @@ impl From<Broken> for BrokenLink {
     tag = "audit",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Every stream's chain and every signed checkpoint recomputed; `ok` false names the first broken link", body = Verification),
+        (status = 200, description = "What the standing verification has proven so far (every stream's chain and the signed checkpoints, verified in the background); `ok` false names the first broken link, or the first pass is still `pending`", body = Verification),
         (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs audit:read", body = Problem, content_type = PROBLEM),
     )
@@ -111,8 +133,28 @@ pub async fn verify(
     pool: web::Data<PgPool>,
     _: Allowed<AuditRead>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = verify_store(pool.get_ref(), None, &[]).await?;
-    Ok(HttpResponse::Ok().json(Verification::from(report)))
+    let (state, requested) = standing_state(pool.get_ref()).await?;
+    Ok(HttpResponse::Ok().json(Verification::of(state, requested)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A full pass from the first event starts with the verifier's next run; poll `GET /v1/audit/verify` until `pass_started_at` is later than this request and `pending` is false", body = Verification),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Needs audit:read", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn request_verification(
+    pool: web::Data<PgPool>,
+    _: Allowed<AuditRead>,
+) -> Result<HttpResponse, ApiError> {
+    request_full_pass(pool.get_ref()).await?;
+    let (state, requested) = standing_state(pool.get_ref()).await?;
+    Ok(HttpResponse::Accepted().json(Verification::of(state, requested)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -22,24 +22,31 @@ use crate::problem::{ApiError, FieldError};
 type RouteOf = fn() -> actix_web::Route;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let routes: [(&str, RouteOf); 6] = [
-        ("/audit/events", || web::get().to(events::list)),
-        ("/audit/export", || web::get().to(export::export)),
-        ("/audit/verify", || web::get().to(integrity::verify)),
-        ("/audit/keys", || web::get().to(integrity::keys)),
-        ("/audit/{aggregate_type}/{id}/history", || {
-            web::get().to(aggregate::history)
-        }),
-        ("/audit/{aggregate_type}/{id}/state", || {
-            web::get().to(aggregate::state)
-        }),
+    let routes: [(&str, &[RouteOf]); 6] = [
+        ("/audit/events", &[|| web::get().to(events::list)]),
+        ("/audit/export", &[|| web::get().to(export::export)]),
+        (
+            "/audit/verify",
+            &[
+                || web::get().to(integrity::verify),
+                || web::post().to(integrity::request_verification),
+            ],
+        ),
+        ("/audit/keys", &[|| web::get().to(integrity::keys)]),
+        (
+            "/audit/{aggregate_type}/{id}/history",
+            &[|| web::get().to(aggregate::history)],
+        ),
+        (
+            "/audit/{aggregate_type}/{id}/state",
+            &[|| web::get().to(aggregate::state)],
+        ),
     ];
-    for (path, route) in routes {
-        cfg.service(
-            web::resource(path)
-                .route(route())
-                .default_service(web::to(super::method_not_allowed)),
-        );
+    for (path, routes) in routes {
+        let resource = routes.iter().fold(web::resource(path), |resource, route| {
+            resource.route(route())
+        });
+        cfg.service(resource.default_service(web::to(super::method_not_allowed)));
     }
 }
 

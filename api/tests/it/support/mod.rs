@@ -48,10 +48,14 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
         "--api-addr=127.0.0.1:0".into(),
         "--migrate-on-start=false".into(),
         "--relay-poll-interval-ms=200".into(),
+        "--audit-verify-interval-ms=100".into(),
         "--database-max-connections=5".into(),
         format!("--jwt-signing-key-file={}", key_file(db)),
         format!("--audit-signing-key-file={}", audit_key_file(db)),
     ];
+    // A test's own value of a flag replaces the default above.
+    let flag = |arg: &str| arg.split('=').next().unwrap_or(arg).to_owned();
+    args.retain(|arg| !extra.iter().any(|given| flag(given) == flag(arg)) || arg == "api");
     args.extend(extra.iter().map(|arg| arg.to_string()));
     ApiArgs::parse_from(args).settings
 }
@@ -587,6 +591,7 @@ pub async fn start_api_with(
         .env("AMQP_EXCHANGE", &topology.topology.exchange)
         .env("AMQP_QUEUE_PREFIX", &topology.topology.queue_prefix)
         .env("API_ADDR", &address)
+        .env("AUDIT_VERIFY_INTERVAL_MS", "100")
         .env("JWT_SIGNING_KEY_FILE", key_file(db))
         .env("AUDIT_SIGNING_KEY_FILE", audit_key_file(db))
         .env("SIGNUP_MODE", "open")
