@@ -660,9 +660,11 @@ async fn catch_all_webhooks_are_not_sent_each_others_registrations() {
     // Published after every webhook event: once each webhook has it, the
     // consumer (one, in order) has handled them all.
     registrations(&fx, 1).await;
-    eventually(TIMEOUT, "the user's registration queued for every webhook", || async {
-        (deliveries_of(&fx, user_registered).await == N as i64).then_some(())
-    })
+    eventually(
+        TIMEOUT,
+        "the user's registration queued for every webhook",
+        || async { (deliveries_of(&fx, user_registered).await == N as i64).then_some(()) },
+    )
     .await;
     let queued: Vec<(String, i64)> = sqlx::query_as(
         "SELECT event_type, count(*) FROM webhook_deliveries GROUP BY event_type ORDER BY 1",
