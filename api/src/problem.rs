@@ -67,6 +67,8 @@ pub enum ApiError {
     ConcurrencyConflict,
     #[error("this would leave no active user holding every permission")]
     LastAdministrator,
+    #[error("{0}")]
+    WebhookLimitReached(domain::webhook::WebhookLimitReached),
     #[error("the read model did not reach position {position} within {waited_ms} ms")]
     NotYetProjected { position: i64, waited_ms: u128 },
     #[error(
@@ -177,6 +179,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::ConcurrencyConflict => "concurrency-conflict",
             Self::LastAdministrator => "last-administrator",
+            Self::WebhookLimitReached(_) => "webhook-limit-reached",
             Self::NotYetProjected { .. } => "projection-timeout",
             Self::Unauthorized | Self::InvalidToken => "unauthorized",
             Self::OriginRefused(_) => "origin-refused",
@@ -208,6 +211,7 @@ impl ApiError {
             Self::Conflict(_) => "Conflict",
             Self::ConcurrencyConflict => "Concurrency conflict",
             Self::LastAdministrator => "Last administrator",
+            Self::WebhookLimitReached(_) => "Webhook limit reached",
             Self::NotYetProjected { .. } => "Read model not yet up to date",
             Self::Unauthorized | Self::InvalidToken => "Unauthorized",
             Self::OriginRefused(_) => "Origin refused",
@@ -258,6 +262,7 @@ impl From<AppError> for ApiError {
             }
             AppError::Forbidden(missing) => Self::Forbidden(missing.as_str()),
             AppError::LastAdministrator => Self::LastAdministrator,
+            AppError::WebhookLimitReached(reached) => Self::WebhookLimitReached(reached),
             AppError::EmailTaken
             | AppError::RoleNameTaken
             | AppError::User(_)
@@ -317,9 +322,10 @@ impl ResponseError for ApiError {
             Self::RequestHeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::UnknownAggregateType(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) | Self::ConcurrencyConflict | Self::LastAdministrator => {
-                StatusCode::CONFLICT
-            }
+            Self::Conflict(_)
+            | Self::ConcurrencyConflict
+            | Self::LastAdministrator
+            | Self::WebhookLimitReached(_) => StatusCode::CONFLICT,
             Self::NotYetProjected { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthorized
             | Self::InvalidToken

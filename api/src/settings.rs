@@ -203,11 +203,29 @@ pub struct WebhookSettings {
         default_value_t = 86_400
     )]
     pub webhook_secret_rotation_overlap_seconds: u32,
+
+    /// The most webhooks that may exist at once, enabled or not; a
+    /// registration beyond is refused (409 webhook-limit-reached).
+    #[arg(
+        long,
+        env = "WEBHOOKS_MAX",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub webhooks_max: u32,
 }
 
 impl WebhookSettings {
     pub fn rotation_overlap(&self) -> chrono::TimeDelta {
         chrono::TimeDelta::seconds(i64::from(self.webhook_secret_rotation_overlap_seconds))
+    }
+
+    pub fn policy(&self) -> app::webhooks::WebhookPolicy {
+        app::webhooks::WebhookPolicy {
+            destinations: self.destinations,
+            rotation_overlap: self.rotation_overlap(),
+            limit: domain::webhook::WebhookLimit::new(self.webhooks_max),
+        }
     }
 }
 

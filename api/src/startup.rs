@@ -150,8 +150,7 @@ impl Services {
             roles: web::Data::new(RoleCommands::new(pool.clone())),
             webhooks: web::Data::new(WebhookCommands::new(
                 pool.clone(),
-                settings.webhooks.destinations,
-                settings.webhooks.rotation_overlap(),
+                settings.webhooks.policy(),
             )),
             webhook_queries: web::Data::new(WebhookQueries::new(pool.clone())),
             deliveries: web::Data::new(DeliveryQueries::new(pool)),

@@ -3,6 +3,7 @@
 //! problem once (`From<AppError> for ApiError`).
 
 use cqrs_es::AggregateError;
+use domain::webhook::WebhookLimitReached;
 use domain::{RoleError, SessionError, UserError, WebhookError};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,9 @@ pub enum AppError {
     Session(SessionError),
     #[error(transparent)]
     Webhook(WebhookError),
+    /// `WEBHOOKS_MAX` webhooks exist: the one named.
+    #[error(transparent)]
+    WebhookLimitReached(#[from] WebhookLimitReached),
     /// Another writer appended to the aggregate first; the same request may succeed again.
     #[error("the aggregate was changed by another request; retry")]
     ConcurrencyConflict,

@@ -163,6 +163,7 @@ pub struct DeliveryParams {
     responses(
         (status = 201, description = "Registered; Location names it; the secret is shown this once", body = SecretIssued),
         (status = 403, description = "Needs webhooks:write and audit:read", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "`webhook-limit-reached`: WEBHOOKS_MAX webhooks exist; delete one first", body = Problem, content_type = PROBLEM),
         (status = 422, description = "A bad or internal url, an unknown event type, too many or none, a long description (named)", body = Problem, content_type = PROBLEM),
     )
 )]

@@ -319,6 +319,95 @@ async fn registering_or_changing_a_webhook_needs_audit_read_too() {
     assert_eq!(app.event_count().await, before);
 }
 
+/// `WEBHOOKS_MAX` holds across api processes: of 12 concurrent
+/// registrations on two of them with room for 3, exactly 3 are registered;
+/// each other one is a 409 naming the limit that leaves nothing behind (no
+/// event, no secret). A disabled webhook keeps its place; a deleted one
+/// frees it.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_registrations_at_the_limit_leave_exactly_the_limit() {
+    const MAX: usize = 3;
+    const RACERS: usize = 12;
+    let limit = format!("--webhooks-max={MAX}");
+    let args = [ALLOW_LOCAL[0], ALLOW_LOCAL[1], limit.as_str()];
+    let app = spawn_app_with(&args).await;
+    let other = api::startup::Application::build(crate::support::api_settings(
+        &app.db,
+        &app.topology,
+        &args,
+    ))
+    .await
+    .expect("build a second api");
+    let other_address = format!("http://127.0.0.1:{}", other.port());
+    tokio::spawn(other.run_until_stopped());
+    let before = app.event_count().await;
+
+    let racers = (0..RACERS).map(|n| {
+        let address = if n % 2 == 0 {
+            &app.address
+        } else {
+            &other_address
+        };
+        app.client
+            .post(format!("{address}/v1/webhooks"))
+            .bearer_auth(&app.admin_token)
+            .json(&hook(&format!("http://127.0.0.1:9/in/{n}")))
+            .send()
+    });
+    let responses: Vec<reqwest::Response> = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|response| response.expect("request"))
+        .collect();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        MAX,
+        "{statuses:?}"
+    );
+    for response in responses.into_iter().filter(|r| r.status() != 201) {
+        let problem = assert_problem(response, 409, "webhook-limit-reached", None).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("at most {MAX} webhooks")),
+            "{detail}"
+        );
+    }
+    let live: Value = app.get("/v1/webhooks").await.json().await.unwrap();
+    let live = live["items"].as_array().unwrap().clone();
+    assert_eq!(live.len(), MAX);
+    assert_eq!(
+        count_events(&app.db, WebhookEvent::REGISTERED.name()).await,
+        MAX as i64
+    );
+    assert_eq!(app.event_count().await, before + MAX as i64);
+    let secrets: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_secrets")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets, MAX as i64,
+        "a refused registration keeps no secret"
+    );
+
+    let first = format!("/v1/webhooks/{}", live[0]["id"].as_str().unwrap());
+    let disabled = app.patch_json(&first, &json!({"enabled": false})).await;
+    assert_eq!(disabled.status(), 200);
+    let response = app
+        .post_json("/v1/webhooks", &hook("http://127.0.0.1:9/x"))
+        .await;
+    assert_problem(response, 409, "webhook-limit-reached", None).await;
+    let deleted = app
+        .send(Method::DELETE, &first, &app.admin_token, None)
+        .await;
+    assert_eq!(deleted.status(), 200);
+    register(&app, hook("http://127.0.0.1:9/x")).await;
+    let response = app
+        .post_json("/v1/webhooks", &hook("http://127.0.0.1:9/y"))
+        .await;
+    assert_problem(response, 409, "webhook-limit-reached", None).await;
+}
+
 /// A receiver answering `status` (changeable), recording each `webhook-id`.
 struct Receiver {
     url: String,

@@ -1,22 +1,26 @@
 //! The write side of webhooks: register, change, rotate the signing secret,
 //! delete. A URL is checked against the destination policy (scheme, and
-//! where its host resolves) before any command; a new secret is stored
-//! before the command that names it and forgotten if the command fails.
+//! where its host resolves) before any command; a registration is admitted
+//! only while fewer than `WEBHOOKS_MAX` webhooks exist; a new secret is
+//! stored before the command that names it and forgotten if the command
+//! fails.
 
 mod deliveries;
+mod limit;
 mod queries;
 
 pub use deliveries::{Delivery, DeliveryAttempt, DeliveryQueries};
 pub use queries::WebhookQueries;
 
 use chrono::{TimeDelta, Utc};
-use domain::webhook::{EventTypePatterns, WebhookDescription, WebhookUrl};
+use domain::webhook::{EventTypePatterns, WebhookDescription, WebhookLimit, WebhookUrl};
 use domain::{Webhook, WebhookCommand};
 use infra::commands::CommandBus;
 use infra::webhooks::{DestinationPolicy, SecretStore, SigningSecret};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use self::limit::Places;
 use crate::power::Actor;
 use crate::{AppError, RequestContext};
 
@@ -42,15 +46,25 @@ pub struct WebhookCommands {
     secrets: SecretStore,
     destinations: DestinationPolicy,
     rotation_overlap: TimeDelta,
+    places: Places,
+}
+
+/// What the deployment decides about webhooks (the api's settings).
+#[derive(Debug, Clone)]
+pub struct WebhookPolicy {
+    pub destinations: DestinationPolicy,
+    pub rotation_overlap: TimeDelta,
+    pub limit: WebhookLimit,
 }
 
 impl WebhookCommands {
-    pub fn new(pool: PgPool, destinations: DestinationPolicy, rotation_overlap: TimeDelta) -> Self {
+    pub fn new(pool: PgPool, policy: WebhookPolicy) -> Self {
         Self {
             webhooks: CommandBus::new(pool.clone()),
-            secrets: SecretStore::new(pool),
-            destinations,
-            rotation_overlap,
+            secrets: SecretStore::new(pool.clone()),
+            places: Places::new(pool, policy.limit),
+            destinations: policy.destinations,
+            rotation_overlap: policy.rotation_overlap,
         }
     }
 
@@ -71,7 +85,8 @@ impl WebhookCommands {
             description,
             secret_id,
         };
-        self.with_new_secret(context, actor, webhook_id, command)
+        self.places
+            .while_admitted(|| self.with_new_secret(context, actor, webhook_id, command))
             .await
     }
 

@@ -36,12 +36,7 @@ impl WebhookQueries {
     /// Every live webhook, oldest first.
     pub async fn list(&self) -> Result<Vec<Webhook>, AppError> {
         let subscriptions = Subscriptions::load(&self.pool).await?;
-        let mut live: Vec<Webhook> = subscriptions
-            .histories
-            .iter()
-            .map(|history| history.current())
-            .filter(Webhook::exists)
-            .collect();
+        let mut live: Vec<Webhook> = subscriptions.live().collect();
         live.sort_by_key(Webhook::id);
         Ok(live)
     }

@@ -367,6 +367,24 @@ mod tests {
         assert!(!deleted.subscribes_to(UserEvent::REGISTERED.name()));
     }
 
+    fn subscribed_to(types: &[&str]) -> WebhookEvent {
+        WebhookEvent::EventTypesChanged {
+            event_types: patterns(types),
+        }
+    }
+
+    #[test]
+    fn a_catch_all_webhook_is_sent_the_webhooks_own_events_only_when_it_names_them() {
+        let catch_all = folded(vec![registered(), subscribed_to(&["*"])]);
+        let watcher = folded(vec![registered(), subscribed_to(&["*", "webhook.*"])]);
+        for webhook_event in WebhookEvent::EVENT_TYPES {
+            let name = webhook_event.name();
+            assert!(!catch_all.subscribes_to(name), "{name}");
+            assert!(watcher.subscribes_to(name), "{name}");
+        }
+        assert!(catch_all.subscribes_to(UserEvent::REGISTERED.name()));
+    }
+
     #[test]
     fn the_previous_secret_signs_until_its_overlap_ends() {
         let rotated = folded(vec![

@@ -7,6 +7,7 @@ mod aggregate;
 mod commands;
 mod errors;
 mod events;
+mod limit;
 mod values;
 
 pub use address::is_forbidden_address;
@@ -14,6 +15,7 @@ pub use aggregate::Webhook;
 pub use commands::WebhookCommand;
 pub use errors::WebhookError;
 pub use events::WebhookEvent;
+pub use limit::{WebhookLimit, WebhookLimitReached};
 pub use values::{
     EventTypePattern, EventTypePatterns, WebhookDescription, WebhookInputError, WebhookUrl,
 };

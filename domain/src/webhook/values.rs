@@ -3,6 +3,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::events::WebhookEvent;
 use crate::contract::all_event_types;
 
 /// Why a webhook input value was rejected. Messages do not name the field:
@@ -80,6 +81,9 @@ impl WebhookUrl {
 
 /// Which events a webhook receives: one event type of the contract
 /// (`session.revoked`), every type of one aggregate (`user.*`), or all (`*`).
+/// `*` leaves out the webhooks' own events (`webhook.*`): a webhook gets
+/// those only by naming them, so catch-all webhooks are not sent each
+/// other's registrations (N of them would queue N(N−1)/2 deliveries).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct EventTypePattern(String);
@@ -111,7 +115,7 @@ impl EventTypePattern {
     /// Whether an event of this dotted type is selected.
     pub fn matches(&self, event_type: &str) -> bool {
         if self.0 == Self::ALL {
-            return true;
+            return !is_webhook_event(event_type);
         }
         match self.0.strip_suffix(Self::ANY_OF_AGGREGATE) {
             Some(aggregate) => event_type
@@ -120,6 +124,13 @@ impl EventTypePattern {
             None => self.0 == event_type,
         }
     }
+}
+
+/// Whether `event_type` is one of the webhooks' own events, which `*` leaves out.
+fn is_webhook_event(event_type: &str) -> bool {
+    WebhookEvent::EVENT_TYPES
+        .iter()
+        .any(|webhook_event| webhook_event.name() == event_type)
 }
 
 /// A webhook's patterns: 1 to [`EventTypePatterns::MAX`], without repeats.
@@ -288,6 +299,20 @@ mod tests {
         assert!(!pattern("user.*").matches(revoked));
         assert!(pattern(revoked).matches(revoked));
         assert!(!pattern(revoked).matches(SessionEvent::EXPIRED.name()));
+    }
+
+    #[test]
+    fn everything_leaves_out_the_webhooks_own_events_which_are_had_by_name() {
+        for webhook_event in WebhookEvent::EVENT_TYPES {
+            let name = webhook_event.name();
+            assert!(!pattern("*").matches(name), "{name}");
+            assert!(pattern("webhook.*").matches(name), "{name}");
+            assert!(pattern(name).matches(name), "{name}");
+        }
+        let others = all_event_types().filter(|t| !WebhookEvent::EVENT_TYPES.contains(t));
+        for other in others {
+            assert!(pattern("*").matches(other.name()), "{other}");
+        }
     }
 
     #[test]

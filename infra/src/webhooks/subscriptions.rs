@@ -86,6 +86,14 @@ impl Subscriptions {
         Ok(Self { histories })
     }
 
+    /// Every webhook registered and not deleted, as it is now.
+    pub fn live(&self) -> impl Iterator<Item = Webhook> + '_ {
+        self.histories
+            .iter()
+            .map(History::current)
+            .filter(Webhook::exists)
+    }
+
     /// The webhooks that were subscribed to this event when it was
     /// published: created before it, enabled and matching its type.
     pub fn subscribers(&self, envelope: &Envelope) -> Vec<Uuid> {

@@ -627,3 +627,95 @@ async fn finished_deliveries_are_forgotten_after_their_retention_and_pending_one
         "the purged deliveries' attempts went with them"
     );
 }
+
+async fn deliveries_of(fx: &Fixture, event_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE event_type = $1")
+        .bind(event_type)
+        .fetch_one(fx.pool())
+        .await
+        .unwrap()
+}
+
+/// `*` is every identity event but the webhooks' own: N catch-all webhooks
+/// registered and changed one after another queue no delivery of each
+/// other's events (200 of them queued 19,900 before), only one per webhook
+/// and later event: linear in N.
+#[tokio::test(flavor = "multi_thread")]
+async fn catch_all_webhooks_are_not_sent_each_others_registrations() {
+    const N: usize = 20;
+    let fx = fixture(|_| {}).await;
+    let receiver = Receiver::start(vec![], Reply::Status(204)).await;
+    for index in 0..N {
+        let (webhook_id, _) = register(&fx, &receiver.url, &["*"]).await;
+        let describe = WebhookCommand::Update {
+            url: None,
+            event_types: None,
+            description: Some(WebhookDescription::parse(&format!("hook {index}")).unwrap()),
+            enabled: None,
+        };
+        execute(&fx, webhook_id, describe).await;
+    }
+    let _worker = run::start_in_process(fx.settings.clone()).await;
+    let user_registered = UserEvent::REGISTERED.name();
+    // Published after every webhook event: once each webhook has it, the
+    // consumer (one, in order) has handled them all.
+    registrations(&fx, 1).await;
+    eventually(
+        TIMEOUT,
+        "the user's registration queued for every webhook",
+        || async { (deliveries_of(&fx, user_registered).await == N as i64).then_some(()) },
+    )
+    .await;
+    let queued: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT event_type, count(*) FROM webhook_deliveries GROUP BY event_type ORDER BY 1",
+    )
+    .fetch_all(fx.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        queued,
+        [(user_registered.to_owned(), N as i64)],
+        "one delivery per webhook, none of the webhooks' own events"
+    );
+}
+
+/// A webhook that names `webhook.*` is sent the other webhooks' changes,
+/// their secrets' ids only: never a secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_naming_webhook_events_is_sent_them_without_secrets() {
+    let fx = fixture(|_| {}).await;
+    let watcher = Receiver::start(vec![], Reply::Status(204)).await;
+    let other = Receiver::start(vec![], Reply::Status(204)).await;
+    let (_, watcher_secret) = register(&fx, &watcher.url, &["webhook.*"]).await;
+    let (webhook_id, first) = register(&fx, &other.url, &["*"]).await;
+    let second_id = Uuid::new_v4();
+    let second = SigningSecret::generate();
+    SecretStore::new(fx.pool().clone())
+        .store(second_id, webhook_id, &second)
+        .await
+        .unwrap();
+    let rotate = WebhookCommand::RotateSecret {
+        secret_id: second_id,
+        previous_valid_until: Utc::now() + TimeDelta::hours(1),
+    };
+    execute(&fx, webhook_id, rotate).await;
+    let _worker = run::start_in_process(fx.settings.clone()).await;
+    let published: BTreeSet<String> = fx
+        .forward()
+        .await
+        .into_iter()
+        .filter(|e| e.aggregate_id == webhook_id.to_string())
+        .map(|e| e.event_id.to_string())
+        .collect();
+    assert_eq!(published.len(), 2, "registered and rotated");
+    watcher.wait_for(&published, TIMEOUT).await;
+    for delivery in watcher.received() {
+        delivery.verify(&watcher_secret).unwrap();
+        let body = String::from_utf8(delivery.body.clone()).unwrap();
+        for secret in [&first, &second, &watcher_secret] {
+            let key = &secret.expose()["whsec_".len()..];
+            assert!(!body.contains(key), "a secret in {body}");
+        }
+    }
+    assert!(other.received().is_empty(), "{:?}", other.received());
+}
