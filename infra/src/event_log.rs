@@ -26,6 +26,12 @@ impl LogPosition {
     }
 }
 
+/// Below this, in the statement's snapshot, every event is committed and no
+/// transaction can still add one (migration `event_log_horizon`): readers in
+/// publishing order take only `transaction_id < HORIZON`. A sub-select, so
+/// a statement computes it once.
+pub const HORIZON: &str = "(SELECT event_log_horizon(pg_current_snapshot()))";
+
 /// The channel a writer notifies once its events are committed, and the
 /// relay listens on.
 pub const EVENTS_APPENDED_CHANNEL: &str = "events_appended";
@@ -100,9 +106,10 @@ pub fn decode<E: domain::ContractEvent>(envelope: &Envelope) -> Result<E, domain
     )
 }
 
-/// Events after `after` in publishing order, only from transactions older than
-/// every transaction still running: those can no longer gain a row below what
-/// is returned, so a reader that checkpoints the last row never skips one.
+/// Events after `after` in publishing order, only from below the [`HORIZON`]
+/// (transactions older than every one of this database still running): the
+/// log can no longer gain a row below what is returned, so a reader that
+/// checkpoints the last row never skips one.
 pub async fn read_committed_after(
     db: impl PgExecutor<'_>,
     after: LogPosition,
@@ -111,7 +118,7 @@ pub async fn read_committed_after(
     let sql = format!(
         "SELECT {COLUMNS} FROM events \
          WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < {HORIZON} \
          ORDER BY events.transaction_id, events.global_position LIMIT $3"
     );
     let rows: Vec<EventRow> = sqlx::query_as(&sql)
@@ -124,7 +131,7 @@ pub async fn read_committed_after(
 }
 
 /// Whether rows after `after` exist that `read_committed_after` held back
-/// because an older transaction is still running.
+/// because an older transaction of this database is still running.
 pub async fn has_rows_held_back(
     db: impl PgExecutor<'_>,
     after: LogPosition,

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use bus::{BatchHandler, Envelope, HandlerError};
 use infra::checkpoints::{Checkpoint, READ_MODELS};
-use infra::event_log::LogPosition;
+use infra::event_log::{LogPosition, HORIZON};
 use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{self, ApplyError};
@@ -152,7 +152,7 @@ static PREFIX_SQL: LazyLock<String> = LazyLock::new(|| {
         "SELECT e.transaction_id::text::bigint, e.global_position, {applied} \
          FROM events e{joins} \
          WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
-           AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND e.transaction_id < {HORIZON} \
          ORDER BY e.transaction_id, e.global_position LIMIT $3"
     )
 });

@@ -21,8 +21,9 @@ use crate::RelaySettings;
 const LEADER_LOCK: i64 = 0x72_656c_6179;
 /// Where the relay has published up to.
 pub const RELAY_CHECKPOINT: Checkpoint = Checkpoint::Relay("amqp");
-/// How soon to look again when rows exist that an older, still running
-/// transaction holds back; doubles (up to the poll interval) while it runs.
+/// How soon to look again when rows exist that an older transaction of this
+/// database, still running, holds back; doubles (up to the poll interval)
+/// while it runs.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
 /// Publishes one batch at a time from a checkpoint.

@@ -6,7 +6,7 @@
 //! log carries the signed checkpoints, so that it verifies on its own.
 
 use chrono::{DateTime, Utc};
-use infra::event_log::{self, EventRow, LogPosition};
+use infra::event_log::{self, EventRow, LogPosition, HORIZON};
 use infra::integrity::{stored_checkpoints, withhold_salts, Checkpoint};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -102,11 +102,11 @@ pub struct AuditExport {
 impl AuditQueries {
     /// Starts an export of the events matching `filter` committed so far.
     pub async fn export(&self, filter: AuditFilter) -> Result<AuditExport, AppError> {
-        let newest: Option<(i64, i64)> = sqlx::query_as(
+        let newest: Option<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT transaction_id::text::bigint, global_position FROM events \
-             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
-        )
+             WHERE transaction_id < {HORIZON} \
+             ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1"
+        ))
         .fetch_optional(&self.pool)
         .await?;
         let newest = newest.map_or(

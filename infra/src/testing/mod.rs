@@ -39,7 +39,7 @@ pub use promql::{alert_expressions, dashboard_expressions, metric_names, ops_dir
 pub use relay::{committed_events, Relay};
 pub use seed::seed_renamed_users;
 pub use settings::{common_env, common_settings};
-pub use tap::{take_exactly, tap_group};
+pub use tap::{take_exactly, take_within, tap_group};
 pub use tcp_proxy::TcpProxy;
 pub use topology::{amqp_url, TestTopology, AMQP_URL};
 pub use wait::{eventually, TIMEOUT};

@@ -16,8 +16,8 @@ pub struct Relay {
 
 impl Relay {
     /// Events committed since the last call, in log order. Like the relay,
-    /// it reads only below the oldest running transaction (of the whole
-    /// cluster: other tests' too), and waits until nothing is held back.
+    /// it reads only below the oldest running transaction of this database,
+    /// and waits until nothing is held back.
     pub async fn next_events(&mut self, pool: &PgPool) -> Vec<Envelope> {
         let started = Instant::now();
         let mut events = Vec::new();

@@ -20,24 +20,32 @@ pub fn tap_group() -> ConsumerGroup {
 /// Takes (and acks) exactly `count` messages from `queue`, in order, then
 /// checks that no further one arrives within a short while.
 pub async fn take_exactly(channel: &lapin::Channel, queue: &str, count: usize) -> Vec<Envelope> {
-    let mut taken = Vec::new();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while taken.len() < count {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {} messages",
-            taken.len()
-        );
-        match take_one(channel, queue).await {
-            Some(envelope) => taken.push(envelope),
-            None => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
+    let taken = take_within(channel, queue, count, TIMEOUT).await;
+    assert_eq!(taken.len(), count, "only {} messages", taken.len());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         take_one(channel, queue).await.is_none(),
         "more than {count} messages published"
     );
+    taken
+}
+
+/// Takes (and acks) up to `count` messages from `queue`, in order, waiting
+/// at most `within` for them; returns what arrived.
+pub async fn take_within(
+    channel: &lapin::Channel,
+    queue: &str,
+    count: usize,
+    within: Duration,
+) -> Vec<Envelope> {
+    let mut taken = Vec::new();
+    let deadline = std::time::Instant::now() + within;
+    while taken.len() < count && std::time::Instant::now() < deadline {
+        match take_one(channel, queue).await {
+            Some(envelope) => taken.push(envelope),
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
     taken
 }
 

@@ -1,4 +1,6 @@
 //! The relay binary against the real PostgreSQL and RabbitMQ.
 
 mod election;
+mod horizon;
 mod metrics;
+mod support;

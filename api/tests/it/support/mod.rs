@@ -644,18 +644,18 @@ pub async fn revocation_reasons(db: &TestDatabase, session_id: &str) -> Vec<Stri
     .expect("revocations")
 }
 
-/// Waits until every committed event is visible to the relay. Transaction
-/// ids are cluster-wide: a transaction of another test's database that
-/// began earlier holds back what the relay may read until it ends.
+/// Waits until every committed event is visible to the relay: a running
+/// transaction of this database that began earlier holds back what the
+/// relay may read until it ends.
 pub async fn settled(pool: &sqlx::PgPool) {
     eventually(
         Duration::from_secs(10),
         "committed events visible",
         || async {
-            let held: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM events \
-              WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
-            )
+            let held: bool = sqlx::query_scalar(&format!(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE transaction_id >= {})",
+                infra::event_log::HORIZON
+            ))
             .fetch_one(pool)
             .await
             .unwrap();

@@ -1,0 +1,102 @@
+//! A fresh database and topology with a tap queue, the `relay` binary run
+//! against them, and commands that append events.
+
+use std::time::Duration;
+
+use bus::Envelope;
+use domain::{DisplayName, Email, PasswordHash, User, UserCommand};
+use infra::commands::CommandBus;
+use infra::testing::{
+    amqp_url, eventually, take_exactly, take_within, tap_group, ChildProcess, TestDatabase,
+    TestTopology,
+};
+use uuid::Uuid;
+
+pub struct Fixture {
+    pub db: TestDatabase,
+    topology: TestTopology,
+    channel: lapin::Channel,
+    _connection: lapin::Connection,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        let db = TestDatabase::create().await;
+        let topology = TestTopology::new(vec![tap_group()]);
+        let (connection, channel, _) = topology.declare_for_publishing(&tap_group()).await;
+        Self {
+            db,
+            topology,
+            channel,
+            _connection: connection,
+        }
+    }
+
+    pub fn spawn_relay(&self, name: &'static str) -> ChildProcess {
+        let env = vec![
+            ("DATABASE_URL", self.db.url.clone()),
+            ("AMQP_URL", amqp_url()),
+            ("AMQP_EXCHANGE", self.topology.topology.exchange.clone()),
+            (
+                "AMQP_QUEUE_PREFIX",
+                self.topology.topology.queue_prefix.clone(),
+            ),
+            ("MIGRATE_ON_START", "false".into()),
+            ("LOG_FORMAT", "json".into()),
+            ("RELAY_ADDR", "127.0.0.1:0".into()),
+            ("RELAY_POLL_INTERVAL_MS", "50".into()),
+            // Every relay of a test signs with one key, outside the working tree.
+            (
+                "AUDIT_SIGNING_KEY_FILE",
+                std::env::temp_dir()
+                    .join(format!("relay-test-{}", self.db.name))
+                    .join("audit.pem")
+                    .display()
+                    .to_string(),
+            ),
+        ];
+        let log = std::env::temp_dir().join(format!("relay-{name}-{}.log", Uuid::new_v4()));
+        ChildProcess::spawn(name, env!("CARGO_BIN_EXE_relay"), &env, log)
+    }
+
+    /// Registers `count` users, one command each; returns the last position.
+    pub async fn register(&self, count: usize) -> i64 {
+        let users = CommandBus::<User>::new(self.db.pool.clone());
+        let mut position = 0;
+        for _ in 0..count {
+            let user_id = Uuid::now_v7();
+            let command = UserCommand::Register {
+                user_id,
+                email: Email::parse(&format!("{user_id}@example.com")).unwrap(),
+                display_name: DisplayName::parse("R").unwrap(),
+                password_hash: PasswordHash::new("$argon2id$test".into()),
+            };
+            let outcome = users
+                .execute(&user_id.to_string(), command, &Default::default())
+                .await
+                .unwrap();
+            position = outcome.position;
+        }
+        position
+    }
+
+    /// Takes exactly `count` messages from the tap queue.
+    pub async fn tapped(&self, count: usize) -> Vec<Envelope> {
+        let queue = self.topology.topology.queue_name(&tap_group());
+        take_exactly(&self.channel, &queue, count).await
+    }
+
+    /// Takes what reaches the tap queue within `within`, up to `count`.
+    pub async fn tapped_within(&self, count: usize, within: Duration) -> Vec<Envelope> {
+        let queue = self.topology.topology.queue_name(&tap_group());
+        take_within(&self.channel, &queue, count, within).await
+    }
+
+    pub async fn checkpoint_reaches(&self, position: i64) {
+        eventually(Duration::from_secs(10), "the relay checkpoint", || async {
+            let at = relay::RELAY_CHECKPOINT.load(&self.db.pool).await.unwrap();
+            (at.global_position >= position).then_some(())
+        })
+        .await;
+    }
+}
