@@ -261,7 +261,13 @@ mod tests {
     fn failed_logins() {
         // (case, event, stored, now, expected actions)
         let cases = [
-            ("below the threshold", failure(0), stored(&[(0, 2)]), 0, vec![]),
+            (
+                "below the threshold",
+                failure(0),
+                stored(&[(0, 2)]),
+                0,
+                vec![],
+            ),
             (
                 "the nth failure locks from its own time and restarts the count",
                 failure(0),
