@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 
 pub const GOOD_PASSWORD: &str = "correct horse battery staple";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
+/// COMMAND_RATE_PER_SECOND and COMMAND_RATE_BURST of a test's api unless
+/// it sets them: no limit, since most tests send commands as fast as they can.
+pub const COMMANDS_UNLIMITED: &str = "1000000";
 
 pub struct TestApp {
     pub address: String,
@@ -52,6 +55,11 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
         format!("--jwt-signing-key-file={}", key_file(db)),
         format!("--audit-signing-key-file={}", audit_key_file(db)),
     ];
+    for flag in ["--command-rate-per-second", "--command-rate-burst"] {
+        if !extra.iter().any(|arg| arg.starts_with(flag)) {
+            args.push(format!("{flag}={COMMANDS_UNLIMITED}"));
+        }
+    }
     args.extend(extra.iter().map(|arg| arg.to_string()));
     ApiArgs::parse_from(args).settings
 }
@@ -119,6 +127,28 @@ pub async fn login(client: &reqwest::Client, address: &str, email: &str, passwor
         .expect("login request");
     assert_eq!(response.status(), 200, "login {email}");
     response.json().await.expect("tokens")
+}
+
+/// A login from the test's address, whatever it answers.
+pub async fn login_attempt(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.request(reqwest::Method::POST, "/v1/auth/login", None)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login request")
+}
+
+/// Waits until the api has blocked an address (the test's).
+pub async fn address_blocked(app: &TestApp) {
+    eventually(SHORT, "address blocked", || async {
+        let blocked: Option<String> =
+            sqlx::query_scalar("SELECT ip FROM login_ip_blocks WHERE blocked_until > now()")
+                .fetch_optional(&app.db.pool)
+                .await
+                .unwrap();
+        blocked
+    })
+    .await;
 }
 
 /// Logs in once the read models grant the user some permission (the role
@@ -433,7 +463,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts the `api` binary on the test's database and names (sign-up open,
-/// the test's signing key), and waits until it answers.
+/// the test's signing key, commands unlimited), and waits until it answers.
 pub async fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess {
     start_api_with(db, topology, &[], None).await
 }
@@ -557,6 +587,8 @@ pub async fn start_api_with(
         .env("MIGRATE_ON_START", "false")
         .env("RELAY_POLL_INTERVAL_MS", "200")
         .env("LOG_FORMAT", "json")
+        .env("COMMAND_RATE_PER_SECOND", COMMANDS_UNLIMITED)
+        .env("COMMAND_RATE_BURST", COMMANDS_UNLIMITED)
         .envs(env.iter().copied())
         .stdout(output())
         .stderr(output())
