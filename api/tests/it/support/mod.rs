@@ -15,9 +15,11 @@ use serde_json::{json, Value};
 
 pub const GOOD_PASSWORD: &str = "correct horse battery staple";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
-/// COMMAND_RATE_PER_SECOND and COMMAND_RATE_BURST of a test's api unless
-/// it sets them: no limit, since most tests send commands as fast as they can.
-pub const COMMANDS_UNLIMITED: &str = "1000000";
+/// A rate or burst that is no limit: COMMAND_RATE_PER_SECOND and
+/// COMMAND_RATE_BURST of a test's api unless it sets them (most tests send
+/// commands as fast as they can), and AUTH_RATE_* of a test whose load is
+/// sign-ups from its one address.
+pub const UNLIMITED: &str = "1000000";
 
 pub struct TestApp {
     pub address: String,
@@ -57,7 +59,7 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
     ];
     for flag in ["--command-rate-per-second", "--command-rate-burst"] {
         if !extra.iter().any(|arg| arg.starts_with(flag)) {
-            args.push(format!("{flag}={COMMANDS_UNLIMITED}"));
+            args.push(format!("{flag}={UNLIMITED}"));
         }
     }
     args.extend(extra.iter().map(|arg| arg.to_string()));
@@ -587,8 +589,8 @@ pub async fn start_api_with(
         .env("MIGRATE_ON_START", "false")
         .env("RELAY_POLL_INTERVAL_MS", "200")
         .env("LOG_FORMAT", "json")
-        .env("COMMAND_RATE_PER_SECOND", COMMANDS_UNLIMITED)
-        .env("COMMAND_RATE_BURST", COMMANDS_UNLIMITED)
+        .env("COMMAND_RATE_PER_SECOND", UNLIMITED)
+        .env("COMMAND_RATE_BURST", UNLIMITED)
         .envs(env.iter().copied())
         .stdout(output())
         .stderr(output())
