@@ -16,7 +16,8 @@ pub use crate::request_head_problems::REQUEST_HEADS_REFUSED;
 
 /// Request latency histogram, labelled `method`, `route`, `status`.
 pub const REQUEST_DURATION: &str = "http_request_duration_seconds";
-/// Login, refresh and password-change requests answered 429 by the rate limit.
+/// Login, refresh, password-change and sign-up requests answered 429 by
+/// the per-address rate limit.
 pub const RATE_LIMITED: &str = "auth_rate_limited_total";
 
 /// The metrics registered at start (at zero).
@@ -49,7 +50,7 @@ pub fn register() {
     describe_counter!(
         RATE_LIMITED,
         Unit::Count,
-        "Login, refresh and password-change requests answered 429 by the per-address rate limit."
+        "Login, refresh, password-change and sign-up requests answered 429 by the per-address rate limit."
     );
     metrics::counter!(RATE_LIMITED).increment(0);
     crate::request_head_problems::register_metrics();

@@ -1,9 +1,10 @@
 //! The OpenAPI document, served at `/openapi.json`, generated from the
 //! handlers' annotations so it cannot drift from the routes. The responses
 //! every route of a kind can give (a body's 400/408/413/415, a token's 401,
-//! `min_position`'s 400/504, ...) are added by [`Conventions`] from what
-//! the operation declares, so no handler can forget one. The 405 handler
-//! reads the methods of a path from this document too.
+//! `min_position`'s 400/504, a command's 429, ...) are added by
+//! [`Conventions`] from what the operation declares, so no handler can
+//! forget one. The 405 handler reads the methods of a path from this
+//! document too.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -152,24 +153,32 @@ struct Conventions;
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            for operation in operations(item) {
+            for (method, operation) in operations(item) {
                 name_uniquely(operation);
-                add_common_problems(path, operation);
+                let charged = method != "get" && !UNCHARGED.contains(&(method, path.as_str()));
+                add_common_problems(path, operation, charged);
             }
         }
     }
 }
 
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+/// The commands that end a session, which are not charged to the caller's
+/// command budget (`Principal::identify`).
+const UNCHARGED: [(&str, &str); 2] = [("post", "/v1/auth/logout"), ("delete", "/v1/sessions/{id}")];
+
+/// Each operation of the path, with its method.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     [
-        item.get.as_mut(),
-        item.put.as_mut(),
-        item.post.as_mut(),
-        item.delete.as_mut(),
-        item.patch.as_mut(),
+        ("get", item.get.as_mut()),
+        ("put", item.put.as_mut()),
+        ("post", item.post.as_mut()),
+        ("delete", item.delete.as_mut()),
+        ("patch", item.patch.as_mut()),
     ]
     .into_iter()
-    .flatten()
+    .filter_map(|(method, operation)| Some((method, operation?)))
 }
 
 fn name_uniquely(operation: &mut Operation) {
@@ -183,7 +192,8 @@ fn name_uniquely(operation: &mut Operation) {
     }
 }
 
-fn add_common_problems(path: &str, operation: &mut Operation) {
+/// `charged`: a command charged to the caller's command budget, if it takes a token.
+fn add_common_problems(path: &str, operation: &mut Operation, charged: bool) {
     let takes_token = operation.security.is_some();
     let has_body = operation.request_body.is_some();
     let waits = has_parameter(operation, "min_position");
@@ -220,6 +230,12 @@ fn add_common_problems(path: &str, operation: &mut Operation) {
         add(
             "403",
             "Lacks the permission named, or a change authenticated by cookie from another origin",
+        );
+    }
+    if takes_token && charged {
+        add(
+            "429",
+            "The caller's command limit is spent (`too-many-requests`, with Retry-After)",
         );
     }
     if path.contains("{id}") && is_api {
@@ -332,4 +348,30 @@ fn metrics() {}
 )]
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_charged_command_documents_429_and_the_uncharged_ones_do_not() {
+        let document = ApiDoc::openapi();
+        let answers_429 = |method: &str, path: &str| {
+            let item = &document.paths.paths[path];
+            let operation = match method {
+                "post" => item.post.as_ref(),
+                "delete" => item.delete.as_ref(),
+                "patch" => item.patch.as_ref(),
+                _ => None,
+            };
+            let operation = operation.unwrap_or_else(|| panic!("no {method} {path}"));
+            operation.responses.responses.contains_key("429")
+        };
+        for (method, path) in UNCHARGED {
+            assert!(!answers_429(method, path), "{method} {path}");
+        }
+        assert!(answers_429("patch", "/v1/users/{id}"));
+        assert!(answers_429("post", "/v1/users"));
+    }
 }

@@ -1,3 +1,4 @@
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -5,6 +6,7 @@ use actix_web::http::header::{HeaderValue, InvalidHeaderValue};
 
 use crate::cors::Origin;
 use crate::routes::audit::FilterQuery;
+use app::command_rate::{CommandQuota, CommandRate};
 use app::failed_logins::AddressPolicy;
 use clap::{Args, Parser, Subcommand};
 use infra::settings::CommonSettings;
@@ -347,6 +349,27 @@ pub struct AuthSettings {
     #[arg(long, env = "AUTH_RATE_BURST", default_value_t = 50)]
     pub auth_rate_burst: u32,
 
+    /// Commands (requests that change state: any method but GET, HEAD and
+    /// OPTIONS) per second one signed-in user may send, across every api
+    /// process; a decimal (0.5: one every two seconds). Beyond the burst
+    /// they are refused with 429 and `Retry-After`.
+    #[arg(
+        long,
+        env = "COMMAND_RATE_PER_SECOND",
+        default_value = "1",
+        value_parser = CommandRate::parse
+    )]
+    pub command_rate_per_second: CommandRate,
+
+    /// Commands one signed-in user may send in a burst.
+    #[arg(
+        long,
+        env = "COMMAND_RATE_BURST",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=MAX_COMMAND_BURST)
+    )]
+    pub command_rate_burst: u32,
+
     /// How often the api looks for failed logins that a stopped process
     /// stored but did not settle (count for the address, append
     /// `user.login_failed`), in milliseconds; a failure is taken over once
@@ -376,6 +399,10 @@ pub struct AuthSettings {
     #[arg(long, env = "LOCKOUT_IP_BLOCK_SECONDS", default_value_t = AddressPolicy::DEFAULT.block.num_seconds(), value_parser = clap::value_parser!(i64).range(1..))]
     pub lockout_ip_block_seconds: i64,
 }
+
+/// A bucket of a million commands is no limit; a larger one could hold
+/// more time than a timestamp can (at the slowest rate, 1000 s each).
+const MAX_COMMAND_BURST: i64 = 1_000_000;
 
 /// A longer reuse interval would keep a stolen, rotated refresh token useful
 /// for longer than any honest race takes (Okta allows at most 60 s too).
@@ -410,6 +437,12 @@ impl AuthSettings {
             window: bounded(self.lockout_window_seconds),
             block: bounded(self.lockout_ip_block_seconds),
         }
+    }
+
+    pub fn command_quota(&self) -> CommandQuota {
+        // The parser refuses 0.
+        let burst = NonZeroU32::new(self.command_rate_burst).unwrap_or(NonZeroU32::MIN);
+        CommandQuota::new(self.command_rate_per_second, burst)
     }
 
     pub fn access_token_lifetime(&self) -> chrono::Duration {
@@ -458,6 +491,24 @@ mod tests {
         for refused in ["61", "-1", "ten"] {
             let arg = format!("--refresh-reuse-interval-seconds={refused}");
             assert!(auth(&[&arg]).is_err(), "{refused} accepted");
+        }
+    }
+
+    #[test]
+    fn the_command_limit_is_one_a_second_with_bursts_of_twenty_unless_set_within_bounds() {
+        let defaults = auth(&[]).unwrap();
+        let expected = CommandQuota::new(CommandRate::parse("1").unwrap(), 20.try_into().unwrap());
+        assert_eq!(defaults.command_quota(), expected);
+        let set = auth(&["--command-rate-per-second=0.5", "--command-rate-burst=3"]).unwrap();
+        let expected = CommandQuota::new(CommandRate::parse("0.5").unwrap(), 3.try_into().unwrap());
+        assert_eq!(set.command_quota(), expected);
+        for refused in ["0", "-2", "NaN", "inf", "1e9", "fast", ""] {
+            let arg = format!("--command-rate-per-second={refused}");
+            assert!(auth(&[&arg]).is_err(), "rate {refused:?} accepted");
+        }
+        for refused in ["0", "-1", "1000001", "1.5", "many"] {
+            let arg = format!("--command-rate-burst={refused}");
+            assert!(auth(&[&arg]).is_err(), "burst {refused:?} accepted");
         }
     }
 }

@@ -15,12 +15,13 @@ use crate::correlation::{self, CorrelatedRootSpan};
 use crate::cors::{self, AllowedOrigins};
 use crate::extract::{BodyTimeout, MAX_BODY_BYTES};
 use crate::freshness::Freshness;
-use crate::rate_limit::auth_rate_limit;
+use crate::rate_limit::{auth_rate_limit, AddressRateLimit};
 use crate::request_head_problems::HeadProblems;
 use crate::security_headers::{security_header_values, security_headers};
 use crate::server::{serve, ServerSettings};
 use crate::settings::ApiSettings;
 use crate::{http_metrics, problem, routes, screening};
+use app::command_rate::CommandRateLimit;
 use app::failed_logins::FailedLogins;
 use app::integrity::BackgroundVerifier;
 use app::keys::SigningKeys;
@@ -114,6 +115,7 @@ struct Services {
     webhook_queries: web::Data<WebhookQueries>,
     deliveries: web::Data<DeliveryQueries>,
     failed_logins: Arc<FailedLogins>,
+    command_rate: web::Data<CommandRateLimit>,
 }
 
 impl Services {
@@ -153,8 +155,9 @@ impl Services {
                 settings.webhooks.policy(),
             )),
             webhook_queries: web::Data::new(WebhookQueries::new(pool.clone())),
-            deliveries: web::Data::new(DeliveryQueries::new(pool)),
+            deliveries: web::Data::new(DeliveryQueries::new(pool.clone())),
             failed_logins,
+            command_rate: web::Data::new(CommandRateLimit::new(pool, auth.command_quota())),
         })
     }
 }
@@ -196,6 +199,7 @@ fn http_server(
         settings.auth.auth_rate_per_second,
         settings.auth.auth_rate_burst,
     )?;
+    let sign_up_rate_limit = web::Data::new(AddressRateLimit::sharing(&rate_limit));
     let signup_mode = web::Data::new(settings.auth.signup_mode);
     let body_timeout = BodyTimeout(settings.request_body_timeout());
     let pool = web::Data::new(pool);
@@ -240,7 +244,9 @@ fn http_server(
             .app_data(services.deliveries.clone())
             .app_data(services.sign_in.clone())
             .app_data(services.tokens.clone())
+            .app_data(services.command_rate.clone())
             .app_data(signup_mode.clone())
+            .app_data(sign_up_rate_limit.clone())
             .app_data(pool.clone())
             .configure(health::configure)
             .configure(|cfg| routes::configure(cfg, &rate_limit))

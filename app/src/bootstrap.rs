@@ -17,7 +17,7 @@ use crate::claims::Claims;
 use crate::failed_logins::{AddressPolicy, FailedLogins};
 use crate::password::Passwords;
 use crate::roles::RoleCommands;
-use crate::users::UserCommands;
+use crate::users::{Registrant, UserCommands};
 use crate::{AppError, RequestContext};
 
 pub const ADMIN_ROLE: &str = "admin";
@@ -51,7 +51,13 @@ pub async fn bootstrap(
             let failed_logins = FailedLogins::new(pool.clone(), AddressPolicy::DEFAULT);
             let users = UserCommands::new(pool.clone(), passwords, Arc::new(failed_logins));
             let registered = users
-                .register(&context, None, email, display_name, password)
+                .register(
+                    &context,
+                    Registrant::Operator,
+                    email,
+                    display_name,
+                    password,
+                )
                 .await?;
             (registered.user_id, true)
         }

@@ -1,9 +1,11 @@
 //! Failed credential checks (a login, or a password change with a wrong
 //! current password), counted per client address by the api whatever the
 //! email was, and per account as `user.login_failed` for the worker's
-//! lockout. An address with too many failures in the window is blocked:
-//! every login from it is then answered the same `429`, so the block says
-//! nothing about which emails exist.
+//! lockout. A sign-up with an email in use counts for the address too: its
+//! `409` tells that the email has an account. An address with too many
+//! failures in the window is blocked: every login and sign-up from it is
+//! then answered the same `429`, so the block says nothing about which
+//! emails exist.
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod bootstrap;
 pub mod claims;
+pub mod command_rate;
 pub mod context;
 pub mod erasure;
 pub mod error;

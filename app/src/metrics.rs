@@ -1,4 +1,5 @@
-//! The use cases' metrics: password hashing and address blocking.
+//! The use cases' metrics: password hashing, address blocking and the
+//! per-user command limit.
 //! Registered by the api at start, so they exist at zero.
 
 use metrics::{describe_counter, Unit};
@@ -11,6 +12,8 @@ pub const HASHING_REFUSED: &str = "password_hashing_refused_total";
 pub const HASHING_REFUSED_PER_ACCOUNT: &str = "password_hashing_refused_per_account_total";
 /// Failed credential checks that set or extended an address block.
 pub const ADDRESSES_BLOCKED: &str = "auth_addresses_blocked_total";
+/// Commands refused with 429 because their user's command budget was spent.
+pub const COMMANDS_RATE_LIMITED: &str = "command_rate_limited_total";
 
 /// The metrics registered at start (at zero).
 pub const NAMES: &[&str] = &[
@@ -18,6 +21,7 @@ pub const NAMES: &[&str] = &[
     HASHING_REFUSED,
     HASHING_REFUSED_PER_ACCOUNT,
     ADDRESSES_BLOCKED,
+    COMMANDS_RATE_LIMITED,
 ];
 
 /// Describes the use cases' metrics and starts them at zero.
@@ -41,6 +45,11 @@ pub fn register() {
         ADDRESSES_BLOCKED,
         Unit::Count,
         "Failed credential checks that set or extended a client address block."
+    );
+    describe_counter!(
+        COMMANDS_RATE_LIMITED,
+        Unit::Count,
+        "Commands refused with 429 because their user had spent the per-user command budget."
     );
     for name in NAMES {
         metrics::counter!(*name).increment(0);

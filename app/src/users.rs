@@ -28,6 +28,19 @@ pub struct UserCommands {
     failed_logins: Arc<FailedLogins>,
 }
 
+/// Who registers a user, which decides what guards the registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registrant {
+    /// Open sign-up, by anyone: refused while the client's address is
+    /// blocked, and an email in use counts toward the block like a failed
+    /// login, since the answer tells the caller that the email has an account.
+    SignUp,
+    /// A user holding `users:write`, recorded as the events' actor.
+    Administrator(Uuid),
+    /// The operator's `api admin bootstrap`, from a shell.
+    Operator,
+}
+
 pub struct Registered {
     pub user_id: Uuid,
     pub position: i64,
@@ -60,11 +73,15 @@ impl UserCommands {
     pub async fn register(
         &self,
         context: &RequestContext,
-        actor: Option<Uuid>,
+        registrant: Registrant,
         email: Email,
         display_name: DisplayName,
         password: Password,
     ) -> Result<Registered, AppError> {
+        let signing_up = registrant == Registrant::SignUp;
+        if signing_up {
+            self.failed_logins.refuse_if_blocked(context).await?;
+        }
         let user_id = Uuid::now_v7();
         tracing::Span::current().record("user_id", tracing::field::display(user_id));
         let password_hash = self.passwords.hash(password).await?;
@@ -74,10 +91,22 @@ impl UserCommands {
             display_name,
             password_hash,
         };
-        let position = self
+        let actor = match registrant {
+            Registrant::Administrator(actor) => Some(actor),
+            Registrant::SignUp | Registrant::Operator => None,
+        };
+        let registered = self
             .execute_claiming(context, actor, user_id, Some(&email), command)
-            .await?;
-        Ok(Registered { user_id, position })
+            .await;
+        if signing_up && matches!(registered, Err(AppError::EmailTaken)) {
+            self.failed_logins
+                .record(context, None, chrono::Utc::now())
+                .await?;
+        }
+        Ok(Registered {
+            user_id,
+            position: registered?,
+        })
     }
 
     /// Changes email and display name in one command, so either both change

@@ -71,9 +71,10 @@ use secrecy::SecretString;
 /// JWT_SIGNING_KEY_FILE and AUDIT_SIGNING_KEY_FILE (generated in the run's
 /// directory), AUDIT_CHECKPOINT_EVERY_SECONDS=1 (the verify phase waits for a
 /// checkpoint over the whole log) and AUTH_RATE_PER_SECOND = AUTH_RATE_BURST =
-/// LOCKOUT_IP_THRESHOLD = 1000000, and for the worker LOCKOUT_THRESHOLD =
-/// 1000000 (the bench measures password hashing, not the limiters, and its
-/// failed logins must lock no one whose session a later phase uses).
+/// COMMAND_RATE_PER_SECOND = COMMAND_RATE_BURST = LOCKOUT_IP_THRESHOLD =
+/// 1000000, and for the worker LOCKOUT_THRESHOLD = 1000000 (the bench
+/// measures password hashing and commands, not the limiters, and its failed
+/// logins must lock no one whose session a later phase uses).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "bench", version, about, long_about)]
 pub struct Cli {

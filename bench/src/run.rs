@@ -42,9 +42,10 @@ const LOGIN_FAILED_WAIT: Duration = Duration::from_secs(10);
 pub const LOGIN_FAILED: &str = domain::UserEvent::LOGIN_FAILED.name();
 
 /// AUTH_RATE_PER_SECOND and AUTH_RATE_BURST of the API under test: far above
-/// anything the bench can send, so the per-IP limiter on login (every client
-/// of the bench is 127.0.0.1) never answers 429 and the login phase measures
-/// password hashing, not the limiter.
+/// anything the bench can send, so the per-IP limiter on login and sign-up
+/// (every client of the bench is 127.0.0.1) never answers 429 and the login
+/// phase measures password hashing, not the limiter. The same for
+/// COMMAND_RATE_PER_SECOND and COMMAND_RATE_BURST, the per-user command limit.
 pub const AUTH_RATE_UNLIMITED: u32 = 1_000_000;
 
 /// AUDIT_CHECKPOINT_EVERY_SECONDS of the API under test (default 60): the
@@ -744,6 +745,9 @@ impl Run {
             ("JWT_GENERATE_KEY", "true".into()),
             ("AUTH_RATE_PER_SECOND", AUTH_RATE_UNLIMITED.to_string()),
             ("AUTH_RATE_BURST", AUTH_RATE_UNLIMITED.to_string()),
+            // Each phase sends one user's commands as fast as it can.
+            ("COMMAND_RATE_PER_SECOND", AUTH_RATE_UNLIMITED.to_string()),
+            ("COMMAND_RATE_BURST", AUTH_RATE_UNLIMITED.to_string()),
             // The failed-login phase must not block 127.0.0.1 for the
             // auditor's login in the export phase after it.
             ("LOCKOUT_IP_THRESHOLD", AUTH_RATE_UNLIMITED.to_string()),

@@ -2,14 +2,19 @@
 //! bearer token is verified, its session must still be active in the event
 //! store (so a revocation is seen by every process at once), and the caller's
 //! permissions come from the grants its commands' transactions wrote
-//! (`role_grants`, `user_role_grants`), so a grant or a revocation too.
+//! (`role_grants`, `user_role_grants`), so a grant or a revocation too. A
+//! command (any method but GET, HEAD and OPTIONS) is then charged to the
+//! caller's command budget ([`app::command_rate`]), before any permission
+//! is checked: every route that changes state authenticates here, so none
+//! can forget the limit. Ending a session is the one exception
+//! ([`Principal::identify`]).
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -19,6 +24,7 @@ use uuid::Uuid;
 
 use super::{cookies, csrf};
 use crate::problem::ApiError;
+use app::command_rate::CommandRateLimit;
 use app::tokens::AccessTokens;
 
 /// An authenticated caller with an active session.
@@ -62,7 +68,25 @@ impl Principal {
         }
     }
 
+    /// The caller, with a command charged to their command budget.
     pub async fn authenticate(req: &HttpRequest) -> Result<Self, ApiError> {
+        let principal = Self::identify(req).await?;
+        if is_command(req.method()) {
+            let limit = req
+                .app_data::<web::Data<CommandRateLimit>>()
+                .ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("CommandRateLimit not configured"))
+                })?;
+            limit.admit(principal.user_id).await?;
+        }
+        Ok(principal)
+    }
+
+    /// The caller, charged nothing: for the commands that only end a
+    /// session (logout, revocation). They write at most one event per
+    /// session, and a thief spending a user's budget with a stolen token
+    /// must not keep the user from ending the thief's session.
+    pub async fn identify(req: &HttpRequest) -> Result<Self, ApiError> {
         let tokens = req
             .app_data::<web::Data<AccessTokens>>()
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AccessTokens not configured")))?;
@@ -93,6 +117,17 @@ impl Principal {
             session_ends_at,
         })
     }
+}
+
+fn is_command(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Whether the request carries an access token (a header or the session
+/// cookie), valid or not.
+pub fn carries_credentials(req: &HttpRequest) -> bool {
+    req.headers().contains_key(header::AUTHORIZATION)
+        || req.cookie(cookies::ACCESS_COOKIE).is_some()
 }
 
 /// How the access token came: `Authorization: Bearer`, or (without that
@@ -209,6 +244,20 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move { Self::authenticate(&req).await })
+    }
+}
+
+/// The caller of a command that only ends a session, charged nothing (see
+/// [`Principal::identify`]).
+pub struct EndingSession(pub Principal);
+
+impl FromRequest for EndingSession {
+    type Error = ApiError;
+    type Future = Authorizing<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Principal::identify(&req).await.map(Self) })
     }
 }
 

@@ -11,6 +11,7 @@ use domain::RevocationReason;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::principal::EndingSession;
 use crate::auth::{cookies, csrf, Principal};
 use crate::extract::{RequestContext, ValidJson};
 use crate::freshness::Freshness;
@@ -220,7 +221,7 @@ fn forget_session_cookies(response: &mut HttpResponse) {
 pub async fn logout(
     sign_in: web::Data<SignIn>,
     context: RequestContext,
-    principal: Principal,
+    EndingSession(principal): EndingSession,
 ) -> Result<HttpResponse, ApiError> {
     sign_in
         .end_session(

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::users::{min_position, PROJECTION_POSITION};
-use crate::auth::principal::{authenticated, path_id, Authorizing};
+use crate::auth::principal::{path_id, Authorizing};
 use crate::auth::Principal;
 use crate::extract::{RequestContext, ValidQuery};
 use crate::freshness::Freshness;
@@ -130,7 +130,8 @@ async fn list(
 }
 
 /// The caller, allowed to revoke the session in the path: their own, or any
-/// with `sessions:revoke`. The owner is read from the event store.
+/// with `sessions:revoke`. The owner is read from the event store. Not
+/// charged to the caller's command budget (see [`Principal::identify`]).
 pub struct RevocableSession {
     principal: Principal,
     session_id: Uuid,
@@ -141,7 +142,9 @@ impl FromRequest for RevocableSession {
     type Future = Authorizing<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        authenticated(req, |principal, req| async move {
+        let req = req.clone();
+        Box::pin(async move {
+            let principal = Principal::identify(&req).await?;
             let pool = req
                 .app_data::<web::Data<PgPool>>()
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("pool not configured")))?;

@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::principal::{Needs, RolesWrite, UsersRead, UsersWrite};
+use crate::auth::principal::{carries_credentials, Needs, RolesWrite, UsersRead, UsersWrite};
 use crate::auth::{Allowed, Principal, SelfOr};
 use crate::extract::{RequestContext, ValidJson, ValidQuery};
 use crate::freshness::Freshness;
 use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
-use crate::rate_limit::AuthRateLimit;
+use crate::rate_limit::{AddressRateLimit, AuthRateLimit};
 use crate::settings::SignupMode;
 use crate::user_queries::{self, UserFilter, UserView};
-use app::users::{PasswordChangeBy, UserCommands};
+use app::users::{PasswordChangeBy, Registrant, UserCommands};
 
 pub const PROJECTION_POSITION: &str = "Projection-Position";
 const DEFAULT_PAGE: i64 = 50;
@@ -77,9 +77,12 @@ fn single_route(path: &str, route: actix_web::Route) -> actix_web::Resource {
         .default_service(web::to(super::method_not_allowed))
 }
 
-/// Who may register a user: anyone when sign-up is open, otherwise a
-/// caller with `users:write`. Carries that caller, if any, as the actor.
-pub struct Registrar(Option<Uuid>);
+/// Who registers a user: a caller holding `users:write`, recorded as the
+/// actor and limited like any command of theirs; otherwise, when sign-up is
+/// open, anyone, as a sign-up limited per client address like login. A
+/// request that carries a token is authenticated first, so a bad token is
+/// a 401 and not a way around either limit.
+pub struct Registrar(Registrant);
 
 impl actix_web::FromRequest for Registrar {
     type Error = ApiError;
@@ -91,14 +94,28 @@ impl actix_web::FromRequest for Registrar {
             let mode = req
                 .app_data::<web::Data<SignupMode>>()
                 .map_or(SignupMode::Closed, |mode| *mode.get_ref());
-            if mode == SignupMode::Open {
-                return Ok(Self(None));
+            let open = mode == SignupMode::Open;
+            if open && !carries_credentials(&req) {
+                return sign_up(&req);
             }
             let principal = Principal::authenticate(&req).await?;
-            principal.require(domain::Permission::UsersWrite)?;
-            Ok(Self(Some(principal.user_id)))
+            if principal.has(domain::Permission::UsersWrite) {
+                return Ok(Self(Registrant::Administrator(principal.user_id)));
+            }
+            if open {
+                return sign_up(&req);
+            }
+            Err(ApiError::Forbidden(domain::Permission::UsersWrite.as_str()))
         })
     }
+}
+
+fn sign_up(req: &actix_web::HttpRequest) -> Result<Registrar, ApiError> {
+    let limit = req
+        .app_data::<web::Data<AddressRateLimit>>()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AddressRateLimit not configured")))?;
+    limit.check(req)?;
+    Ok(Registrar(Registrant::SignUp))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -147,19 +164,20 @@ impl CommandAccepted {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Registered; Location names the user", body = CommandAccepted),
-        (status = 401, description = "Closed sign-up (SIGNUP_MODE=closed) and no valid access token", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "Closed sign-up (SIGNUP_MODE=closed) and no valid access token, or a token sent that is not valid", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Closed sign-up and the caller lacks users:write", body = Problem, content_type = PROBLEM),
         (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
-        (status = 409, description = "Email in use", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "Email in use; on a sign-up, counted toward the address's block", body = Problem, content_type = PROBLEM),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = PROBLEM),
         (status = 415, description = "Not JSON", body = Problem, content_type = PROBLEM),
         (status = 422, description = "A field breaks a rule", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "A sign-up over the per-address rate limit or from a blocked address, or an administrator over their command limit; see Retry-After", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn register(
     commands: web::Data<UserCommands>,
     context: RequestContext,
-    Registrar(actor): Registrar,
+    Registrar(registrant): Registrar,
     ValidJson(body): ValidJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
@@ -174,7 +192,7 @@ async fn register(
         return Err(ApiError::Validation(errors));
     };
     let registered = commands
-        .register(&context, actor, email, display_name, password)
+        .register(&context, registrant, email, display_name, password)
         .await?;
     Ok(HttpResponse::Created()
         .insert_header((

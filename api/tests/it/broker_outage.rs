@@ -23,6 +23,7 @@ use crate::support::user_events_webhook::{register_user_events_webhook, start_re
 use crate::support::{
     api_settings, bootstrap_admin, login_with_permissions, projector_group, settled,
     spawn_projector, spawn_worker, start_api_with, worker_group, ADMIN_EMAIL, GOOD_PASSWORD,
+    UNLIMITED,
 };
 
 const CLIENTS: usize = 4;
@@ -94,6 +95,9 @@ async fn commands_succeed_while_rabbitmq_is_away_and_the_backlog_drains_after() 
             ("AMQP_URL", &amqp),
             ("WEBHOOKS_ALLOW_HTTP", "true"),
             ("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "true"),
+            // The load is sign-ups from one address.
+            ("AUTH_RATE_PER_SECOND", UNLIMITED),
+            ("AUTH_RATE_BURST", UNLIMITED),
         ],
         None,
     )

@@ -21,6 +21,7 @@ mod failed_login_recovery;
 mod health;
 mod integrity;
 mod kill;
+mod limits;
 mod metrics;
 mod ops;
 mod outage;

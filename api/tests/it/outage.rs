@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::support::{
-    api_settings, projector_group, spawn_projector, start_api_with, GOOD_PASSWORD,
+    api_settings, projector_group, spawn_projector, start_api_with, GOOD_PASSWORD, UNLIMITED,
 };
 
 const CLIENTS: usize = 4;
@@ -72,7 +72,13 @@ async fn the_api_answers_503_while_postgresql_is_away_and_loses_no_acknowledged_
     let proxied = db.url.replace(":5432/", &format!(":{}/", proxy.port()));
     assert_ne!(proxied, db.url, "the test database is on 127.0.0.1:5432");
     spawn_projector(&api_settings(&db, &topology, &[]).common).await;
-    let api = start_api_with(&db, &topology, &[("DATABASE_URL", &proxied)], None).await;
+    let env = [
+        ("DATABASE_URL", proxied.as_str()),
+        // The load is sign-ups from one address.
+        ("AUTH_RATE_PER_SECOND", UNLIMITED),
+        ("AUTH_RATE_BURST", UNLIMITED),
+    ];
+    let api = start_api_with(&db, &topology, &env, None).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -206,7 +212,13 @@ async fn a_proxy_that_accepts_and_closes_gets_503_never_500() {
     let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = TcpProxy::start(postgres).await;
     let proxied = db.url.replace(":5432/", &format!(":{}/", proxy.port()));
-    let api = start_api_with(&db, &topology, &[("DATABASE_URL", &proxied)], None).await;
+    let env = [
+        ("DATABASE_URL", proxied.as_str()),
+        // The load is sign-ups from one address.
+        ("AUTH_RATE_PER_SECOND", UNLIMITED),
+        ("AUTH_RATE_BURST", UNLIMITED),
+    ];
+    let api = start_api_with(&db, &topology, &env, None).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -5,19 +5,14 @@
 use crate::support;
 use std::time::Duration;
 
-use crate::support::{assert_problem, spawn_app_with_worker, TestApp, GOOD_PASSWORD, SHORT};
+use crate::support::{
+    address_blocked, assert_problem, login_attempt, spawn_app_with_worker, TestApp, GOOD_PASSWORD,
+    SHORT,
+};
 use chrono::{DateTime, Utc};
 use infra::testing::{eventually, TestDatabase, TestTopology};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-async fn login_attempt(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
-    app.request(Method::POST, "/v1/auth/login", None)
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
 
 /// What a client can tell one refusal from another by.
 fn visible(problem: &Value) -> Value {
@@ -378,18 +373,6 @@ async fn an_administrator_unlocks_a_locked_user_early() {
     assert!(user["locked_until"].is_null(), "{user}");
     let response = login_attempt(&app, email, GOOD_PASSWORD).await;
     assert_eq!(response.status(), 200, "the right password works at once");
-}
-
-async fn address_blocked(app: &TestApp) {
-    eventually(SHORT, "address blocked", || async {
-        let blocked: Option<String> =
-            sqlx::query_scalar("SELECT ip FROM login_ip_blocks WHERE blocked_until > now()")
-                .fetch_optional(&app.db.pool)
-                .await
-                .unwrap();
-        blocked
-    })
-    .await;
 }
 
 /// Failures on emails nobody registered fill the address's count as much as

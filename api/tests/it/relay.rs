@@ -103,7 +103,7 @@ async fn register_users_named(pool: &sqlx::PgPool, prefix: &str, count: usize) {
         commands
             .register(
                 &context,
-                None,
+                app::users::Registrant::Operator,
                 Email::parse(&format!("{prefix}{n}@example.com")).unwrap(),
                 DisplayName::parse("U").unwrap(),
                 Password::parse(GOOD_PASSWORD).unwrap(),

@@ -15,6 +15,11 @@ use serde_json::{json, Value};
 
 pub const GOOD_PASSWORD: &str = "correct horse battery staple";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
+/// A rate or burst that is no limit: COMMAND_RATE_PER_SECOND and
+/// COMMAND_RATE_BURST of a test's api unless it sets them (most tests send
+/// commands as fast as they can), and AUTH_RATE_* of a test whose load is
+/// sign-ups from its one address.
+pub const UNLIMITED: &str = "1000000";
 
 pub struct TestApp {
     pub address: String,
@@ -52,6 +57,8 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
         "--database-max-connections=5".into(),
         format!("--jwt-signing-key-file={}", key_file(db)),
         format!("--audit-signing-key-file={}", audit_key_file(db)),
+        format!("--command-rate-per-second={UNLIMITED}"),
+        format!("--command-rate-burst={UNLIMITED}"),
     ];
     // A test's own value of a flag replaces the default above.
     let flag = |arg: &str| arg.split('=').next().unwrap_or(arg).to_owned();
@@ -143,6 +150,28 @@ pub async fn login(client: &reqwest::Client, address: &str, email: &str, passwor
         .expect("login request");
     assert_eq!(response.status(), 200, "login {email}");
     response.json().await.expect("tokens")
+}
+
+/// A login from the test's address, whatever it answers.
+pub async fn login_attempt(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.request(reqwest::Method::POST, "/v1/auth/login", None)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login request")
+}
+
+/// Waits until the api has blocked an address (the test's).
+pub async fn address_blocked(app: &TestApp) {
+    eventually(SHORT, "address blocked", || async {
+        let blocked: Option<String> =
+            sqlx::query_scalar("SELECT ip FROM login_ip_blocks WHERE blocked_until > now()")
+                .fetch_optional(&app.db.pool)
+                .await
+                .unwrap();
+        blocked
+    })
+    .await;
 }
 
 /// Logs in once the read models grant the user some permission (the role
@@ -473,7 +502,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts the `api` binary on the test's database and names (sign-up open,
-/// the test's signing key), and waits until it answers.
+/// the test's signing key, commands unlimited), and waits until it answers.
 pub async fn start_api(db: &TestDatabase, topology: &TestTopology) -> ApiProcess {
     start_api_with(db, topology, &[], None).await
 }
@@ -598,6 +627,8 @@ pub async fn start_api_with(
         .env("MIGRATE_ON_START", "false")
         .env("RELAY_POLL_INTERVAL_MS", "200")
         .env("LOG_FORMAT", "json")
+        .env("COMMAND_RATE_PER_SECOND", UNLIMITED)
+        .env("COMMAND_RATE_BURST", UNLIMITED)
         .envs(env.iter().copied())
         .stdout(output())
         .stderr(output())
