@@ -44,7 +44,11 @@ impl Figure {
 
     fn build(spec: Spec, value: f64, limit: Option<Limit>, note: String) -> Self {
         let ratio = limit.as_ref().map(|limit| value / limit.value);
-        let compared = ratio.unwrap_or(value);
+        let compared = if spec.target_on_value {
+            value
+        } else {
+            ratio.unwrap_or(value)
+        };
         let met = if compared.is_finite() {
             spec.target.met(compared)
         } else {

@@ -1,8 +1,10 @@
 //! The relay over a backlog: events seeded while the api is stopped, the
 //! relay's checkpoint left where it was, then the api started again; from
 //! its first batch until the relay's checkpoint (advanced after the
-//! broker's confirms, and after folding the batch into the running hash)
-//! covers the whole backlog.
+//! broker's confirms) covers the whole backlog, and until its signer has
+//! checked and folded it all. Beside it, its limit in the same run: a bare
+//! publisher with confirms sending as many copies of one of those messages
+//! to a quorum queue of its own.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
 
-use infra::event_log::LogPosition;
+use infra::event_log::{self, LogPosition};
 use relay::RELAY_CHECKPOINT;
 
 /// Events per seeding transaction: the cluster is shared, and a long
@@ -19,6 +21,9 @@ pub const CHUNK_EVENTS: usize = 100_000;
 /// Events per seeded user (a registration and renames).
 const EVENTS_PER_USER: usize = 100;
 const POLL: Duration = Duration::from_millis(5);
+/// Messages per send of the bare publisher, and sends awaiting confirms at most.
+pub const BARE_BATCH: usize = 500;
+pub const BARE_WINDOW: usize = 8;
 
 /// Seeds about `events` events in transactions of [`CHUNK_EVENTS`], moving
 /// no checkpoint, then ANALYZE events. Returns the events and the last.
@@ -52,6 +57,8 @@ pub struct Drained {
     pub publishing: Duration,
     /// From `since` (the api's start) to the checkpoint at `last`.
     pub since_start: Duration,
+    /// From `since` until the signer had folded up to `last`.
+    pub folded_since_start: Duration,
 }
 
 impl Drained {
@@ -96,10 +103,94 @@ pub async fn watch(
     .fetch_one(&mut db)
     .await?;
     let _ = db.close().await;
+    wait_for_fold(db_url, last).await?;
     Ok(Drained {
         events: events as u64,
         publishing: finished - started,
         since_start: finished - since,
+        folded_since_start: since.elapsed(),
+    })
+}
+
+/// The bare publisher's rate.
+#[derive(Clone, Debug)]
+pub struct Bare {
+    pub events: u64,
+    pub bytes: usize,
+    pub elapsed: Duration,
+}
+
+impl Bare {
+    pub fn per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// Publishes `events` copies of the event after `after` (as the relay sends
+/// it) with confirms to a fresh quorum queue bound to a fresh topic
+/// exchange, [`BARE_WINDOW`] sends of [`BARE_BATCH`] unconfirmed at most;
+/// deletes both after.
+pub async fn bare_publisher(
+    db_url: &SecretString,
+    amqp_url: &SecretString,
+    topology: &bus::Topology,
+    after: LogPosition,
+    events: usize,
+) -> anyhow::Result<Bare> {
+    let mut db = PgConnection::connect(db_url.expose_secret()).await?;
+    let mut sample = event_log::read_committed_after(&mut db, after, 1)
+        .await?
+        .pop()
+        .context("an event to publish")?;
+    let _ = db.close().await;
+    if let Some(version) = domain::redact_event_payload(
+        &sample.aggregate_type,
+        &sample.event_type,
+        &sample.event_version,
+        &mut sample.payload,
+    )? {
+        sample.event_version = version.to_owned();
+    }
+    let batch = vec![sample.clone(); BARE_BATCH];
+    let connection = infra::broker::connect(amqp_url).await?;
+    let channel = connection.create_channel().await?;
+    let group = bus::ConsumerGroup {
+        name: "limit".into(),
+        binding_keys: vec!["#".into()],
+        delivery_limit: 20,
+    };
+    topology.declare_exchange(&channel).await?;
+    topology.declare_group(&channel, &group).await?;
+    let timed = async {
+        let publisher = bus::Publisher::new(&connection, &topology.exchange).await?;
+        let started = Instant::now();
+        let mut in_flight = std::collections::VecDeque::with_capacity(BARE_WINDOW);
+        let mut left = events;
+        while left > 0 || !in_flight.is_empty() {
+            if left > 0 && in_flight.len() < BARE_WINDOW {
+                let send = left.min(BARE_BATCH);
+                in_flight.push_back(publisher.send_batch(&batch[..send]).await?);
+                left -= send;
+                continue;
+            }
+            let oldest: bus::PendingBatch = in_flight.pop_front().expect("a send in flight");
+            oldest.confirmed().await?;
+        }
+        anyhow::Ok(started.elapsed())
+    }
+    .await;
+    let deleted = async {
+        topology.delete_group(&channel, &group).await?;
+        topology.delete_exchange(&channel).await
+    }
+    .await;
+    let _ = connection.close(200, "bench bare publisher".into()).await;
+    let elapsed = timed?;
+    deleted.context("delete the bare publisher's queue and exchange")?;
+    Ok(Bare {
+        events: events as u64,
+        bytes: sample.to_json().len(),
+        elapsed,
     })
 }
 

@@ -24,7 +24,7 @@ use crate::load::{self, Registration};
 use crate::login::{self, Logins};
 use crate::memory::{self, Memory};
 use crate::rebuild::{self, Rebuilt};
-use crate::relay_backlog::{self, Drained};
+use crate::relay_backlog::{self, Bare, Drained};
 use crate::services::{Service, Stopped};
 use crate::stream_length;
 use crate::tap::{self, TapLog};
@@ -157,6 +157,8 @@ pub struct RelayPhase {
     pub drained: Drained,
     /// From the api's restart until the projection had the whole backlog.
     pub projected: Duration,
+    /// The relay's limit: a bare publisher, once the projection is done.
+    pub bare: Bare,
 }
 
 /// The failed-login phase, for the report.
@@ -651,10 +653,27 @@ impl Run {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let projected = since.elapsed();
+        phase.set(format!(
+            "publishing {seeded} messages with a bare publisher (the relay's limit)"
+        ));
+        let bare_topology = bus::Topology {
+            exchange: format!("bench.{}.bare", self.id),
+            queue_prefix: format!("bench.{}.bare.", self.id),
+        };
+        let bare = relay_backlog::bare_publisher(
+            &self.db_url,
+            &self.amqp_url,
+            &bare_topology,
+            before,
+            seeded as usize,
+        )
+        .await?;
         Ok(RelayPhase {
             seeded,
             drained,
-            projected: since.elapsed(),
+            projected,
+            bare,
         })
     }
 

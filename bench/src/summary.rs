@@ -6,6 +6,7 @@ use crate::argon::HashRates;
 use crate::figures::{Figure, Table};
 use crate::hot_paths::HotPaths;
 use crate::rebuild::Rebuilt;
+use crate::relay_backlog;
 use crate::report::Machine;
 use crate::run::{Measured, RelayPhase, Run, StreamPhase};
 use crate::traffic::{percentile_ms, Driven};
@@ -165,18 +166,29 @@ fn hot_figures(hot: &HotPaths, cores: usize) -> Vec<Figure> {
 
 fn relay_figure(relay: &RelayPhase) -> Figure {
     let drained = &relay.drained;
-    Figure::value(
+    let bare = &relay.bare;
+    Figure::against(
         spec::RELAY,
         drained.per_second(),
+        bare.per_second(),
         format!(
             "a backlog of {} events seeded while the api was stopped: {} events from the relay \
-             checkpoint's first advance to the last in {:.2} s ({:.2} s from the api's start); \
-             the projection had them all {:.2} s after the start",
+             checkpoint's first advance to the last in {:.2} s ({:.2} s from the api's start; \
+             its signer had checked and folded them all {:.2} s after the start); the \
+             projection had them all {:.2} s after the start. Limit: {} copies of one of \
+             those messages ({} bytes) published with confirms to a quorum queue of their \
+             own, {} sends of {} unconfirmed at most, in {:.2} s once the projection was done",
             relay.seeded,
             drained.events,
             drained.publishing.as_secs_f64(),
             drained.since_start.as_secs_f64(),
-            relay.projected.as_secs_f64()
+            drained.folded_since_start.as_secs_f64(),
+            relay.projected.as_secs_f64(),
+            bare.events,
+            bare.bytes,
+            relay_backlog::BARE_WINDOW,
+            relay_backlog::BARE_BATCH,
+            bare.elapsed.as_secs_f64(),
         ),
     )
 }

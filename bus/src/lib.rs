@@ -16,5 +16,5 @@ pub use dead_letters::{
 pub use envelope::{metadata_keys, Envelope, EventMetadata};
 pub use error::BusError;
 pub use handler::{BatchHandler, BoxError, HandlerError};
-pub use publisher::Publisher;
+pub use publisher::{PendingBatch, Publisher};
 pub use topology::{connect, ready_messages, ConsumerGroup, Topology};

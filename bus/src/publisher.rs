@@ -1,3 +1,5 @@
+use std::task::Poll;
+
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
@@ -11,7 +13,8 @@ use crate::{topology::short, BusError, Envelope};
 
 /// Publishes envelopes to the topic exchange on a channel in publisher-confirm mode.
 ///
-/// `publish_batch` calls are serialized internally, so one publisher can be shared.
+/// Sending is serialized internally (a batch's messages stay together and in
+/// order), so one publisher can be shared; waiting for confirms is not.
 pub struct Publisher {
     channel: Channel,
     exchange: String,
@@ -35,25 +38,43 @@ impl Publisher {
     /// Publishes every event (routing key = event type), then waits for all broker
     /// confirms. `Ok` means every event was confirmed (persisted by the broker).
     pub async fn publish_batch(&self, events: &[Envelope]) -> Result<(), BusError> {
+        self.send_batch(events).await?.confirmed().await
+    }
+
+    /// Hands every event to the broker in order without waiting for its
+    /// confirms: the returned batch resolves once all are confirmed. Batches
+    /// sent one after another are confirmed in the order sent.
+    pub async fn send_batch(&self, events: &[Envelope]) -> Result<PendingBatch, BusError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(PendingBatch {
+                confirms: Vec::new(),
+            });
         }
         let _guard = self.publishing.lock().await;
         let exchange = short(&self.exchange)?;
-        let mut pending = Vec::with_capacity(events.len());
+        let mut writes = Vec::with_capacity(events.len());
         for event in events {
-            let confirm = self.publish_one(&exchange, event).await?;
-            pending.push((event.event_id, confirm));
+            // The first poll of a publish queues its frames and takes its
+            // delivery tag; what is left is waiting for the connection to
+            // write them. Waiting for each write in turn costs a wake-up of
+            // the connection's I/O loop per message, so all are queued first,
+            // in order, and their writes awaited after.
+            let mut write = Box::pin(self.publish_one(&exchange, event));
+            let done = match futures_util::poll!(write.as_mut()) {
+                Poll::Ready(confirm) => Some(confirm?),
+                Poll::Pending => None,
+            };
+            writes.push((event.event_id, write, done));
         }
-        let mut first_error = None;
-        for (event_id, confirm) in pending {
-            if let Err(err) = check_confirm(event_id, confirm).await {
-                warn!(%event_id, error = %err, "event not confirmed by broker");
-                first_error.get_or_insert(err);
-            }
+        let mut confirms = Vec::with_capacity(writes.len());
+        for (event_id, write, done) in writes {
+            let confirm = match done {
+                Some(confirm) => confirm,
+                None => write.await?,
+            };
+            confirms.push((event_id, confirm));
         }
-        debug!(count = events.len(), "batch published and confirmed");
-        first_error.map_or(Ok(()), Err)
+        Ok(PendingBatch { confirms })
     }
 
     /// Publishes one persistent JSON message that is not an event (a signed
@@ -64,11 +85,11 @@ impl Publisher {
         message_id: &str,
         body: &[u8],
     ) -> Result<(), BusError> {
-        let _guard = self.publishing.lock().await;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_message_id(short(message_id)?);
+        let guard = self.publishing.lock().await;
         let confirm = self
             .channel
             .basic_publish(
@@ -79,6 +100,8 @@ impl Publisher {
                 properties,
             )
             .await?;
+        // Batches sent meanwhile need not wait for this confirm.
+        drop(guard);
         match confirm.await? {
             Confirmation::Ack(None) => Ok(()),
             _ => Err(BusError::DocumentNotConfirmed {
@@ -107,6 +130,37 @@ impl Publisher {
                 properties(event),
             )
             .await?)
+    }
+}
+
+/// Events handed to the broker whose confirms may be outstanding.
+#[must_use = "nothing is known to be published until its confirms are awaited"]
+pub struct PendingBatch {
+    confirms: Vec<(Uuid, PublisherConfirm)>,
+}
+
+impl PendingBatch {
+    pub fn len(&self) -> usize {
+        self.confirms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.confirms.is_empty()
+    }
+
+    /// Waits for every confirm. `Ok` means every event was confirmed
+    /// (persisted by the broker); else the first failure.
+    pub async fn confirmed(self) -> Result<(), BusError> {
+        let count = self.confirms.len();
+        let mut first_error = None;
+        for (event_id, confirm) in self.confirms {
+            if let Err(err) = check_confirm(event_id, confirm).await {
+                warn!(%event_id, error = %err, "event not confirmed by broker");
+                first_error.get_or_insert(err);
+            }
+        }
+        debug!(count, "batch confirmed");
+        first_error.map_or(Ok(()), Err)
     }
 }
 

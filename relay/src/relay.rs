@@ -1,18 +1,26 @@
 //! The outbox relay: the event table is the outbox. The one active relay
-//! (a PostgreSQL advisory lock) reads committed events in publishing order,
-//! publishes each batch with publisher confirms, and only then advances its
-//! checkpoint. A crash in between re-publishes; consumers are idempotent.
+//! (a PostgreSQL advisory lock) reads committed events in publishing order
+//! and publishes them with publisher confirms, a bounded window of batches
+//! in flight: it reads and sends the next batch while earlier ones await
+//! their confirms. The checkpoint advances only to the end of a batch that,
+//! with every batch before it, is confirmed; on a nack or a channel error
+//! the relay stops and starts again from the checkpoint. A crash in between
+//! re-publishes; consumers are idempotent. The checkpoint signer follows
+//! the checkpoint in a task of its own.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bus::{Envelope, Publisher, Topology};
+use bus::{Envelope, PendingBatch, Publisher, Topology};
 use infra::broker::BrokerLink;
 use infra::checkpoints::Checkpoint;
 use infra::event_log::{self, LogPosition};
 use infra::shutdown::Shutdown;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::seal::{LogSealer, SealError};
 use crate::RelaySettings;
@@ -26,13 +34,30 @@ pub const RELAY_CHECKPOINT: Checkpoint = Checkpoint::Relay("amqp");
 /// while it runs.
 const HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
-/// Publishes one batch at a time from a checkpoint.
+/// Publishes from a checkpoint: one batch at a time (`publish_next_batch`,
+/// `save_checkpoint`), or pipelined while elected (`run`).
 pub struct Relay {
     pool: PgPool,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
     settings: RelaySettings,
     checkpoint: LogPosition,
-    sealer: LogSealer,
+    signer: Signer,
+}
+
+/// Where the checkpoint signer runs.
+enum Signer {
+    /// Called after each checkpoint write (one batch at a time).
+    Inline(LogSealer),
+    /// In its own task, told of each checkpoint written.
+    Task(watch::Sender<LogPosition>),
+}
+
+/// A batch sent whose confirms may be outstanding.
+struct InFlight {
+    last: LogPosition,
+    newest_recorded: chrono::DateTime<chrono::Utc>,
+    sent: Instant,
+    confirms: PendingBatch,
 }
 
 impl Relay {
@@ -44,7 +69,7 @@ impl Relay {
     ) -> anyhow::Result<Self> {
         let channel = connection.create_channel().await?;
         topology.declare_exchange(&channel).await?;
-        let publisher = Publisher::new(connection, &topology.exchange).await?;
+        let publisher = Arc::new(Publisher::new(connection, &topology.exchange).await?);
         let checkpoint = RELAY_CHECKPOINT.load(&pool).await?;
         metrics::gauge!(crate::metrics::CHECKPOINT_POSITION).set(checkpoint.global_position as f64);
         let sealer = LogSealer::new(pool.clone(), settings.seal.clone());
@@ -54,7 +79,7 @@ impl Relay {
             publisher,
             settings,
             checkpoint,
-            sealer,
+            signer: Signer::Inline(sealer),
         })
     }
 
@@ -65,60 +90,144 @@ impl Relay {
     /// Publishes the next batch and returns where it ends, without saving
     /// that as the checkpoint. `None` when nothing is ready to publish.
     pub async fn publish_next_batch(&mut self) -> anyhow::Result<Option<LogPosition>> {
+        let Some(batch) = self.send_after(self.checkpoint).await? else {
+            return Ok(None);
+        };
+        let last = batch.last;
+        self.confirmed(batch).await?;
+        Ok(Some(last))
+    }
+
+    /// Reads the batch after `after` and hands it to the broker.
+    async fn send_after(&self, after: LogPosition) -> anyhow::Result<Option<InFlight>> {
+        let sent = Instant::now();
         let mut batch =
-            event_log::read_committed_after(&self.pool, self.checkpoint, self.settings.batch_size)
-                .await?;
+            event_log::read_committed_after(&self.pool, after, self.settings.batch_size).await?;
         let Some(last) = batch.last().map(LogPosition::of) else {
             return Ok(None);
         };
         for envelope in &mut batch {
             redact_secrets(envelope)?;
         }
-        self.publisher.publish_batch(&batch).await?;
-        metrics::counter!(crate::metrics::EVENTS_PUBLISHED).increment(batch.len() as u64);
-        if let Some(newest) = batch.iter().map(|e| e.recorded_at).max() {
-            let lag = (chrono::Utc::now() - newest).num_milliseconds().max(0) as f64 / 1000.0;
-            metrics::gauge!(crate::metrics::LAG).set(lag);
-        }
-        tracing::debug!(
-            events = batch.len(),
-            up_to = last.global_position,
-            "published"
-        );
-        Ok(Some(last))
+        let confirms = self.publisher.send_batch(&batch).await?;
+        let newest_recorded = batch
+            .iter()
+            .map(|e| e.recorded_at)
+            .max()
+            .expect("a batch has an event");
+        Ok(Some(InFlight {
+            last,
+            newest_recorded,
+            sent,
+            confirms,
+        }))
     }
 
-    /// Saves where publishing got to, then folds the published events into
-    /// the log's running hash.
+    /// Waits for a sent batch's confirms.
+    async fn confirmed(&self, batch: InFlight) -> Result<(), bus::BusError> {
+        let events = batch.confirms.len();
+        batch.confirms.confirmed().await?;
+        metrics::counter!(crate::metrics::EVENTS_PUBLISHED).increment(events as u64);
+        let lag = (chrono::Utc::now() - batch.newest_recorded)
+            .num_milliseconds()
+            .max(0) as f64
+            / 1000.0;
+        metrics::gauge!(crate::metrics::LAG).set(lag);
+        tracing::debug!(events, up_to = batch.last.global_position, "published");
+        Ok(())
+    }
+
+    /// Saves where publishing got to, then lets the signer fold the
+    /// published events into the log's running hash.
     pub async fn save_checkpoint(&mut self, position: LogPosition) -> Result<(), SealError> {
         RELAY_CHECKPOINT.advance(&self.pool, position).await?;
         self.checkpoint = position;
         metrics::gauge!(crate::metrics::CHECKPOINT_POSITION).set(position.global_position as f64);
-        self.sealer.advance_to(position, &self.publisher).await
+        match &mut self.signer {
+            Signer::Inline(sealer) => sealer.advance_to(position, &self.publisher).await,
+            Signer::Task(published) => {
+                published.send_replace(position);
+                Ok(())
+            }
+        }
     }
 
-    /// Signs a checkpoint if one is due by time, when nothing was published.
-    async fn seal_when_idle(&mut self) -> Result<(), SealError> {
-        self.sealer
-            .advance_to(self.checkpoint, &self.publisher)
-            .await
-    }
-
-    /// What the checkpoint signer found, if it refuses to sign.
+    /// What the checkpoint signer found, if it refuses to sign (only while
+    /// it runs inline).
     pub fn signer_refusal(&self) -> Option<&crate::fold::Refusal> {
-        self.sealer.refusal()
+        match &self.signer {
+            Signer::Inline(sealer) => sealer.refusal(),
+            Signer::Task(_) => None,
+        }
     }
 
-    /// Publishes what is ready; true when it published something (more may wait).
-    async fn drain_once(&mut self) -> anyhow::Result<bool> {
-        let started = std::time::Instant::now();
-        let Some(last) = self.publish_next_batch().await? else {
-            metrics::gauge!(crate::metrics::LAG).set(0.0);
-            return Ok(false);
+    /// Moves the signer to a task of its own, which folds up to each
+    /// checkpoint written from now on and looks again every `idle` when
+    /// nothing is published. It ends when the relay is dropped, or with
+    /// the signer's error.
+    fn spawn_signer(&mut self, idle: Duration) -> JoinHandle<Result<(), SealError>> {
+        let (published, mut checkpoints) = watch::channel(self.checkpoint);
+        let Signer::Inline(mut sealer) =
+            std::mem::replace(&mut self.signer, Signer::Task(published))
+        else {
+            panic!("the signer runs in a task already");
         };
-        self.save_checkpoint(last).await?;
-        metrics::histogram!(crate::metrics::BATCH_DURATION).record(started.elapsed().as_secs_f64());
-        Ok(true)
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move {
+            loop {
+                let position = *checkpoints.borrow_and_update();
+                sealer.advance_to(position, &publisher).await?;
+                tokio::select! {
+                    changed = checkpoints.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    _ = tokio::time::sleep(idle) => {}
+                }
+            }
+        })
+    }
+
+    /// Publishes everything ready, up to `window` batches in flight; true
+    /// when it published something. The checkpoint moves to the end of the
+    /// oldest batch in flight once it is confirmed: every batch before it
+    /// was confirmed earlier, so it never passes an unconfirmed event. Any
+    /// failure (a nack, a return, a closed channel) ends it with the
+    /// checkpoint where it was; what was sent after it is sent again. On
+    /// shutdown it sends nothing more and waits for what is in flight.
+    async fn drain(&mut self, shutdown: &Shutdown) -> anyhow::Result<bool> {
+        let window = self.settings.window.max(1);
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(window);
+        let mut sent_up_to = self.checkpoint;
+        let mut drained = false;
+        loop {
+            let next = if in_flight.len() < window && !shutdown.is_triggered() {
+                self.send_after(sent_up_to).await?
+            } else {
+                None
+            };
+            if let Some(batch) = next {
+                sent_up_to = batch.last;
+                in_flight.push_back(batch);
+                if in_flight.len() < window {
+                    continue;
+                }
+            }
+            let Some(oldest) = in_flight.pop_front() else {
+                break;
+            };
+            let (last, sent) = (oldest.last, oldest.sent);
+            self.confirmed(oldest).await?;
+            self.save_checkpoint(last).await?;
+            metrics::histogram!(crate::metrics::BATCH_DURATION)
+                .record(sent.elapsed().as_secs_f64());
+            drained = true;
+        }
+        if !drained {
+            metrics::gauge!(crate::metrics::LAG).set(0.0);
+        }
+        Ok(drained)
     }
 }
 
@@ -176,24 +285,42 @@ async fn lead_when_elected(
     tracing::info!("relay elected; publishing");
     let connection = broker.connection().await?;
     let mut relay = Relay::new(pool.clone(), &connection, topology, settings.clone()).await?;
-    let mut appended = PgListener::connect_with(pool).await?;
+    let signer = relay.spawn_signer(settings.poll_interval);
+    let published = publish_while_leading(&mut relay, &signer, &mut lock, settings, shutdown).await;
+    // The signer is never cut short (between storing a checkpoint and
+    // writing its state file, say): without the relay it finishes what it
+    // does and ends.
+    drop(relay);
+    let signed = signer.await;
+    published?;
+    signed??;
+    Ok(())
+}
+
+async fn publish_while_leading(
+    relay: &mut Relay,
+    signer: &JoinHandle<Result<(), SealError>>,
+    lock: &mut PgConnection,
+    settings: &RelaySettings,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let mut appended = PgListener::connect_with(&relay.pool).await?;
     appended.listen(event_log::EVENTS_APPENDED_CHANNEL).await?;
     let mut held_back_retry = HELD_BACK_RETRY;
-    while !shutdown.is_triggered() {
-        if relay.drain_once().await? {
+    while !shutdown.is_triggered() && !signer.is_finished() {
+        if relay.drain(shutdown).await? {
             held_back_retry = HELD_BACK_RETRY;
             continue;
         }
-        let wait = if event_log::has_rows_held_back(pool, relay.checkpoint()).await? {
+        let wait = if event_log::has_rows_held_back(&relay.pool, relay.checkpoint()).await? {
             held_back_retry = (held_back_retry * 2).min(settings.poll_interval);
             held_back_retry / 2
         } else {
             settings.poll_interval
         };
-        relay.seal_when_idle().await?;
         tokio::select! {
             notification = appended.recv() => { notification?; }
-            _ = tokio::time::sleep(wait) => { still_locked(&mut lock).await?; }
+            _ = tokio::time::sleep(wait) => { still_locked(lock).await?; }
             _ = shutdown.wait() => {}
         }
     }

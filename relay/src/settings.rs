@@ -11,6 +11,8 @@ use crate::seal::SealSettings;
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
     pub batch_size: i64,
+    /// Batches sent and not yet confirmed, at most.
+    pub window: usize,
     /// Fallback when a notification is missed; publishing never waits for it.
     pub poll_interval: Duration,
     pub seal: SealSettings,
@@ -19,9 +21,15 @@ pub struct RelaySettings {
 /// The relay's options, shared by the `relay` and `api` binaries.
 #[derive(Args, Clone, Debug)]
 pub struct RelayArgs {
-    /// Events published per batch (one round of publisher confirms).
+    /// Events read and published per batch.
     #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500)]
     pub relay_batch_size: i64,
+
+    /// Batches sent while earlier ones await the broker's confirms, at most;
+    /// the checkpoint advances past a batch once it and all before it are
+    /// confirmed.
+    #[arg(long, env = "RELAY_WINDOW_BATCHES", default_value_t = 8)]
+    pub relay_window_batches: usize,
 
     /// Fallback poll of the event table when no notification arrives, in milliseconds.
     #[arg(long, env = "RELAY_POLL_INTERVAL_MS", default_value_t = 1000)]
@@ -60,6 +68,7 @@ impl RelayArgs {
         )?;
         Ok(RelaySettings {
             batch_size: self.relay_batch_size.max(1),
+            window: self.relay_window_batches.max(1),
             poll_interval: Duration::from_millis(self.relay_poll_interval_ms.max(10)),
             seal: SealSettings {
                 key: Arc::new(key),

@@ -48,6 +48,7 @@ impl Fixture {
     async fn relay(&self) -> Relay {
         let settings = RelaySettings {
             batch_size: 100,
+            window: 4,
             poll_interval: Duration::from_millis(100),
             seal: relay::SealSettings {
                 key: std::sync::Arc::new(

@@ -3,4 +3,5 @@
 mod election;
 mod horizon;
 mod metrics;
+mod pipeline;
 mod support;

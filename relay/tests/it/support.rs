@@ -5,18 +5,21 @@ use std::time::Duration;
 
 use bus::Envelope;
 use domain::{DisplayName, Email, PasswordHash, User, UserCommand};
+use futures_util::StreamExt;
 use infra::commands::CommandBus;
 use infra::testing::{
     amqp_url, eventually, take_exactly, take_within, tap_group, ChildProcess, TestDatabase,
     TestTopology,
 };
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
 use uuid::Uuid;
 
 pub struct Fixture {
     pub db: TestDatabase,
     topology: TestTopology,
     channel: lapin::Channel,
-    _connection: lapin::Connection,
+    connection: lapin::Connection,
 }
 
 impl Fixture {
@@ -28,12 +31,21 @@ impl Fixture {
             db,
             topology,
             channel,
-            _connection: connection,
+            connection,
         }
     }
 
     pub fn spawn_relay(&self, name: &'static str) -> ChildProcess {
-        let env = vec![
+        self.spawn_relay_with(name, &[])
+    }
+
+    /// The relay with `extra` settings (later ones win).
+    pub fn spawn_relay_with(
+        &self,
+        name: &'static str,
+        extra: &[(&'static str, String)],
+    ) -> ChildProcess {
+        let mut env = vec![
             ("DATABASE_URL", self.db.url.clone()),
             ("AMQP_URL", amqp_url()),
             ("AMQP_EXCHANGE", self.topology.topology.exchange.clone()),
@@ -55,6 +67,7 @@ impl Fixture {
                     .to_string(),
             ),
         ];
+        env.extend(extra.iter().cloned());
         let log = std::env::temp_dir().join(format!("relay-{name}-{}.log", Uuid::new_v4()));
         ChildProcess::spawn(name, env!("CARGO_BIN_EXE_relay"), &env, log)
     }
@@ -90,6 +103,34 @@ impl Fixture {
     pub async fn tapped_within(&self, count: usize, within: Duration) -> Vec<Envelope> {
         let queue = self.topology.topology.queue_name(&tap_group());
         take_within(&self.channel, &queue, count, within).await
+    }
+
+    /// The ids of the events on the tap queue (signed checkpoints passed
+    /// over), consumed until none arrives for `quiet`, duplicates included.
+    pub async fn tapped_ids_until_quiet(&self, quiet: Duration) -> Vec<Uuid> {
+        let channel = self.connection.create_channel().await.unwrap();
+        let queue = self.topology.topology.queue_name(&tap_group());
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "pipeline-test".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        while let Ok(Some(delivery)) = tokio::time::timeout(quiet, consumer.next()).await {
+            let delivery = delivery.unwrap();
+            if let Ok(envelope) = Envelope::from_json(&delivery.data) {
+                ids.push(envelope.event_id);
+            }
+        }
+        let _ = channel.close(200, "OK".into()).await;
+        ids
     }
 
     pub async fn checkpoint_reaches(&self, position: i64) {
