@@ -47,7 +47,7 @@ pub struct Relay {
 /// Where the checkpoint signer runs.
 enum Signer {
     /// Called after each checkpoint write (one batch at a time).
-    Inline(LogSealer),
+    Inline(Box<LogSealer>),
     /// In its own task, told of each checkpoint written.
     Task(watch::Sender<LogPosition>),
 }
@@ -79,7 +79,7 @@ impl Relay {
             publisher,
             settings,
             checkpoint,
-            signer: Signer::Inline(sealer),
+            signer: Signer::Inline(Box::new(sealer)),
         })
     }
 
