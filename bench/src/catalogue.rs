@@ -161,6 +161,23 @@ spec!(
     Target::Report
 );
 spec!(
+    VERIFY_LATENCY,
+    "users_me_p99_during_verification",
+    "GET /v1/users/me p99, full verification passes running",
+    "ms",
+    Some("p99 idle, same clients"),
+    // Issue 21: everyone else's latency must not move.
+    Target::AtMost(1.5)
+);
+spec!(
+    VERIFY_PASS_RATE,
+    "audit_verify_background_pass_events_per_second",
+    "background verification, full pass",
+    "events/s",
+    None,
+    Target::Report
+);
+spec!(
     EXPORT_RATE,
     "audit_export_mb_per_second",
     "GET /v1/audit/export",
@@ -239,6 +256,8 @@ pub const FIGURES: &[Spec] = &[
     RELAY,
     REBUILD,
     VERIFY,
+    VERIFY_LATENCY,
+    VERIFY_PASS_RATE,
     EXPORT_RATE,
     EXPORT_RSS,
     API_IDLE,

@@ -27,6 +27,7 @@ mod summary;
 mod tap;
 mod traffic;
 mod verify;
+mod verify_latency;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,8 +60,11 @@ use secrecy::SecretString;
 /// checkpoint, advanced after the broker's confirms, covers them); the audit
 /// export (MB/s, the api's RSS growth, PostgreSQL's own read rate) and `api audit
 /// export`; `api audit verify` beside SHA-256 over the same bytes in memory;
-/// `projector rebuild --exit` over the whole store; the RSS of each process idle
-/// and at its peak. Prints the details on stderr and the table on stdout, writes
+/// `projector rebuild --exit` over the whole store; GET /v1/users/me by 4 clients
+/// for --phase-secs idle, then while 4 auditors keep full background verification
+/// passes over the whole store running (POST, then GET /v1/audit/verify; the api
+/// restarted with AUDIT_VERIFY_INTERVAL_MS=100), until a pass started in that window
+/// has completed; the RSS of each process idle and at its peak. Prints the details on stderr and the table on stdout, writes
 /// the JSON (--json), and removes the database, queues, exchanges, keys and
 /// export file afterwards, also after a failure, a timeout or Ctrl-C.
 ///

@@ -12,6 +12,7 @@ use crate::failed_logins::{Kind, WRONG_PASSWORD};
 use crate::run::{Cleanup, Failed, Measured, Run, LOGIN_FAILED};
 use crate::services::{EXIT_POLL, PASSED_THROUGH};
 use crate::verify::{self, Verified};
+use crate::verify_latency::{self, VerifyLatency};
 use crate::Cli;
 
 pub struct Machine {
@@ -215,6 +216,9 @@ pub fn print(
     }
     if let Some(verified) = &measured.verify {
         print_verify(verified);
+    }
+    if let Some(latency) = &measured.verify_latency {
+        print_verify_latency(latency, machine);
     }
     eprintln!();
 
@@ -435,6 +439,30 @@ pub fn print(
     if let Some(verified) = &measured.verify {
         print_verify_checks(verified);
     }
+    if let Some(latency) = &measured.verify_latency {
+        eprintln!(
+            "  (m) verify latency, last: the api restarted with AUDIT_VERIFY_INTERVAL_MS={} (a \
+             requested pass starts within that), {} of the users logged in again; once GET \
+             /v1/audit/verify had a completed pass over every event ({:.2} s after the restart), \
+             each user reads GET /v1/users/me back to back (client side, send -> 200 body read) \
+             for --phase-secs idle, then again while {} auditors each POST /v1/audit/verify and \
+             poll GET every {} ms until the pass has started, and again; that window lasts at \
+             least --phase-secs and until a pass that started in it has completed. Passes are \
+             read from the answers: pass_started_at at or after the window's start, the first \
+             answer with pass_completed_at gives verified_at and events_checked.",
+            verify_latency::INTERVAL_MS,
+            latency.clients,
+            latency.caught_up.as_secs_f64(),
+            verify_latency::CLIENTS,
+            verify_latency::POLL.as_millis(),
+        );
+        eprintln!(
+            "  checks, verify latency: {} full pass(es) started and completed in the window, \
+             each over at least the store's {} events, none broken: ok.",
+            latency.passes.len(),
+            latency.store_events,
+        );
+    }
     if cleanup.problems.is_empty() {
         eprintln!(
             "  cleanup: {}; database {} dropped, queues and exchanges deleted.",
@@ -613,6 +641,53 @@ fn print_verify(verified: &Verified) {
          take {:.1}% of the verify's wall time)",
         verify_rate / sha_rate,
         100.0 * sha.stream.as_secs_f64() / wall.max(f64::EPSILON),
+    );
+}
+
+/// `GET /v1/users/me` idle and while full verification passes run.
+fn print_verify_latency(latency: &VerifyLatency, machine: &Machine) {
+    let line = |label: &str, driven: &crate::traffic::Driven, usage: &cpu::Usage| {
+        eprintln!(
+            "    {label}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} requests in {:.1} s ({:.0}/s); \
+             api {:.0}% of {} cores, machine busy {:.0}%",
+            driven.percentile_ms(50.0),
+            driven.percentile_ms(99.0),
+            driven.percentile_ms(100.0),
+            driven.latencies.len(),
+            driven.wall.as_secs_f64(),
+            driven.per_second(),
+            100.0 * usage.api.unwrap_or(f64::NAN) / (usage.wall_seconds * machine.nproc as f64),
+            machine.nproc,
+            100.0 * usage.machine_busy.unwrap_or(f64::NAN)
+                / usage.machine_total.unwrap_or(f64::NAN),
+        );
+    };
+    eprintln!();
+    eprintln!(
+        "verify latency: GET /v1/users/me by {} clients, store of {} events",
+        latency.clients, latency.store_events
+    );
+    line("idle  ", &latency.idle, &latency.idle_cpu);
+    line("during", &latency.during, &latency.during_cpu);
+    eprintln!(
+        "    p99 during / p99 idle = {:.2}; p50 {:.2}",
+        latency.ratio(),
+        latency.during.percentile_ms(50.0) / latency.idle.percentile_ms(50.0)
+    );
+    for pass in &latency.passes {
+        eprintln!(
+            "    full pass started {}: {} events in {:.2} s = {:.0} events/s",
+            pass.started.format("%H:%M:%S%.3f"),
+            pass.events,
+            pass.took().as_secs_f64(),
+            pass.events as f64 / pass.took().as_secs_f64().max(f64::EPSILON)
+        );
+    }
+    eprintln!(
+        "    {} POST and {} GET /v1/audit/verify by {} auditors",
+        latency.posts,
+        latency.polls,
+        verify_latency::CLIENTS
     );
 }
 

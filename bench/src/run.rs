@@ -29,6 +29,7 @@ use crate::services::{Service, Stopped};
 use crate::stream_length;
 use crate::tap::{self, TapLog};
 use crate::verify::{self, Verified};
+use crate::verify_latency::{self, VerifyLatency};
 use crate::Cli;
 use infra::event_log::LogPosition;
 
@@ -141,6 +142,8 @@ pub struct Measured {
     pub hot: Option<HotPaths>,
     pub relay: Option<RelayPhase>,
     pub rebuild: Option<Rebuilt>,
+    /// `GET /v1/users/me` idle and while full verification passes run, last.
+    pub verify_latency: Option<VerifyLatency>,
     /// Idle and peak RSS of "api", "projector" and "worker".
     pub memory: BTreeMap<&'static str, memory::Rss>,
 }
@@ -553,6 +556,9 @@ impl Run {
             Duration::from_secs(cli.rebuild_secs),
         )
         .await?;
+        let verify_latency = self
+            .verify_latency_phase(cli, &client, &memory, &registrations)
+            .await?;
         let memory: BTreeMap<&'static str, memory::Rss> = ["api", "projector", "worker"]
             .into_iter()
             .map(|name| (name, memory.of(name)))
@@ -582,6 +588,7 @@ impl Run {
         measured.hot = Some(hot);
         measured.relay = Some(relay);
         measured.rebuild = Some(rebuild);
+        measured.verify_latency = Some(verify_latency);
         measured.memory = memory;
         Ok(measured)
     }
@@ -675,6 +682,91 @@ impl Run {
             projected,
             bare,
         })
+    }
+
+    /// The verify-latency phase, last: the api restarted with
+    /// AUDIT_VERIFY_INTERVAL_MS = [`verify_latency::INTERVAL_MS`] (so that
+    /// requested passes follow each other), the first users logged in
+    /// again (their tokens may have expired) and an auditor.
+    async fn verify_latency_phase(
+        &mut self,
+        cli: &Cli,
+        client: &reqwest::Client,
+        memory: &Memory,
+        registrations: &[Registration],
+    ) -> anyhow::Result<VerifyLatency> {
+        let phase = self.phase.clone();
+        phase.set(format!(
+            "restarting the api with AUDIT_VERIFY_INTERVAL_MS={}",
+            verify_latency::INTERVAL_MS
+        ));
+        let mut api = self.api.take().context("the api is not running")?;
+        match api.stop().await? {
+            Stopped::Terminated(status, _) if status.success() => {}
+            stopped => anyhow::bail!("api {stopped}; see {}", api.log.display()),
+        }
+        let restarted = Instant::now();
+        let mut env = self.api_env();
+        env.push((
+            "AUDIT_VERIFY_INTERVAL_MS",
+            verify_latency::INTERVAL_MS.to_string(),
+        ));
+        let mut api = Service::start(
+            "api",
+            &self.api_bin,
+            &[],
+            &env,
+            self.log_dir.join("api-verify-latency.log"),
+        )?;
+        let port = api.wait_for_port("api listening").await?;
+        memory.watch(api.name, api.pid());
+        api.wait_ready(client).await?;
+        let pids = (
+            api.pid(),
+            self.projector.as_ref().context("no projector")?.pid(),
+        );
+        self.api = Some(api);
+        let base_url = format!("http://127.0.0.1:{port}");
+
+        let readers = &registrations[..verify_latency::CLIENTS.min(registrations.len())];
+        phase.set(format!(
+            "logging {} users in again, and the auditor",
+            readers.len()
+        ));
+        let mut tokens = vec![None; readers.len()];
+        login::catch_up(client, &base_url, readers, &mut tokens).await?;
+        let users: Vec<hot_paths::User> = readers
+            .iter()
+            .zip(tokens)
+            .map(|(registration, token)| {
+                Ok(hot_paths::User {
+                    id: registration.id,
+                    email: registration.email.clone(),
+                    token: token.context("a reader has no access token")?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let auditor = export::auditor(
+            &self.db_url,
+            &self.api_bin,
+            &env,
+            &self.log_dir,
+            &self.id,
+            client,
+            &base_url,
+        )
+        .await?;
+        verify_latency::measure(&verify_latency::Setting {
+            base_url: &base_url,
+            db_url: &self.db_url,
+            users: &users,
+            auditor: &auditor.token,
+            duration: Duration::from_secs_f64(cli.phase_secs),
+            phase: &phase,
+            pids,
+            restarted,
+        })
+        .await
     }
 
     /// The audit-export phase, after the others: the auditor, the download
@@ -1044,6 +1136,7 @@ fn correlate(
         hot: None,
         relay: None,
         rebuild: None,
+        verify_latency: None,
         memory: BTreeMap::new(),
     }
 }

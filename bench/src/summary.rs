@@ -10,6 +10,7 @@ use crate::relay_backlog;
 use crate::report::Machine;
 use crate::run::{Measured, RelayPhase, Run, StreamPhase};
 use crate::traffic::{percentile_ms, Driven};
+use crate::verify_latency::{self, VerifyLatency};
 use crate::Cli;
 
 const MIB: f64 = 1024.0;
@@ -49,6 +50,9 @@ pub fn table(
         figures.push(rebuild_figure(rebuilt));
     }
     figures.extend(audit_figures(measured));
+    if let Some(latency) = &measured.verify_latency {
+        figures.extend(verify_latency_figures(latency, machine.nproc));
+    }
     figures.extend(memory_figures(measured));
     Table {
         run: run.id.clone(),
@@ -268,6 +272,53 @@ fn audit_figures(measured: &Measured) -> Vec<Figure> {
     figures
 }
 
+fn verify_latency_figures(latency: &VerifyLatency, cores: usize) -> Vec<Figure> {
+    let share = |usage: &crate::cpu::Usage| {
+        100.0 * usage.api.unwrap_or(f64::NAN) / (usage.wall_seconds * cores as f64)
+    };
+    let passes = &latency.passes;
+    let events: Vec<String> = passes.iter().map(|p| p.events.to_string()).collect();
+    let took: Vec<String> = passes
+        .iter()
+        .map(|p| format!("{:.2}", p.took().as_secs_f64()))
+        .collect();
+    vec![
+        Figure::against(
+            spec::VERIFY_LATENCY,
+            latency.during.percentile_ms(99.0),
+            latency.idle.percentile_ms(99.0),
+            format!(
+                "{} clients on a store of {} events; idle: {} (api {:.0}% of {cores} cores); \
+                 during: {} (api {:.0}%), while {} auditors asked for {} full passes and polled \
+                 {} times (every {} ms each; the api restarted with AUDIT_VERIFY_INTERVAL_MS={})",
+                latency.clients,
+                latency.store_events,
+                spread(&latency.idle),
+                share(&latency.idle_cpu),
+                spread(&latency.during),
+                share(&latency.during_cpu),
+                verify_latency::CLIENTS,
+                latency.posts,
+                latency.polls,
+                verify_latency::POLL.as_millis(),
+                verify_latency::INTERVAL_MS,
+            ),
+        ),
+        Figure::value(
+            spec::VERIFY_PASS_RATE,
+            latency.pass_rate(),
+            format!(
+                "{} full pass(es) started and completed in the window of the row above, over \
+                 [{}] events in [{}] s (pass_started_at -> verified_at, events_checked of GET \
+                 /v1/audit/verify)",
+                passes.len(),
+                events.join(", "),
+                took.join(", "),
+            ),
+        ),
+    ]
+}
+
 fn memory_figures(measured: &Measured) -> Vec<Figure> {
     let rows = [
         ("api", spec::API_IDLE, spec::API_PEAK),
@@ -294,7 +345,7 @@ fn memory_figures(measured: &Measured) -> Vec<Figure> {
             format!(
                 "the highest VmRSS sampled every 50 ms over the run{}",
                 if name == "api" {
-                    " (both api processes: the relay phase restarts it)"
+                    " (every api process: the relay and verify-latency phases restart it)"
                 } else {
                     ""
                 }

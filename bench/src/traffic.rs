@@ -63,17 +63,34 @@ where
     F: Fn(S) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<(S, Duration)>> + Send,
 {
+    let deadline = Instant::now() + duration;
+    drive_until(states, move || Instant::now() >= deadline, every, step).await
+}
+
+/// [`drive`] until `done()` says so (checked before each step) instead of
+/// for a fixed time.
+pub async fn drive_until<S, F, Fut, D>(
+    states: Vec<S>,
+    done: D,
+    every: Option<Duration>,
+    step: F,
+) -> anyhow::Result<Driven>
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<(S, Duration)>> + Send,
+    D: Fn() -> bool + Clone + Send + 'static,
+{
     let started = Instant::now();
-    let deadline = started + duration;
     let clients = states.len().max(1) as u32;
     let mut tasks = JoinSet::new();
     for (index, mut state) in states.into_iter().enumerate() {
-        let step = step.clone();
+        let (step, done) = (step.clone(), done.clone());
         let offset = every.map(|every| every * index as u32 / clients);
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut next = Instant::now() + offset.unwrap_or_default();
-            while Instant::now() < deadline {
+            while !done() {
                 if let Some(every) = every {
                     tokio::time::sleep_until(next.into()).await;
                     // Behind schedule, the next step starts when this one
