@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use infra::event_log::LogPosition;
-use infra::integrity::{stored_checkpoints, PublicKeys};
+use infra::integrity::{checkpoints_after, PublicKeys};
 use infra::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -228,11 +228,7 @@ impl BackgroundVerifier {
         erasures: Arc<Erasures>,
     ) -> Result<(), AppError> {
         let after = position(state.fold.last);
-        let pending: Vec<_> = stored_checkpoints(&self.pool, None)
-            .await?
-            .into_iter()
-            .filter(|c| position((c.transaction_id, c.global_position)) > after)
-            .collect();
+        let pending = checkpoints_after(&self.pool, after).await?;
         let fold = RunningFold::resume(state.fold.clone(), pending, keys);
         let Some(until) = fold.last_checkpoint() else {
             return Ok(());

@@ -46,6 +46,22 @@ pub async fn stored_checkpoints(
     .await
 }
 
+/// The stored checkpoints after `after`, in publishing order.
+pub async fn checkpoints_after(
+    db: impl sqlx::PgExecutor<'_>,
+    after: crate::event_log::LogPosition,
+) -> sqlx::Result<Vec<Checkpoint>> {
+    sqlx::query_as(&format!(
+        "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints \
+         WHERE (transaction_id, global_position) > ($1, $2) \
+         ORDER BY transaction_id, global_position"
+    ))
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .fetch_all(db)
+    .await
+}
+
 /// A row of `audit_checkpoints`, and a line of an export.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Checkpoint {

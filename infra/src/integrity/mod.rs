@@ -10,8 +10,8 @@ mod seal;
 mod signer_state;
 
 pub use checkpoint::{
-    key_id, public_key_pem, stored_checkpoints, Checkpoint, CheckpointError, CheckpointLine,
-    PublicKeys, CHECKPOINT_COLUMNS, CHECKPOINT_ROUTING_KEY,
+    checkpoints_after, key_id, public_key_pem, stored_checkpoints, Checkpoint, CheckpointError,
+    CheckpointLine, PublicKeys, CHECKPOINT_COLUMNS, CHECKPOINT_ROUTING_KEY,
 };
 pub use hash::{
     event_hash, running_hash, ChainedEvent, HashDefect, HashVersion, HashedEvent,
