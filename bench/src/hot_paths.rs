@@ -55,20 +55,7 @@ pub struct HotPaths {
 
 impl Setting<'_> {
     fn actors(&self, count: usize) -> anyhow::Result<Vec<Actor>> {
-        let base_url: Arc<str> = self.base_url.into();
-        self.users
-            .iter()
-            .take(count)
-            .map(|user| {
-                Ok(Actor {
-                    http: traffic::http_client()?,
-                    base_url: base_url.clone(),
-                    user_id: user.id,
-                    token: user.token.clone(),
-                    renames: 0,
-                })
-            })
-            .collect()
+        actors(self.base_url, &self.users[..count.min(self.users.len())])
     }
 }
 
@@ -155,4 +142,21 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<HotPaths> {
         me,
         me_cpu,
     })
+}
+
+/// One actor per user, each with its own HTTP client.
+pub fn actors(base_url: &str, users: &[User]) -> anyhow::Result<Vec<Actor>> {
+    let base_url: Arc<str> = base_url.into();
+    users
+        .iter()
+        .map(|user| {
+            Ok(Actor {
+                http: traffic::http_client()?,
+                base_url: base_url.clone(),
+                user_id: user.id,
+                token: user.token.clone(),
+                renames: 0,
+            })
+        })
+        .collect()
 }

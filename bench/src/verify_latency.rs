@@ -21,7 +21,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::task::JoinSet;
 
 use crate::cpu;
-use crate::hot_paths::User;
+use crate::hot_paths::{actors, User};
 use crate::profile::Actor;
 use crate::run::Phase;
 use crate::traffic::{self, drive, drive_until, Driven};
@@ -143,7 +143,13 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<VerifyLatency> {
         setting.users.len()
     ));
     let before = cpu::sample(setting.pids.0, setting.pids.1);
-    let idle = drive(actors(setting)?, setting.duration, None, Actor::read_me).await?;
+    let idle = drive(
+        actors(setting.base_url, setting.users)?,
+        setting.duration,
+        None,
+        Actor::read_me,
+    )
+    .await?;
     let idle_cpu = cpu::usage(&before, &cpu::sample(setting.pids.0, setting.pids.1));
 
     phase.set(format!(
@@ -186,7 +192,12 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<VerifyLatency> {
         move || stop.load(Ordering::Relaxed)
     };
     let before = cpu::sample(setting.pids.0, setting.pids.1);
-    let readers = tokio::spawn(drive_until(actors(setting)?, done, None, Actor::read_me));
+    let readers = tokio::spawn(drive_until(
+        actors(setting.base_url, setting.users)?,
+        done,
+        None,
+        Actor::read_me,
+    ));
     let started = Instant::now();
     let (mut posts, mut polls) = (0, 0);
     loop {
@@ -242,23 +253,6 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<VerifyLatency> {
         posts,
         polls,
     })
-}
-
-fn actors(setting: &Setting<'_>) -> anyhow::Result<Vec<Actor>> {
-    let base_url: Arc<str> = setting.base_url.into();
-    setting
-        .users
-        .iter()
-        .map(|user| {
-            Ok(Actor {
-                http: traffic::http_client()?,
-                base_url: base_url.clone(),
-                user_id: user.id,
-                token: user.token.clone(),
-                renames: 0,
-            })
-        })
-        .collect()
 }
 
 /// `POST` (asks for a full pass, 202) or `GET /v1/audit/verify` (200).
