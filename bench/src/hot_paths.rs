@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::cpu;
+use crate::cpu_breakdown::{self, Breakdown, Processes};
 use crate::profile::Actor;
 use crate::raw_insert;
 use crate::refresh::Chain;
@@ -37,11 +38,15 @@ pub struct Setting<'a> {
     pub phase: &'a Phase,
     /// api and projector, for the CPU they use.
     pub pids: (u32, u32),
+    /// Every process of the service, for the CPU per operation.
+    pub processes: Processes,
 }
 
 pub struct HotPaths {
     pub clients: usize,
     pub commands: Driven,
+    /// The service's CPU over the command phase, every process.
+    pub commands_cpu: Breakdown,
     pub inserts: Driven,
     pub insert_bytes: usize,
     pub idle: Driven,
@@ -49,11 +54,16 @@ pub struct HotPaths {
     /// The write -> read pairs per second the loaded phase was paced to.
     pub loaded_rate: f64,
     pub refresh: Driven,
+    pub refresh_cpu: Breakdown,
     pub me: Driven,
     pub me_cpu: cpu::Usage,
 }
 
 impl Setting<'_> {
+    async fn cpu_sample(&self) -> anyhow::Result<cpu_breakdown::Sample> {
+        cpu_breakdown::sample(self.processes, self.db_url).await
+    }
+
     fn actors(&self, count: usize) -> anyhow::Result<Vec<Actor>> {
         actors(self.base_url, &self.users[..count.min(self.users.len())])
     }
@@ -68,15 +78,17 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<HotPaths> {
     phase.set(format!(
         "{clients} clients renaming themselves (PATCH /v1/users/{{id}}) for {secs} s"
     ));
-    let commands = drive(setting.actors(clients)?, duration, None, Actor::rename_self).await?;
+    let actors = setting.actors(clients)?;
+    let before = setting.cpu_sample().await?;
+    let commands = drive(actors, duration, None, Actor::rename_self).await?;
+    let commands_cpu = cpu_breakdown::between(&before, &setting.cpu_sample().await?);
 
     phase.set(format!(
-        "{clients} clients doing single-row INSERTs into a scratch table for {secs} s"
+        "{clients} clients appending the newest event's row to streams of their own in a \
+         copy of events (same indexes, no trigger) for {secs} s"
     ));
     let inserters = raw_insert::prepare(setting.db_url, clients).await?;
-    let insert_bytes = inserters
-        .first()
-        .map_or(0, raw_insert::Inserter::body_bytes);
+    let insert_bytes = inserters.first().map_or(0, raw_insert::Inserter::row_bytes);
     let inserts = drive(inserters, duration, None, raw_insert::Inserter::insert).await?;
 
     phase.set(format!(
@@ -117,7 +129,9 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<HotPaths> {
     for user in setting.users {
         chains.push(Chain::start(traffic::http_client()?, base_url.clone(), &user.email).await?);
     }
+    let before = setting.cpu_sample().await?;
     let refresh = drive(chains, duration, None, Chain::rotate).await?;
+    let refresh_cpu = cpu_breakdown::between(&before, &setting.cpu_sample().await?);
 
     phase.set(format!(
         "{clients} clients reading GET /v1/users/me for {secs} s"
@@ -133,12 +147,14 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<HotPaths> {
     Ok(HotPaths {
         clients,
         commands,
+        commands_cpu,
         inserts,
         insert_bytes,
         idle,
         loaded,
         loaded_rate,
         refresh,
+        refresh_cpu,
         me,
         me_cpu,
     })

@@ -7,6 +7,7 @@
 mod argon;
 mod checkpoints;
 mod cpu;
+mod cpu_breakdown;
 mod export;
 mod failed_logins;
 mod figures;
@@ -51,10 +52,12 @@ use secrecy::SecretString;
 /// the read-back; the command cost against stream length (PATCH the display name
 /// of the short and the long user as the administrator, alternately, after a
 /// warm-up; ratio of the medians); with --clients clients for --phase-secs each:
-/// cheap commands (each client renames its own user) beside single-row INSERTs
-/// into a scratch table (same clients, same time), write -> read (a rename, then
+/// cheap commands (each client renames its own user) beside the newest event's
+/// row appended by the same clients to streams of their own in a copy of `events`
+/// (same indexes, no trigger), with the CPU per command of every process
+/// (PostgreSQL and RabbitMQ included), write -> read (a rename, then
 /// GET ?min_position) idle and at half the command rate, refresh-token rotation
-/// (one session per client, long chains), GET /v1/users/me with the api's CPU per
+/// (one session per client, long chains; CPU per rotation of every process), GET /v1/users/me with the api's CPU per
 /// request; the relay over a backlog (the api stopped, --relay-events seeded
 /// behind the relay's checkpoint, the api started again: events/s until the
 /// checkpoint, advanced after the broker's confirms, covers them); the audit

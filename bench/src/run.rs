@@ -19,6 +19,7 @@ use crate::checkpoints::{self, CheckpointLog};
 use crate::cpu;
 use crate::export::{self, Export};
 use crate::failed_logins::{self, FailedLogins};
+use crate::cpu_breakdown;
 use crate::hot_paths::{self, HotPaths};
 use crate::load::{self, Registration};
 use crate::login::{self, Logins};
@@ -515,6 +516,11 @@ impl Run {
             duration: Duration::from_secs_f64(cli.phase_secs),
             phase: &phase,
             pids,
+            processes: cpu_breakdown::Processes {
+                api: pids.0,
+                projector: pids.1,
+                worker: self.worker.as_ref().expect("started").pid(),
+            },
         })
         .await?;
 

@@ -111,16 +111,33 @@ fn hot_figures(hot: &HotPaths, cores: usize) -> Vec<Figure> {
                 spread(&hot.refresh)
             ),
         ),
+        Figure::value(
+            spec::REFRESH_CPU,
+            hot.refresh_cpu.service_ms_per(hot.refresh.latencies.len()),
+            format!(
+                "ms per rotation: {}",
+                hot.refresh_cpu.describe_per(hot.refresh.latencies.len())
+            ),
+        ),
         Figure::against(
             spec::CHEAP_COMMANDS,
             hot.commands.per_second(),
             hot.inserts.per_second(),
             format!(
-                "{clients} clients each renaming its own user: {}; inserts of {} bytes of JSON \
-                 by {clients} connections: {}",
+                "{clients} clients each renaming its own user: {}; the newest event's row ({} \
+                 bytes of JSON and hashes) appended to a stream of its own by each of \
+                 {clients} connections: {}",
                 spread(&hot.commands),
                 hot.insert_bytes,
                 spread(&hot.inserts)
+            ),
+        ),
+        Figure::value(
+            spec::CHEAP_COMMAND_CPU,
+            hot.commands_cpu.service_ms_per(hot.commands.latencies.len()),
+            format!(
+                "ms per command: {}",
+                hot.commands_cpu.describe_per(hot.commands.latencies.len())
             ),
         ),
         Figure::value(
