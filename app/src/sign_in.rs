@@ -272,6 +272,9 @@ impl SignIn {
 
     async fn role_names(&self, user: &User) -> Result<Vec<String>, AppError> {
         let ids: Vec<Uuid> = user.roles().iter().copied().collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         sqlx::query_scalar("SELECT name FROM role_grants WHERE role_id = ANY($1) ORDER BY name")
             .bind(ids)
             .fetch_all(&self.pool)

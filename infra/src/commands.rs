@@ -4,16 +4,14 @@
 //! (read models are built by the projector), plus that answer.
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{
-    EventStoreAggregateContext, EventUpcaster, PersistedEventStore, SerializedEvent,
-};
-use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventEnvelope};
 use domain::{CommandName, Snapshotted};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
 use crate::command_metrics::{self, CommandOutcome};
-use crate::snapshots::{Snapshot, Snapshots, SNAPSHOT_AFTER_EVENTS};
+use crate::event_stream::{self, NewEvent, StoredEvent, StreamHead};
+use crate::snapshots::{Snapshots, SNAPSHOT_AFTER_EVENTS};
 
 /// Tries of [`CommandBus::execute_retrying_conflicts`] when concurrent
 /// writers keep winning the append.
@@ -29,7 +27,6 @@ impl StoreServices for () {
 }
 
 pub struct CommandBus<A: Aggregate> {
-    store: PersistedEventStore<PostgresEventRepository, A>,
     upcasters: Vec<Box<dyn EventUpcaster>>,
     snapshots: Snapshots,
     services: A::Services,
@@ -50,33 +47,25 @@ pub struct Outcome<A: Aggregate> {
     pub state: A,
 }
 
-/// An event as [`CommandBus`] reads it to fold an aggregate.
-#[derive(sqlx::FromRow)]
-struct StoredEvent {
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: serde_json::Value,
-    metadata: serde_json::Value,
-}
-
-impl StoredEvent {
-    fn serialized(self, aggregate_type: &str, aggregate_id: &str) -> SerializedEvent {
-        SerializedEvent::new(
-            aggregate_id.to_owned(),
-            usize::try_from(self.sequence).unwrap_or(0),
-            aggregate_type.to_owned(),
-            self.event_type,
-            self.event_version,
-            self.payload,
-            self.metadata,
-        )
-    }
+fn serialized(event: StoredEvent, aggregate_type: &str, aggregate_id: &str) -> SerializedEvent {
+    SerializedEvent::new(
+        aggregate_id.to_owned(),
+        usize::try_from(event.sequence).unwrap_or(0),
+        aggregate_type.to_owned(),
+        event.event_type,
+        event.event_version,
+        event.payload,
+        event.metadata,
+    )
 }
 
 /// An aggregate as loaded for a command, and how many events that folded.
 struct Loaded<A: Aggregate> {
-    context: EventStoreAggregateContext<A>,
+    aggregate: A,
+    /// The sequence and hash of the stream's last event (0 and empty when
+    /// it has none): where the command's events are appended and chained.
+    last_sequence: usize,
+    last_hash: String,
     folded: usize,
 }
 
@@ -87,10 +76,7 @@ where
     A::Command: CommandName,
 {
     pub fn new(pool: PgPool) -> Self {
-        let store =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
         Self {
-            store,
             upcasters: domain::contract::upcasters(),
             snapshots: Snapshots::new(pool.clone()),
             services: A::Services::for_store(&pool),
@@ -129,38 +115,49 @@ where
         metadata_of: impl Fn(&A) -> bus::EventMetadata,
     ) -> Result<Outcome<A>, AggregateError<A::Error>> {
         let Loaded {
-            mut context,
+            mut aggregate,
+            last_sequence,
+            last_hash,
             folded,
         } = self.load_context(aggregate_id).await?;
         let sink = EventSink::default();
-        context
-            .aggregate
+        aggregate
             .handle(command, &self.services, &sink)
             .await
             .map_err(AggregateError::UserError)?;
         let events = sink.collect().await;
-        let mut state = context.aggregate.clone();
-        let committed = self
-            .store
-            .commit(events, context, metadata_of(&state).to_map())
-            .await?;
-        for envelope in &committed {
-            state.apply(envelope.payload.clone());
+        let mut state = aggregate;
+        if events.is_empty() {
+            let position = self.last_position(aggregate_id).await.map_err(unexpected)?;
+            return Ok(Outcome {
+                events,
+                position,
+                folded,
+                state,
+            });
         }
-        if folded + committed.len() >= SNAPSHOT_AFTER_EVENTS {
-            self.snapshot(aggregate_id, &state, &committed).await;
-        }
-        let last_sequence = committed.last().map(|envelope| envelope.sequence as i64);
-        let position = self
-            .position_of(aggregate_id, last_sequence)
-            .await
+        let head = StreamHead {
+            aggregate_type: A::TYPE,
+            aggregate_id,
+            last_sequence,
+            last_hash: &last_hash,
+        };
+        let metadata = serde_json::to_value(metadata_of(&state).to_map())
             .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?;
+        let positions = event_stream::append(&self.pool, &head, &serialize(&events)?, &metadata)
+            .await
+            .map_err(append_error)?;
+        self.announce_appended().await;
+        for event in &events {
+            state.apply(event.clone());
+        }
+        if folded + events.len() >= SNAPSHOT_AFTER_EVENTS {
+            self.snapshot(aggregate_id, &state, last_sequence + events.len())
+                .await;
+        }
         Ok(Outcome {
-            events: committed
-                .into_iter()
-                .map(|envelope| envelope.payload)
-                .collect(),
-            position,
+            events,
+            position: positions.into_iter().max().unwrap_or(0),
             folded,
             state,
         })
@@ -204,68 +201,51 @@ where
 
     /// The aggregate as its events make it now (a default one if it has none).
     pub async fn load(&self, aggregate_id: &str) -> Result<A, AggregateError<A::Error>> {
-        Ok(self.load_context(aggregate_id).await?.context.aggregate)
+        Ok(self.load_context(aggregate_id).await?.aggregate)
     }
 
-    /// The stream's snapshot, if any, with the events after it folded on top.
+    /// The stream's snapshot, if any, with the events after it folded on
+    /// top, read in one round trip; read again from the start in the rare
+    /// case the snapshot no longer decodes.
     async fn load_context(
         &self,
         aggregate_id: &str,
     ) -> Result<Loaded<A>, AggregateError<A::Error>> {
-        let Snapshot {
-            mut aggregate,
-            last_sequence,
-        } = self
-            .snapshots
-            .load::<A>(aggregate_id)
-            .await
-            .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?
-            .unwrap_or(Snapshot {
-                aggregate: A::default(),
-                last_sequence: 0,
-            });
-        let events = self.events_after(aggregate_id, last_sequence).await?;
-        let folded = events.len();
-        let mut current_sequence = last_sequence;
-        for event in events {
-            let envelope = self.deserialize(event)?;
-            current_sequence = envelope.sequence;
+        let stream = self.read_stream(aggregate_id, false).await?;
+        let (mut aggregate, stream) = match &stream.snapshot {
+            None => (A::default(), stream),
+            Some((_, text)) => match self.snapshots.decode::<A>(aggregate_id, text) {
+                Some(aggregate) => (aggregate, stream),
+                None => (A::default(), self.read_stream(aggregate_id, true).await?),
+            },
+        };
+        let folded = stream.events.len();
+        for event in stream.events {
+            let envelope = self.deserialize(serialized(event, A::TYPE, aggregate_id))?;
             aggregate.apply(envelope.payload);
         }
         Ok(Loaded {
-            context: EventStoreAggregateContext {
-                aggregate_id: aggregate_id.to_owned(),
-                aggregate,
-                current_sequence,
-                current_snapshot: None,
-            },
+            aggregate,
+            last_sequence: stream.last_sequence,
+            last_hash: stream.last_hash,
             folded,
         })
     }
 
-    /// The stream's events after `last_sequence`, in order. (postgres-es's
-    /// `get_last_events` writes the sequence into the statement's text, so
-    /// every call would parse and plan a new statement.)
-    async fn events_after(
+    async fn read_stream(
         &self,
         aggregate_id: &str,
-        last_sequence: usize,
-    ) -> Result<Vec<SerializedEvent>, AggregateError<A::Error>> {
-        let rows: Vec<StoredEvent> = sqlx::query_as(
-            "SELECT sequence, event_type, event_version, payload, metadata FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
-             ORDER BY sequence",
+        from_start: bool,
+    ) -> Result<event_stream::StoredStream, AggregateError<A::Error>> {
+        event_stream::load(
+            &self.pool,
+            A::TYPE,
+            aggregate_id,
+            A::SNAPSHOT_SCHEMA,
+            from_start,
         )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(i64::try_from(last_sequence).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
         .await
-        .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?;
-        Ok(rows
-            .into_iter()
-            .map(|row| row.serialized(A::TYPE, aggregate_id))
-            .collect())
+        .map_err(unexpected)
     }
 
     fn deserialize(
@@ -282,13 +262,10 @@ where
         Ok(EventEnvelope::<A>::try_from(event)?)
     }
 
-    /// Stores `state`, which `committed` left, as the stream's snapshot. A
-    /// snapshot is a cache: failing to store one costs the next command a
-    /// longer fold, never the command that just committed.
-    async fn snapshot(&self, aggregate_id: &str, state: &A, committed: &[EventEnvelope<A>]) {
-        let Some(last_sequence) = committed.last().map(|envelope| envelope.sequence) else {
-            return;
-        };
+    /// Stores `state` as the stream's snapshot after event `last_sequence`.
+    /// A snapshot is a cache: failing to store one costs the next command
+    /// a longer fold, never the command that just committed.
+    async fn snapshot(&self, aggregate_id: &str, state: &A, last_sequence: usize) {
         if let Err(error) = self
             .snapshots
             .save(aggregate_id, state, last_sequence)
@@ -303,26 +280,70 @@ where
         }
     }
 
-    /// The global position of event `sequence` of the aggregate, or of its
-    /// last event when `sequence` is `None` (the command appended nothing).
-    async fn position_of(&self, aggregate_id: &str, sequence: Option<i64>) -> sqlx::Result<i64> {
-        // The same statement wakes the relay when events were appended: a
-        // NOTIFY after the commit, in a statement that writes nothing, never
-        // holds PostgreSQL's notify lock through a commit's WAL flush, as
-        // one inside the appending transaction would.
+    /// Wakes the relay after a commit. In a statement that writes nothing,
+    /// never holding PostgreSQL's notify lock through a commit's WAL
+    /// flush, as a NOTIFY inside the appending transaction would. A lost
+    /// wake-up costs the relay's poll interval, never an event.
+    async fn announce_appended(&self) {
+        if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(crate::event_log::EVENTS_APPENDED_CHANNEL)
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "the relay was not woken; it finds the events at its next poll"
+            );
+        }
+    }
+
+    /// The global position of the stream's last event (0 if it has none).
+    async fn last_position(&self, aggregate_id: &str) -> sqlx::Result<i64> {
         let position: Option<i64> = sqlx::query_scalar(
-            "SELECT (SELECT global_position FROM events \
-                     WHERE aggregate_type = $1 AND aggregate_id = $2 \
-                       AND ($3::bigint IS NULL OR sequence = $3) \
-                     ORDER BY sequence DESC LIMIT 1), \
-                    CASE WHEN $3::bigint IS NOT NULL THEN pg_notify($4, '')::text END",
+            "SELECT global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             ORDER BY sequence DESC LIMIT 1",
         )
         .bind(A::TYPE)
         .bind(aggregate_id)
-        .bind(sequence)
-        .bind(crate::event_log::EVENTS_APPENDED_CHANNEL)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
         Ok(position.unwrap_or(0))
+    }
+}
+
+fn serialize<E: DomainEvent, X: std::error::Error>(
+    events: &[E],
+) -> Result<Vec<NewEvent>, AggregateError<X>> {
+    events
+        .iter()
+        .map(|event| {
+            Ok(NewEvent {
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload: serde_json::to_value(event)
+                    .map_err(|error| AggregateError::UnexpectedError(Box::new(error)))?,
+            })
+        })
+        .collect()
+}
+
+fn unexpected<X: std::error::Error>(error: sqlx::Error) -> AggregateError<X> {
+    AggregateError::UnexpectedError(Box::new(error))
+}
+
+/// As postgres-es maps a failed append: a unique violation means another
+/// writer appended first (or a claim was taken: the caller decides again).
+fn append_error<X: std::error::Error>(error: sqlx::Error) -> AggregateError<X> {
+    let unique_violation = error
+        .as_database_error()
+        .and_then(|database| database.code())
+        .is_some_and(|code| code == "23505");
+    match error {
+        _ if unique_violation => AggregateError::AggregateConflict,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            AggregateError::DatabaseConnectionError(Box::new(error))
+        }
+        other => AggregateError::UnexpectedError(Box::new(other)),
     }
 }

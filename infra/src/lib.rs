@@ -12,6 +12,7 @@ pub mod dead_letters;
 pub mod email_keys;
 pub mod erased;
 pub mod event_log;
+pub mod event_stream;
 pub mod health;
 pub mod integrity;
 pub mod key_file;

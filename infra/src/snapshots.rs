@@ -17,12 +17,6 @@ use sqlx::PgPool;
 /// before a command writes a new one: a command folds at most this many.
 pub const SNAPSHOT_AFTER_EVENTS: usize = 32;
 
-/// A stream's state after its event `last_sequence`.
-pub struct Snapshot<A> {
-    pub aggregate: A,
-    pub last_sequence: usize,
-}
-
 #[derive(Clone)]
 pub struct Snapshots {
     pool: PgPool,
@@ -33,39 +27,20 @@ impl Snapshots {
         Self { pool }
     }
 
-    /// The stream's snapshot in `A`'s current schema; `None` when there is
-    /// none, or it no longer deserializes (then the stream is folded in full).
-    pub async fn load<A: Snapshotted>(
-        &self,
-        aggregate_id: &str,
-    ) -> sqlx::Result<Option<Snapshot<A>>> {
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT last_sequence, payload::text FROM snapshots \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema = $3",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .bind(A::SNAPSHOT_SCHEMA)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((last_sequence, payload)) = row else {
-            return Ok(None);
-        };
-        match serde_json::from_str(&payload) {
-            Ok(aggregate) => Ok(Some(Snapshot {
-                aggregate,
-                last_sequence: usize::try_from(last_sequence).unwrap_or(0),
-            })),
-            Err(error) => {
+    /// A stored snapshot's text (of `A`'s current schema) as the
+    /// aggregate; `None` when it no longer deserializes (then the stream is
+    /// folded in full).
+    pub fn decode<A: Snapshotted>(&self, aggregate_id: &str, payload: &str) -> Option<A> {
+        serde_json::from_str(payload)
+            .inspect_err(|error| {
                 tracing::warn!(
                     aggregate_type = A::TYPE,
                     aggregate_id,
-                    error = &error as &dyn std::error::Error,
+                    error = error as &dyn std::error::Error,
                     "snapshot does not deserialize; folding the stream in full"
                 );
-                Ok(None)
-            }
-        }
+            })
+            .ok()
     }
 
     /// Stores `aggregate` as the stream's state after event `last_sequence`,

@@ -7,6 +7,7 @@
 mod checkpoint;
 mod hash;
 mod seal;
+mod sealing;
 mod signer_state;
 
 pub use checkpoint::{
@@ -18,6 +19,7 @@ pub use hash::{
     UnknownHashVersion,
 };
 pub use seal::{check_seal, withhold_salts, Marker, SealMismatch, Withheld};
+pub use sealing::{commitment, seal_event, seal_event_with, write_jsonb_text, Sealed};
 pub use signer_state::{signer_state_file, SignerState, SignerStateError, SignerStateFile};
 
 /// `f(x)`: the byte length of `x` in decimal, `:`, then `x`. Every field of

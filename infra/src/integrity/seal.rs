@@ -8,7 +8,7 @@ use domain::{ERASED, REDACTED};
 use serde_json::Value;
 
 use super::sha256_hex;
-const COMMITMENT_PREFIX: &str = "sha256:";
+pub(crate) const COMMITMENT_PREFIX: &str = "sha256:";
 
 /// Where and why the visible form departs from the sealed one.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

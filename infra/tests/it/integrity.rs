@@ -1,6 +1,7 @@
-//! The integrity trigger against the Rust verifier: what the database
-//! computes at insert is what `infra::integrity` recomputes.
+//! The integrity trigger and the appender against the Rust verifier: what
+//! either computes at insert is what `infra::integrity` recomputes.
 
+use infra::event_stream::{self, NewEvent, StreamHead};
 use infra::integrity::{check_seal, HashVersion, HashedEvent};
 use infra::testing::{request_metadata, seed_renamed_users, TestDatabase};
 use serde_json::{json, Value};
@@ -73,4 +74,96 @@ async fn an_event_that_does_not_follow_its_stream_is_refused() {
     .execute(&db.pool)
     .await;
     assert!(refused.is_err(), "an event 2 without an event 1 was stored");
+}
+
+fn renamed(name: &str) -> NewEvent {
+    NewEvent {
+        event_type: "user.display_name_changed".into(),
+        event_version: "1".into(),
+        payload: json!({"DisplayNameChanged": {"display_name": name, "tries": [1, "é\"\n"]}}),
+    }
+}
+
+async fn append_after(
+    db: &TestDatabase,
+    last_sequence: usize,
+    last_hash: &str,
+    events: &[NewEvent],
+) -> sqlx::Result<Vec<i64>> {
+    let head = StreamHead {
+        aggregate_type: "user",
+        aggregate_id: "u1",
+        last_sequence,
+        last_hash,
+    };
+    let metadata = json!({"actor_id": "u1", "user_agent": "«ünïcode»"});
+    event_stream::append(&db.pool, &head, events, &metadata).await
+}
+
+#[tokio::test]
+async fn the_appender_seals_and_chains_what_the_trigger_would_and_the_verifier_recomputes() {
+    let db = TestDatabase::create().await;
+    let positions = append_after(&db, 0, "", &[renamed("a"), renamed("b")])
+        .await
+        .unwrap();
+    assert_eq!(positions.len(), 2);
+    let stream = event_stream::load(&db.pool, "user", "u1", 1, false)
+        .await
+        .unwrap();
+    assert_eq!(stream.last_sequence, 2);
+    append_after(&db, 2, &stream.last_hash, &[renamed("c")])
+        .await
+        .unwrap();
+
+    let events = stored(&db).await;
+    assert_eq!(events.len(), 3);
+    for (index, row) in events.iter().enumerate() {
+        let event = &row.event;
+        assert_eq!(event.check_hash(), Ok(()), "event {}", event.sequence);
+        let expected_link = if index == 0 {
+            ""
+        } else {
+            &events[index - 1].event.hash
+        };
+        assert_eq!(event.prev_hash, expected_link);
+        let sealed: Value = serde_json::from_str(&event.sealed).unwrap();
+        let visible = json!({"payload": row.payload, "metadata": row.metadata});
+        assert_eq!(check_seal(&visible, &sealed, &row.salts), Ok(Vec::new()));
+        let as_jsonb: String = sqlx::query_scalar("SELECT $1::jsonb::text")
+            .bind(&event.sealed)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(event.sealed, as_jsonb, "not PostgreSQL's jsonb text");
+    }
+}
+
+#[tokio::test]
+async fn an_append_that_does_not_chain_to_its_stream_writes_nothing() {
+    let db = TestDatabase::create().await;
+    append_after(&db, 0, "", &[renamed("a")]).await.unwrap();
+
+    let unlinked = append_after(
+        &db,
+        1,
+        "not the hash of event 1",
+        &[renamed("b"), renamed("c")],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        unlinked
+            .as_database_error()
+            .and_then(|e| e.code())
+            .as_deref(),
+        Some("23000")
+    );
+    let raced = append_after(&db, 0, "", &[renamed("again")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        raced.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23505")
+    );
+    assert_eq!(stored(&db).await.len(), 1);
 }
