@@ -1,7 +1,7 @@
 //! The integrity trigger against the Rust verifier: what the database
 //! computes at insert is what `infra::integrity` recomputes.
 
-use infra::integrity::{check_seal, HashVersion, HashedEvent};
+use infra::integrity::{check_seal, HashVersion, HashedEvent, Json};
 use infra::testing::{request_metadata, seed_renamed_users, TestDatabase};
 use serde_json::{json, Value};
 
@@ -46,9 +46,10 @@ async fn the_trigger_seals_and_chains_what_the_verifier_recomputes() {
             event.aggregate_id,
             event.sequence
         );
-        let sealed: Value = serde_json::from_str(&event.sealed).unwrap();
+        let sealed = Json::parse(&event.sealed).unwrap();
         let visible = json!({"payload": row.payload, "metadata": row.metadata});
-        assert_eq!(check_seal(&visible, &sealed, &row.salts), Ok(Vec::new()));
+        let (visible, salts) = (Json::from_value(&visible), Json::from_value(&row.salts));
+        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(Vec::new()));
         let same_stream = previous.filter(|p| p.aggregate_id == event.aggregate_id);
         match same_stream {
             Some(before) => assert_eq!(event.prev_hash, before.hash),
