@@ -27,6 +27,8 @@ const CHECKPOINT_EVERY: usize = 10_000;
 const SIGN_PAGE: i64 = 10_000;
 /// Verifications timed; the fastest counts.
 const RATE_RUNS: usize = 3;
+/// The unit of a process's CPU times in `/proc/<pid>/stat` (Linux's USER_HZ).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 fn test_key() -> SigningKey {
     SigningKey::from_bytes(&[7; 32])
@@ -210,18 +212,55 @@ async fn verify_rate() {
     }
     let mut fastest = Duration::MAX;
     for _ in 0..RATE_RUNS {
+        let before = backend_pids(&pool).await;
+        let (cpu, backend_cpu) = (cpu_seconds("self"), backends_cpu(&before));
         let started = Instant::now();
         let report = verified(&pool).await;
         let took = started.elapsed();
+        let cpu = cpu_seconds("self") - cpu;
+        // A connection the pool opened during the run started from nothing.
+        let backends = backend_pids(&pool).await;
+        let backend_cpu = backends_cpu(&backends) - backend_cpu;
         assert!(report.ok, "{report:?}");
+        let events = report.events_checked as f64;
         eprintln!(
-            "verified {} events, {} checkpoints in {:.3} s: {:.0} events/s",
+            "verified {} events, {} checkpoints in {:.3} s: {:.0} events/s; CPU per event: \
+             verifier {:.2} us, PostgreSQL {:.2} us ({} backends)",
             report.events_checked,
             report.checkpoints_checked,
             took.as_secs_f64(),
-            report.events_checked as f64 / took.as_secs_f64()
+            events / took.as_secs_f64(),
+            cpu * 1e6 / events,
+            backend_cpu * 1e6 / events,
+            backends.len()
         );
         fastest = fastest.min(took);
     }
     eprintln!("fastest: {:.3} s", fastest.as_secs_f64());
+}
+
+/// The server processes of this database's connections (the pool's).
+async fn backend_pids(pool: &PgPool) -> Vec<i32> {
+    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+fn backends_cpu(pids: &[i32]) -> f64 {
+    pids.iter().map(|pid| cpu_seconds(&pid.to_string())).sum()
+}
+
+/// User and system CPU time of a process so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Fields 14 and 15 of the line; the first after the name is field 3.
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse::<u64>().unwrap_or(0))
+        .sum();
+    ticks as f64 / TICKS_PER_SECOND
 }
