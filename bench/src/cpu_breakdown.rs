@@ -26,14 +26,7 @@ pub struct Processes {
 }
 
 /// The groups a breakdown has, in the order they are printed.
-pub const GROUPS: [&str; 6] = [
-    "PostgreSQL",
-    "api",
-    "RabbitMQ",
-    "projector",
-    "worker",
-    "bench",
-];
+pub const GROUPS: [&str; 6] = ["PostgreSQL", "api", "RabbitMQ", "projector", "worker", "bench"];
 
 /// Processes whose CPU is RabbitMQ's (the Erlang VM and its port helpers).
 const RABBITMQ_COMMANDS: [&str; 4] = ["beam.smp", "erl_child_setup", "inet_gethost", "epmd"];
@@ -157,11 +150,7 @@ fn postgres_ticks(pids: &PostgresPids) -> u64 {
         let fields = stat_fields(pid)?;
         Some(field(&fields, 11)? + field(&fields, 12)? + field(&fields, 13)? + field(&fields, 14)?)
     });
-    let live: u64 = pids
-        .others
-        .iter()
-        .filter_map(|pid| process_ticks(*pid))
-        .sum();
+    let live: u64 = pids.others.iter().filter_map(|pid| process_ticks(*pid)).sum();
     reaped.unwrap_or(0) + live
 }
 

@@ -134,8 +134,7 @@ fn hot_figures(hot: &HotPaths, cores: usize) -> Vec<Figure> {
         ),
         Figure::value(
             spec::CHEAP_COMMAND_CPU,
-            hot.commands_cpu
-                .service_ms_per(hot.commands.latencies.len()),
+            hot.commands_cpu.service_ms_per(hot.commands.latencies.len()),
             format!(
                 "ms per command: {}",
                 hot.commands_cpu.describe_per(hot.commands.latencies.len())
