@@ -236,7 +236,21 @@ async fn verify_rate() {
         );
         fastest = fastest.min(took);
     }
-    eprintln!("fastest: {:.3} s", fastest.as_secs_f64());
+    eprintln!(
+        "fastest: {:.3} s; peak resident memory of the whole test: {} kB",
+        fastest.as_secs_f64(),
+        peak_resident_kib()
+    );
+}
+
+/// VmHWM of this process, from `/proc/self/status`.
+fn peak_resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The server processes of this database's connections (the pool's).
