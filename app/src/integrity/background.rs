@@ -23,10 +23,14 @@ use infra::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::check::{FoldState, RunningFold, SealedRecord};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::check::{FoldState, RunningFold};
 use super::markers::Erasures;
 use super::report::{Broken, UnprovenTail, VerifyReport};
-use super::store::{check_stored, erasures_on_record, public_keys, Row, ROW_COLUMNS, VERIFY_PAGE};
+use super::rows::{StoredRow, ROW_COLUMNS, ROW_WIDTH};
+use super::store::{check_stored, erasures_on_record, public_keys, VERIFY_PAGE};
 use crate::AppError;
 
 /// `pg_try_advisory_lock(int, int)` keys: "aud\x01", then the verifier.
@@ -272,13 +276,13 @@ impl BackgroundVerifier {
             let rows = page(&self.pool, after, until).await?;
             let read = rows.len() as i64;
             if let Some(last) = rows.last() {
-                after = position((last.row.transaction_id, last.row.global_position));
+                after = StoredRow::position(last)?;
             }
             let erasures = erasures.clone();
             let (returned, checked) =
-                tokio::task::spawn_blocking(move || check_rows(rows, &erasures, fold))
+                tokio::task::spawn_blocking(move || check_rows(&rows, &erasures, fold))
                     .await
-                    .map_err(|error| AppError::Unexpected(error.into()))?;
+                    .map_err(|error| AppError::Unexpected(error.into()))??;
             fold = returned;
             match &fold {
                 Some(fold) => {
@@ -312,23 +316,15 @@ fn position((transaction_id, global_position): (i64, i64)) -> LogPosition {
     }
 }
 
-/// A stored event with the sequence and hash of the event before it in its
-/// stream, if that exists.
-#[derive(sqlx::FromRow)]
-struct LinkedRow {
-    #[sqlx(flatten)]
-    row: Row,
-    previous_sequence: Option<i64>,
-    previous_hash: Option<String>,
-}
-
 /// Up to a page of events after `after` (up to `until`, if given) in
-/// publishing order, each with its stream predecessor: one query.
+/// publishing order, each with the sequence and hash of the event before
+/// it in its stream (after its [`ROW_COLUMNS`], null for the first): one
+/// query.
 async fn page(
     pool: &PgPool,
     after: LogPosition,
     until: Option<LogPosition>,
-) -> Result<Vec<LinkedRow>, AppError> {
+) -> Result<Vec<PgRow>, AppError> {
     let until = until.unwrap_or(LogPosition {
         transaction_id: i64::MAX,
         global_position: i64::MAX,
@@ -341,7 +337,7 @@ async fn page(
            AND (e.transaction_id, e.global_position) <= ($3::text::xid8, $4) \
          ORDER BY e.transaction_id, e.global_position LIMIT $5"
     );
-    Ok(sqlx::query_as(&sql)
+    Ok(sqlx::query(&sql)
         .bind(after.transaction_id)
         .bind(after.global_position)
         .bind(until.transaction_id)
@@ -360,27 +356,30 @@ struct Checked {
 /// Checks each event of the page (and folds its hash, given a fold);
 /// stops at the first break.
 fn check_rows(
-    rows: Vec<LinkedRow>,
+    rows: &[PgRow],
     erasures: &Erasures,
     mut fold: Option<RunningFold>,
-) -> (Option<RunningFold>, Checked) {
+) -> Result<(Option<RunningFold>, Checked), AppError> {
     let mut checked = Checked {
         events: 0,
         broken: None,
     };
-    for linked in rows {
-        let previous = linked.previous_sequence.zip(linked.previous_hash);
-        let record = SealedRecord::from(linked.row);
+    for row in rows {
+        let stored = StoredRow::read(row)?;
+        let previous_sequence: Option<i64> = row.try_get(ROW_WIDTH)?;
+        let previous_hash: Option<&str> = row.try_get(ROW_WIDTH + 1)?;
         checked.events += 1;
-        let before = previous.as_ref().map(|(s, h)| (*s, h.as_str()));
-        let result = check_stored(&record, before, erasures).and_then(|()| match fold.as_mut() {
-            Some(fold) => fold.fold(record.position, &record.event.hash),
-            None => Ok(()),
+        let result = stored.record().and_then(|record| {
+            check_stored(&record, previous_sequence.zip(previous_hash), erasures)?;
+            match fold.as_mut() {
+                Some(fold) => fold.fold(record.position, record.event.hash),
+                None => Ok(()),
+            }
         });
         if let Err(broken) = result {
             checked.broken = Some(broken);
             break;
         }
     }
-    (fold, checked)
+    Ok((fold, checked))
 }

@@ -5,25 +5,25 @@ use std::collections::VecDeque;
 
 use infra::event_log::LogPosition;
 use infra::integrity::{
-    check_seal, running_hash, Checkpoint, HashDefect, HashedEvent, PublicKeys, Withheld,
+    check_seal, running_digest, Checkpoint, HashDefect, HashedEventRef, Json, PublicKeys, Withheld,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::report::{Broken, Reason};
 
-/// One event with its integrity columns, as stored or as exported.
+/// One event with its integrity columns, as stored or as exported,
+/// borrowed from where it was read.
 #[derive(Debug)]
-pub struct SealedRecord {
+pub struct SealedRecord<'a> {
     /// What its hash covers, and the hashes stored with it.
-    pub event: HashedEvent,
+    pub event: HashedEventRef<'a>,
     pub position: LogPosition,
     /// `{"payload": ..., "metadata": ...}` as shown (stored, or exported).
-    pub visible: Value,
-    pub salts: Value,
+    pub visible: Json<'a>,
+    pub salts: Json<'a>,
 }
 
-impl SealedRecord {
+impl SealedRecord<'_> {
     pub(crate) fn broken(
         &self,
         reason: Reason,
@@ -31,8 +31,8 @@ impl SealedRecord {
         found: Option<String>,
     ) -> Broken {
         Broken {
-            aggregate_type: Some(self.event.aggregate_type.clone()),
-            aggregate_id: Some(self.event.aggregate_id.clone()),
+            aggregate_type: Some(self.event.aggregate_type.to_owned()),
+            aggregate_id: Some(self.event.aggregate_id.to_owned()),
             sequence: Some(self.event.sequence),
             global_position: Some(self.position.global_position),
             expected,
@@ -54,14 +54,20 @@ impl SealedRecord {
                 ..self.broken(Reason::HashMismatch, None, None)
             },
         })?;
-        let sealed: Value = serde_json::from_str(&self.event.sealed).map_err(|_| Broken {
-            detail: Some("the sealed form is not JSON".to_owned()),
-            ..self.broken(Reason::SealMismatch, None, None)
-        })?;
+        let sealed = Json::parse(self.event.sealed)
+            .map_err(|_| self.not_json("the sealed form is not JSON"))?;
         check_seal(&self.visible, &sealed, &self.salts).map_err(|mismatch| Broken {
             detail: Some(mismatch.to_string()),
             ..self.broken(Reason::SealMismatch, None, None)
         })
+    }
+
+    /// A seal mismatch because a column that must hold JSON does not.
+    pub(crate) fn not_json(&self, detail: &str) -> Broken {
+        Broken {
+            detail: Some(detail.to_owned()),
+            ..self.broken(Reason::SealMismatch, None, None)
+        }
     }
 
     /// That it follows `previous` (the event before it in its stream, if
@@ -77,7 +83,7 @@ impl SealedRecord {
             ..self.broken(
                 Reason::BrokenLink,
                 Some(expected_prev.to_owned()),
-                Some(self.event.prev_hash.clone()),
+                Some(self.event.prev_hash.to_owned()),
             )
         })
     }
@@ -176,7 +182,10 @@ impl RunningFold {
     /// Folds the event at `position` with `hash`.
     pub fn fold(&mut self, position: LogPosition, hash: &str) -> Result<(), Broken> {
         self.pass_checkpoints_before(position)?;
-        self.running_hash = running_hash(&self.running_hash, hash, position);
+        let folded = running_digest(&self.running_hash, hash, position);
+        // In place: the fold runs once per event.
+        self.running_hash.clear();
+        self.running_hash.push_str(folded.as_str());
         self.event_count += 1;
         self.last = position;
         self.check_checkpoints_at(position)

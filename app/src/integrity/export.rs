@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use infra::event_log::LogPosition;
-use infra::integrity::{Checkpoint, HashedEvent, PublicKeys};
+use infra::integrity::{Checkpoint, HashedEventRef, Json, PublicKeys};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use bus::metadata_keys::OCCURRED_AT;
 
@@ -189,29 +189,32 @@ impl ExportVerifier {
         let shown_metadata_agrees =
             shown_metadata_agrees(&event.metadata, &event.integrity.stored_metadata);
         let record = SealedRecord {
-            event: HashedEvent {
+            event: HashedEventRef {
                 hash_version: event.integrity.hash_version,
-                event_id: event.event_id,
-                aggregate_type: event.aggregate_type,
-                aggregate_id: event.aggregate_id,
+                event_id: &event.event_id,
+                aggregate_type: &event.aggregate_type,
+                aggregate_id: &event.aggregate_id,
                 sequence: event.sequence,
-                event_type: event.event_type,
-                event_version: event.event_version,
-                sealed: event.integrity.sealed,
+                event_type: &event.event_type,
+                event_version: &event.event_version,
+                sealed: &event.integrity.sealed,
                 recorded_at: event.recorded_at,
-                prev_hash: event.integrity.prev_hash,
-                hash: event.integrity.hash,
+                prev_hash: &event.integrity.prev_hash,
+                hash: &event.integrity.hash,
             },
             position: LogPosition {
                 transaction_id: event.integrity.transaction_id,
                 global_position: event.global_position,
             },
-            visible: json!({"payload": event.payload, "metadata": event.integrity.stored_metadata}),
-            salts: event.integrity.salts,
+            visible: Json::payload_and_metadata(
+                Json::from_value(&event.payload),
+                Json::from_map(&event.integrity.stored_metadata),
+            ),
+            salts: Json::from_value(&event.integrity.salts),
         };
         let stream = (
-            record.event.aggregate_type.clone(),
-            record.event.aggregate_id.clone(),
+            record.event.aggregate_type.to_owned(),
+            record.event.aggregate_id.to_owned(),
         );
         let previous = self
             .streams
@@ -236,13 +239,15 @@ impl ExportVerifier {
             result = record.check_link(previous);
         }
         if result.is_ok() && whole_log {
-            result = self.fold.fold(record.position, &record.event.hash);
+            result = self.fold.fold(record.position, record.event.hash);
         }
         if let Err(broken) = result {
             self.report.broken(broken);
         }
-        self.streams
-            .insert(stream, (record.event.sequence, record.event.hash));
+        self.streams.insert(
+            stream,
+            (record.event.sequence, record.event.hash.to_owned()),
+        );
     }
 
     fn unreadable(&self, reason: &str) -> ExportLineError {
@@ -286,10 +291,10 @@ fn malformed(detail: &str) -> Broken {
     }
 }
 
-fn malformed_at(record: &SealedRecord) -> Broken {
+fn malformed_at(record: &SealedRecord<'_>) -> Broken {
     Broken {
-        aggregate_type: Some(record.event.aggregate_type.clone()),
-        aggregate_id: Some(record.event.aggregate_id.clone()),
+        aggregate_type: Some(record.event.aggregate_type.to_owned()),
+        aggregate_id: Some(record.event.aggregate_id.to_owned()),
         sequence: Some(record.event.sequence),
         global_position: Some(record.position.global_position),
         ..malformed("")

@@ -15,8 +15,7 @@ use domain::{
     PERSONAL_PAYLOAD_FIELDS, SECRET_PAYLOAD_FIELDS,
 };
 use infra::erased::metadata_key;
-use infra::integrity::{Marker, Withheld};
-use serde_json::Value;
+use infra::integrity::{Json, Marker, Withheld};
 
 use super::check::SealedRecord;
 use super::report::{Broken, Reason};
@@ -55,7 +54,7 @@ pub struct ErasedValue {
 /// Checks each withheld leaf's path; returns the erased ones, which still
 /// need a recorded erasure ([`Erasures::covers`]).
 pub fn erased_values(
-    record: &SealedRecord,
+    record: &SealedRecord<'_>,
     withheld: Vec<Withheld>,
     in_export: bool,
 ) -> Result<Vec<ErasedValue>, Broken> {
@@ -71,27 +70,26 @@ pub fn erased_values(
         match leaf.marker {
             Marker::Redacted
                 if in_export
-                    && listed(SECRET_PAYLOAD_FIELDS, &record.event.event_type, &leaf.path) => {}
+                    && listed(SECRET_PAYLOAD_FIELDS, record.event.event_type, &leaf.path) => {}
             Marker::Redacted => return Err(unexpected()),
             Marker::Erased => {
                 let in_metadata = personal_metadata(&leaf.path);
                 if !in_metadata
-                    && !listed(
-                        PERSONAL_PAYLOAD_FIELDS,
-                        &record.event.event_type,
-                        &leaf.path,
-                    )
+                    && !listed(PERSONAL_PAYLOAD_FIELDS, record.event.event_type, &leaf.path)
                 {
                     return Err(unexpected());
                 }
                 erased.push(ErasedValue {
                     broken: unexpected(),
                     stream: (
-                        record.event.aggregate_type.clone(),
-                        record.event.aggregate_id.clone(),
+                        record.event.aggregate_type.to_owned(),
+                        record.event.aggregate_id.to_owned(),
                     ),
-                    actor_id: record.visible["metadata"][ACTOR_ID]
-                        .as_str()
+                    actor_id: record
+                        .visible
+                        .get("metadata")
+                        .and_then(|metadata| metadata.get(ACTOR_ID))
+                        .and_then(Json::as_str)
                         .map(str::to_owned),
                     in_metadata,
                     hash_version: record.event.hash_version,
@@ -119,19 +117,24 @@ impl Erasures {
     }
 
     /// Learns from an event as it passes (for an export read in one pass).
-    pub fn learn(&mut self, record: &SealedRecord) {
+    pub fn learn(&mut self, record: &SealedRecord<'_>) {
         if record.event.aggregate_type == User::TYPE
             && record.event.event_type == UserEvent::ERASED.name()
         {
-            self.user_erased(record.event.aggregate_id.clone());
+            self.user_erased(record.event.aggregate_id.to_owned());
         }
         if record.event.aggregate_type == Session::TYPE
             && record.event.event_type == SessionEvent::STARTED.name()
         {
             let field = SessionEvent::STARTED_USER_ID;
-            let owner = &record.visible["payload"][field.event_type.variant()][field.field];
-            if let Value::String(owner) = owner {
-                self.session_started(record.event.aggregate_id.clone(), owner.clone());
+            let owner = record
+                .visible
+                .get("payload")
+                .and_then(|payload| payload.get(field.event_type.variant()))
+                .and_then(|variant| variant.get(field.field))
+                .and_then(Json::as_str);
+            if let Some(owner) = owner {
+                self.session_started(record.event.aggregate_id.to_owned(), owner.to_owned());
             }
         }
     }
@@ -166,35 +169,39 @@ impl Erasures {
 mod tests {
     use chrono::Utc;
     use infra::event_log::LogPosition;
-    use infra::integrity::HashedEvent;
-    use serde_json::json;
+    use infra::integrity::HashedEventRef;
+    use serde_json::{json, Value};
 
     use super::*;
 
-    fn record(
-        aggregate_type: &str,
-        aggregate_id: &str,
-        event_type: &str,
-        actor: &str,
-    ) -> SealedRecord {
+    fn record<'a>(
+        aggregate_type: &'a str,
+        aggregate_id: &'a str,
+        event_type: &'a str,
+        visible: &'a Value,
+    ) -> SealedRecord<'a> {
         SealedRecord {
-            event: HashedEvent {
+            event: HashedEventRef {
                 hash_version: 2,
-                event_id: String::new(),
-                aggregate_type: aggregate_type.to_owned(),
-                aggregate_id: aggregate_id.to_owned(),
+                event_id: "",
+                aggregate_type,
+                aggregate_id,
                 sequence: 1,
-                event_type: event_type.to_owned(),
-                event_version: "1".to_owned(),
-                sealed: String::new(),
+                event_type,
+                event_version: "1",
+                sealed: "",
                 recorded_at: Utc::now(),
-                prev_hash: String::new(),
-                hash: String::new(),
+                prev_hash: "",
+                hash: "",
             },
             position: LogPosition::default(),
-            visible: json!({"payload": {}, "metadata": {ACTOR_ID: actor}}),
-            salts: Value::Null,
+            visible: Json::from_value(visible),
+            salts: Json::Null,
         }
+    }
+
+    fn acted_by(actor: &str) -> Value {
+        json!({"payload": {}, "metadata": {ACTOR_ID: actor}})
     }
 
     fn erased_at(path: &str) -> Vec<Withheld> {
@@ -210,7 +217,8 @@ mod tests {
 
     #[test]
     fn an_erased_email_in_an_erased_users_stream_is_allowed() {
-        let given = record(User::TYPE, "u1", UserEvent::REGISTERED.name(), "u1");
+        let visible = acted_by("u1");
+        let given = record(User::TYPE, "u1", UserEvent::REGISTERED.name(), &visible);
         let mut erasures = Erasures::default();
         erasures.user_erased("u1".to_owned());
         let erased = erased_values(&given, erased_at(&email_path()), false).unwrap();
@@ -219,14 +227,16 @@ mod tests {
 
     #[test]
     fn an_erased_email_of_a_user_never_erased_is_unexpected() {
-        let given = record(User::TYPE, "u1", UserEvent::REGISTERED.name(), "u1");
+        let visible = acted_by("u1");
+        let given = record(User::TYPE, "u1", UserEvent::REGISTERED.name(), &visible);
         let erased = erased_values(&given, erased_at(&email_path()), false).unwrap();
         assert!(!Erasures::default().covers(&erased[0]));
     }
 
     #[test]
     fn erased_values_outside_the_personal_paths_are_unexpected() {
-        let given = record(User::TYPE, "u1", UserEvent::ROLE_ASSIGNED.name(), "u1");
+        let visible = acted_by("u1");
+        let given = record(User::TYPE, "u1", UserEvent::ROLE_ASSIGNED.name(), &visible);
         for path in [
             "/payload/RoleAssigned/role_id".to_owned(),
             "/metadata/actor_id".to_owned(),
@@ -239,7 +249,8 @@ mod tests {
 
     #[test]
     fn personal_metadata_is_allowed_erased_on_events_the_erased_user_caused() {
-        let given = record(User::TYPE, "admin", UserEvent::DEACTIVATED.name(), "u1");
+        let visible = acted_by("u1");
+        let given = record(User::TYPE, "admin", UserEvent::DEACTIVATED.name(), &visible);
         let erased = erased_values(&given, erased_at("/metadata/request_ip"), false).unwrap();
         let mut erasures = Erasures::default();
         assert!(!erasures.covers(&erased[0]));
@@ -249,12 +260,13 @@ mod tests {
 
     #[test]
     fn another_actors_metadata_in_the_erased_persons_stream_is_not_erasable() {
-        let given = record(User::TYPE, "u1", UserEvent::ERASED.name(), "admin");
+        let visible = acted_by("admin");
+        let given = record(User::TYPE, "u1", UserEvent::ERASED.name(), &visible);
         let erased = erased_values(&given, erased_at("/metadata/user_agent"), false).unwrap();
         let mut erasures = Erasures::default();
         erasures.user_erased("u1".to_owned());
         assert!(!erasures.covers(&erased[0]));
-        let mut older = record(User::TYPE, "u1", UserEvent::ERASED.name(), "admin");
+        let mut older = record(User::TYPE, "u1", UserEvent::ERASED.name(), &visible);
         older.event.hash_version = 1;
         let erased = erased_values(&older, erased_at("/metadata/user_agent"), false).unwrap();
         assert!(
@@ -265,8 +277,8 @@ mod tests {
 
     #[test]
     fn metadata_of_an_event_without_actor_is_the_stream_owners() {
-        let mut given = record(User::TYPE, "u1", UserEvent::LOGIN_FAILED.name(), "");
-        given.visible = json!({"payload": {}, "metadata": {}});
+        let visible = json!({"payload": {}, "metadata": {}});
+        let given = record(User::TYPE, "u1", UserEvent::LOGIN_FAILED.name(), &visible);
         let erased = erased_values(&given, erased_at("/metadata/request_ip"), false).unwrap();
         let mut erasures = Erasures::default();
         erasures.user_erased("u1".to_owned());
@@ -275,7 +287,8 @@ mod tests {
 
     #[test]
     fn a_sessions_values_are_covered_by_the_erasure_of_who_started_it() {
-        let given = record(Session::TYPE, "s1", SessionEvent::STARTED.name(), "u1");
+        let visible = acted_by("u1");
+        let given = record(Session::TYPE, "s1", SessionEvent::STARTED.name(), &visible);
         let path = payload_path(&SessionEvent::STARTED_IP);
         let erased = erased_values(&given, erased_at(&path), false).unwrap();
         let mut erasures = Erasures::default();
@@ -287,7 +300,8 @@ mod tests {
 
     #[test]
     fn redacted_only_at_secret_paths_and_only_in_exports() {
-        let given = record(User::TYPE, "u1", UserEvent::REGISTERED.name(), "u1");
+        let visible = acted_by("u1");
+        let given = record(User::TYPE, "u1", UserEvent::REGISTERED.name(), &visible);
         let secret = vec![Withheld {
             path: payload_path(&UserEvent::REGISTERED_PASSWORD_HASH),
             marker: Marker::Redacted,

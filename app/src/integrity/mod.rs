@@ -17,6 +17,8 @@ mod export;
 mod markers;
 mod report;
 #[allow(clippy::result_large_err)]
+mod rows;
+#[allow(clippy::result_large_err)]
 mod store;
 
 pub use acknowledge::{acknowledge, AcknowledgeError, Acknowledged};

@@ -1,13 +1,18 @@
 //! Verifying the event store itself: every stream in sequence order (each
-//! event's seal and its link to the one before), then every event's hash in
-//! publishing order against the signed checkpoints. Each page is its own
-//! short query: nothing is locked and memory holds one page.
+//! event's seal and its link to the one before), and, at the same time on a
+//! second connection, every event's hash in publishing order against the
+//! signed checkpoints. Each page is its own short query: nothing is locked.
+//! The next page is read while a blocking thread checks the last one, and
+//! memory holds at most [`PAGES_AHEAD`] pages besides.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use infra::event_log::{self, LogPosition};
-use infra::integrity::{stored_checkpoints, Checkpoint, HashedEvent, PublicKeys};
-use serde_json::{json, Value};
+use infra::integrity::{stored_checkpoints, Checkpoint, PublicKeys};
+use sqlx::postgres::PgRow;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 
 use cqrs_es::Aggregate;
 use domain::{Session, SessionEvent, User, UserEvent};
@@ -15,42 +20,13 @@ use domain::{Session, SessionEvent, User, UserEvent};
 use super::check::{match_trusted, RunningFold, SealedRecord};
 use super::markers::{erased_values, Erasures};
 use super::report::{Broken, VerifyReport};
+use super::rows::{StoredRow, ROW_COLUMNS};
 use crate::AppError;
 
 /// Events read per query.
 pub(super) const VERIFY_PAGE: i64 = 1000;
-
-/// The columns of a [`Row`], from `events` aliased `e`.
-pub(super) const ROW_COLUMNS: &str =
-    "e.event_id::text AS event_id, e.hash_version, e.aggregate_type, e.aggregate_id, e.sequence, \
-     e.transaction_id::text::bigint AS transaction_id, e.global_position, e.event_type, \
-     e.event_version, e.recorded_at, e.payload, e.metadata, e.sealed::text AS sealed, e.salts, \
-     e.prev_hash, e.hash";
-
-#[derive(sqlx::FromRow)]
-pub(super) struct Row {
-    #[sqlx(flatten)]
-    event: HashedEvent,
-    pub(super) transaction_id: i64,
-    pub(super) global_position: i64,
-    payload: Value,
-    metadata: Value,
-    salts: Value,
-}
-
-impl From<Row> for SealedRecord {
-    fn from(row: Row) -> Self {
-        Self {
-            event: row.event,
-            position: LogPosition {
-                transaction_id: row.transaction_id,
-                global_position: row.global_position,
-            },
-            visible: json!({"payload": row.payload, "metadata": row.metadata}),
-            salts: row.salts,
-        }
-    }
-}
+/// Pages read ahead of the checks.
+const PAGES_AHEAD: usize = 2;
 
 /// A checkpoint signing key's public half, as the relay listed it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -92,10 +68,20 @@ pub async fn verify_store(
         Some(keys) => keys,
         None => public_keys(pool).await?,
     };
+    let erasures = Arc::new(erasures_on_record(pool).await?);
+    let (streams, checkpoints) = tokio::join!(
+        verify_streams(pool, erasures),
+        verify_checkpoints(pool, keys, trusted)
+    );
     let mut report = VerifyReport::default();
-    let erasures = erasures_on_record(pool).await?;
-    verify_streams(pool, &erasures, &mut report).await?;
-    verify_checkpoints(pool, keys, trusted, &mut report).await?;
+    let streams = streams?;
+    report.events_checked = streams.events;
+    if let Some(broken) = streams.broken {
+        // A broken event is named before any checkpoint.
+        report.broken(broken);
+        return Ok(report.finish());
+    }
+    checkpoints?.into_report(&mut report);
     Ok(report.finish())
 }
 
@@ -133,7 +119,7 @@ pub(super) async fn erasures_on_record(pool: &PgPool) -> Result<Erasures, AppErr
 /// One stored event: its hash and seal, the marker rules, and its link to
 /// `before` (the event before it in its stream, if any).
 pub(super) fn check_stored(
-    record: &SealedRecord,
+    record: &SealedRecord<'_>,
     before: Option<(i64, &str)>,
     erasures: &Erasures,
 ) -> Result<(), Broken> {
@@ -145,55 +131,134 @@ pub(super) fn check_stored(
     }
 }
 
+/// What the walk of the streams found: the events checked, up to and
+/// including the first broken one.
+#[derive(Default)]
+struct StreamsChecked {
+    events: u64,
+    broken: Option<Broken>,
+    /// The last event checked: `(aggregate_type, aggregate_id, sequence, hash)`.
+    last: Option<(String, String, i64, String)>,
+}
+
+impl StreamsChecked {
+    /// Checks each event of `page`, which follows the last one checked in
+    /// stream order; stops at the first break.
+    fn check_page(&mut self, page: &[PgRow], erasures: &Erasures) -> Result<(), AppError> {
+        let mut previous = self
+            .last
+            .as_ref()
+            .map(|(t, i, sequence, hash)| (t.as_str(), i.as_str(), *sequence, hash.as_str()));
+        for row in page {
+            let stored = StoredRow::read(row)?;
+            let event = &stored.event;
+            let before = previous
+                .filter(|(t, i, _, _)| *t == event.aggregate_type && *i == event.aggregate_id)
+                .map(|(_, _, sequence, hash)| (sequence, hash));
+            self.events += 1;
+            let checked = stored
+                .record()
+                .and_then(|record| check_stored(&record, before, erasures));
+            previous = Some((
+                event.aggregate_type,
+                event.aggregate_id,
+                event.sequence,
+                event.hash,
+            ));
+            if let Err(broken) = checked {
+                self.broken = Some(broken);
+                break;
+            }
+        }
+        let last = previous
+            .map(|(t, i, sequence, hash)| (t.to_owned(), i.to_owned(), sequence, hash.to_owned()));
+        self.last = last;
+        Ok(())
+    }
+}
+
+/// Every stream in sequence order, read a page ahead of a blocking thread
+/// that checks them.
 async fn verify_streams(
     pool: &PgPool,
-    erasures: &Erasures,
-    report: &mut VerifyReport,
-) -> Result<(), AppError> {
-    let mut previous: Option<(String, String, i64, String)> = None;
+    erasures: Arc<Erasures>,
+) -> Result<StreamsChecked, AppError> {
+    let (pages, mut to_check) = mpsc::channel::<Vec<PgRow>>(PAGES_AHEAD);
+    let checker = tokio::task::spawn_blocking(move || {
+        let mut checked = StreamsChecked::default();
+        while let Some(page) = to_check.blocking_recv() {
+            checked.check_page(&page, &erasures)?;
+            if checked.broken.is_some() {
+                break;
+            }
+        }
+        Ok::<_, AppError>(checked)
+    });
+    let read = read_streams(pool, pages).await;
+    let checked = checker
+        .await
+        .map_err(|error| AppError::Unexpected(error.into()))??;
+    read?;
+    Ok(checked)
+}
+
+/// Sends every page of events in stream order to `pages`, until the last
+/// page or until the checks stop taking them.
+async fn read_streams(pool: &PgPool, pages: mpsc::Sender<Vec<PgRow>>) -> Result<(), AppError> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM events e \
+         WHERE (e.aggregate_type, e.aggregate_id, e.sequence) > ($1, $2, $3) \
+         ORDER BY e.aggregate_type, e.aggregate_id, e.sequence LIMIT $4"
+    );
+    let mut after = (String::new(), String::new(), 0);
     loop {
-        let (after_type, after_id, after_sequence) = previous
-            .as_ref()
-            .map_or((String::new(), String::new(), 0), |(t, i, s, _)| {
-                (t.clone(), i.clone(), *s)
-            });
-        let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM events e \
-             WHERE (e.aggregate_type, e.aggregate_id, e.sequence) > ($1, $2, $3) \
-             ORDER BY e.aggregate_type, e.aggregate_id, e.sequence LIMIT $4"
-        );
-        let rows: Vec<Row> = sqlx::query_as(&sql)
-            .bind(&after_type)
-            .bind(&after_id)
-            .bind(after_sequence)
+        let page = sqlx::query(&sql)
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(after.2)
             .bind(VERIFY_PAGE)
             .fetch_all(pool)
             .await?;
-        let read = rows.len() as i64;
-        for row in rows {
-            let record = SealedRecord::from(row);
-            let before = previous
-                .as_ref()
-                .filter(|(t, i, _, _)| {
-                    *t == record.event.aggregate_type && *i == record.event.aggregate_id
-                })
-                .map(|(_, _, sequence, hash)| (*sequence, hash.as_str()));
-            report.events_checked += 1;
-            if let Err(broken) = check_stored(&record, before, erasures) {
-                report.broken(broken);
-            }
-            previous = Some((
-                record.event.aggregate_type,
-                record.event.aggregate_id,
-                record.event.sequence,
-                record.event.hash,
-            ));
-            if report.first_broken.is_some() {
-                return Ok(());
-            }
+        let full = page.len() as i64 == VERIFY_PAGE;
+        if let Some(last) = page.last() {
+            after = StoredRow::stream_key(last)?;
         }
-        if read < VERIFY_PAGE {
+        if pages.send(page).await.is_err() || !full {
             return Ok(());
+        }
+    }
+}
+
+/// What the checks of the checkpoints found.
+enum CheckpointsChecked {
+    /// A trusted checkpoint is not in the log: nothing was folded.
+    TrustedMissing(Broken),
+    Folded {
+        trusted_matched: u64,
+        checkpoints: u64,
+        /// `(transaction_id, global_position, event_count)` of the newest passed.
+        proven: Option<(i64, i64, i64)>,
+        broken: Option<Broken>,
+    },
+}
+
+impl CheckpointsChecked {
+    fn into_report(self, report: &mut VerifyReport) {
+        match self {
+            Self::TrustedMissing(broken) => report.broken(broken),
+            Self::Folded {
+                trusted_matched,
+                checkpoints,
+                proven,
+                broken,
+            } => {
+                report.trusted_checkpoints_matched = trusted_matched;
+                if let Some(broken) = broken {
+                    report.broken(broken);
+                }
+                report.checkpoints_checked = checkpoints;
+                report.proven(proven);
+            }
         }
     }
 }
@@ -202,24 +267,31 @@ async fn verify_checkpoints(
     pool: &PgPool,
     keys: PublicKeys,
     trusted: &[Checkpoint],
-    report: &mut VerifyReport,
-) -> Result<(), AppError> {
-    if report.first_broken.is_some() {
-        return Ok(());
-    }
+) -> Result<CheckpointsChecked, AppError> {
     let checkpoints = stored_checkpoints(pool, None).await?;
-    match match_trusted(trusted, &checkpoints, &keys) {
-        Ok(matched) => report.trusted_checkpoints_matched = matched,
-        Err(broken) => {
-            report.broken(broken);
-            return Ok(());
-        }
-    }
-    let mut fold = RunningFold::new(checkpoints, keys);
-    let Some(until) = fold.last_checkpoint() else {
-        report.proven(None);
-        return Ok(());
+    let trusted_matched = match match_trusted(trusted, &checkpoints, &keys) {
+        Ok(matched) => matched,
+        Err(broken) => return Ok(CheckpointsChecked::TrustedMissing(broken)),
     };
+    let mut fold = RunningFold::new(checkpoints, keys);
+    let broken = match fold.last_checkpoint() {
+        Some(until) => fold_until(pool, &mut fold, until).await?.err(),
+        None => None,
+    };
+    Ok(CheckpointsChecked::Folded {
+        trusted_matched,
+        checkpoints: fold.checkpoints_checked,
+        proven: fold.proven(),
+        broken,
+    })
+}
+
+/// Folds every event's hash up to `until` in publishing order; the first break.
+async fn fold_until(
+    pool: &PgPool,
+    fold: &mut RunningFold,
+    until: LogPosition,
+) -> Result<Result<(), Broken>, AppError> {
     let mut after = LogPosition::default();
     loop {
         let page = event_log::hashes_between(pool, after, until, VERIFY_PAGE).await?;
@@ -227,20 +299,11 @@ async fn verify_checkpoints(
         for (position, hash) in page {
             after = position;
             if let Err(broken) = fold.fold(after, &hash) {
-                report.broken(broken);
-                report.checkpoints_checked = fold.checkpoints_checked;
-                report.proven(fold.proven());
-                return Ok(());
+                return Ok(Err(broken));
             }
         }
         if read < VERIFY_PAGE {
-            break;
+            return Ok(fold.finish());
         }
     }
-    if let Err(broken) = fold.finish() {
-        report.broken(broken);
-    }
-    report.checkpoints_checked = fold.checkpoints_checked;
-    report.proven(fold.proven());
-    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{push_field, sha256_hex};
+use super::{FieldHasher, HexDigest};
 use crate::event_log::LogPosition;
 
 const LOG_DOMAIN: &str = "identity-log/1";
@@ -74,23 +74,24 @@ pub struct ChainedEvent<'a> {
 }
 
 pub fn event_hash(event: &ChainedEvent<'_>) -> String {
-    let mut message = event.version.domain().as_bytes().to_vec();
-    push_field(&mut message, event.prev_hash);
+    event_digest(event).into()
+}
+
+/// [`event_hash`] without allocating.
+pub fn event_digest(event: &ChainedEvent<'_>) -> HexDigest {
+    let mut message = FieldHasher::new(event.version.domain());
+    message.field(event.prev_hash);
     if event.version == HashVersion::V2 {
-        push_field(&mut message, event.event_id);
+        message.field(event.event_id);
     }
-    for field in [
-        event.aggregate_type,
-        event.aggregate_id,
-        &event.sequence.to_string(),
-        event.event_type,
-        event.event_version,
-        event.sealed,
-        &event.recorded_at.timestamp_micros().to_string(),
-    ] {
-        push_field(&mut message, field);
-    }
-    sha256_hex(&message)
+    message.field(event.aggregate_type);
+    message.field(event.aggregate_id);
+    message.number(event.sequence);
+    message.field(event.event_type);
+    message.field(event.event_version);
+    message.field(event.sealed);
+    message.number(event.recorded_at.timestamp_micros());
+    message.finish()
 }
 
 /// An event's fields as stored (or exported) that its hash covers, with
@@ -113,6 +114,23 @@ pub struct HashedEvent {
     pub hash: String,
 }
 
+/// A [`HashedEvent`] borrowed from wherever it was read (a row, an
+/// export line): what the verifiers check without copying its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashedEventRef<'a> {
+    pub hash_version: i16,
+    pub event_id: &'a str,
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub sequence: i64,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    pub sealed: &'a str,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
 /// Why an event's stored hash is not the hash of its stored fields.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HashDefect {
@@ -123,11 +141,9 @@ pub enum HashDefect {
 }
 
 impl HashedEvent {
-    /// The hash of its fields, under its version.
-    pub fn recompute(&self) -> Result<String, UnknownHashVersion> {
-        Ok(event_hash(&ChainedEvent {
-            version: HashVersion::try_from(self.hash_version)?,
-            prev_hash: &self.prev_hash,
+    pub fn as_ref(&self) -> HashedEventRef<'_> {
+        HashedEventRef {
+            hash_version: self.hash_version,
             event_id: &self.event_id,
             aggregate_type: &self.aggregate_type,
             aggregate_id: &self.aggregate_id,
@@ -136,18 +152,54 @@ impl HashedEvent {
             event_version: &self.event_version,
             sealed: &self.sealed,
             recorded_at: self.recorded_at,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+
+    /// The hash of its fields, under its version.
+    pub fn recompute(&self) -> Result<String, UnknownHashVersion> {
+        self.as_ref().recompute().map(String::from)
+    }
+
+    /// That the stored hash is the hash of the stored fields.
+    pub fn check_hash(&self) -> Result<(), HashDefect> {
+        self.as_ref().check_hash()
+    }
+
+    /// Whether it follows `previous` (the sequence and hash of the event
+    /// before it in its stream) or, without one, begins its stream.
+    pub fn follows(&self, previous: Option<(i64, &str)>) -> bool {
+        self.as_ref().follows(previous)
+    }
+}
+
+impl HashedEventRef<'_> {
+    /// The hash of its fields, under its version.
+    pub fn recompute(&self) -> Result<HexDigest, UnknownHashVersion> {
+        Ok(event_digest(&ChainedEvent {
+            version: HashVersion::try_from(self.hash_version)?,
+            prev_hash: self.prev_hash,
+            event_id: self.event_id,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            sealed: self.sealed,
+            recorded_at: self.recorded_at,
         }))
     }
 
     /// That the stored hash is the hash of the stored fields.
     pub fn check_hash(&self) -> Result<(), HashDefect> {
         let computed = self.recompute()?;
-        if computed == self.hash {
+        if computed == *self.hash {
             Ok(())
         } else {
             Err(HashDefect::Mismatch {
-                stored: self.hash.clone(),
-                computed,
+                stored: self.hash.to_owned(),
+                computed: computed.into(),
             })
         }
     }
@@ -164,16 +216,17 @@ impl HashedEvent {
 /// The running hash after folding in the event with `event_hash` at
 /// `position`; `previous` is empty before the first event.
 pub fn running_hash(previous: &str, event_hash: &str, position: LogPosition) -> String {
-    let mut message = LOG_DOMAIN.as_bytes().to_vec();
-    for field in [
-        previous,
-        event_hash,
-        &position.transaction_id.to_string(),
-        &position.global_position.to_string(),
-    ] {
-        push_field(&mut message, field);
-    }
-    sha256_hex(&message)
+    running_digest(previous, event_hash, position).into()
+}
+
+/// [`running_hash`] without allocating.
+pub fn running_digest(previous: &str, event_hash: &str, position: LogPosition) -> HexDigest {
+    let mut message = FieldHasher::new(LOG_DOMAIN);
+    message.field(previous);
+    message.field(event_hash);
+    message.number(position.transaction_id);
+    message.number(position.global_position);
+    message.finish()
 }
 
 #[cfg(test)]
@@ -181,6 +234,7 @@ mod tests {
     use chrono::TimeZone;
     use domain::UserEvent;
 
+    use super::super::sha256_hex;
     use super::*;
 
     fn event() -> ChainedEvent<'static> {

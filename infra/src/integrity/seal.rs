@@ -4,10 +4,13 @@
 //! must read as erased (or, in an export, redacted): its commitment stays in
 //! the chain, its value cannot be recovered or tested.
 
+use std::fmt::Write;
+
 use domain::{ERASED, REDACTED};
 use serde_json::Value;
 
-use super::sha256_hex;
+use super::json::{Json, NULL};
+use super::HexDigest;
 pub(crate) const COMMITMENT_PREFIX: &str = "sha256:";
 
 /// Where and why the visible form departs from the sealed one.
@@ -41,9 +44,9 @@ pub struct Withheld {
 /// `{"payload": ..., "metadata": ...}`; returns the leaves shown as a
 /// marker without their salt.
 pub fn check_seal(
-    visible: &Value,
-    sealed: &Value,
-    salts: &Value,
+    visible: &Json<'_>,
+    sealed: &Json<'_>,
+    salts: &Json<'_>,
 ) -> Result<Vec<Withheld>, SealMismatch> {
     let mut withheld = Vec::new();
     check(visible, sealed, salts, &mut String::new(), &mut withheld)?;
@@ -51,14 +54,14 @@ pub fn check_seal(
 }
 
 fn check(
-    visible: &Value,
-    sealed: &Value,
-    salts: &Value,
+    visible: &Json<'_>,
+    sealed: &Json<'_>,
+    salts: &Json<'_>,
     path: &mut String,
     withheld: &mut Vec<Withheld>,
 ) -> Result<(), SealMismatch> {
     match sealed {
-        Value::String(commitment) => {
+        Json::String(commitment) => {
             if let Some(marker) = check_leaf(visible, commitment, salts, path)? {
                 withheld.push(Withheld {
                     path: path.clone(),
@@ -67,8 +70,8 @@ fn check(
             }
             Ok(())
         }
-        Value::Object(sealed_fields) => {
-            let Value::Object(visible_fields) = visible else {
+        Json::Object(sealed_fields) => {
+            let Json::Object(visible_fields) = visible else {
                 return Err(mismatch(path, "is not an object"));
             };
             if visible_fields.len() != sealed_fields.len() {
@@ -78,13 +81,13 @@ fn check(
                 let mark = path.len();
                 path.push('/');
                 path.push_str(key);
-                let visible_field = visible_fields
+                let visible_field = visible
                     .get(key)
                     .ok_or_else(|| mismatch(path, "is missing"))?;
                 check(
                     visible_field,
                     sealed_field,
-                    salts.get(key).unwrap_or(&Value::Null),
+                    salts.get(key).unwrap_or(NULL),
                     path,
                     withheld,
                 )?;
@@ -92,8 +95,8 @@ fn check(
             }
             Ok(())
         }
-        Value::Array(sealed_items) => {
-            let Value::Array(visible_items) = visible else {
+        Json::Array(sealed_items) => {
+            let Json::Array(visible_items) = visible else {
                 return Err(mismatch(path, "is not an array"));
             };
             if visible_items.len() != sealed_items.len() {
@@ -103,11 +106,11 @@ fn check(
                 visible_items.iter().zip(sealed_items).enumerate()
             {
                 let mark = path.len();
-                path.push_str(&format!("/{index}"));
+                write!(path, "/{index}").expect("a String takes any write");
                 check(
                     visible_item,
                     sealed_item,
-                    salts.get(index).unwrap_or(&Value::Null),
+                    salts.item(index).unwrap_or(NULL),
                     path,
                     withheld,
                 )?;
@@ -122,30 +125,28 @@ fn check(
 
 /// `Some` marker when the leaf is shown as one, without its salt.
 fn check_leaf(
-    visible: &Value,
+    visible: &Json<'_>,
     commitment: &str,
-    salt: &Value,
+    salt: &Json<'_>,
     path: &str,
 ) -> Result<Option<Marker>, SealMismatch> {
     let Some(commitment) = commitment.strip_prefix(COMMITMENT_PREFIX) else {
         return Err(mismatch(path, "the sealed form holds no commitment"));
     };
-    let Value::String(value) = visible else {
+    let Json::String(value) = visible else {
         return Err(mismatch(path, "is not the string that was sealed"));
     };
     match salt {
-        Value::String(salt) => {
-            let mut message = salt.as_bytes().to_vec();
-            message.extend_from_slice(value.as_bytes());
-            if sha256_hex(&message) == commitment {
+        Json::String(salt) => {
+            if HexDigest::of_parts(&[salt.as_bytes(), value.as_bytes()]) == *commitment {
                 Ok(None)
             } else {
                 Err(mismatch(path, "does not match its commitment"))
             }
         }
-        Value::Null if value == ERASED => Ok(Some(Marker::Erased)),
-        Value::Null if value == REDACTED => Ok(Some(Marker::Redacted)),
-        Value::Null => Err(mismatch(path, "has no salt but is not erased")),
+        Json::Null if value == ERASED => Ok(Some(Marker::Erased)),
+        Json::Null if value == REDACTED => Ok(Some(Marker::Redacted)),
+        Json::Null => Err(mismatch(path, "has no salt but is not erased")),
         _ => Err(mismatch(path, "has a malformed salt")),
     }
 }
@@ -186,7 +187,20 @@ fn mismatch(path: &str, reason: &'static str) -> SealMismatch {
 mod tests {
     use serde_json::json;
 
+    use super::super::sha256_hex;
     use super::*;
+
+    fn checked(
+        visible: &Value,
+        sealed: &Value,
+        salts: &Value,
+    ) -> Result<Vec<Withheld>, SealMismatch> {
+        check_seal(
+            &Json::from_value(visible),
+            &Json::from_value(sealed),
+            &Json::from_value(salts),
+        )
+    }
 
     const SALT: &str = "0123456789abcdef0123456789abcdef";
 
@@ -208,7 +222,7 @@ mod tests {
     #[test]
     fn what_was_sealed_checks() {
         let (visible, sealed, salts) = sealed();
-        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(Vec::new()));
+        assert_eq!(checked(&visible, &sealed, &salts), Ok(Vec::new()));
     }
 
     #[test]
@@ -217,7 +231,7 @@ mod tests {
         visible["payload"]["Registered"]["email"] = json!(ERASED);
         salts["payload"]["Registered"]["email"] = Value::Null;
         assert_eq!(
-            check_seal(&visible, &sealed, &salts),
+            checked(&visible, &sealed, &salts),
             Ok(vec![Withheld {
                 path: "/payload/Registered/email".to_owned(),
                 marker: Marker::Erased
@@ -233,7 +247,7 @@ mod tests {
         assert_eq!(salts["payload"]["Registered"]["email"], Value::Null);
         assert_eq!(salts["metadata"]["request_ip"], json!(SALT));
         assert_eq!(
-            check_seal(&visible, &sealed, &salts),
+            checked(&visible, &sealed, &salts),
             Ok(vec![Withheld {
                 path: "/payload/Registered/email".to_owned(),
                 marker: Marker::Redacted
@@ -271,7 +285,7 @@ mod tests {
         for (path, alter) in cases {
             let (mut visible, sealed, mut salts) = sealed();
             alter(&mut visible, &mut salts);
-            let found = check_seal(&visible, &sealed, &salts).expect_err(path);
+            let found = checked(&visible, &sealed, &salts).expect_err(path);
             assert_eq!(found.path, path, "{found}");
         }
     }

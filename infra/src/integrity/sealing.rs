@@ -134,7 +134,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::integrity::check_seal;
+    use crate::integrity::{check_seal, Json};
 
     fn counting_salts() -> impl FnMut() -> String {
         let mut next = 0;
@@ -184,9 +184,10 @@ mod tests {
         let payload = json!({"Renamed": {"names": ["a", "b"], "at": "now"}});
         let metadata = json!({"request_ip": "203.0.113.7"});
         let sealed = seal_event(&payload, &metadata);
-        let parsed: Value = serde_json::from_str(&sealed.sealed).unwrap();
+        let parsed = Json::parse(&sealed.sealed).unwrap();
         let visible = json!({"payload": payload, "metadata": metadata});
-        assert_eq!(check_seal(&visible, &parsed, &sealed.salts), Ok(vec![]));
+        let (visible, salts) = (Json::from_value(&visible), Json::from_value(&sealed.salts));
+        assert_eq!(check_seal(&visible, &parsed, &salts), Ok(vec![]));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! either computes at insert is what `infra::integrity` recomputes.
 
 use infra::event_stream::{self, NewEvent, StreamHead};
-use infra::integrity::{check_seal, HashVersion, HashedEvent};
+use infra::integrity::{check_seal, HashVersion, HashedEvent, Json};
 use infra::testing::{request_metadata, seed_renamed_users, TestDatabase};
 use serde_json::{json, Value};
 
@@ -47,9 +47,10 @@ async fn the_trigger_seals_and_chains_what_the_verifier_recomputes() {
             event.aggregate_id,
             event.sequence
         );
-        let sealed: Value = serde_json::from_str(&event.sealed).unwrap();
+        let sealed = Json::parse(&event.sealed).unwrap();
         let visible = json!({"payload": row.payload, "metadata": row.metadata});
-        assert_eq!(check_seal(&visible, &sealed, &row.salts), Ok(Vec::new()));
+        let (visible, salts) = (Json::from_value(&visible), Json::from_value(&row.salts));
+        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(Vec::new()));
         let same_stream = previous.filter(|p| p.aggregate_id == event.aggregate_id);
         match same_stream {
             Some(before) => assert_eq!(event.prev_hash, before.hash),
@@ -126,9 +127,10 @@ async fn the_appender_seals_and_chains_what_the_trigger_would_and_the_verifier_r
             &events[index - 1].event.hash
         };
         assert_eq!(event.prev_hash, expected_link);
-        let sealed: Value = serde_json::from_str(&event.sealed).unwrap();
+        let sealed = Json::parse(&event.sealed).unwrap();
         let visible = json!({"payload": row.payload, "metadata": row.metadata});
-        assert_eq!(check_seal(&visible, &sealed, &row.salts), Ok(Vec::new()));
+        let (visible, salts) = (Json::from_value(&visible), Json::from_value(&row.salts));
+        assert_eq!(check_seal(&visible, &sealed, &salts), Ok(Vec::new()));
         let as_jsonb: String = sqlx::query_scalar("SELECT $1::jsonb::text")
             .bind(&event.sealed)
             .fetch_one(&db.pool)

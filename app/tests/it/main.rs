@@ -1,0 +1,3 @@
+//! Integration tests of the use cases against a real PostgreSQL.
+
+mod verify_store;
