@@ -62,6 +62,15 @@ pub async fn is_erased_locked(db: &mut PgConnection, user_id: Uuid) -> sqlx::Res
         .await
 }
 
+/// Everyone erased by now, unlocked: for a bulk pass whose writes a later
+/// locked step re-checks (a rebuild's swap).
+pub async fn erased_people(db: &mut PgConnection) -> sqlx::Result<std::collections::HashSet<Uuid>> {
+    let people: Vec<Uuid> = sqlx::query_scalar("SELECT user_id::uuid FROM erased_users")
+        .fetch_all(db)
+        .await?;
+    Ok(people.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use bus::metadata_keys::{ACTOR_ID, REQUEST_IP, USER_AGENT};

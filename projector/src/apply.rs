@@ -95,7 +95,8 @@ async fn apply_to<P: Projection>(
     Ok(missing)
 }
 
-fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {
+/// The id of the envelope's aggregate, which views key their rows by.
+pub(crate) fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {
     Uuid::parse_str(&envelope.aggregate_id).map_err(|source| ApplyError::BadId {
         aggregate_type: envelope.aggregate_type.clone(),
         id: envelope.aggregate_id.clone(),
@@ -103,7 +104,8 @@ fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {
     })
 }
 
-fn check_next(envelope: &Envelope, id: Uuid, expected: i64) -> Result<(), ApplyError> {
+/// Refuses an event that is not the one at sequence `expected`.
+pub(crate) fn check_next(envelope: &Envelope, id: Uuid, expected: i64) -> Result<(), ApplyError> {
     if envelope.sequence == expected {
         Ok(())
     } else {
@@ -125,11 +127,7 @@ async fn apply_next<P: Projection>(
     current: Option<&P::Row>,
     envelope: &Envelope,
 ) -> Result<P::Row, ApplyError> {
-    let event_id = envelope.event_id;
-    let event: P::Event = infra::event_log::decode(envelope)
-        .map_err(|source| ApplyError::Decode { event_id, source })?;
-    let change = P::reduce(current, &event, &context(id, envelope))
-        .map_err(|source| ApplyError::Inapplicable { event_id, source })?;
+    let change = reduce_next::<P>(current, id, envelope)?;
     if !executor::write(db, target, &change).await? {
         return Err(ApplyError::Raced {
             aggregate_type: envelope.aggregate_type.clone(),
@@ -137,6 +135,20 @@ async fn apply_next<P: Projection>(
         });
     }
     Ok(change.into_row())
+}
+
+/// What the event that directly follows `current` does to the view: the
+/// same pure step for the live writer and a rebuild's fold in memory.
+pub(crate) fn reduce_next<P: Projection>(
+    current: Option<&P::Row>,
+    id: Uuid,
+    envelope: &Envelope,
+) -> Result<P::Change, ApplyError> {
+    let event_id = envelope.event_id;
+    let event: P::Event = infra::event_log::decode(envelope)
+        .map_err(|source| ApplyError::Decode { event_id, source })?;
+    P::reduce(current, &event, &context(id, envelope))
+        .map_err(|source| ApplyError::Inapplicable { event_id, source })
 }
 
 fn context(id: Uuid, envelope: &Envelope) -> EventContext {

@@ -9,7 +9,10 @@
 //! they record audit log rows through `executor` too.
 
 pub mod apply;
+pub mod bulk;
+pub mod copy_text;
 pub mod executor;
+pub mod in_memory;
 pub mod metrics;
 pub mod projection;
 pub mod rebuild;

@@ -1,5 +1,7 @@
 //! `projector rebuild [READ_MODEL]`: replays the event store into new tables,
-//! then swaps them in; the read models are the views and the audit log.
+//! then swaps them in; the read models are the views and the audit log. The
+//! bulk of the log is folded in memory and copied ([`bulk`]); what arrives
+//! meanwhile is applied an event at a time, as the live projector does.
 //! Queries keep answering from the old tables until the swap, which holds a
 //! lock only while it applies the events that arrived meanwhile.
 
@@ -7,9 +9,10 @@ use infra::event_log::{self, LogPosition};
 use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{self, ApplyError};
+use crate::bulk;
 use crate::executor;
 use crate::projection::{applied_prefix_end, exclude_writers, CHECKPOINT};
-use crate::views::{AuditLogRow, ReadModel, Target};
+use crate::views::{AuditLogRow, ReadModel, Target, SESSIONS_VIEW};
 
 const REPLAY_BATCH: i64 = 1000;
 
@@ -64,7 +67,15 @@ pub async fn rebuild(pool: &PgPool, name: Option<&str>) -> Result<Rebuilt, Rebui
         create_next_table(pool, table).await?;
     }
     let mut conn = pool.acquire().await?;
-    let (events, up_to) = replay(&mut conn, &models, LogPosition::default()).await?;
+    let loaded = bulk::load(&mut conn, &models).await?;
+    tracing::info!(
+        events = loaded.events,
+        "folded the event store and wrote the new tables; catching up"
+    );
+    // What arrived during the first pass, one event at a time and before
+    // the lock, so that the swap's catch-up under it is short.
+    let (later, up_to) = replay(&mut conn, &models, loaded.up_to).await?;
+    let events = loaded.events + later;
     tracing::info!(
         events,
         "replayed the event store; swapping in the rebuilt tables"
@@ -90,6 +101,9 @@ async fn swap_in(
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
     sqlx::query(&lock).execute(&mut *tx).await?;
     let (caught_up, up_to) = replay(&mut tx, models, replayed).await?;
+    if tables.contains(&SESSIONS_VIEW) {
+        executor::erase_sessions_of_the_erased(&mut tx, Target::Rebuild).await?;
+    }
     for table in tables {
         swap(&mut tx, table).await?;
     }
