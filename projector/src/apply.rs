@@ -8,6 +8,7 @@ use domain::DecodeError;
 use uuid::Uuid;
 
 use crate::executor;
+use crate::in_memory::InMemory;
 use crate::views::roles::RolesView;
 use crate::views::sessions::SessionsView;
 use crate::views::users::UsersView;
@@ -36,6 +37,14 @@ pub enum ApplyError {
     },
     #[error("{aggregate_type} {id} changed under us; retry")]
     Raced { aggregate_type: String, id: Uuid },
+    #[error(
+        "{aggregate_type}: {written} of {expected} rows written, others changed under us; retry"
+    )]
+    RacedRows {
+        aggregate_type: &'static str,
+        expected: usize,
+        written: u64,
+    },
 }
 
 impl ApplyError {
@@ -44,7 +53,10 @@ impl ApplyError {
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Decode { .. } | Self::BadId { .. } | Self::Inapplicable { .. } => true,
-            Self::Database(_) | Self::MissingEvents { .. } | Self::Raced { .. } => false,
+            Self::Database(_)
+            | Self::MissingEvents { .. }
+            | Self::Raced { .. }
+            | Self::RacedRows { .. } => false,
         }
     }
 }
@@ -91,6 +103,39 @@ async fn apply_to<P: Projection>(
     for (expected, event) in (last + 1..).zip(missing.iter().chain([envelope])) {
         check_next(event, id, expected)?;
         current = Some(apply_next::<P>(db, target, id, current.as_ref(), event).await?);
+    }
+    Ok(missing)
+}
+
+/// [`apply`] to views held in memory: folds `envelope` into `view` unless
+/// applied already, after the events before it that the view lacks, loaded
+/// from the event store and returned.
+pub async fn fold(
+    db: &mut sqlx::PgConnection,
+    views: &mut InMemory,
+    view: View,
+    envelope: &Envelope,
+) -> Result<Vec<Envelope>, ApplyError> {
+    let id = aggregate_id(envelope)?;
+    let last = views.last(view, id);
+    if envelope.sequence <= last {
+        return Ok(Vec::new());
+    }
+    let missing = if envelope.sequence > last + 1 {
+        infra::event_log::read_stream(
+            &mut *db,
+            &envelope.aggregate_type,
+            &envelope.aggregate_id,
+            last,
+            envelope.sequence - 1,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    for (expected, event) in (last + 1..).zip(missing.iter().chain([envelope])) {
+        check_next(event, id, expected)?;
+        views.apply_next(view, id, event)?;
     }
     Ok(missing)
 }
@@ -215,6 +260,14 @@ mod tests {
                 ApplyError::Raced {
                     aggregate_type: "user".into(),
                     id,
+                },
+                false,
+            ),
+            (
+                ApplyError::RacedRows {
+                    aggregate_type: "user",
+                    expected: 2,
+                    written: 1,
                 },
                 false,
             ),

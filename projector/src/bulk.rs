@@ -3,11 +3,10 @@
 //! rows copied page by page, and the views' rows copied once at the end.
 //! One `COPY` per table instead of a read and a write per event and view.
 
-use bus::Envelope;
 use infra::event_log::{self, LogPosition};
 use sqlx::PgConnection;
 
-use crate::apply::{aggregate_id, check_next, ApplyError};
+use crate::apply::{self, ApplyError};
 use crate::copy_text::copy_rows;
 use crate::in_memory::InMemory;
 use crate::views::roles::RoleRow;
@@ -54,7 +53,9 @@ pub async fn load(db: &mut PgConnection, models: &[ReadModel]) -> Result<Loaded,
             for model in fed {
                 feeds = true;
                 match model {
-                    ReadModel::View(view) => fold(db, &mut views, *view, envelope).await?,
+                    ReadModel::View(view) => {
+                        apply::fold(db, &mut views, *view, envelope).await?;
+                    }
                     ReadModel::AuditLog => audit_rows.push(AuditLogRow::of(envelope)),
                 }
             }
@@ -71,39 +72,6 @@ pub async fn load(db: &mut PgConnection, models: &[ReadModel]) -> Result<Loaded,
         }
     }
     Ok(loaded)
-}
-
-/// Folds `envelope` into `view` unless applied already, after the events
-/// before it that the view lacks, loaded from the event store (an event
-/// can precede an earlier one of its stream in publishing order).
-async fn fold(
-    db: &mut PgConnection,
-    views: &mut InMemory,
-    view: View,
-    envelope: &Envelope,
-) -> Result<(), ApplyError> {
-    let id = aggregate_id(envelope)?;
-    let last = views.last(view, id);
-    if envelope.sequence <= last {
-        return Ok(());
-    }
-    let missing = if envelope.sequence > last + 1 {
-        event_log::read_stream(
-            &mut *db,
-            &envelope.aggregate_type,
-            &envelope.aggregate_id,
-            last,
-            envelope.sequence - 1,
-        )
-        .await?
-    } else {
-        Vec::new()
-    };
-    for (expected, event) in (last + 1..).zip(missing.iter().chain([envelope])) {
-        check_next(event, id, expected)?;
-        views.apply_next(view, id, event)?;
-    }
-    Ok(())
 }
 
 async fn write_view(db: &mut PgConnection, views: &InMemory, view: View) -> sqlx::Result<()> {

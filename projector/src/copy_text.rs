@@ -101,7 +101,7 @@ fn timestamp(time: DateTime<Utc>) -> String {
 }
 
 /// `{"a","b"}`: every element quoted, so that none reads as NULL or splits.
-fn array_literal(items: &[String]) -> String {
+pub(crate) fn array_literal(items: &[String]) -> String {
     let quoted: Vec<String> = items
         .iter()
         .map(|item| format!("\"{}\"", item.replace('\\', r"\\").replace('"', "\\\"")))

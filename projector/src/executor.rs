@@ -29,6 +29,20 @@ pub async fn load<R: ViewRow>(
     sqlx::query_as(&sql).bind(id).fetch_optional(db).await
 }
 
+/// The rows of the aggregates `ids` that the view has.
+pub async fn load_many<R: ViewRow>(
+    db: &mut PgConnection,
+    target: Target,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<R>> {
+    let sql = format!(
+        "SELECT * FROM {} WHERE {} = ANY($1)",
+        target.table(R::VIEW.name()),
+        R::VIEW.key_column()
+    );
+    sqlx::query_as(&sql).bind(ids).fetch_all(db).await
+}
+
 /// Writes `change`; false if another writer got there first: the row to
 /// insert exists, or the row to update is no longer at the sequence before.
 /// Dependent rows (`user_roles_view`) are written only with the row.
@@ -73,7 +87,7 @@ const ERASE_SESSION: &str = "ip = CASE WHEN ip IS NULL THEN NULL ELSE $1 END, \
      user_agent = CASE WHEN user_agent IS NULL THEN NULL ELSE $1 END";
 
 /// The user's sessions keep nothing of them.
-async fn erase_sessions(db: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+pub async fn erase_sessions(db: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
     let sql = format!("UPDATE {SESSIONS_VIEW} SET {ERASE_SESSION} WHERE user_id = $2");
     sqlx::query(&sql)
         .bind(ERASED)

@@ -25,7 +25,33 @@ pub struct InMemory {
     sessions: HashMap<Uuid, SessionRow>,
     /// The people erased when the fold started.
     erased: HashSet<Uuid>,
+    /// Every membership change, in the order of the events.
+    membership_changes: Vec<Membership>,
+    /// The users erased by the events folded, in their order.
+    erasures: Vec<Uuid>,
 }
+
+/// A view's row type, held in one of the maps.
+pub trait Held: ViewRow {
+    fn rows(views: &InMemory) -> &HashMap<Uuid, Self>;
+    fn rows_mut(views: &mut InMemory) -> &mut HashMap<Uuid, Self>;
+}
+
+macro_rules! held {
+    ($row:ty, $field:ident) => {
+        impl Held for $row {
+            fn rows(views: &InMemory) -> &HashMap<Uuid, Self> {
+                &views.$field
+            }
+            fn rows_mut(views: &mut InMemory) -> &mut HashMap<Uuid, Self> {
+                &mut views.$field
+            }
+        }
+    };
+}
+held!(UserRow, users);
+held!(RoleRow, roles);
+held!(SessionRow, sessions);
 
 impl InMemory {
     /// Empty views; rows of the people in `erased` are written erased.
@@ -54,15 +80,72 @@ impl InMemory {
         id: Uuid,
         envelope: &Envelope,
     ) -> Result<(), ApplyError> {
-        let memberships = &mut self.memberships;
-        let erased = &self.erased;
         match view {
-            View::Users => step::<UsersView>(&mut self.users, memberships, erased, id, envelope),
-            View::Roles => step::<RolesView>(&mut self.roles, memberships, erased, id, envelope),
-            View::Sessions => {
-                step::<SessionsView>(&mut self.sessions, memberships, erased, id, envelope)
+            View::Users => self.step::<UsersView>(id, envelope),
+            View::Roles => self.step::<RolesView>(id, envelope),
+            View::Sessions => self.step::<SessionsView>(id, envelope),
+        }
+    }
+
+    fn step<P: Projection>(&mut self, id: Uuid, envelope: &Envelope) -> Result<(), ApplyError>
+    where
+        P::Row: Held,
+    {
+        let change = reduce_next::<P>(self.rows::<P::Row>().get(&id), id, envelope)?;
+        if let Some(membership) = change.membership() {
+            self.change_membership(membership);
+        }
+        self.erasures.extend(change.erased_sessions());
+        let row = change.into_row();
+        let row = match row.person() {
+            Some(person) if self.erased.contains(&person) => row.erased(),
+            _ => row,
+        };
+        P::Row::rows_mut(self).insert(id, row);
+        Ok(())
+    }
+
+    fn change_membership(&mut self, membership: &Membership) {
+        match membership {
+            Membership::Assigned(row) => {
+                self.memberships
+                    .entry((row.user_id, row.role_id))
+                    .or_insert_with(|| row.clone());
+            }
+            Membership::Unassigned { user_id, role_id } => {
+                self.memberships.remove(&(*user_id, *role_id));
             }
         }
+        self.membership_changes.push(membership.clone());
+    }
+
+    /// Starts from `rows`, as they are in a table.
+    pub fn hold<R: Held>(&mut self, rows: impl IntoIterator<Item = R>) {
+        R::rows_mut(self).extend(rows.into_iter().map(|row| (row.key(), row)));
+    }
+
+    /// A view's rows, by aggregate id.
+    pub fn rows<R: Held>(&self) -> &HashMap<Uuid, R> {
+        R::rows(self)
+    }
+
+    /// The rows of the people in `erased` keep nothing of them.
+    pub fn erase<R: Held>(&mut self, erased: &HashSet<Uuid>) {
+        for row in R::rows_mut(self).values_mut() {
+            if row.person().is_some_and(|person| erased.contains(&person)) {
+                *row = row.clone().erased();
+            }
+        }
+    }
+
+    /// Every membership change folded, in order.
+    pub fn membership_changes(&self) -> &[Membership] {
+        &self.membership_changes
+    }
+
+    /// The users the events folded erased.
+    pub fn erasures(&self) -> &[Uuid] {
+        &self.erasures
     }
 
     pub fn users(&self) -> impl Iterator<Item = &UserRow> {
@@ -80,34 +163,6 @@ impl InMemory {
     pub fn sessions(&self) -> impl Iterator<Item = &SessionRow> {
         self.sessions.values()
     }
-}
-
-fn step<P: Projection>(
-    rows: &mut HashMap<Uuid, P::Row>,
-    memberships: &mut HashMap<(Uuid, Uuid), UserRoleRow>,
-    erased: &HashSet<Uuid>,
-    id: Uuid,
-    envelope: &Envelope,
-) -> Result<(), ApplyError> {
-    let change = reduce_next::<P>(rows.get(&id), id, envelope)?;
-    match change.membership() {
-        Some(Membership::Assigned(row)) => {
-            memberships
-                .entry((row.user_id, row.role_id))
-                .or_insert_with(|| row.clone());
-        }
-        Some(Membership::Unassigned { user_id, role_id }) => {
-            memberships.remove(&(*user_id, *role_id));
-        }
-        None => {}
-    }
-    let row = change.into_row();
-    let row = match row.person() {
-        Some(person) if erased.contains(&person) => row.erased(),
-        _ => row,
-    };
-    rows.insert(id, row);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! they record audit log rows through `executor` too.
 
 pub mod apply;
+pub mod batch;
 pub mod bulk;
 pub mod copy_text;
 pub mod executor;
@@ -16,6 +17,7 @@ pub mod in_memory;
 pub mod metrics;
 pub mod projection;
 pub mod rebuild;
+pub mod set_based;
 pub mod settings;
 pub mod startup;
 pub mod views;
