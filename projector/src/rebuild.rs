@@ -63,11 +63,16 @@ pub async fn rebuild(pool: &PgPool, name: Option<&str>) -> Result<Rebuilt, Rebui
         .flat_map(|model| model.tables())
         .copied()
         .collect();
+    let mut deferred = Vec::new();
     for table in &tables {
         create_next_table(pool, table).await?;
+        deferred.extend(drop_plain_indexes(pool, &Target::Rebuild.table(table)).await?);
     }
     let mut conn = pool.acquire().await?;
     let loaded = bulk::load(&mut conn, &models).await?;
+    for create in &deferred {
+        sqlx::query(create).execute(&mut *conn).await?;
+    }
     tracing::info!(
         events = loaded.events,
         "folded the event store and wrote the new tables; catching up"
@@ -123,6 +128,30 @@ async fn create_next_table(pool: &PgPool, live: &str) -> sqlx::Result<()> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Drops the indexes of table `next` that back no constraint and returns
+/// the statements that create them again, in their order: built once its
+/// rows are in, an index costs a fraction of its upkeep row by row.
+async fn drop_plain_indexes(pool: &PgPool, next: &str) -> sqlx::Result<Vec<String>> {
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT x.indexrelid::regclass::text, pg_get_indexdef(x.indexrelid) \
+         FROM pg_index x \
+         LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid \
+         WHERE x.indrelid = $1::regclass AND c.oid IS NULL \
+         ORDER BY x.indexrelid",
+    )
+    .bind(next)
+    .fetch_all(pool)
+    .await?;
+    let mut creates = Vec::new();
+    for (name, create) in indexes {
+        sqlx::query(&format!("DROP INDEX {name}"))
+            .execute(pool)
+            .await?;
+        creates.push(create);
+    }
+    Ok(creates)
 }
 
 async fn swap(db: &mut PgConnection, live: &str) -> sqlx::Result<()> {
