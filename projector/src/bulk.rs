@@ -44,7 +44,7 @@ pub async fn load(db: &mut PgConnection, models: &[ReadModel]) -> Result<Loaded,
             break;
         };
         loaded.up_to = LogPosition::of(last);
-        let mut audit_rows = Vec::new();
+        let mut audit_rows = Vec::with_capacity(page.len());
         for envelope in &page {
             let fed = models
                 .iter()

@@ -1,7 +1,8 @@
 //! Rows written with `COPY ... FROM STDIN` in PostgreSQL's text format: a
 //! rebuild's bulk writes, one statement per table instead of one per row.
 
-use chrono::{DateTime, Utc};
+use std::io::Write;
+
 use sqlx::PgConnection;
 
 use crate::views::{Column, Value};
@@ -24,21 +25,27 @@ pub async fn copy_rows<'a, T: 'a>(
     let names: Vec<&str> = first.iter().map(|column| column.name).collect();
     let statement = format!("COPY {table} ({}) FROM STDIN", names.join(", "));
     let mut copy = db.copy_in_raw(&statement).await?;
-    let mut text = CopyText::default();
+    // One buffer, reused: growing a fresh one per message costs more than
+    // encoding the rows.
+    let mut text = CopyText {
+        bytes: Vec::with_capacity(CHUNK + CHUNK / 4),
+    };
     for row in rows {
         text.row(&row);
         if text.bytes.len() >= CHUNK {
-            copy.send(std::mem::take(&mut text.bytes)).await?;
+            copy.send(text.bytes.as_slice()).await?;
+            text.bytes.clear();
         }
     }
     if !text.bytes.is_empty() {
-        copy.send(text.bytes).await?;
+        copy.send(text.bytes.as_slice()).await?;
     }
     copy.finish().await
 }
 
 /// Rows in `COPY`'s text format: tab-separated values, a line per row,
 /// `\N` for null, backslash escapes for what would end a value or a line.
+/// Values are written straight into the buffer, without a string each.
 #[derive(Debug, Default)]
 pub struct CopyText {
     pub bytes: Vec<u8>,
@@ -57,48 +64,47 @@ impl CopyText {
 
     fn value(&mut self, value: &Value<'_>) {
         match value {
-            Value::Uuid(uuid) => self.raw(&uuid.hyphenated().to_string()),
-            Value::Text(text) => self.text(text),
-            Value::OptionalText(text) => self.nullable(text.map(escaped)),
-            Value::BigInt(number) => self.raw(&number.to_string()),
-            Value::Time(time) => self.raw(&timestamp(*time)),
-            Value::OptionalTime(time) => self.nullable(time.map(timestamp)),
+            Value::Uuid(uuid) => {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                let hyphenated = uuid.hyphenated().encode_lower(&mut buffer);
+                self.bytes.extend_from_slice(hyphenated.as_bytes());
+            }
+            Value::Text(text) | Value::OptionalText(Some(text)) => self.text(text),
+            Value::BigInt(number) => self.display(number),
+            Value::Time(time) | Value::OptionalTime(Some(time)) => {
+                self.display(&time.format(TIMESTAMP));
+            }
+            Value::OptionalText(None) | Value::OptionalTime(None) => {
+                self.bytes.extend_from_slice(NULL);
+            }
             Value::TextArray(items) => self.text(&array_literal(items)),
         }
     }
 
-    fn nullable(&mut self, value: Option<String>) {
-        self.raw(value.as_deref().unwrap_or(r"\N"));
+    fn display(&mut self, value: &impl std::fmt::Display) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.bytes, "{value}");
     }
 
     fn text(&mut self, text: &str) {
-        self.raw(&escaped(text));
-    }
-
-    fn raw(&mut self, text: &str) {
-        self.bytes.extend_from_slice(text.as_bytes());
-    }
-}
-
-fn escaped(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '\\' => escaped.push_str(r"\\"),
-            '\n' => escaped.push_str(r"\n"),
-            '\r' => escaped.push_str(r"\r"),
-            '\t' => escaped.push_str(r"\t"),
-            other => escaped.push(other),
+        for byte in text.bytes() {
+            match byte {
+                b'\\' => self.bytes.extend_from_slice(br"\\"),
+                b'\n' => self.bytes.extend_from_slice(br"\n"),
+                b'\r' => self.bytes.extend_from_slice(br"\r"),
+                b'\t' => self.bytes.extend_from_slice(br"\t"),
+                other => self.bytes.push(other),
+            }
         }
     }
-    escaped
 }
+
+/// A null value.
+const NULL: &[u8] = br"\N";
 
 /// Microseconds truncated, as sqlx binds a `DateTime` (PostgreSQL would
 /// round the nanoseconds of a literal instead).
-fn timestamp(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
-}
+const TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f+00";
 
 /// `{"a","b"}`: every element quoted, so that none reads as NULL or splits.
 pub(crate) fn array_literal(items: &[String]) -> String {
@@ -111,7 +117,7 @@ pub(crate) fn array_literal(items: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     use uuid::Uuid;
 
     use super::*;
