@@ -1,10 +1,12 @@
 //! A rebuild's first pass over the whole log: pages of events read by
-//! position, the views folded in memory ([`InMemory`]), the audit log's
+//! position (the next one while a page is written), the views folded in memory ([`InMemory`]), the audit log's
 //! rows copied page by page, and the views' rows copied once at the end.
 //! One `COPY` per table instead of a read and a write per event and view.
 
+use bus::Envelope;
 use infra::event_log::{self, LogPosition};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
 
 use crate::apply::{self, ApplyError};
 use crate::copy_text::copy_rows;
@@ -32,14 +34,20 @@ pub struct Loaded {
 }
 
 /// Replays every committed event into the new tables of `models`, which
-/// are empty.
-pub async fn load(db: &mut PgConnection, models: &[ReadModel]) -> Result<Loaded, ApplyError> {
+/// are empty. `reader`, a connection of its own, reads the pages while
+/// `db` writes.
+pub async fn load(
+    reader: PgConnection,
+    db: &mut PgConnection,
+    models: &[ReadModel],
+) -> Result<Loaded, ApplyError> {
     let erased = infra::erased::erased_people(&mut *db).await?;
     let mut views = InMemory::new(erased);
     let mut loaded = Loaded::default();
     let audit_log = models.contains(&ReadModel::AuditLog);
-    loop {
-        let page = event_log::read_committed_after(&mut *db, loaded.up_to, PAGE).await?;
+    let mut pages = read_ahead(reader);
+    while let Some(page) = pages.recv().await {
+        let page = page?;
         let Some(last) = page.last() else {
             break;
         };
@@ -72,6 +80,31 @@ pub async fn load(db: &mut PgConnection, models: &[ReadModel]) -> Result<Loaded,
         }
     }
     Ok(loaded)
+}
+
+/// The log's pages in publishing order, each read while the one before is
+/// folded and written; ends after an empty page or an error.
+fn read_ahead(mut reader: PgConnection) -> mpsc::Receiver<sqlx::Result<Vec<Envelope>>> {
+    let (pages, received) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut after = LogPosition::default();
+        loop {
+            let page = event_log::read_committed_after(&mut reader, after, PAGE).await;
+            let next = page
+                .as_ref()
+                .ok()
+                .and_then(|page| page.last().map(LogPosition::of));
+            if pages.send(page).await.is_err() {
+                break;
+            }
+            match next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        let _ = reader.close().await;
+    });
+    received
 }
 
 async fn write_view(db: &mut PgConnection, views: &InMemory, view: View) -> sqlx::Result<()> {

@@ -6,7 +6,7 @@
 //! lock only while it applies the events that arrived meanwhile.
 
 use infra::event_log::{self, LogPosition};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{ConnectOptions, PgConnection, PgPool};
 
 use crate::apply::{self, ApplyError};
 use crate::bulk;
@@ -69,7 +69,10 @@ pub async fn rebuild(pool: &PgPool, name: Option<&str>) -> Result<Rebuilt, Rebui
         deferred.extend(drop_plain_indexes(pool, &Target::Rebuild.table(table)).await?);
     }
     let mut conn = pool.acquire().await?;
-    let loaded = bulk::load(&mut conn, &models).await?;
+    // Outside the pool: the pass needs it only while it reads, and the
+    // pool may be as small as the swap's two connections.
+    let reader = pool.connect_options().connect().await?;
+    let loaded = bulk::load(reader, &mut conn, &models).await?;
     for create in &deferred {
         sqlx::query(create).execute(&mut *conn).await?;
     }
