@@ -165,8 +165,9 @@ spec!(
     "projector_rebuild_events_per_second",
     "projector rebuild, every view",
     "1/s",
-    None,
-    Target::AtLeast(50_000.0)
+    Some("PostgreSQL reading the same rows"),
+    Target::AtLeast(50_000.0),
+    true
 );
 spec!(
     VERIFY,

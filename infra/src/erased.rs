@@ -62,6 +62,42 @@ pub async fn is_erased_locked(db: &mut PgConnection, user_id: Uuid) -> sqlx::Res
         .await
 }
 
+/// [`is_erased_locked`] for many people at once: which of `people` are
+/// erased, asked under each one's shared lock (taken in one order).
+pub async fn erased_among_locked(
+    db: &mut PgConnection,
+    people: &[Uuid],
+) -> sqlx::Result<std::collections::HashSet<Uuid>> {
+    if people.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut people: Vec<String> = people.iter().map(Uuid::to_string).collect();
+    people.sort_unstable();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext(person)) \
+         FROM unnest($2::text[]) WITH ORDINALITY AS p(person, n) ORDER BY n",
+    )
+    .bind(LOCK_SPACE)
+    .bind(&people)
+    .execute(&mut *db)
+    .await?;
+    let erased: Vec<Uuid> =
+        sqlx::query_scalar("SELECT user_id::uuid FROM erased_users WHERE user_id = ANY($1)")
+            .bind(&people)
+            .fetch_all(db)
+            .await?;
+    Ok(erased.into_iter().collect())
+}
+
+/// Everyone erased by now, unlocked: for a bulk pass whose writes a later
+/// locked step re-checks (a rebuild's swap).
+pub async fn erased_people(db: &mut PgConnection) -> sqlx::Result<std::collections::HashSet<Uuid>> {
+    let people: Vec<Uuid> = sqlx::query_scalar("SELECT user_id::uuid FROM erased_users")
+        .fetch_all(db)
+        .await?;
+    Ok(people.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use bus::metadata_keys::{ACTOR_ID, REQUEST_IP, USER_AGENT};

@@ -8,6 +8,7 @@ use domain::DecodeError;
 use uuid::Uuid;
 
 use crate::executor;
+use crate::in_memory::InMemory;
 use crate::views::roles::RolesView;
 use crate::views::sessions::SessionsView;
 use crate::views::users::UsersView;
@@ -36,6 +37,14 @@ pub enum ApplyError {
     },
     #[error("{aggregate_type} {id} changed under us; retry")]
     Raced { aggregate_type: String, id: Uuid },
+    #[error(
+        "{aggregate_type}: {written} of {expected} rows written, others changed under us; retry"
+    )]
+    RacedRows {
+        aggregate_type: &'static str,
+        expected: usize,
+        written: u64,
+    },
 }
 
 impl ApplyError {
@@ -44,7 +53,10 @@ impl ApplyError {
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::Decode { .. } | Self::BadId { .. } | Self::Inapplicable { .. } => true,
-            Self::Database(_) | Self::MissingEvents { .. } | Self::Raced { .. } => false,
+            Self::Database(_)
+            | Self::MissingEvents { .. }
+            | Self::Raced { .. }
+            | Self::RacedRows { .. } => false,
         }
     }
 }
@@ -95,7 +107,41 @@ async fn apply_to<P: Projection>(
     Ok(missing)
 }
 
-fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {
+/// [`apply`] to views held in memory: folds `envelope` into `view` unless
+/// applied already, after the events before it that the view lacks, loaded
+/// from the event store and returned.
+pub async fn fold(
+    db: &mut sqlx::PgConnection,
+    views: &mut InMemory,
+    view: View,
+    envelope: &Envelope,
+) -> Result<Vec<Envelope>, ApplyError> {
+    let id = aggregate_id(envelope)?;
+    let last = views.last(view, id);
+    if envelope.sequence <= last {
+        return Ok(Vec::new());
+    }
+    let missing = if envelope.sequence > last + 1 {
+        infra::event_log::read_stream(
+            &mut *db,
+            &envelope.aggregate_type,
+            &envelope.aggregate_id,
+            last,
+            envelope.sequence - 1,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    for (expected, event) in (last + 1..).zip(missing.iter().chain([envelope])) {
+        check_next(event, id, expected)?;
+        views.apply_next(view, id, event)?;
+    }
+    Ok(missing)
+}
+
+/// The id of the envelope's aggregate, which views key their rows by.
+pub(crate) fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {
     Uuid::parse_str(&envelope.aggregate_id).map_err(|source| ApplyError::BadId {
         aggregate_type: envelope.aggregate_type.clone(),
         id: envelope.aggregate_id.clone(),
@@ -103,7 +149,8 @@ fn aggregate_id(envelope: &Envelope) -> Result<Uuid, ApplyError> {
     })
 }
 
-fn check_next(envelope: &Envelope, id: Uuid, expected: i64) -> Result<(), ApplyError> {
+/// Refuses an event that is not the one at sequence `expected`.
+pub(crate) fn check_next(envelope: &Envelope, id: Uuid, expected: i64) -> Result<(), ApplyError> {
     if envelope.sequence == expected {
         Ok(())
     } else {
@@ -125,11 +172,7 @@ async fn apply_next<P: Projection>(
     current: Option<&P::Row>,
     envelope: &Envelope,
 ) -> Result<P::Row, ApplyError> {
-    let event_id = envelope.event_id;
-    let event: P::Event = infra::event_log::decode(envelope)
-        .map_err(|source| ApplyError::Decode { event_id, source })?;
-    let change = P::reduce(current, &event, &context(id, envelope))
-        .map_err(|source| ApplyError::Inapplicable { event_id, source })?;
+    let change = reduce_next::<P>(current, id, envelope)?;
     if !executor::write(db, target, &change).await? {
         return Err(ApplyError::Raced {
             aggregate_type: envelope.aggregate_type.clone(),
@@ -137,6 +180,20 @@ async fn apply_next<P: Projection>(
         });
     }
     Ok(change.into_row())
+}
+
+/// What the event that directly follows `current` does to the view: the
+/// same pure step for the live writer and a rebuild's fold in memory.
+pub(crate) fn reduce_next<P: Projection>(
+    current: Option<&P::Row>,
+    id: Uuid,
+    envelope: &Envelope,
+) -> Result<P::Change, ApplyError> {
+    let event_id = envelope.event_id;
+    let event: P::Event = infra::event_log::decode(envelope)
+        .map_err(|source| ApplyError::Decode { event_id, source })?;
+    P::reduce(current, &event, &context(id, envelope))
+        .map_err(|source| ApplyError::Inapplicable { event_id, source })
 }
 
 fn context(id: Uuid, envelope: &Envelope) -> EventContext {
@@ -203,6 +260,14 @@ mod tests {
                 ApplyError::Raced {
                     aggregate_type: "user".into(),
                     id,
+                },
+                false,
+            ),
+            (
+                ApplyError::RacedRows {
+                    aggregate_type: "user",
+                    expected: 2,
+                    written: 1,
                 },
                 false,
             ),

@@ -29,6 +29,20 @@ pub async fn load<R: ViewRow>(
     sqlx::query_as(&sql).bind(id).fetch_optional(db).await
 }
 
+/// The rows of the aggregates `ids` that the view has.
+pub async fn load_many<R: ViewRow>(
+    db: &mut PgConnection,
+    target: Target,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<R>> {
+    let sql = format!(
+        "SELECT * FROM {} WHERE {} = ANY($1)",
+        target.table(R::VIEW.name()),
+        R::VIEW.key_column()
+    );
+    sqlx::query_as(&sql).bind(ids).fetch_all(db).await
+}
+
 /// Writes `change`; false if another writer got there first: the row to
 /// insert exists, or the row to update is no longer at the sequence before.
 /// Dependent rows (`user_roles_view`) are written only with the row.
@@ -67,19 +81,37 @@ pub async fn write<C: ViewChange>(
     Ok(written)
 }
 
-/// The user's sessions' client addresses and user agents become the
-/// marker (an absent one stays absent, as in the scrubbed events).
-async fn erase_sessions(db: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
-    let sql = format!(
-        "UPDATE {SESSIONS_VIEW} SET ip = CASE WHEN ip IS NULL THEN NULL ELSE $2 END, \
-             user_agent = CASE WHEN user_agent IS NULL THEN NULL ELSE $2 END \
-         WHERE user_id = $1"
-    );
+/// A session's client address and user agent become the marker `$1` (an
+/// absent one stays absent, as in the scrubbed events).
+const ERASE_SESSION: &str = "ip = CASE WHEN ip IS NULL THEN NULL ELSE $1 END, \
+     user_agent = CASE WHEN user_agent IS NULL THEN NULL ELSE $1 END";
+
+/// The user's sessions keep nothing of them.
+pub async fn erase_sessions(db: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    let sql = format!("UPDATE {SESSIONS_VIEW} SET {ERASE_SESSION} WHERE user_id = $2");
     sqlx::query(&sql)
-        .bind(user_id)
         .bind(ERASED)
+        .bind(user_id)
         .execute(db)
         .await?;
+    Ok(())
+}
+
+/// The sessions of everyone erased keep nothing of them in `target`'s
+/// table: a rebuild's, once it holds the lock that an erasure's write to
+/// the live table waits for, so that an erasure committed during its
+/// replay reaches the rows it had replayed before.
+pub async fn erase_sessions_of_the_erased(
+    db: &mut PgConnection,
+    target: Target,
+) -> sqlx::Result<()> {
+    let sql = format!(
+        "UPDATE {} SET {ERASE_SESSION} \
+         WHERE user_id::text IN (SELECT user_id FROM erased_users) \
+           AND (ip <> $1 OR user_agent <> $1)",
+        target.table(SESSIONS_VIEW)
+    );
+    sqlx::query(&sql).bind(ERASED).execute(db).await?;
     Ok(())
 }
 

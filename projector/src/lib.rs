@@ -9,10 +9,15 @@
 //! they record audit log rows through `executor` too.
 
 pub mod apply;
+pub mod batch;
+pub mod bulk;
+pub mod copy_text;
 pub mod executor;
+pub mod in_memory;
 pub mod metrics;
 pub mod projection;
 pub mod rebuild;
+pub mod set_based;
 pub mod settings;
 pub mod startup;
 pub mod views;

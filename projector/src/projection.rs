@@ -1,6 +1,7 @@
 //! Applies deliveries from `projector.read_models` to the read models (an
 //! event to the view of its aggregate type and to the audit log), each batch
-//! in one transaction together with the projection's checkpoint.
+//! in one transaction together with the projection's checkpoint, with a few
+//! set-based statements ([`batch`]).
 
 use std::sync::LazyLock;
 
@@ -11,6 +12,7 @@ use infra::event_log::{LogPosition, HORIZON};
 use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{self, ApplyError};
+use crate::batch;
 use crate::executor;
 use crate::views::{AuditLogRow, Target, View, AUDIT_LOG};
 
@@ -40,8 +42,8 @@ impl ReadModels {
             .bind(WRITERS_LOCK)
             .execute(&mut *tx)
             .await?;
+        batch::apply(&mut tx, events).await?;
         for envelope in events {
-            apply_to(&mut tx, Target::Live, envelope).await?;
             tracing::debug!(
                 event_id = %envelope.event_id,
                 event_type = %envelope.event_type,

@@ -1,15 +1,18 @@
 //! `projector rebuild [READ_MODEL]`: replays the event store into new tables,
-//! then swaps them in; the read models are the views and the audit log.
+//! then swaps them in; the read models are the views and the audit log. The
+//! bulk of the log is folded in memory and copied ([`bulk`]); what arrives
+//! meanwhile is applied an event at a time, as the live projector does.
 //! Queries keep answering from the old tables until the swap, which holds a
 //! lock only while it applies the events that arrived meanwhile.
 
 use infra::event_log::{self, LogPosition};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{ConnectOptions, PgConnection, PgPool};
 
 use crate::apply::{self, ApplyError};
+use crate::bulk;
 use crate::executor;
 use crate::projection::{applied_prefix_end, exclude_writers, CHECKPOINT};
-use crate::views::{AuditLogRow, ReadModel, Target};
+use crate::views::{AuditLogRow, ReadModel, Target, SESSIONS_VIEW};
 
 const REPLAY_BATCH: i64 = 1000;
 
@@ -60,11 +63,27 @@ pub async fn rebuild(pool: &PgPool, name: Option<&str>) -> Result<Rebuilt, Rebui
         .flat_map(|model| model.tables())
         .copied()
         .collect();
+    let mut deferred = Vec::new();
     for table in &tables {
         create_next_table(pool, table).await?;
+        deferred.extend(drop_plain_indexes(pool, &Target::Rebuild.table(table)).await?);
     }
     let mut conn = pool.acquire().await?;
-    let (events, up_to) = replay(&mut conn, &models, LogPosition::default()).await?;
+    // Outside the pool: the pass needs it only while it reads, and the
+    // pool may be as small as the swap's two connections.
+    let reader = pool.connect_options().connect().await?;
+    let loaded = bulk::load(reader, &mut conn, &models).await?;
+    for create in &deferred {
+        sqlx::query(create).execute(&mut *conn).await?;
+    }
+    tracing::info!(
+        events = loaded.events,
+        "folded the event store and wrote the new tables; catching up"
+    );
+    // What arrived during the first pass, one event at a time and before
+    // the lock, so that the swap's catch-up under it is short.
+    let (later, up_to) = replay(&mut conn, &models, loaded.up_to).await?;
+    let events = loaded.events + later;
     tracing::info!(
         events,
         "replayed the event store; swapping in the rebuilt tables"
@@ -90,6 +109,9 @@ async fn swap_in(
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
     sqlx::query(&lock).execute(&mut *tx).await?;
     let (caught_up, up_to) = replay(&mut tx, models, replayed).await?;
+    if tables.contains(&SESSIONS_VIEW) {
+        executor::erase_sessions_of_the_erased(&mut tx, Target::Rebuild).await?;
+    }
     for table in tables {
         swap(&mut tx, table).await?;
     }
@@ -109,6 +131,30 @@ async fn create_next_table(pool: &PgPool, live: &str) -> sqlx::Result<()> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Drops the indexes of table `next` that back no constraint and returns
+/// the statements that create them again, in their order: built once its
+/// rows are in, an index costs a fraction of its upkeep row by row.
+async fn drop_plain_indexes(pool: &PgPool, next: &str) -> sqlx::Result<Vec<String>> {
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT x.indexrelid::regclass::text, pg_get_indexdef(x.indexrelid) \
+         FROM pg_index x \
+         LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid \
+         WHERE x.indrelid = $1::regclass AND c.oid IS NULL \
+         ORDER BY x.indexrelid",
+    )
+    .bind(next)
+    .fetch_all(pool)
+    .await?;
+    let mut creates = Vec::new();
+    for (name, create) in indexes {
+        sqlx::query(&format!("DROP INDEX {name}"))
+            .execute(pool)
+            .await?;
+        creates.push(create);
+    }
+    Ok(creates)
 }
 
 async fn swap(db: &mut PgConnection, live: &str) -> sqlx::Result<()> {

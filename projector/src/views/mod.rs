@@ -31,7 +31,7 @@ pub const SESSIONS_VIEW: &str = "sessions_view";
 
 /// A read model fed by the events of one aggregate type. Its first table
 /// has a row per aggregate holding the sequence of the last event applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum View {
     /// `users_view` and `user_roles_view`, both from user events.
     Users,
