@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use crate::checkpoints::{self, CheckpointLog};
 use crate::cpu;
+use crate::cpu_breakdown;
 use crate::export::{self, Export};
 use crate::failed_logins::{self, FailedLogins};
-use crate::cpu_breakdown;
 use crate::hot_paths::{self, HotPaths};
 use crate::load::{self, Registration};
 use crate::login::{self, Logins};
@@ -680,6 +680,12 @@ impl Run {
             &bare_topology,
             before,
             seeded as usize,
+            &[
+                tap::group(),
+                projector::settings::consumer_group(0),
+                worker::settings::consumer_group(0),
+                worker::settings::webhook_consumer_group(0),
+            ],
         )
         .await?;
         Ok(RelayPhase {

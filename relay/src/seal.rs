@@ -249,11 +249,13 @@ impl LogSealer {
     ) -> Result<Outcome, SealError> {
         let keys = self.trusted_keys().await?;
         loop {
+            let started = Instant::now();
             let page = if fold.position < published {
                 fold::events_between(&self.pool, fold.position, published, FOLD_PAGE).await?
             } else {
                 Vec::new()
             };
+            let read = started.elapsed();
             let page_end = page.last().map(FoldedEvent::position);
             let mut passed: VecDeque<Checkpoint> = match page_end {
                 Some(end) => checkpoints_between(&self.pool, fold.position, end).await?,
@@ -288,7 +290,14 @@ impl LogSealer {
                 }
             }
             if !page.is_empty() {
+                let folded = started.elapsed();
                 self.show_progress(fold).await?;
+                tracing::debug!(
+                    events = page.len(),
+                    read_us = read.as_micros() as u64,
+                    fold_us = folded.as_micros() as u64,
+                    "signer folded a page"
+                );
             }
             if (page.len() as i64) < FOLD_PAGE {
                 break;
