@@ -18,5 +18,5 @@ pub use envelope::{metadata_keys, Envelope, EventMetadata};
 pub use error::BusError;
 pub use handler::{BatchHandler, BoxError, HandlerError};
 pub use message::{headers, Message};
-pub use publisher::{PendingBatch, Publisher};
+pub use publisher::{PendingBatch, PendingDocument, Publisher};
 pub use topology::{connect, ready_messages, ConsumerGroup, Topology};

@@ -17,9 +17,9 @@ pub mod headers {
     pub const GLOBAL_POSITION: &str = "global_position";
 }
 
-const CONTENT_TYPE: &str = "application/json";
+pub(crate) const CONTENT_TYPE: &str = "application/json";
 /// AMQP delivery mode of a message the broker keeps on disk.
-const PERSISTENT: u8 = 2;
+pub(crate) const PERSISTENT: u8 = 2;
 
 /// One event ready to publish.
 #[derive(Clone, Debug)]

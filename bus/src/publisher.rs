@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
+use crate::message::{CONTENT_TYPE, PERSISTENT};
 use crate::{topology::short, BusError, Envelope, Message};
 
 /// Publishes envelopes to the topic exchange on a channel in publisher-confirm mode.
@@ -95,11 +96,24 @@ impl Publisher {
         message_id: &str,
         body: &[u8],
     ) -> Result<(), BusError> {
+        self.send_document(routing_key, message_id, body)
+            .await?
+            .confirmed()
+            .await
+    }
+
+    /// [`Publisher::publish_document`] without waiting for its confirm.
+    pub async fn send_document(
+        &self,
+        routing_key: &str,
+        message_id: &str,
+        body: &[u8],
+    ) -> Result<PendingDocument, BusError> {
         let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type(CONTENT_TYPE.into())
             .with_message_id(short(message_id)?);
-        let guard = self.publishing.lock().await;
+        let _guard = self.publishing.lock().await;
         let confirm = self
             .channel
             .basic_publish(
@@ -110,14 +124,10 @@ impl Publisher {
                 properties,
             )
             .await?;
-        // Batches sent meanwhile need not wait for this confirm.
-        drop(guard);
-        match confirm.await? {
-            Confirmation::Ack(None) => Ok(()),
-            _ => Err(BusError::DocumentNotConfirmed {
-                message_id: message_id.to_owned(),
-            }),
-        }
+        Ok(PendingDocument {
+            message_id: message_id.to_owned(),
+            confirm,
+        })
     }
 
     /// Whether the underlying channel (and so the connection) is usable.
@@ -140,6 +150,25 @@ impl Publisher {
                 message.properties,
             )
             .await?)
+    }
+}
+
+/// A document handed to the broker whose confirm may be outstanding.
+#[must_use = "nothing is known to be published until its confirm is awaited"]
+pub struct PendingDocument {
+    message_id: String,
+    confirm: PublisherConfirm,
+}
+
+impl PendingDocument {
+    /// Waits for its confirm: `Ok` once the broker has it.
+    pub async fn confirmed(self) -> Result<(), BusError> {
+        match self.confirm.await? {
+            Confirmation::Ack(None) => Ok(()),
+            _ => Err(BusError::DocumentNotConfirmed {
+                message_id: self.message_id,
+            }),
+        }
     }
 }
 

@@ -412,7 +412,7 @@ async fn sign_checkpoints(
         tokio::select! {
             changed = written.changed() => {
                 if changed.is_err() {
-                    return Ok(());
+                    return sealer.finish().await;
                 }
             }
             _ = tokio::time::sleep(idle) => {}

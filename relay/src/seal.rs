@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use bus::Publisher;
+use bus::{PendingDocument, Publisher};
 use chrono::{DurationRound, TimeDelta, Utc};
 use ed25519_dalek::SigningKey;
 use infra::event_log::LogPosition;
@@ -100,6 +100,10 @@ pub struct LogSealer {
     health: SignerHealth,
     fold: Option<Fold>,
     refused: Option<(Instant, Refusal)>,
+    /// The checkpoint signed last, stored and sent to the broker, whose
+    /// confirm is outstanding: the state file names it once confirmed.
+    /// Checking and folding go on meanwhile; the next signing waits.
+    unconfirmed: Option<PendingDocument>,
 }
 
 enum Outcome {
@@ -118,6 +122,7 @@ impl LogSealer {
             health,
             fold: None,
             refused: None,
+            unconfirmed: None,
         }
     }
 
@@ -209,8 +214,10 @@ impl LogSealer {
             }
         };
         let outcome = self.fold_up_to(&mut fold, published, publisher).await?;
-        if matches!(outcome, Outcome::Sealed) {
-            self.fold = Some(fold);
+        match outcome {
+            Outcome::Sealed => self.fold = Some(fold),
+            // What it signed before it found the defect stands.
+            Outcome::Refused(_) => self.confirmed(&mut fold).await?,
         }
         Ok(outcome)
     }
@@ -280,6 +287,7 @@ impl LogSealer {
                     if let Err(refusal) = pass(fold, checkpoint, &keys) {
                         return Ok(Outcome::Refused(refusal));
                     }
+                    self.confirmed(fold).await?;
                     fold.last = passed.pop_front();
                     self.remember(fold)?;
                 }
@@ -307,6 +315,11 @@ impl LogSealer {
             if let Some(refusal) = self.sign(fold, publisher, &keys).await? {
                 return Ok(Outcome::Refused(refusal));
             }
+        }
+        if fold.position >= published {
+            // Caught up: the checkpoint signed last is confirmed and
+            // remembered before the signer waits for more.
+            self.confirmed(fold).await?;
         }
         Ok(Outcome::Sealed)
     }
@@ -339,6 +352,7 @@ impl LogSealer {
         publisher: &Publisher,
         keys: &PublicKeys,
     ) -> Result<Option<Refusal>, SealError> {
+        self.confirmed(fold).await?;
         let newest = newest_checkpoint(&self.pool).await?;
         if newest != fold.last {
             return Ok(Some(Refusal::new(
@@ -369,10 +383,36 @@ impl LogSealer {
         );
         store_checkpoint(&self.pool, &checkpoint).await?;
         metrics::counter!(crate::metrics::CHECKPOINTS_WRITTEN).increment(1);
-        publish(publisher, &checkpoint).await?;
+        self.unconfirmed = Some(send(publisher, &checkpoint).await?);
         fold.last = Some(checkpoint);
-        self.remember(fold)?;
         Ok(None)
+    }
+
+    /// Confirms and remembers the checkpoint signed last, if its confirm is
+    /// outstanding: what the signer does before it stops.
+    pub async fn finish(&mut self) -> Result<(), SealError> {
+        if let Some(mut fold) = self.fold.take() {
+            self.confirmed(&mut fold).await?;
+            self.fold = Some(fold);
+        }
+        Ok(())
+    }
+
+    /// Waits for the confirm of the checkpoint signed last, if outstanding,
+    /// then writes it to the state file: a checkpoint is stored, then
+    /// published, then remembered.
+    async fn confirmed(&mut self, fold: &mut Fold) -> Result<(), SealError> {
+        let Some(unconfirmed) = self.unconfirmed.take() else {
+            return Ok(());
+        };
+        let waiting = Instant::now();
+        unconfirmed.confirmed().await?;
+        self.remember(fold)?;
+        tracing::debug!(
+            confirm_us = waiting.elapsed().as_micros() as u64,
+            "checkpoint confirmed and remembered"
+        );
+        Ok(())
     }
 
     /// Writes the newest checkpoint signed or passed to the state file.
@@ -424,13 +464,17 @@ fn pass(fold: &Fold, checkpoint: &Checkpoint, keys: &PublicKeys) -> Result<(), R
     })
 }
 
-/// Publishes a signed checkpoint for witnesses (`audit.checkpoint`).
-async fn publish(publisher: &Publisher, checkpoint: &Checkpoint) -> Result<(), bus::BusError> {
+/// Publishes a signed checkpoint for witnesses (`audit.checkpoint`); its
+/// confirm is awaited later.
+async fn send(
+    publisher: &Publisher,
+    checkpoint: &Checkpoint,
+) -> Result<PendingDocument, bus::BusError> {
     let line = CheckpointLine {
         checkpoint: checkpoint.clone(),
     };
     publisher
-        .publish_document(
+        .send_document(
             CHECKPOINT_ROUTING_KEY,
             &checkpoint.message_id(),
             line.to_json().as_bytes(),

@@ -143,6 +143,12 @@ impl Fixture {
         ids
     }
 
+    /// Messages ready on the tap queue.
+    pub async fn tap_depth(&self) -> u32 {
+        let queue = self.topology.topology.queue_name(&tap_group());
+        bus::ready_messages(&self.connection, &queue).await.unwrap()
+    }
+
     /// Empties the tap queue.
     pub async fn purge_tap(&self) {
         let queue = self.topology.topology.queue_name(&tap_group());
