@@ -8,10 +8,14 @@
 //! first broken event, sets `audit_signer_refusing` and says so in
 //! `/health/ready`, until the log is repaired or an operator acknowledges
 //! it (`api audit acknowledge`). Each checkpoint it signs is stored, then
-//! published to the broker, then written to the state file.
+//! published to the broker, then written to the state file once the broker
+//! has confirmed it and every one before it; it checks and folds on while
+//! confirms are outstanding (they come after every event queued before).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,7 @@ use base64::Engine;
 use bus::{PendingDocument, Publisher};
 use chrono::{DurationRound, TimeDelta, Utc};
 use ed25519_dalek::SigningKey;
+use futures_util::FutureExt;
 use infra::event_log::LogPosition;
 use infra::health::SignerHealth;
 use infra::integrity::{
@@ -32,6 +37,8 @@ use crate::fold::{self, FoldedEvent, Refusal, RefusalReason};
 
 /// Events read per query while folding.
 const FOLD_PAGE: i64 = 1000;
+/// Signed checkpoints whose confirms are outstanding, at most.
+const MAX_UNCONFIRMED: usize = 16;
 /// How soon a refusing signer looks at the log again.
 const REFUSAL_RETRY: Duration = Duration::from_secs(3);
 
@@ -100,11 +107,15 @@ pub struct LogSealer {
     health: SignerHealth,
     fold: Option<Fold>,
     refused: Option<(Instant, Refusal)>,
-    /// The checkpoint signed last, stored and sent to the broker, whose
-    /// confirm is outstanding: the state file names it once confirmed.
-    /// Checking and folding go on meanwhile; the next signing waits.
-    unconfirmed: Option<PendingDocument>,
+    /// Checkpoints signed, stored and sent to the broker whose confirms are
+    /// outstanding, oldest first: the state file names one once it and
+    /// every one before it are confirmed. Checking, folding and signing go
+    /// on meanwhile.
+    unconfirmed: VecDeque<(Checkpoint, Confirm)>,
 }
+
+/// A checkpoint's confirm, polled in place.
+type Confirm = Pin<Box<dyn Future<Output = Result<(), bus::BusError>> + Send + Sync>>;
 
 enum Outcome {
     Sealed,
@@ -122,7 +133,7 @@ impl LogSealer {
             health,
             fold: None,
             refused: None,
-            unconfirmed: None,
+            unconfirmed: VecDeque::new(),
         }
     }
 
@@ -352,7 +363,7 @@ impl LogSealer {
         publisher: &Publisher,
         keys: &PublicKeys,
     ) -> Result<Option<Refusal>, SealError> {
-        self.confirmed(fold).await?;
+        self.settle(fold).await?;
         let newest = newest_checkpoint(&self.pool).await?;
         if newest != fold.last {
             return Ok(Some(Refusal::new(
@@ -383,7 +394,9 @@ impl LogSealer {
         );
         store_checkpoint(&self.pool, &checkpoint).await?;
         metrics::counter!(crate::metrics::CHECKPOINTS_WRITTEN).increment(1);
-        self.unconfirmed = Some(send(publisher, &checkpoint).await?);
+        let confirm = send(publisher, &checkpoint).await?.confirmed();
+        self.unconfirmed
+            .push_back((checkpoint.clone(), Box::pin(confirm)));
         fold.last = Some(checkpoint);
         Ok(None)
     }
@@ -398,20 +411,55 @@ impl LogSealer {
         Ok(())
     }
 
-    /// Waits for the confirm of the checkpoint signed last, if outstanding,
-    /// then writes it to the state file: a checkpoint is stored, then
-    /// published, then remembered.
+    /// Waits for every outstanding confirm, then writes the newest
+    /// checkpoint signed (`fold.last`) to the state file: a checkpoint is
+    /// stored, then published, then remembered.
     async fn confirmed(&mut self, fold: &mut Fold) -> Result<(), SealError> {
-        let Some(unconfirmed) = self.unconfirmed.take() else {
+        if self.unconfirmed.is_empty() {
             return Ok(());
-        };
+        }
         let waiting = Instant::now();
-        unconfirmed.confirmed().await?;
+        while let Some((_, confirm)) = self.unconfirmed.pop_front() {
+            confirm.await?;
+        }
         self.remember(fold)?;
         tracing::debug!(
             confirm_us = waiting.elapsed().as_micros() as u64,
-            "checkpoint confirmed and remembered"
+            "checkpoints confirmed and remembered"
         );
+        Ok(())
+    }
+
+    /// Takes the checkpoints confirmed by now off the outstanding ones (and
+    /// waits for the oldest while too many are) and writes the newest of
+    /// them to the state file.
+    async fn settle(&mut self, fold: &mut Fold) -> Result<(), SealError> {
+        let mut newest_confirmed = None;
+        loop {
+            let crowded = self.unconfirmed.len() >= MAX_UNCONFIRMED;
+            let Some((_, confirm)) = self.unconfirmed.front_mut() else {
+                break;
+            };
+            if crowded {
+                confirm.await?;
+            } else {
+                match confirm.now_or_never() {
+                    Some(confirmed) => confirmed?,
+                    None => break,
+                }
+            }
+            newest_confirmed = self
+                .unconfirmed
+                .pop_front()
+                .map(|(checkpoint, _)| checkpoint);
+        }
+        if let Some(checkpoint) = newest_confirmed {
+            let state = SignerState {
+                last_signed: Some(checkpoint),
+            };
+            self.state_file.store(&state)?;
+            fold.base = state.last_signed;
+        }
         Ok(())
     }
 

@@ -100,6 +100,30 @@ async fn backlog_rate() {
         (published - since).as_secs_f64()
     );
 
+    loop {
+        let folded: Option<(i64, i64)> =
+            sqlx::query_as("SELECT transaction_id, global_position FROM audit_chain_head")
+                .fetch_optional(&fixture.db.pool)
+                .await
+                .unwrap();
+        let folded = folded.map(|(transaction_id, global_position)| LogPosition {
+            transaction_id,
+            global_position,
+        });
+        if folded.is_some_and(|folded| folded >= last) {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(600),
+            "the fold is stuck"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "signer: checked and folded the backlog {:.2} s from the start",
+        since.elapsed().as_secs_f64()
+    );
+
     if let Ok(keep) = std::env::var("RELAY_KEEP_LOG") {
         keep_newest_relay_log(&keep);
     }
