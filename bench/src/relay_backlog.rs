@@ -4,7 +4,8 @@
 //! broker's confirms) covers the whole backlog, and until its signer has
 //! checked and folded it all. Beside it, its limit in the same run: a bare
 //! publisher with confirms sending as many copies of one of those messages
-//! to a quorum queue of its own.
+//! (as the relay makes it) to as many quorum queues of its own as the
+//! relayed event reaches.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
 
-use infra::event_log::{self, LogPosition};
+use infra::event_log::LogPosition;
 use relay::RELAY_CHECKPOINT;
 
 /// Events per seeding transaction: the cluster is shared, and a long
@@ -21,9 +22,10 @@ pub const CHUNK_EVENTS: usize = 100_000;
 /// Events per seeded user (a registration and renames).
 const EVENTS_PER_USER: usize = 100;
 const POLL: Duration = Duration::from_millis(5);
-/// Messages per send of the bare publisher, and sends awaiting confirms at most.
-pub const BARE_BATCH: usize = 500;
-pub const BARE_WINDOW: usize = 8;
+/// Messages per send of the bare publisher, and sends awaiting confirms at
+/// most: the relay's defaults.
+pub const BARE_BATCH: usize = relay::settings::DEFAULT_BATCH_SIZE as usize;
+pub const BARE_WINDOW: usize = relay::settings::DEFAULT_WINDOW_BATCHES;
 
 /// Seeds about `events` events in transactions of [`CHUNK_EVENTS`], moving
 /// no checkpoint, then ANALYZE events. Returns the events and the last.
@@ -117,6 +119,8 @@ pub async fn watch(
 pub struct Bare {
     pub events: u64,
     pub bytes: usize,
+    /// Quorum queues each message reaches.
+    pub queues: usize,
     pub elapsed: Duration,
 }
 
@@ -126,41 +130,53 @@ impl Bare {
     }
 }
 
-/// Publishes `events` copies of the event after `after` (as the relay sends
-/// it) with confirms to a fresh quorum queue bound to a fresh topic
-/// exchange, [`BARE_WINDOW`] sends of [`BARE_BATCH`] unconfirmed at most;
-/// deletes both after.
+/// How many of `groups` a message under `routing_key` reaches.
+pub fn queues_reached(routing_key: &str, groups: &[bus::ConsumerGroup]) -> usize {
+    groups
+        .iter()
+        .filter(|group| {
+            group
+                .binding_keys
+                .iter()
+                .any(|key| key == "#" || key == routing_key)
+        })
+        .count()
+}
+
+/// Publishes `events` copies of the relay's message for the event after
+/// `after` (its bytes, properties and routing key, as `relay::outbox` makes
+/// it) with confirms to fresh quorum queues bound to a fresh topic exchange,
+/// as many queues as the relayed event reaches among `groups`, [`BARE_WINDOW`]
+/// sends of [`BARE_BATCH`] unconfirmed at most (the relay's defaults);
+/// deletes them after.
 pub async fn bare_publisher(
     db_url: &SecretString,
     amqp_url: &SecretString,
     topology: &bus::Topology,
     after: LogPosition,
     events: usize,
+    groups: &[bus::ConsumerGroup],
 ) -> anyhow::Result<Bare> {
     let mut db = PgConnection::connect(db_url.expose_secret()).await?;
-    let mut sample = event_log::read_committed_after(&mut db, after, 1)
+    let sample = relay::outbox::ready_after(&mut db, after, 1)
         .await?
-        .pop()
+        .and_then(|mut batch| batch.messages.pop())
         .context("an event to publish")?;
     let _ = db.close().await;
-    if let Some(version) = domain::redact_event_payload(
-        &sample.aggregate_type,
-        &sample.event_type,
-        &sample.event_version,
-        &mut sample.payload,
-    )? {
-        sample.event_version = version.to_owned();
-    }
     let batch = vec![sample.clone(); BARE_BATCH];
     let connection = infra::broker::connect(amqp_url).await?;
     let channel = connection.create_channel().await?;
-    let group = bus::ConsumerGroup {
-        name: "limit".into(),
-        binding_keys: vec!["#".into()],
-        delivery_limit: 20,
-    };
+    let limits: Vec<bus::ConsumerGroup> = (0..queues_reached(sample.routing_key(), groups).max(1))
+        .map(|n| bus::ConsumerGroup {
+            name: format!("limit.{n}"),
+            binding_keys: vec!["#".into()],
+            delivery_limit: 20,
+        })
+        .collect();
     topology.declare_exchange(&channel).await?;
-    topology.declare_group(&channel, &group).await?;
+    for group in &limits {
+        topology.declare_group(&channel, group).await?;
+    }
     let timed = async {
         let publisher = bus::Publisher::new(&connection, &topology.exchange).await?;
         let started = Instant::now();
@@ -169,7 +185,7 @@ pub async fn bare_publisher(
         while left > 0 || !in_flight.is_empty() {
             if left > 0 && in_flight.len() < BARE_WINDOW {
                 let send = left.min(BARE_BATCH);
-                in_flight.push_back(publisher.send_batch(&batch[..send]).await?);
+                in_flight.push_back(publisher.send_messages(batch[..send].to_vec()).await?);
                 left -= send;
                 continue;
             }
@@ -180,16 +196,19 @@ pub async fn bare_publisher(
     }
     .await;
     let deleted = async {
-        topology.delete_group(&channel, &group).await?;
+        for group in &limits {
+            topology.delete_group(&channel, group).await?;
+        }
         topology.delete_exchange(&channel).await
     }
     .await;
     let _ = connection.close(200, "bench bare publisher".into()).await;
     let elapsed = timed?;
-    deleted.context("delete the bare publisher's queue and exchange")?;
+    deleted.context("delete the bare publisher's queues and exchange")?;
     Ok(Bare {
         events: events as u64,
-        bytes: sample.to_json().len(),
+        bytes: sample.body_len(),
+        queues: limits.len(),
         elapsed,
     })
 }

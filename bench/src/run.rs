@@ -680,6 +680,12 @@ impl Run {
             &bare_topology,
             before,
             seeded as usize,
+            &[
+                tap::group(),
+                projector::settings::consumer_group(0),
+                worker::settings::consumer_group(0),
+                worker::settings::webhook_consumer_group(0),
+            ],
         )
         .await?;
         Ok(RelayPhase {

@@ -198,8 +198,9 @@ fn relay_figure(relay: &RelayPhase) -> Figure {
              checkpoint's first advance to the last in {:.2} s ({:.2} s from the api's start; \
              its signer had checked and folded them all {:.2} s after the start); the \
              projection had them all {:.2} s after the start. Limit: {} copies of one of \
-             those messages ({} bytes) published with confirms to a quorum queue of their \
-             own, {} sends of {} unconfirmed at most, in {:.2} s once the projection was done",
+             those messages ({} bytes) published with confirms to {} quorum queues of their \
+             own (as many as the relayed event reaches), {} sends of {} unconfirmed at most, \
+             in {:.2} s once the projection was done",
             relay.seeded,
             drained.events,
             drained.publishing.as_secs_f64(),
@@ -208,6 +209,7 @@ fn relay_figure(relay: &RelayPhase) -> Figure {
             relay.projected.as_secs_f64(),
             bare.events,
             bare.bytes,
+            bare.queues,
             relay_backlog::BARE_WINDOW,
             relay_backlog::BARE_BATCH,
             bare.elapsed.as_secs_f64(),

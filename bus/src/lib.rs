@@ -5,6 +5,7 @@ mod dead_letters;
 mod envelope;
 mod error;
 mod handler;
+mod message;
 pub mod metrics;
 mod publisher;
 mod topology;
@@ -16,5 +17,6 @@ pub use dead_letters::{
 pub use envelope::{metadata_keys, Envelope, EventMetadata};
 pub use error::BusError;
 pub use handler::{BatchHandler, BoxError, HandlerError};
-pub use publisher::{PendingBatch, Publisher};
+pub use message::{headers, Message};
+pub use publisher::{PendingBatch, PendingDocument, Publisher};
 pub use topology::{connect, ready_messages, ConsumerGroup, Topology};

@@ -2,14 +2,15 @@ use std::task::Poll;
 
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    types::{AMQPValue, FieldTable, LongString, ShortString},
+    types::ShortString,
     BasicProperties, Channel, Confirmation, Connection, PublisherConfirm,
 };
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::{topology::short, BusError, Envelope};
+use crate::message::{CONTENT_TYPE, PERSISTENT};
+use crate::{topology::short, BusError, Envelope, Message};
 
 /// Publishes envelopes to the topic exchange on a channel in publisher-confirm mode.
 ///
@@ -45,26 +46,36 @@ impl Publisher {
     /// confirms: the returned batch resolves once all are confirmed. Batches
     /// sent one after another are confirmed in the order sent.
     pub async fn send_batch(&self, events: &[Envelope]) -> Result<PendingBatch, BusError> {
-        if events.is_empty() {
+        let messages = events
+            .iter()
+            .map(Message::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send_messages(messages).await
+    }
+
+    /// [`Publisher::send_batch`] of messages built already.
+    pub async fn send_messages(&self, messages: Vec<Message>) -> Result<PendingBatch, BusError> {
+        if messages.is_empty() {
             return Ok(PendingBatch {
                 confirms: Vec::new(),
             });
         }
         let _guard = self.publishing.lock().await;
         let exchange = short(&self.exchange)?;
-        let mut writes = Vec::with_capacity(events.len());
-        for event in events {
+        let mut writes = Vec::with_capacity(messages.len());
+        for message in messages {
             // The first poll of a publish queues its frames and takes its
             // delivery tag; what is left is waiting for the connection to
             // write them. Waiting for each write in turn costs a wake-up of
             // the connection's I/O loop per message, so all are queued first,
             // in order, and their writes awaited after.
-            let mut write = Box::pin(self.publish_one(&exchange, event));
+            let event_id = message.event_id;
+            let mut write = Box::pin(self.publish_one(&exchange, message));
             let done = match futures_util::poll!(write.as_mut()) {
                 Poll::Ready(confirm) => Some(confirm?),
                 Poll::Pending => None,
             };
-            writes.push((event.event_id, write, done));
+            writes.push((event_id, write, done));
         }
         let mut confirms = Vec::with_capacity(writes.len());
         for (event_id, write, done) in writes {
@@ -85,11 +96,24 @@ impl Publisher {
         message_id: &str,
         body: &[u8],
     ) -> Result<(), BusError> {
+        self.send_document(routing_key, message_id, body)
+            .await?
+            .confirmed()
+            .await
+    }
+
+    /// [`Publisher::publish_document`] without waiting for its confirm.
+    pub async fn send_document(
+        &self,
+        routing_key: &str,
+        message_id: &str,
+        body: &[u8],
+    ) -> Result<PendingDocument, BusError> {
         let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type(CONTENT_TYPE.into())
             .with_message_id(short(message_id)?);
-        let guard = self.publishing.lock().await;
+        let _guard = self.publishing.lock().await;
         let confirm = self
             .channel
             .basic_publish(
@@ -100,14 +124,10 @@ impl Publisher {
                 properties,
             )
             .await?;
-        // Batches sent meanwhile need not wait for this confirm.
-        drop(guard);
-        match confirm.await? {
-            Confirmation::Ack(None) => Ok(()),
-            _ => Err(BusError::DocumentNotConfirmed {
-                message_id: message_id.to_owned(),
-            }),
-        }
+        Ok(PendingDocument {
+            message_id: message_id.to_owned(),
+            confirm,
+        })
     }
 
     /// Whether the underlying channel (and so the connection) is usable.
@@ -118,18 +138,37 @@ impl Publisher {
     async fn publish_one(
         &self,
         exchange: &ShortString,
-        event: &Envelope,
+        message: Message,
     ) -> Result<PublisherConfirm, BusError> {
         Ok(self
             .channel
             .basic_publish(
                 exchange.clone(),
-                short(&event.routing_key())?,
+                message.routing_key,
                 BasicPublishOptions::default(),
-                &event.to_json(),
-                properties(event),
+                &message.body,
+                message.properties,
             )
             .await?)
+    }
+}
+
+/// A document handed to the broker whose confirm may be outstanding.
+#[must_use = "nothing is known to be published until its confirm is awaited"]
+pub struct PendingDocument {
+    message_id: String,
+    confirm: PublisherConfirm,
+}
+
+impl PendingDocument {
+    /// Waits for its confirm: `Ok` once the broker has it.
+    pub async fn confirmed(self) -> Result<(), BusError> {
+        match self.confirm.await? {
+            Confirmation::Ack(None) => Ok(()),
+            _ => Err(BusError::DocumentNotConfirmed {
+                message_id: self.message_id,
+            }),
+        }
     }
 }
 
@@ -180,43 +219,4 @@ pub(crate) async fn check_confirm(
         Confirmation::Nack(None) => Err(BusError::Nacked { event_id }),
         Confirmation::NotRequested => Err(BusError::NotConfirmed { event_id }),
     }
-}
-
-/// AMQP properties of an event message (persistent JSON, ids and tracing headers).
-fn properties(event: &Envelope) -> BasicProperties {
-    let mut props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(event.event_id.to_string().into())
-        .with_timestamp(u64::try_from(event.recorded_at.timestamp()).unwrap_or(0))
-        .with_headers(headers(event));
-    if let Ok(kind) = ShortString::try_new(event.event_type.as_str()) {
-        props = props.with_type(kind);
-    }
-    let correlation = event.metadata.correlation_id.as_deref();
-    if let Some(Ok(correlation)) = correlation.map(ShortString::try_new) {
-        props = props.with_correlation_id(correlation);
-    }
-    props
-}
-
-fn headers(event: &Envelope) -> FieldTable {
-    let mut headers = FieldTable::default();
-    let mut text = |key: &str, value: &str| {
-        headers.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
-    };
-    if let Some(correlation) = &event.metadata.correlation_id {
-        text("correlation_id", correlation);
-    }
-    if let Some(causation) = &event.metadata.causation_id {
-        text("causation_id", causation);
-    }
-    text("aggregate_type", &event.aggregate_type);
-    text("aggregate_id", &event.aggregate_id);
-    headers.insert("sequence".into(), AMQPValue::LongLongInt(event.sequence));
-    headers.insert(
-        "global_position".into(),
-        AMQPValue::LongLongInt(event.global_position),
-    );
-    headers
 }

@@ -4,6 +4,7 @@
 
 pub mod fold;
 pub mod metrics;
+pub mod outbox;
 mod relay;
 pub mod seal;
 pub mod settings;

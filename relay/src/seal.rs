@@ -8,18 +8,23 @@
 //! first broken event, sets `audit_signer_refusing` and says so in
 //! `/health/ready`, until the log is repaired or an operator acknowledges
 //! it (`api audit acknowledge`). Each checkpoint it signs is stored, then
-//! published to the broker, then written to the state file.
+//! published to the broker, then written to the state file once the broker
+//! has confirmed it and every one before it; it checks and folds on while
+//! confirms are outstanding (they come after every event queued before).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use bus::Publisher;
+use bus::{PendingDocument, Publisher};
 use chrono::{DurationRound, TimeDelta, Utc};
 use ed25519_dalek::SigningKey;
+use futures_util::FutureExt;
 use infra::event_log::LogPosition;
 use infra::health::SignerHealth;
 use infra::integrity::{
@@ -32,6 +37,8 @@ use crate::fold::{self, FoldedEvent, Refusal, RefusalReason};
 
 /// Events read per query while folding.
 const FOLD_PAGE: i64 = 1000;
+/// Signed checkpoints whose confirms are outstanding, at most.
+const MAX_UNCONFIRMED: usize = 16;
 /// How soon a refusing signer looks at the log again.
 const REFUSAL_RETRY: Duration = Duration::from_secs(3);
 
@@ -100,7 +107,15 @@ pub struct LogSealer {
     health: SignerHealth,
     fold: Option<Fold>,
     refused: Option<(Instant, Refusal)>,
+    /// Checkpoints signed, stored and sent to the broker whose confirms are
+    /// outstanding, oldest first: the state file names one once it and
+    /// every one before it are confirmed. Checking, folding and signing go
+    /// on meanwhile.
+    unconfirmed: VecDeque<(Checkpoint, Confirm)>,
 }
+
+/// A checkpoint's confirm, polled in place.
+type Confirm = Pin<Box<dyn Future<Output = Result<(), bus::BusError>> + Send + Sync>>;
 
 enum Outcome {
     Sealed,
@@ -118,6 +133,7 @@ impl LogSealer {
             health,
             fold: None,
             refused: None,
+            unconfirmed: VecDeque::new(),
         }
     }
 
@@ -209,8 +225,10 @@ impl LogSealer {
             }
         };
         let outcome = self.fold_up_to(&mut fold, published, publisher).await?;
-        if matches!(outcome, Outcome::Sealed) {
-            self.fold = Some(fold);
+        match outcome {
+            Outcome::Sealed => self.fold = Some(fold),
+            // What it signed before it found the defect stands.
+            Outcome::Refused(_) => self.confirmed(&mut fold).await?,
         }
         Ok(outcome)
     }
@@ -249,11 +267,13 @@ impl LogSealer {
     ) -> Result<Outcome, SealError> {
         let keys = self.trusted_keys().await?;
         loop {
+            let started = Instant::now();
             let page = if fold.position < published {
                 fold::events_between(&self.pool, fold.position, published, FOLD_PAGE).await?
             } else {
                 Vec::new()
             };
+            let read = started.elapsed();
             let page_end = page.last().map(FoldedEvent::position);
             let mut passed: VecDeque<Checkpoint> = match page_end {
                 Some(end) => checkpoints_between(&self.pool, fold.position, end).await?,
@@ -278,6 +298,7 @@ impl LogSealer {
                     if let Err(refusal) = pass(fold, checkpoint, &keys) {
                         return Ok(Outcome::Refused(refusal));
                     }
+                    self.confirmed(fold).await?;
                     fold.last = passed.pop_front();
                     self.remember(fold)?;
                 }
@@ -288,7 +309,14 @@ impl LogSealer {
                 }
             }
             if !page.is_empty() {
+                let folded = started.elapsed();
                 self.show_progress(fold).await?;
+                tracing::debug!(
+                    events = page.len(),
+                    read_us = read.as_micros() as u64,
+                    fold_us = folded.as_micros() as u64,
+                    "signer folded a page"
+                );
             }
             if (page.len() as i64) < FOLD_PAGE {
                 break;
@@ -298,6 +326,11 @@ impl LogSealer {
             if let Some(refusal) = self.sign(fold, publisher, &keys).await? {
                 return Ok(Outcome::Refused(refusal));
             }
+        }
+        if fold.position >= published {
+            // Caught up: the checkpoint signed last is confirmed and
+            // remembered before the signer waits for more.
+            self.confirmed(fold).await?;
         }
         Ok(Outcome::Sealed)
     }
@@ -330,6 +363,7 @@ impl LogSealer {
         publisher: &Publisher,
         keys: &PublicKeys,
     ) -> Result<Option<Refusal>, SealError> {
+        self.settle(fold).await?;
         let newest = newest_checkpoint(&self.pool).await?;
         if newest != fold.last {
             return Ok(Some(Refusal::new(
@@ -360,10 +394,73 @@ impl LogSealer {
         );
         store_checkpoint(&self.pool, &checkpoint).await?;
         metrics::counter!(crate::metrics::CHECKPOINTS_WRITTEN).increment(1);
-        publish(publisher, &checkpoint).await?;
+        let confirm = send(publisher, &checkpoint).await?.confirmed();
+        self.unconfirmed
+            .push_back((checkpoint.clone(), Box::pin(confirm)));
         fold.last = Some(checkpoint);
-        self.remember(fold)?;
         Ok(None)
+    }
+
+    /// Confirms and remembers the checkpoint signed last, if its confirm is
+    /// outstanding: what the signer does before it stops.
+    pub async fn finish(&mut self) -> Result<(), SealError> {
+        if let Some(mut fold) = self.fold.take() {
+            self.confirmed(&mut fold).await?;
+            self.fold = Some(fold);
+        }
+        Ok(())
+    }
+
+    /// Waits for every outstanding confirm, then writes the newest
+    /// checkpoint signed (`fold.last`) to the state file: a checkpoint is
+    /// stored, then published, then remembered.
+    async fn confirmed(&mut self, fold: &mut Fold) -> Result<(), SealError> {
+        if self.unconfirmed.is_empty() {
+            return Ok(());
+        }
+        let waiting = Instant::now();
+        while let Some((_, confirm)) = self.unconfirmed.pop_front() {
+            confirm.await?;
+        }
+        self.remember(fold)?;
+        tracing::debug!(
+            confirm_us = waiting.elapsed().as_micros() as u64,
+            "checkpoints confirmed and remembered"
+        );
+        Ok(())
+    }
+
+    /// Takes the checkpoints confirmed by now off the outstanding ones (and
+    /// waits for the oldest while too many are) and writes the newest of
+    /// them to the state file.
+    async fn settle(&mut self, fold: &mut Fold) -> Result<(), SealError> {
+        let mut newest_confirmed = None;
+        loop {
+            let crowded = self.unconfirmed.len() >= MAX_UNCONFIRMED;
+            let Some((_, confirm)) = self.unconfirmed.front_mut() else {
+                break;
+            };
+            if crowded {
+                confirm.await?;
+            } else {
+                match confirm.now_or_never() {
+                    Some(confirmed) => confirmed?,
+                    None => break,
+                }
+            }
+            newest_confirmed = self
+                .unconfirmed
+                .pop_front()
+                .map(|(checkpoint, _)| checkpoint);
+        }
+        if let Some(checkpoint) = newest_confirmed {
+            let state = SignerState {
+                last_signed: Some(checkpoint),
+            };
+            self.state_file.store(&state)?;
+            fold.base = state.last_signed;
+        }
+        Ok(())
     }
 
     /// Writes the newest checkpoint signed or passed to the state file.
@@ -415,13 +512,17 @@ fn pass(fold: &Fold, checkpoint: &Checkpoint, keys: &PublicKeys) -> Result<(), R
     })
 }
 
-/// Publishes a signed checkpoint for witnesses (`audit.checkpoint`).
-async fn publish(publisher: &Publisher, checkpoint: &Checkpoint) -> Result<(), bus::BusError> {
+/// Publishes a signed checkpoint for witnesses (`audit.checkpoint`); its
+/// confirm is awaited later.
+async fn send(
+    publisher: &Publisher,
+    checkpoint: &Checkpoint,
+) -> Result<PendingDocument, bus::BusError> {
     let line = CheckpointLine {
         checkpoint: checkpoint.clone(),
     };
     publisher
-        .publish_document(
+        .send_document(
             CHECKPOINT_ROUTING_KEY,
             &checkpoint.message_id(),
             line.to_json().as_bytes(),

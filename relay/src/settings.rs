@@ -7,6 +7,11 @@ use infra::settings::CommonSettings;
 
 use crate::seal::SealSettings;
 
+/// Events read and published per batch, by default.
+pub const DEFAULT_BATCH_SIZE: i64 = 500;
+/// Batches sent and not yet confirmed, at most, by default.
+pub const DEFAULT_WINDOW_BATCHES: usize = 8;
+
 /// How the relay publishes and seals the log, in the units the code uses.
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
@@ -22,13 +27,13 @@ pub struct RelaySettings {
 #[derive(Args, Clone, Debug)]
 pub struct RelayArgs {
     /// Events read and published per batch.
-    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500)]
+    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
     pub relay_batch_size: i64,
 
     /// Batches sent while earlier ones await the broker's confirms, at most;
     /// the checkpoint advances past a batch once it and all before it are
     /// confirmed.
-    #[arg(long, env = "RELAY_WINDOW_BATCHES", default_value_t = 8)]
+    #[arg(long, env = "RELAY_WINDOW_BATCHES", default_value_t = DEFAULT_WINDOW_BATCHES)]
     pub relay_window_batches: usize,
 
     /// Fallback poll of the event table when no notification arrives, in milliseconds.

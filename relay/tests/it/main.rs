@@ -1,5 +1,6 @@
 //! The relay binary against the real PostgreSQL and RabbitMQ.
 
+mod backlog_rate;
 mod election;
 mod horizon;
 mod metrics;

@@ -1,7 +1,8 @@
 //! The relay keeps several batches in flight; the broker cut while they
 //! are: its checkpoint never passes an event the broker has not confirmed,
 //! and once the broker is back every event of the backlog reaches the queue
-//! (again, for those sent and not confirmed before the cut).
+//! (again, for those sent and not confirmed before the cut). Likewise when
+//! the relay is killed mid-pipeline and started again.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -113,6 +114,86 @@ async fn a_broker_cut_mid_pipeline_loses_nothing_and_never_checkpoints_past_a_co
         all.len(),
         checkpointed.len(),
         before_restore.len(),
+        deliveries - delivered.len(),
+        lost.len()
+    );
+    assert_eq!(all.len(), USERS * (RENAMES + 1));
+    assert!(lost.is_empty(), "lost: {:?}", &lost[..lost.len().min(10)]);
+    assert_eq!(delivered.len(), all.len(), "only the backlog's events");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_killed_with_confirms_outstanding_loses_nothing_and_never_checkpoints_past_a_confirm(
+) {
+    let fixture = Fixture::new().await;
+    let mut db = sqlx::PgConnection::connect(&fixture.db.url).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let last = seed_renamed_users(&mut tx, USERS, RENAMES, &request_metadata(None, "kill"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let settings = [
+        ("RELAY_BATCH_SIZE", "100".to_owned()),
+        ("RELAY_WINDOW_BATCHES", "16".to_owned()),
+    ];
+    let mut relay = fixture.spawn_relay_with("relay", &settings);
+
+    // Killed while the queue holds more than its checkpoint covers: sent
+    // past it, confirmed or not.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let at = checkpoint(&fixture).await;
+        let covered = event_ids_up_to(&fixture, at).await.len();
+        if at > LogPosition::default() && fixture.tap_depth().await as usize > covered + 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never got ahead of its checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    relay.kill();
+    let at_kill = checkpoint(&fixture).await;
+    assert!(at_kill < last, "the kill came after the whole backlog");
+    let before_restart = fixture.tapped_ids_until_quiet(Duration::from_secs(2)).await;
+    let on_queue: BTreeSet<Uuid> = before_restart.iter().copied().collect();
+    let checkpointed = event_ids_up_to(&fixture, at_kill).await;
+    let missing = checkpointed
+        .iter()
+        .filter(|id| !on_queue.contains(id))
+        .count();
+    assert_eq!(
+        missing,
+        0,
+        "the checkpoint passed events not on the queue ({} checkpointed, {} on the queue)",
+        checkpointed.len(),
+        on_queue.len()
+    );
+    assert!(
+        on_queue.len() > checkpointed.len(),
+        "nothing was sent past the checkpoint when the relay was killed"
+    );
+
+    let _restarted = fixture.spawn_relay_with("restarted", &settings);
+    eventually(
+        Duration::from_secs(120),
+        "the checkpoint at the end of the backlog",
+        || async { (checkpoint(&fixture).await >= last).then_some(()) },
+    )
+    .await;
+    let after_restart = fixture.tapped_ids_until_quiet(Duration::from_secs(2)).await;
+    let all = event_ids_up_to(&fixture, last).await;
+    let mut delivered = on_queue;
+    delivered.extend(after_restart.iter().copied());
+    let lost: Vec<&Uuid> = all.iter().filter(|id| !delivered.contains(id)).collect();
+    let deliveries = before_restart.len() + after_restart.len();
+    eprintln!(
+        "relay killed: {} events, {} checkpointed at the kill, {} on the queue then, \
+         {deliveries} deliveries in all ({} duplicates), {} lost",
+        all.len(),
+        checkpointed.len(),
+        before_restart.len(),
         deliveries - delivered.len(),
         lost.len()
     );

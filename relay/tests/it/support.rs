@@ -11,7 +11,7 @@ use infra::testing::{
     amqp_url, eventually, take_exactly, take_within, tap_group, ChildProcess, TestDatabase,
     TestTopology,
 };
-use lapin::options::BasicConsumeOptions;
+use lapin::options::{BasicConsumeOptions, QueuePurgeOptions};
 use lapin::types::FieldTable;
 use uuid::Uuid;
 
@@ -45,6 +45,16 @@ impl Fixture {
         name: &'static str,
         extra: &[(&'static str, String)],
     ) -> ChildProcess {
+        self.spawn_relay_binary(name, env!("CARGO_BIN_EXE_relay"), extra)
+    }
+
+    /// [`Fixture::spawn_relay_with`] of another build of the relay.
+    pub fn spawn_relay_binary(
+        &self,
+        name: &'static str,
+        binary: &str,
+        extra: &[(&'static str, String)],
+    ) -> ChildProcess {
         let mut env = vec![
             ("DATABASE_URL", self.db.url.clone()),
             ("AMQP_URL", amqp_url()),
@@ -69,7 +79,7 @@ impl Fixture {
         ];
         env.extend(extra.iter().cloned());
         let log = std::env::temp_dir().join(format!("relay-{name}-{}.log", Uuid::new_v4()));
-        ChildProcess::spawn(name, env!("CARGO_BIN_EXE_relay"), &env, log)
+        ChildProcess::spawn(name, binary, &env, log)
     }
 
     /// Registers `count` users, one command each; returns the last position.
@@ -131,6 +141,26 @@ impl Fixture {
         }
         let _ = channel.close(200, "OK".into()).await;
         ids
+    }
+
+    /// Messages ready on the tap queue.
+    pub async fn tap_depth(&self) -> u32 {
+        let queue = self.topology.topology.queue_name(&tap_group());
+        bus::ready_messages(&self.connection, &queue).await.unwrap()
+    }
+
+    /// Empties the tap queue.
+    pub async fn purge_tap(&self) {
+        let queue = self.topology.topology.queue_name(&tap_group());
+        self.channel
+            .queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
+            .await
+            .unwrap();
+    }
+
+    /// A publisher with confirms on the topology's exchange, as the relay's.
+    pub async fn publisher_to_tap(&self) -> (lapin::Connection, lapin::Channel, bus::Publisher) {
+        self.topology.declare_for_publishing(&tap_group()).await
     }
 
     pub async fn checkpoint_reaches(&self, position: i64) {
