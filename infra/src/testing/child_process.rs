@@ -76,13 +76,28 @@ impl ChildProcess {
 
     /// SIGTERM: the process finishes what it holds and must exit cleanly.
     pub fn terminate(&mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        self.signal("TERM");
         let exit = self.child.wait().expect("wait for the process");
         assert!(exit.success(), "{} exited with {exit}", self.name);
+    }
+
+    /// SIGSTOP: the process is frozen where it is, so a test can look at
+    /// what it has done so far and then kill it there or let it go on.
+    pub fn pause(&mut self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`ChildProcess::pause`].
+    pub fn resume(&mut self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Whether it is still running (a service should not exit by itself).
