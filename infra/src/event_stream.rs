@@ -232,22 +232,25 @@ fn sealed_columns(
 
 #[cfg(test)]
 mod tests {
+    use domain::ContractEvent;
     use serde_json::json;
 
     use super::*;
 
+    const RENAMED: domain::contract::EventType = domain::UserEvent::DISPLAY_NAME_CHANGED;
+
     fn renamed(name: &str) -> NewEvent {
         NewEvent {
-            event_type: "user.renamed".into(),
-            event_version: "1".into(),
-            payload: json!({"Renamed": {"display_name": name}}),
+            event_type: RENAMED.name().into(),
+            event_version: RENAMED.version().into(),
+            payload: json!({"DisplayNameChanged": {"display_name": name}}),
         }
     }
 
     #[test]
     fn each_event_chains_to_the_one_before_it() {
         let head = StreamHead {
-            aggregate_type: "user",
+            aggregate_type: domain::UserEvent::AGGREGATE_TYPE,
             aggregate_id: "u1",
             last_sequence: 4,
             last_hash: "abc",
@@ -267,7 +270,7 @@ mod tests {
     #[test]
     fn the_hash_covers_what_is_stored() {
         let head = StreamHead {
-            aggregate_type: "user",
+            aggregate_type: domain::UserEvent::AGGREGATE_TYPE,
             aggregate_id: "u1",
             last_sequence: 0,
             last_hash: "",
@@ -278,11 +281,11 @@ mod tests {
             version: HashVersion::CURRENT,
             prev_hash: "",
             event_id: &columns.event_id[0].to_string(),
-            aggregate_type: "user",
+            aggregate_type: domain::UserEvent::AGGREGATE_TYPE,
             aggregate_id: "u1",
             sequence: 1,
-            event_type: "user.renamed",
-            event_version: "1",
+            event_type: RENAMED.name(),
+            event_version: RENAMED.version(),
             sealed: &columns.sealed[0],
             recorded_at,
         });

@@ -1,6 +1,7 @@
 //! The integrity trigger and the appender against the Rust verifier: what
 //! either computes at insert is what `infra::integrity` recomputes.
 
+use domain::{ContractEvent, UserEvent};
 use infra::event_stream::{self, NewEvent, StreamHead};
 use infra::integrity::{check_seal, HashVersion, HashedEvent, Json};
 use infra::testing::{request_metadata, seed_renamed_users, TestDatabase};
@@ -79,8 +80,8 @@ async fn an_event_that_does_not_follow_its_stream_is_refused() {
 
 fn renamed(name: &str) -> NewEvent {
     NewEvent {
-        event_type: "user.display_name_changed".into(),
-        event_version: "1".into(),
+        event_type: UserEvent::DISPLAY_NAME_CHANGED.name().into(),
+        event_version: UserEvent::DISPLAY_NAME_CHANGED.version().into(),
         payload: json!({"DisplayNameChanged": {"display_name": name, "tries": [1, "é\"\n"]}}),
     }
 }
@@ -92,7 +93,7 @@ async fn append_after(
     events: &[NewEvent],
 ) -> sqlx::Result<Vec<i64>> {
     let head = StreamHead {
-        aggregate_type: "user",
+        aggregate_type: UserEvent::AGGREGATE_TYPE,
         aggregate_id: "u1",
         last_sequence,
         last_hash,
@@ -108,7 +109,7 @@ async fn the_appender_seals_and_chains_what_the_trigger_would_and_the_verifier_r
         .await
         .unwrap();
     assert_eq!(positions.len(), 2);
-    let stream = event_stream::load(&db.pool, "user", "u1", 1, false)
+    let stream = event_stream::load(&db.pool, UserEvent::AGGREGATE_TYPE, "u1", 1, false)
         .await
         .unwrap();
     assert_eq!(stream.last_sequence, 2);
