@@ -58,7 +58,7 @@ pub fn usage(from: &Sample, to: &Sample) -> Usage {
 
 /// (busy, total) from the first line of /proc/stat; iowait counts as idle and
 /// guest time is already part of user time.
-fn machine_ticks() -> Option<(u64, u64)> {
+pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat
         .lines()

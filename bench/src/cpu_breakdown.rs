@@ -101,7 +101,7 @@ pub async fn sample(processes: Processes, db_url: &SecretString) -> anyhow::Resu
     Ok(Sample {
         at: Instant::now(),
         ticks,
-        machine_busy: machine_busy_ticks(),
+        machine_busy: crate::cpu::machine_ticks().map(|(busy, _)| busy),
     })
 }
 
@@ -198,20 +198,6 @@ fn process_ticks(pid: u32) -> Option<u64> {
 
 fn parent_pid(pid: u32) -> Option<u32> {
     stat_fields(pid)?.get(1)?.parse().ok()
-}
-
-fn machine_busy_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .take(8)
-        .map(|value| value.parse().ok())
-        .collect::<Option<_>>()?;
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some(fields.iter().sum::<u64>() - idle)
 }
 
 fn ticks_per_second() -> f64 {
