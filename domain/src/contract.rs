@@ -9,7 +9,9 @@ use std::fmt;
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde::de::DeserializeOwned;
 
-use crate::{AuditSignerEvent, RoleEvent, SessionEvent, UserEvent, WebhookEvent};
+use crate::{
+    AuditSignerEvent, RoleEvent, ServiceAccountEvent, SessionEvent, UserEvent, WebhookEvent,
+};
 
 /// One kind of event: its dotted name (`<aggregate>.<event>`, also the
 /// routing key), the enum variant that carries it (the external tag of its
@@ -88,6 +90,7 @@ pub fn all_event_types() -> impl Iterator<Item = EventType> {
         .chain(SessionEvent::EVENT_TYPES)
         .chain(WebhookEvent::EVENT_TYPES)
         .chain(AuditSignerEvent::EVENT_TYPES)
+        .chain(ServiceAccountEvent::EVENT_TYPES)
         .copied()
 }
 
@@ -132,6 +135,20 @@ pub const PAYLOAD_FIELDS_READ_BY_SQL: &[PayloadField] = &[
     SessionEvent::REFRESHED_REFRESHED_AT,
     SessionEvent::STARTED_REFRESH_TOKEN_HASH,
     SessionEvent::REFRESHED_REFRESH_TOKEN_HASH,
+    ServiceAccountEvent::CREATED_NAME,
+    ServiceAccountEvent::CREATED_DESCRIPTION,
+    ServiceAccountEvent::NAME_CHANGED_NAME,
+    ServiceAccountEvent::DESCRIPTION_CHANGED_DESCRIPTION,
+    ServiceAccountEvent::ROLE_ASSIGNED_ROLE_ID,
+    ServiceAccountEvent::ROLE_UNASSIGNED_ROLE_ID,
+    ServiceAccountEvent::KEY_ISSUED_KEY_ID,
+    ServiceAccountEvent::KEY_ISSUED_DESCRIPTION,
+    ServiceAccountEvent::KEY_ISSUED_SCOPE,
+    ServiceAccountEvent::KEY_ISSUED_EXPIRES_AT,
+    ServiceAccountEvent::KEY_ISSUED_SECRET_HASH,
+    ServiceAccountEvent::KEY_ROTATED_KEY_ID,
+    ServiceAccountEvent::KEY_ROTATED_VALID_UNTIL,
+    ServiceAccountEvent::KEY_REVOKED_KEY_ID,
 ];
 
 /// A value unique across aggregates (an email across users), claimed in
@@ -173,6 +190,10 @@ impl ContractEvent for WebhookEvent {
 
 impl ContractEvent for AuditSignerEvent {
     const AGGREGATE_TYPE: &'static str = <crate::AuditSigner as cqrs_es::Aggregate>::TYPE;
+}
+
+impl ContractEvent for ServiceAccountEvent {
+    const AGGREGATE_TYPE: &'static str = <crate::ServiceAccount as cqrs_es::Aggregate>::TYPE;
 }
 
 /// A stored event that does not become a domain event. Permanent: retrying
@@ -296,6 +317,10 @@ mod tests {
                 crate::audit_signer::test_events(),
                 AuditSignerEvent::contract_type,
             ))
+            .chain(sample(
+                crate::service_account::test_events(),
+                ServiceAccountEvent::contract_type,
+            ))
             .collect()
     }
 
@@ -321,6 +346,10 @@ mod tests {
             (RoleEvent::AGGREGATE_TYPE, RoleEvent::EVENT_TYPES),
             (SessionEvent::AGGREGATE_TYPE, SessionEvent::EVENT_TYPES),
             (WebhookEvent::AGGREGATE_TYPE, WebhookEvent::EVENT_TYPES),
+            (
+                ServiceAccountEvent::AGGREGATE_TYPE,
+                ServiceAccountEvent::EVENT_TYPES,
+            ),
         ];
         for (aggregate_type, event_types) in all {
             for event_type in event_types {

@@ -7,6 +7,7 @@ pub mod erasure;
 pub mod rbac;
 pub mod redaction;
 pub mod role;
+pub mod service_account;
 pub mod session;
 pub mod snapshot;
 pub mod user;
@@ -27,6 +28,10 @@ pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEv
 pub use session::{
     ExpiryReason, HistoryUnavailable, RefreshTokenHash, RefreshTokenHistory, RevocationReason,
     Session, SessionCommand, SessionEnd, SessionError, SessionEvent, SessionServices,
+};
+pub use service_account::{
+    ApiKeyHash, NewKey, ServiceAccount, ServiceAccountCommand, ServiceAccountDescription,
+    ServiceAccountError, ServiceAccountEvent, ServiceAccountName, ServiceAccountStatus,
 };
 pub use snapshot::Snapshotted;
 pub use user::{

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::audit_signer::{AuditSigner, AuditSignerEvent};
 use crate::contract::{decode, ContractEvent, DecodeError, EventType};
 use crate::role::{Role, RoleEvent};
+use crate::service_account::{ServiceAccount, ServiceAccountEvent};
 use crate::session::{Session, SessionEvent};
 use crate::user::{User, UserEvent};
 use crate::webhook::{Webhook, WebhookEvent};
@@ -33,6 +34,7 @@ pub const SECRET_PAYLOAD_FIELDS: &[crate::contract::PayloadField] = &[
     UserEvent::PASSWORD_REHASHED_PASSWORD_HASH,
     SessionEvent::STARTED_REFRESH_TOKEN_HASH,
     SessionEvent::REFRESHED_REFRESH_TOKEN_HASH,
+    ServiceAccountEvent::KEY_ISSUED_SECRET_HASH,
 ];
 
 /// Replaces the secrets of a stored event of the aggregate named
@@ -57,6 +59,9 @@ pub fn redact_event_payload(
         Session::TYPE => redact(stored, payload, SessionEvent::redact_secrets).map(Some),
         Webhook::TYPE => redact(stored, payload, WebhookEvent::redact_secrets).map(Some),
         AuditSigner::TYPE => redact(stored, payload, AuditSignerEvent::redact_secrets).map(Some),
+        ServiceAccount::TYPE => {
+            redact(stored, payload, ServiceAccountEvent::redact_secrets).map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -124,6 +129,7 @@ mod tests {
         check_listed(Role::TYPE, crate::role::test_events());
         check_listed(Webhook::TYPE, crate::webhook::test_events());
         check_listed(AuditSigner::TYPE, crate::audit_signer::test_events());
+        check_listed(ServiceAccount::TYPE, crate::service_account::test_events());
     }
 
     const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
