@@ -207,11 +207,18 @@ impl FromRequest for RequestContext {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Ok(Self(app::RequestContext {
+        std::future::ready(Ok(Self(Self::of(req))))
+    }
+}
+
+impl RequestContext {
+    /// Who asked and from where, read off `req`.
+    pub fn of(req: &HttpRequest) -> app::RequestContext {
+        app::RequestContext {
             correlation_id: correlation_id(req),
             request_ip: client_address(req).map(|address| address.to_string()),
             user_agent: header_text(req, header::USER_AGENT.as_str(), 256),
-        })))
+        }
     }
 }
 

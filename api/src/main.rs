@@ -1,4 +1,4 @@
-use api::settings::{AdminCommand, AuditCommand, Cli, Command};
+use api::settings::{AdminCommand, AuditCommand, Cli, Command, ServiceAccountAdmin};
 use api::startup::Application;
 use clap::Parser;
 
@@ -49,6 +49,31 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let position = api::admin::erase_user(common, user_id).await?;
             println!("user {user_id} erased (position {position})");
+        }
+        Command::Admin {
+            command:
+                AdminCommand::ServiceAccount {
+                    command:
+                        ServiceAccountAdmin::Create {
+                            name,
+                            description,
+                            roles,
+                            scope,
+                            expires_in_days,
+                            api_key_max_lifetime_days,
+                        },
+                },
+        } => {
+            let request = api::admin::AccountRequest {
+                name: &name,
+                description: &description,
+                roles: &roles,
+                scope: &scope,
+                expires_in_days,
+                max_lifetime_days: api_key_max_lifetime_days,
+            };
+            let created = api::admin::create_service_account(common, request).await?;
+            println!("{}", serde_json::to_string(&created)?);
         }
         Command::Audit {
             command: AuditCommand::Export { output, filters },

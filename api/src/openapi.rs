@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 use crate::extract::MAX_ARRAY_ITEMS;
 use crate::problem::{FieldError, Problem, PROBLEM};
 use crate::routes::auth::TokenPair;
-use crate::routes::{audit, auth, roles, sessions, users, webhooks};
+use crate::routes::{audit, auth, oauth, roles, service_accounts, sessions, users, webhooks};
 use crate::user_queries::UserView;
 
 #[derive(OpenApi)]
@@ -71,6 +71,17 @@ use crate::user_queries::UserView;
         webhooks::rotate_secret,
         webhooks::deliveries,
         webhooks::redeliver,
+        service_accounts::create,
+        service_accounts::list,
+        service_accounts::get,
+        service_accounts::update,
+        service_accounts::erase,
+        service_accounts::assign_role,
+        service_accounts::unassign_role,
+        service_accounts::issue_key,
+        service_accounts::rotate_key,
+        service_accounts::revoke_key,
+        oauth::token,
         health_live,
         health_ready,
         metrics,
@@ -122,6 +133,18 @@ use crate::user_queries::UserView;
         webhooks::DeliveryView,
         webhooks::DeliveryList,
         webhooks::Redelivery,
+        service_accounts::CreateServiceAccountRequest,
+        service_accounts::UpdateServiceAccountRequest,
+        service_accounts::IssueKeyRequest,
+        service_accounts::RotateKeyRequest,
+        service_accounts::KeyIssued,
+        service_accounts::ServiceAccountView,
+        service_accounts::ApiKeyView,
+        service_accounts::ServiceAccountDetail,
+        service_accounts::ServiceAccountList,
+        oauth::TokenRequest,
+        oauth::TokenResponse,
+        oauth::OAuthError,
         UserView,
         Problem,
         FieldError
@@ -223,7 +246,9 @@ fn add_common_problems(path: &str, operation: &mut Operation, charged: bool) {
         );
         add("408", "The body did not arrive in time");
         add("413", "Body over 64 KiB");
-        add("415", "The body is not application/json");
+        if !path.ends_with(OAUTH_TOKEN) {
+            add("415", "The body is not application/json");
+        }
     }
     if takes_token {
         add("401", "No valid access token or session cookie");
@@ -246,6 +271,9 @@ fn add_common_problems(path: &str, operation: &mut Operation, charged: bool) {
         add("504", "min_position not reached in time");
     }
 }
+
+/// The token endpoint takes a form, and answers RFC 6749's errors.
+const OAUTH_TOKEN: &str = "/oauth/token";
 
 fn has_parameter(operation: &Operation, name: &str) -> bool {
     operation

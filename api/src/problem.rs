@@ -268,7 +268,8 @@ impl From<AppError> for ApiError {
             | AppError::User(_)
             | AppError::Role(_)
             | AppError::Session(_)
-            | AppError::Webhook(_) => Self::Conflict(error.to_string()),
+            | AppError::Webhook(_)
+            | AppError::ServiceAccount(_) => Self::Conflict(error.to_string()),
             AppError::ConcurrencyConflict => Self::ConcurrencyConflict,
             AppError::InvalidCredentials => Self::InvalidCredentials,
             AppError::InvalidRefreshToken => Self::InvalidRefreshToken,

@@ -1,3 +1,4 @@
+use app::service_accounts::KeyPolicy;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -117,6 +118,37 @@ pub enum AdminCommand {
         /// The user's id.
         #[arg(long)]
         user_id: uuid::Uuid,
+    },
+    /// Service accounts, for provisioning scripts.
+    ServiceAccount {
+        #[command(subcommand)]
+        command: ServiceAccountAdmin,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceAccountAdmin {
+    /// Create a service account holding the roles named and issue its
+    /// first API key; prints one JSON object with `service_account_id`,
+    /// `key_id`, `key` (shown this once), `scope` and `expires_at`.
+    Create {
+        /// 1 to 64 ASCII letters, digits, '-', '_', '.' and ':'.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A role to assign, by name; repeat for more.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A permission the key may use; repeat for more. Default: all the
+        /// roles grant.
+        #[arg(long = "scope")]
+        scope: Vec<String>,
+        /// The key's lifetime in days; default and maximum API_KEY_MAX_LIFETIME_DAYS.
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+        #[arg(long, env = "API_KEY_MAX_LIFETIME_DAYS", default_value_t = app::service_accounts::KeyPolicy::DEFAULT.max_lifetime.num_days(), value_parser = clap::value_parser!(i64).range(1..=3660))]
+        api_key_max_lifetime_days: i64,
     },
 }
 
@@ -398,6 +430,11 @@ pub struct AuthSettings {
     /// How long an address stays blocked, in seconds, from the failure that triggered it.
     #[arg(long, env = "LOCKOUT_IP_BLOCK_SECONDS", default_value_t = AddressPolicy::DEFAULT.block.num_seconds(), value_parser = clap::value_parser!(i64).range(1..))]
     pub lockout_ip_block_seconds: i64,
+
+    /// The longest an API key may live, in days; also the lifetime of a key
+    /// issued without `expires_at`, and of the new key of a rotation.
+    #[arg(long, env = "API_KEY_MAX_LIFETIME_DAYS", default_value_t = KeyPolicy::DEFAULT.max_lifetime.num_days(), value_parser = clap::value_parser!(i64).range(1..=3660))]
+    pub api_key_max_lifetime_days: i64,
 }
 
 /// A bucket of a million commands is no limit; a larger one could hold
@@ -429,6 +466,12 @@ impl AuthSettings {
 
     pub fn failed_login_recovery_interval(&self) -> Duration {
         Duration::from_millis(self.failed_login_recovery_interval_ms)
+    }
+
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            max_lifetime: chrono::Duration::days(self.api_key_max_lifetime_days.clamp(1, 3660)),
+        }
     }
 
     pub fn address_policy(&self) -> AddressPolicy {

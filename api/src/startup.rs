@@ -28,6 +28,9 @@ use app::keys::SigningKeys;
 use app::password::Passwords;
 use app::roles::RoleCommands;
 use app::sign_in::SignIn;
+use app::service_accounts::authentication::MachineAuthentication;
+use app::service_accounts::queries::ServiceAccountQueries;
+use app::service_accounts::ServiceAccountCommands;
 use app::tokens::AccessTokens;
 use app::users::UserCommands;
 use app::webhooks::{DeliveryQueries, WebhookCommands, WebhookQueries};
@@ -116,6 +119,9 @@ struct Services {
     deliveries: web::Data<DeliveryQueries>,
     failed_logins: Arc<FailedLogins>,
     command_rate: web::Data<CommandRateLimit>,
+    service_accounts: web::Data<ServiceAccountCommands>,
+    service_account_queries: web::Data<ServiceAccountQueries>,
+    machines: web::Data<MachineAuthentication>,
 }
 
 impl Services {
@@ -156,6 +162,15 @@ impl Services {
             )),
             webhook_queries: web::Data::new(WebhookQueries::new(pool.clone())),
             deliveries: web::Data::new(DeliveryQueries::new(pool.clone())),
+            service_accounts: web::Data::new(ServiceAccountCommands::new(
+                pool.clone(),
+                auth.key_policy(),
+            )),
+            service_account_queries: web::Data::new(ServiceAccountQueries::new(pool.clone())),
+            machines: web::Data::new(MachineAuthentication::new(
+                pool.clone(),
+                failed_logins.clone(),
+            )),
             failed_logins,
             command_rate: web::Data::new(CommandRateLimit::new(pool, auth.command_quota())),
         })
@@ -242,6 +257,9 @@ fn http_server(
             .app_data(services.webhooks.clone())
             .app_data(services.webhook_queries.clone())
             .app_data(services.deliveries.clone())
+            .app_data(services.service_accounts.clone())
+            .app_data(services.service_account_queries.clone())
+            .app_data(services.machines.clone())
             .app_data(services.sign_in.clone())
             .app_data(services.tokens.clone())
             .app_data(services.command_rate.clone())

@@ -3,6 +3,8 @@
 use chrono::Utc;
 use uuid::Uuid;
 
+use crate::power::Actor;
+
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub correlation_id: String,
@@ -14,6 +16,7 @@ impl RequestContext {
     /// Metadata for one command's events; `causation_id` identifies the command.
     pub fn metadata_for(&self, command_id: Uuid) -> bus::EventMetadata {
         bus::EventMetadata {
+            api_key_id: None,
             actor_id: None,
             correlation_id: Some(self.correlation_id.clone()),
             causation_id: Some(command_id.to_string()),
@@ -28,6 +31,15 @@ impl RequestContext {
         bus::EventMetadata {
             actor_id: actor.map(|id| id.to_string()),
             ..self.metadata_for(Uuid::new_v4())
+        }
+    }
+
+    /// Metadata for a new command by `actor`: a person, or a service
+    /// account with the API key it acted with.
+    pub fn metadata_by(&self, actor: &Actor) -> bus::EventMetadata {
+        bus::EventMetadata {
+            api_key_id: actor.api_key_id.map(|id| id.to_string()),
+            ..self.metadata_as(Some(actor.user_id))
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use cqrs_es::AggregateError;
 use domain::webhook::WebhookLimitReached;
-use domain::{RoleError, SessionError, UserError, WebhookError};
+use domain::{RoleError, ServiceAccountError, SessionError, UserError, WebhookError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -43,6 +43,8 @@ pub enum AppError {
     Session(SessionError),
     #[error(transparent)]
     Webhook(WebhookError),
+    #[error(transparent)]
+    ServiceAccount(ServiceAccountError),
     /// `WEBHOOKS_MAX` webhooks exist: the one named.
     #[error(transparent)]
     WebhookLimitReached(#[from] WebhookLimitReached),
@@ -113,6 +115,17 @@ impl DomainRule for WebhookError {
         match self {
             WebhookError::NotFound => AppError::NotFound("webhook"),
             rule => AppError::Webhook(rule),
+        }
+    }
+}
+
+impl DomainRule for ServiceAccountError {
+    fn into_app_error(self) -> AppError {
+        match self {
+            ServiceAccountError::NotFound => AppError::NotFound("service account"),
+            ServiceAccountError::KeyNotFound => AppError::NotFound("API key"),
+            ServiceAccountError::RoleNotAssigned => AppError::NotFound("role assignment"),
+            rule => AppError::ServiceAccount(rule),
         }
     }
 }

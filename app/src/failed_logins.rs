@@ -395,7 +395,8 @@ async fn block(
     Ok(())
 }
 
-fn address_of(context: &RequestContext) -> Option<String> {
+/// The key the caller's address is counted and blocked by, if it has one.
+pub fn address_of(context: &RequestContext) -> Option<String> {
     let ip: IpAddr = context.request_ip.as_deref()?.parse().ok()?;
     Some(address_key(ip))
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod api_key;
 pub mod claims;
 pub mod command_rate;
 pub mod context;
@@ -16,6 +17,7 @@ pub mod password;
 pub mod power;
 pub mod refresh_token;
 pub mod roles;
+pub mod service_accounts;
 pub mod sign_in;
 pub mod tokens;
 pub mod users;

@@ -24,11 +24,14 @@ const POWER_LOCK: i64 = 0x0070_6f77_6572; // "power"
 /// advisory lock (waiters holding connections would starve the holder).
 static IN_PROCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The caller of a use case and the permissions their roles grant.
+/// The caller of a use case and the permissions their roles grant. A
+/// machine client is its service account (`user_id`, the principal's id)
+/// acting with one API key, whose scope `permissions` is already narrowed to.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub user_id: Uuid,
     pub permissions: BTreeSet<Permission>,
+    pub api_key_id: Option<Uuid>,
 }
 
 impl Actor {
@@ -39,6 +42,7 @@ impl Actor {
         Self {
             user_id: Uuid::nil(),
             permissions: Permission::ALL.iter().copied().collect(),
+            api_key_id: None,
         }
     }
 
@@ -159,6 +163,14 @@ impl PowerGuard {
         .fetch_all(&self.pool)
         .await?;
         Ok(users.into_iter().collect())
+    }
+
+    /// What `role_ids` grant together now, from the event store.
+    pub async fn permissions_of_roles(
+        &self,
+        role_ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<BTreeSet<Permission>, AppError> {
+        Ok(self.grants(role_ids).await?.into_values().flatten().collect())
     }
 
     /// What each of `role_ids` grants now; deleted or unknown roles are absent.

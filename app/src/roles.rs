@@ -42,7 +42,10 @@ impl RoleCommands {
         if let Some(actor) = actor {
             actor.require_all(permissions.iter().copied())?;
         }
-        let actor = actor.map(|actor| actor.user_id);
+        let metadata = match actor {
+            Some(actor) => context.metadata_by(actor),
+            None => context.metadata_as(None),
+        };
         let role_id = Uuid::now_v7();
         let claim = Claim {
             scope: ClaimScope::ROLE_NAME,
@@ -55,7 +58,6 @@ impl RoleCommands {
             description,
             permissions,
         };
-        let metadata = context.metadata_as(actor);
         let outcome = self
             .claims
             .while_claimed(Some(&claim), || async {
@@ -120,7 +122,7 @@ impl RoleCommands {
             .execute(
                 &role_id.to_string(),
                 command,
-                &context.metadata_as(Some(actor.user_id)),
+                &context.metadata_by(actor),
             )
             .await?;
         Ok(outcome.position)

@@ -19,7 +19,16 @@ pub struct AccessClaims {
     pub iss: String,
     pub aud: String,
     pub sub: Uuid,
-    pub sid: Uuid,
+    /// The session of a person's token; absent from a machine's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+    /// The API key a machine's token was granted to (RFC 9068's
+    /// `client_id`); `sub` is then its service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Uuid>,
+    /// A machine's granted permissions, space-separated (RFC 6749 §3.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     pub roles: Vec<String>,
     pub exp: i64,
     pub iat: i64,
@@ -72,15 +81,47 @@ impl AccessTokens {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: user_id,
-            sid: session_id,
+            sid: Some(session_id),
+            client_id: None,
+            scope: None,
             roles,
             exp: (now + self.lifetime).timestamp(),
             iat: now.timestamp(),
             jti: Uuid::new_v4(),
         };
+        self.sign(&claims)
+    }
+
+    /// A token for a service account acting with the key `key_id`, granted
+    /// `scope` (RFC 6749 §4.4).
+    pub fn issue_to_machine(
+        &self,
+        service_account_id: Uuid,
+        key_id: Uuid,
+        scope: &std::collections::BTreeSet<domain::Permission>,
+        roles: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Issued> {
+        let scope: Vec<&str> = scope.iter().map(|p| p.as_str()).collect();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: service_account_id,
+            sid: None,
+            client_id: Some(key_id),
+            scope: Some(scope.join(" ")),
+            roles,
+            exp: (now + self.lifetime).timestamp(),
+            iat: now.timestamp(),
+            jti: Uuid::new_v4(),
+        };
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &AccessClaims) -> anyhow::Result<Issued> {
         let mut header = Header::new(ALGORITHM);
         header.kid = Some(self.keys.signing_kid().to_owned());
-        let token = encode(&header, &claims, self.keys.encoding_key())?;
+        let token = encode(&header, claims, self.keys.encoding_key())?;
         Ok(Issued {
             token,
             expires_in: self.lifetime.num_seconds(),

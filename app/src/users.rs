@@ -35,8 +35,12 @@ pub enum Registrant {
     /// blocked, and an email in use counts toward the block like a failed
     /// login, since the answer tells the caller that the email has an account.
     SignUp,
-    /// A user holding `users:write`, recorded as the events' actor.
-    Administrator(Uuid),
+    /// A user holding `users:write` (or a service account, with the API key
+    /// it acts with), recorded as the events' actor.
+    Administrator {
+        actor_id: Uuid,
+        api_key_id: Option<Uuid>,
+    },
     /// The operator's `api admin bootstrap`, from a shell.
     Operator,
 }
@@ -91,12 +95,18 @@ impl UserCommands {
             display_name,
             password_hash,
         };
-        let actor = match registrant {
-            Registrant::Administrator(actor) => Some(actor),
-            Registrant::SignUp | Registrant::Operator => None,
+        let metadata = match registrant {
+            Registrant::Administrator {
+                actor_id,
+                api_key_id,
+            } => bus::EventMetadata {
+                api_key_id: api_key_id.map(|id| id.to_string()),
+                ..context.metadata_as(Some(actor_id))
+            },
+            Registrant::SignUp | Registrant::Operator => context.metadata_as(None),
         };
         let registered = self
-            .execute_claiming(context, actor, user_id, Some(&email), command)
+            .execute_claiming(&metadata, user_id, Some(&email), command)
             .await;
         if signing_up && matches!(registered, Err(AppError::EmailTaken)) {
             self.failed_logins
@@ -127,8 +137,8 @@ impl UserCommands {
             email: email.clone(),
             display_name,
         };
-        let actor = Some(actor.user_id);
-        self.execute_claiming(context, actor, user_id, email.as_ref(), command)
+        let metadata = context.metadata_by(actor);
+        self.execute_claiming(&metadata, user_id, email.as_ref(), command)
             .await
     }
 
@@ -344,7 +354,7 @@ impl UserCommands {
         user_id: Uuid,
         command: UserCommand,
     ) -> Result<i64, AppError> {
-        self.execute_claiming(context, Some(actor.user_id), user_id, None, command)
+        self.execute_claiming(&context.metadata_by(actor), user_id, None, command)
             .await
     }
 
@@ -358,7 +368,7 @@ impl UserCommands {
         (user_id, keep): (Uuid, Option<Uuid>),
         reason: RevocationReason,
     ) -> Result<i64, AppError> {
-        let metadata = context.metadata_as(Some(actor.user_id));
+        let metadata = context.metadata_by(actor);
         let revoked = self
             .sessions
             .revoke_all(user_id, keep, reason, &metadata)
@@ -370,8 +380,7 @@ impl UserCommands {
     /// the claim again if the command did not write the event that uses it.
     async fn execute_claiming(
         &self,
-        context: &RequestContext,
-        actor: Option<Uuid>,
+        metadata: &bus::EventMetadata,
         user_id: Uuid,
         email: Option<&Email>,
         command: UserCommand,
@@ -381,13 +390,12 @@ impl UserCommands {
             value: email.uniqueness_key(),
             owner: user_id,
         });
-        let metadata = context.metadata_as(actor);
         let outcome = self
             .claims
             .while_claimed(claim.as_ref(), || async {
                 Ok(self
                     .users
-                    .execute(&user_id.to_string(), command, &metadata)
+                    .execute(&user_id.to_string(), command, metadata)
                     .await?)
             })
             .await?;

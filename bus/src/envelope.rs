@@ -34,6 +34,10 @@ pub struct EventMetadata {
     pub request_ip: Option<String>,
     pub user_agent: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The API key a machine client acted with (its `actor_id` is then the
+    /// service account). Absent, not null, when a person acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
 }
 
 /// The keys of the stored metadata object (`events.metadata`), for SQL that
@@ -45,6 +49,7 @@ pub mod metadata_keys {
     pub const REQUEST_IP: &str = "request_ip";
     pub const USER_AGENT: &str = "user_agent";
     pub const OCCURRED_AT: &str = "occurred_at";
+    pub const API_KEY_ID: &str = "api_key_id";
 }
 
 use metadata_keys::*;
@@ -60,6 +65,7 @@ impl EventMetadata {
             (REQUEST_IP, self.request_ip.clone()),
             (USER_AGENT, self.user_agent.clone()),
             (OCCURRED_AT, occurred_at),
+            (API_KEY_ID, self.api_key_id.clone()),
         ]
         .into_iter()
         .filter_map(|(key, value)| value.map(|value| (key.to_owned(), value)))
@@ -79,6 +85,7 @@ impl EventMetadata {
                 .get(OCCURRED_AT)
                 .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
                 .map(|at| at.with_timezone(&Utc)),
+            api_key_id: get(API_KEY_ID),
         }
     }
 }
@@ -107,6 +114,7 @@ mod tests {
 
     fn full_metadata() -> EventMetadata {
         EventMetadata {
+            api_key_id: None,
             actor_id: Some("actor-1".into()),
             correlation_id: Some("corr-1".into()),
             causation_id: Some("cause-1".into()),

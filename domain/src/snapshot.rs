@@ -34,3 +34,7 @@ impl Snapshotted for crate::Webhook {
 impl Snapshotted for crate::AuditSigner {
     const SNAPSHOT_SCHEMA: i32 = 1;
 }
+
+impl Snapshotted for crate::ServiceAccount {
+    const SNAPSHOT_SCHEMA: i32 = 1;
+}

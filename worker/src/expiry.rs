@@ -107,6 +107,7 @@ impl Expiry {
     async fn expire(&mut self, session_id: Uuid) -> anyhow::Result<bool> {
         let now = Utc::now();
         let metadata = EventMetadata {
+            api_key_id: None,
             actor_id: Some(ACTOR.to_owned()),
             correlation_id: Some(Uuid::new_v4().to_string()),
             causation_id: Some(Uuid::new_v4().to_string()),

@@ -2,6 +2,7 @@
 //! the extractors that authorize every route.
 
 pub mod cookies;
+pub mod machine;
 pub mod csrf;
 pub mod principal;
 

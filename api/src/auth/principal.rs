@@ -22,20 +22,32 @@ use domain::{Permission, Session, SessionEvent};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{cookies, csrf};
+use super::{cookies, csrf, machine};
 use crate::problem::ApiError;
+use app::api_key::ApiKey;
 use app::command_rate::CommandRateLimit;
 use app::tokens::AccessTokens;
 
-/// An authenticated caller with an active session.
+/// An authenticated caller: a person with an active session, or a service
+/// account acting with one of its API keys (directly, or through a token
+/// granted to the key).
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The user, or the service account.
     pub user_id: Uuid,
-    pub session_id: Uuid,
     pub permissions: BTreeSet<Permission>,
+    /// A person's session; a machine has none.
+    pub session: Option<ActiveSession>,
+    /// The key a machine acts with.
+    pub api_key_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ActiveSession {
+    pub id: Uuid,
     /// When the session ends unless refreshed: the earlier of its absolute
     /// and idle deadlines.
-    pub session_ends_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
 }
 
 impl Principal {
@@ -56,7 +68,13 @@ impl Principal {
         app::power::Actor {
             user_id: self.user_id,
             permissions: self.permissions.clone(),
+            api_key_id: self.api_key_id,
         }
+    }
+
+    /// The caller's session: a machine, which has none, is told so (404).
+    pub fn session(&self) -> Result<ActiveSession, ApiError> {
+        self.session.ok_or(ApiError::NotFound("session"))
     }
 
     /// Acting on oneself is allowed; on anyone else it needs `permission`.
@@ -95,26 +113,37 @@ impl Principal {
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("pool not configured")))?;
         let credential = Credential::of(req)?;
         let refused = credential.refusal();
+        if let Credential::Bearer(key) = &credential {
+            if ApiKey::claims_to_be(key) {
+                return machine::with_key(req, key).await;
+            }
+        }
         let claims = tokens.verify(credential.token()).map_err(|error| {
             tracing::debug!(%error, "access token refused");
             refused()
         })?;
-        let (first, last, permissions) = session_and_permissions(pool, claims.sid, claims.sub)
+        let Some(session_id) = claims.sid else {
+            return machine::with_token(req, &claims).await?.ok_or_else(refused);
+        };
+        let (first, last, permissions) = session_and_permissions(pool, session_id, claims.sub)
             .await
             .map_err(ApiError::internal)?;
         let Some(session_ends_at) = live_until(first, last, claims.sub) else {
-            tracing::debug!(session_id = %claims.sid, "access token of an ended session, or of another user's, refused");
+            tracing::debug!(%session_id, "access token of an ended session, or of another user's, refused");
             return Err(refused());
         };
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
         Ok(Self {
             user_id: claims.sub,
-            session_id: claims.sid,
             permissions: permissions
                 .iter()
                 .filter_map(|name| Permission::parse(name).ok())
                 .collect(),
-            session_ends_at,
+            session: Some(ActiveSession {
+                id: session_id,
+                ends_at: session_ends_at,
+            }),
+            api_key_id: None,
         })
     }
 }
@@ -276,6 +305,8 @@ macro_rules! needs {
 }
 
 needs! {
+    ServiceAccountsRead => ServiceAccountsRead,
+    ServiceAccountsWrite => ServiceAccountsWrite,
     UsersRead => UsersRead,
     UsersWrite => UsersWrite,
     RolesRead => RolesRead,

@@ -227,7 +227,7 @@ pub async fn logout(
         .end_session(
             &context,
             principal.user_id,
-            principal.session_id,
+            principal.session()?.id,
             RevocationReason::LoggedOut,
         )
         .await?;
@@ -261,11 +261,12 @@ pub async fn current_session(
     principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
     let (user, _) = user_queries::find_own(&pool, &freshness, principal.user_id).await?;
+    let session = principal.session()?;
     let user = user.ok_or(ApiError::Unauthorized)?;
     Ok(HttpResponse::Ok().json(CurrentSession {
         user,
-        session_id: principal.session_id,
-        expires_at: principal.session_ends_at,
+        session_id: session.id,
+        expires_at: session.ends_at,
     }))
 }
 

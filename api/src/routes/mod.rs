@@ -1,6 +1,8 @@
 pub mod audit;
 pub mod auth;
+pub mod oauth;
 pub mod roles;
+pub mod service_accounts;
 pub mod sessions;
 pub mod users;
 pub mod webhooks;
@@ -39,8 +41,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth_rate_limit: &AuthRateLimit) 
             .configure(roles::configure)
             .configure(sessions::configure)
             .configure(audit::configure)
-            .configure(webhooks::configure),
+            .configure(webhooks::configure)
+            .configure(service_accounts::configure)
+            .configure(oauth::configure),
     );
+}
+
+/// `parsed`'s value, or its error recorded against the field `name`.
+pub fn field<T, E: ToString>(
+    errors: &mut Vec<crate::problem::FieldError>,
+    name: &str,
+    parsed: Result<T, E>,
+) -> Option<T> {
+    parsed
+        .map_err(|error| errors.push(crate::problem::FieldError::new(name, error)))
+        .ok()
 }
 
 /// Unknown paths answer with a problem too.

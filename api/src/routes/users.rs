@@ -100,7 +100,10 @@ impl actix_web::FromRequest for Registrar {
             }
             let principal = Principal::authenticate(&req).await?;
             if principal.has(domain::Permission::UsersWrite) {
-                return Ok(Self(Registrant::Administrator(principal.user_id)));
+                return Ok(Self(Registrant::Administrator {
+                    actor_id: principal.user_id,
+                    api_key_id: principal.api_key_id,
+                }));
             }
             if open {
                 return sign_up(&req);
@@ -418,7 +421,7 @@ async fn change_password(
     let by = match body.current_password.filter(|_| own) {
         Some(current_password) => PasswordChangeBy::Owner {
             current_password,
-            session_id: access.principal.session_id,
+            session_id: access.principal.session()?.id,
         },
         None => PasswordChangeBy::Administrator,
     };
@@ -539,7 +542,7 @@ async fn me(
                 .iter()
                 .map(|permission| permission.as_str().to_owned())
                 .collect(),
-            session_id: principal.session_id,
+            session_id: principal.session()?.id,
         }))
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::field;
 use super::users::CommandAccepted;
 use crate::auth::principal::WebhooksWrite;
 use crate::auth::Allowed;
@@ -451,15 +452,6 @@ fn changes(body: UpdateWebhookRequest) -> Result<WebhookChanges, ApiError> {
     })
 }
 
-fn field<T, E: ToString>(
-    errors: &mut Vec<FieldError>,
-    name: &str,
-    parsed: Result<T, E>,
-) -> Option<T> {
-    parsed
-        .map_err(|error| errors.push(FieldError::new(name, error)))
-        .ok()
-}
 
 /// Every pattern parsed (each bad one named by its index), then the set's rules.
 fn event_types(raw: &[String], errors: &mut Vec<FieldError>) -> Option<EventTypePatterns> {

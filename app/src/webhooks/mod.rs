@@ -187,7 +187,7 @@ impl WebhookCommands {
             .execute(
                 &webhook_id.to_string(),
                 command,
-                &context.metadata_as(Some(actor.user_id)),
+                &context.metadata_by(actor),
             )
             .await?;
         Ok(outcome.position)

@@ -134,6 +134,7 @@ pub fn event(aggregate_id: &str, sequence: i64, event_type: &str) -> Envelope {
         event_version: "1".into(),
         payload: serde_json::json!({ "n": sequence }),
         metadata: EventMetadata {
+            api_key_id: None,
             actor_id: Some("admin".into()),
             correlation_id: Some(format!("corr-{sequence}")),
             causation_id: Some(format!("cause-{sequence}")),

@@ -19,6 +19,10 @@ pub enum Permission {
     UsersErase,
     /// Register, read, change and delete webhooks (`/v1/webhooks`).
     WebhooksWrite,
+    /// Read service accounts and their keys (`/v1/service-accounts`).
+    ServiceAccountsRead,
+    /// Create, change and erase service accounts; issue, rotate and revoke keys.
+    ServiceAccountsWrite,
 }
 
 impl Permission {
@@ -32,6 +36,8 @@ impl Permission {
         Self::AuditRead,
         Self::UsersErase,
         Self::WebhooksWrite,
+        Self::ServiceAccountsRead,
+        Self::ServiceAccountsWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +51,8 @@ impl Permission {
             Self::AuditRead => "audit:read",
             Self::UsersErase => "users:erase",
             Self::WebhooksWrite => "webhooks:write",
+            Self::ServiceAccountsRead => "service_accounts:read",
+            Self::ServiceAccountsWrite => "service_accounts:write",
         }
     }
 
@@ -165,6 +173,8 @@ mod tests {
                 "audit:read",
                 "users:erase",
                 "webhooks:write",
+                "service_accounts:read",
+                "service_accounts:write",
             ]
         );
         assert_eq!(Permission::UsersWrite.to_string(), "users:write");

@@ -23,9 +23,21 @@ pub enum ServiceAccountStatus {
     Erased,
 }
 
+impl ServiceAccountStatus {
+    /// The status's name, as stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+            Self::Erased => "erased",
+        }
+    }
+}
+
 /// A key as the account knows it: its secret's digest is not kept here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedKey {
+    pub description: ServiceAccountDescription,
     pub scope: BTreeSet<Permission>,
     /// The earlier of its own expiry and the end of a rotation's overlap.
     pub expires_at: DateTime<Utc>,
@@ -240,11 +252,13 @@ impl Aggregate for ServiceAccount {
             }
             E::KeyIssued {
                 key_id,
+                description,
                 scope,
                 expires_at,
                 ..
             } => {
                 let key = IssuedKey {
+                    description,
                     scope,
                     expires_at,
                     revoked: false,

@@ -104,6 +104,7 @@ mod tests {
     fn a_row_holds_the_events_place_in_the_log_and_who_caused_it() {
         let some = |value: &str| Some(value.to_owned());
         let full = EventMetadata {
+            api_key_id: None,
             actor_id: some("admin"),
             correlation_id: some("request-1"),
             causation_id: some("command-1"),

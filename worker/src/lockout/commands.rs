@@ -131,6 +131,7 @@ impl Commands {
 /// Metadata of the events the worker writes in reaction to `cause`.
 fn metadata(cause: &Envelope) -> EventMetadata {
     EventMetadata {
+        api_key_id: None,
         actor_id: Some(ACTOR.to_owned()),
         correlation_id: cause.metadata.correlation_id.clone(),
         causation_id: Some(cause.event_id.to_string()),
