@@ -151,3 +151,9 @@ BEGIN
     WHERE NOT EXISTS (SELECT 1 FROM role_grants r WHERE r.role_id = g.role_id);
 END;
 $$;
+
+-- The API key a machine client acted with, for auditors' filter
+-- (`metadata.api_key_id`; the account is the `actor_id`). No event before
+-- this migration was caused by a key.
+ALTER TABLE audit_log ADD COLUMN api_key_id text;
+CREATE INDEX audit_log_api_key_idx ON audit_log (api_key_id, transaction_id, global_position);

@@ -5,7 +5,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    infra::telemetry::init(cli.settings.common.log_format);
+    match cli.command {
+        // A provisioning script reads the command's result off stdout.
+        Some(Command::Admin { .. }) => infra::telemetry::init_on_stderr(cli.settings.common.log_format),
+        _ => infra::telemetry::init(cli.settings.common.log_format),
+    }
     let common = &cli.settings.common;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {

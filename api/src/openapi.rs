@@ -122,6 +122,8 @@ use crate::user_queries::UserView;
         audit::aggregate::SessionEnded,
         audit::aggregate::SessionStateView,
         audit::aggregate::WebhookStateView,
+        audit::aggregate::ServiceAccountStateView,
+        audit::aggregate::ServiceAccountKeyView,
         audit::aggregate::StateView,
         audit::aggregate::AggregateStateView,
         webhooks::CreateWebhookRequest,

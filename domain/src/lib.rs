@@ -30,7 +30,7 @@ pub use session::{
     Session, SessionCommand, SessionEnd, SessionError, SessionEvent, SessionServices,
 };
 pub use service_account::{
-    ApiKeyHash, NewKey, ServiceAccount, ServiceAccountCommand, ServiceAccountDescription,
+    ApiKeyHash, IssuedKey, NewKey, ServiceAccount, ServiceAccountCommand, ServiceAccountDescription,
     ServiceAccountError, ServiceAccountEvent, ServiceAccountName, ServiceAccountStatus,
 };
 pub use snapshot::Snapshotted;

@@ -22,6 +22,7 @@ mod health;
 mod integrity;
 mod kill;
 mod limits;
+mod machine_clients;
 mod metrics;
 mod ops;
 mod outage;

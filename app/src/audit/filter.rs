@@ -23,6 +23,8 @@ pub struct FilterParams {
     /// A full event type (`user.email_changed`) or a prefix ending in `.` (`user.`).
     pub event_type: Option<String>,
     pub actor_id: Option<String>,
+    /// The API key a machine acted with (`metadata.api_key_id`).
+    pub api_key_id: Option<String>,
     pub correlation_id: Option<String>,
     /// RFC 3339; events recorded at or after it.
     pub from: Option<String>,
@@ -44,6 +46,8 @@ pub struct AuditFilter {
     pub event_types: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +75,7 @@ impl AuditFilter {
             event_types: params.event_type.as_deref().map(event_types).transpose()?,
             event_type: params.event_type.clone(),
             actor_id: id("actor_id", params.actor_id.as_deref())?,
+            api_key_id: id("api_key_id", params.api_key_id.as_deref())?,
             correlation_id: id("correlation_id", params.correlation_id.as_deref())?,
             from,
             to,

@@ -24,8 +24,9 @@ use bus::{Envelope, EventMetadata};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::{
-    AuditSigner, AuditSignerEvent, ContractEvent, Permission, Role, RoleEvent, Session, SessionEnd,
-    SessionEvent, User, UserEvent, UserStatus, Webhook, WebhookEvent,
+    AuditSigner, AuditSignerEvent, ContractEvent, Permission, Role, RoleEvent, ServiceAccount,
+    ServiceAccountEvent, Session, SessionEnd, SessionEvent, User, UserEvent, UserStatus, Webhook,
+    WebhookEvent,
 };
 use infra::event_log;
 use sqlx::PgPool;
@@ -79,6 +80,18 @@ pub enum AggregateState {
     Session(SessionState),
     Webhook(WebhookState),
     AuditSigner(AuditSignerState),
+    ServiceAccount(ServiceAccountState),
+}
+
+/// A service account and its keys (never a key's digest).
+#[derive(Debug, Clone)]
+pub struct ServiceAccountState {
+    pub id: Option<Uuid>,
+    pub name: Option<String>,
+    pub description: String,
+    pub status: domain::ServiceAccountStatus,
+    pub roles: BTreeSet<Uuid>,
+    pub keys: Vec<(Uuid, domain::IssuedKey)>,
 }
 
 /// A checkpoint signing key's acknowledgements (`api audit acknowledge`).
@@ -140,6 +153,7 @@ enum Kind {
     Session,
     Webhook,
     AuditSigner,
+    ServiceAccount,
 }
 
 impl Kind {
@@ -150,6 +164,7 @@ impl Kind {
             Session::TYPE => Ok(Self::Session),
             Webhook::TYPE => Ok(Self::Webhook),
             AuditSigner::TYPE => Ok(Self::AuditSigner),
+            ServiceAccount::TYPE => Ok(Self::ServiceAccount),
             other => Err(AppError::UnknownAggregateType(other.to_owned())),
         }
     }
@@ -161,6 +176,7 @@ impl Kind {
             Self::Session => Session::TYPE,
             Self::Webhook => Webhook::TYPE,
             Self::AuditSigner => AuditSigner::TYPE,
+            Self::ServiceAccount => ServiceAccount::TYPE,
         }
     }
 }
@@ -295,6 +311,21 @@ impl AuditQueries {
                     adopted: signer.adopted().cloned(),
                 })
             }
+            Kind::ServiceAccount => {
+                let account: ServiceAccount = fold(&envelopes)?;
+                AggregateState::ServiceAccount(ServiceAccountState {
+                    id: account.id(),
+                    name: account.name().map(|n| n.as_str().to_owned()),
+                    description: account.description().as_str().to_owned(),
+                    status: account.status(),
+                    roles: account.roles().clone(),
+                    keys: account
+                        .keys()
+                        .iter()
+                        .map(|(id, key)| (*id, key.clone()))
+                        .collect(),
+                })
+            }
         };
         Ok(StateAt {
             sequence,
@@ -346,6 +377,7 @@ fn audited(envelope: Envelope) -> Result<AuditedEvent, AppError> {
         Kind::Session => event_log::decode::<SessionEvent>(&envelope)?.summary(),
         Kind::Webhook => event_log::decode::<WebhookEvent>(&envelope)?.summary(),
         Kind::AuditSigner => event_log::decode::<AuditSignerEvent>(&envelope)?.summary(),
+        Kind::ServiceAccount => event_log::decode::<ServiceAccountEvent>(&envelope)?.summary(),
     };
     let mut payload = envelope.payload;
     let version = domain::redact_event_payload(

@@ -2,7 +2,7 @@
 //! (the list) or the event store itself (the export). Values are bound,
 //! never spliced.
 
-use bus::metadata_keys::{ACTOR_ID, CORRELATION_ID};
+use bus::metadata_keys::{ACTOR_ID, API_KEY_ID, CORRELATION_ID};
 use infra::event_log::LogPosition;
 use sqlx::{Postgres, QueryBuilder};
 
@@ -69,6 +69,10 @@ pub fn push_filters(query: &mut QueryBuilder<'_, Postgres>, source: Source, filt
     if let Some(actor_id) = &filter.actor_id {
         query.push(format!(" AND {} = ", source.metadata(ACTOR_ID)));
         query.push_bind(actor_id.clone());
+    }
+    if let Some(api_key_id) = &filter.api_key_id {
+        query.push(format!(" AND {} = ", source.metadata(API_KEY_ID)));
+        query.push_bind(api_key_id.clone());
     }
     if let Some(correlation_id) = &filter.correlation_id {
         query.push(format!(" AND {} = ", source.metadata(CORRELATION_ID)));
@@ -144,6 +148,7 @@ mod tests {
             aggregate_id: Some("id".into()),
             event_type: Some("user.".into()),
             actor_id: Some("actor".into()),
+            api_key_id: Some("key".into()),
             correlation_id: Some("request".into()),
             from: Some("2026-01-01T00:00:00Z".into()),
             to: Some("2026-02-01T00:00:00Z".into()),
@@ -155,9 +160,9 @@ mod tests {
         assert_eq!(
             sql(Source::AuditLog, every_filter()),
             "SELECT 1 WHERE true AND a.aggregate_type = $1 AND a.aggregate_id = $2 \
-             AND a.event_type = ANY($3) AND a.actor_id = $4 AND a.correlation_id = $5 \
-             AND a.recorded_at >= $6 AND a.recorded_at <= $7 \
-             AND (a.transaction_id, a.global_position) > ($8, $9)"
+             AND a.event_type = ANY($3) AND a.actor_id = $4 AND a.api_key_id = $5 \
+             AND a.correlation_id = $6 AND a.recorded_at >= $7 AND a.recorded_at <= $8 \
+             AND (a.transaction_id, a.global_position) > ($9, $10)"
         );
     }
 
@@ -167,9 +172,10 @@ mod tests {
             sql(Source::EventStore, every_filter()),
             "SELECT 1 WHERE true AND e.aggregate_type = $1 AND e.aggregate_id = $2 \
              AND e.event_type = ANY($3) AND (e.metadata ->> 'actor_id') = $4 \
-             AND (e.metadata ->> 'correlation_id') = $5 \
-             AND e.recorded_at >= $6 AND e.recorded_at <= $7 \
-             AND (e.transaction_id, e.global_position) > ($8::text::xid8, $9)"
+             AND (e.metadata ->> 'api_key_id') = $5 \
+             AND (e.metadata ->> 'correlation_id') = $6 \
+             AND e.recorded_at >= $7 AND e.recorded_at <= $8 \
+             AND (e.transaction_id, e.global_position) > ($9::text::xid8, $10)"
         );
     }
 }

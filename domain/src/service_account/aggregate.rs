@@ -75,6 +75,15 @@ impl ServiceAccount {
         self.name.as_ref()
     }
 
+    pub fn description(&self) -> &ServiceAccountDescription {
+        &self.description
+    }
+
+    /// Every key ever issued, by id.
+    pub fn keys(&self) -> &BTreeMap<Uuid, IssuedKey> {
+        &self.keys
+    }
+
     pub fn status(&self) -> ServiceAccountStatus {
         self.status
     }

@@ -25,6 +25,7 @@ pub struct AuditLogRow {
     pub event_version: String,
     pub recorded_at: DateTime<Utc>,
     pub actor_id: Option<String>,
+    pub api_key_id: Option<String>,
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
 }
@@ -47,6 +48,7 @@ impl AuditLogRow {
             event_version: envelope.event_version.clone(),
             recorded_at: envelope.recorded_at,
             actor_id: metadata.actor_id.clone(),
+            api_key_id: metadata.api_key_id.clone(),
             correlation_id: metadata.correlation_id.clone(),
             causation_id: metadata.causation_id.clone(),
         }
@@ -64,6 +66,10 @@ impl AuditLogRow {
             Column::new("event_version", Value::Text(&self.event_version)),
             Column::new("recorded_at", Value::Time(self.recorded_at)),
             Column::new("actor_id", Value::OptionalText(self.actor_id.as_deref())),
+            Column::new(
+                "api_key_id",
+                Value::OptionalText(self.api_key_id.as_deref()),
+            ),
             Column::new(
                 "correlation_id",
                 Value::OptionalText(self.correlation_id.as_deref()),
@@ -136,6 +142,7 @@ mod tests {
                 event_version: event.event_version.clone(),
                 recorded_at: event.recorded_at,
                 actor_id,
+                api_key_id: None,
                 correlation_id,
                 causation_id,
             };
@@ -150,7 +157,7 @@ mod tests {
         let mut unique = names.clone();
         unique.sort();
         unique.dedup();
-        assert_eq!((names.len(), unique.len()), (12, 12));
+        assert_eq!((names.len(), unique.len()), (13, 13));
         assert!(AuditLogRow::KEY.iter().all(|key| names.contains(key)));
     }
 }

@@ -124,6 +124,29 @@ pub struct AuditSignerStateView {
     adopted: Option<SignedPointView>,
 }
 
+/// A key of a service account, as of the moment asked (never its digest).
+#[derive(Serialize, ToSchema)]
+pub struct ServiceAccountKeyView {
+    key_id: Uuid,
+    description: String,
+    scope: Vec<String>,
+    expires_at: DateTime<Utc>,
+    revoked: bool,
+    replaced_by: Option<Uuid>,
+}
+
+/// A machine client's identity.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceAccountStateView {
+    id: Option<Uuid>,
+    name: Option<String>,
+    description: String,
+    /// `active`, `disabled` or `erased`.
+    status: String,
+    roles: BTreeSet<Uuid>,
+    keys: Vec<ServiceAccountKeyView>,
+}
+
 /// The aggregate's fields an auditor may see (no password or refresh-token hash).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
@@ -133,6 +156,7 @@ pub enum StateView {
     Session(SessionStateView),
     Webhook(WebhookStateView),
     AuditSigner(AuditSignerStateView),
+    ServiceAccount(ServiceAccountStateView),
 }
 
 impl From<AggregateState> for StateView {
@@ -195,6 +219,27 @@ impl From<AggregateState> for StateView {
                     event_count: point.event_count,
                 }),
             }),
+            AggregateState::ServiceAccount(account) => {
+                Self::ServiceAccount(ServiceAccountStateView {
+                    id: account.id,
+                    name: account.name,
+                    description: account.description,
+                    status: account.status.as_str().to_owned(),
+                    roles: account.roles,
+                    keys: account
+                        .keys
+                        .into_iter()
+                        .map(|(key_id, key)| ServiceAccountKeyView {
+                            key_id,
+                            description: key.description.as_str().to_owned(),
+                            scope: key.scope.iter().map(|p| p.as_str().to_owned()).collect(),
+                            expires_at: key.expires_at,
+                            revoked: key.revoked,
+                            replaced_by: key.replaced_by,
+                        })
+                        .collect(),
+                })
+            }
         }
     }
 }

@@ -10,7 +10,11 @@ use uuid::Uuid;
 /// Request context recorded with the event.
 #[derive(Serialize, ToSchema)]
 pub struct AuditMetadata {
+    /// The user or the service account.
     actor_id: Option<String>,
+    /// The API key a service account acted with; absent for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key_id: Option<String>,
     correlation_id: Option<String>,
     causation_id: Option<String>,
     request_ip: Option<String>,
@@ -54,6 +58,7 @@ impl From<AuditedEvent> for AuditEvent {
             payload: event.payload,
             metadata: AuditMetadata {
                 actor_id: metadata.actor_id,
+                api_key_id: metadata.api_key_id,
                 correlation_id: metadata.correlation_id,
                 causation_id: metadata.causation_id,
                 request_ip: metadata.request_ip,

@@ -66,6 +66,9 @@ pub struct FilterQuery {
     /// Who caused the event (`metadata.actor_id`).
     #[arg(long)]
     actor_id: Option<String>,
+    /// The API key a machine client acted with (`metadata.api_key_id`).
+    #[arg(long)]
+    api_key_id: Option<String>,
     /// The request the event was part of (`metadata.correlation_id`).
     #[arg(long)]
     correlation_id: Option<String>,
@@ -86,6 +89,7 @@ impl FilterQuery {
             aggregate_id: self.aggregate_id,
             event_type: self.event_type,
             actor_id: self.actor_id,
+            api_key_id: self.api_key_id,
             correlation_id: self.correlation_id,
             from: self.from,
             to: self.to,
