@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use app::bootstrap::{bootstrap, Bootstrapped};
+use app::claims::Claims;
 use app::failed_logins::{AddressPolicy, FailedLogins};
 use app::password::Passwords;
-use app::claims::Claims;
 use app::power::Actor;
 use app::service_accounts::{KeyPolicy, KeyRequest, ServiceAccountCommands};
 use app::users::UserCommands;
@@ -112,7 +112,8 @@ pub async fn create_service_account(
     request: AccountRequest<'_>,
 ) -> anyhow::Result<ProvisionedAccount> {
     let name = ServiceAccountName::parse(request.name).context("name")?;
-    let description = ServiceAccountDescription::parse(request.description).context("description")?;
+    let description =
+        ServiceAccountDescription::parse(request.description).context("description")?;
     let scope = (!request.scope.is_empty())
         .then(|| {
             request

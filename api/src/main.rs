@@ -7,7 +7,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         // A provisioning script reads the command's result off stdout.
-        Some(Command::Admin { .. }) => infra::telemetry::init_on_stderr(cli.settings.common.log_format),
+        Some(Command::Admin { .. }) => {
+            infra::telemetry::init_on_stderr(cli.settings.common.log_format)
+        }
         _ => infra::telemetry::init(cli.settings.common.log_format),
     }
     let common = &cli.settings.common;

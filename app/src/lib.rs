@@ -1,9 +1,9 @@
 //! The use cases of the identity service: what a request or an operator's
 //! command does, independent of HTTP. Each returns [`AppError`].
 
+pub mod api_key;
 pub mod audit;
 pub mod bootstrap;
-pub mod api_key;
 pub mod claims;
 pub mod command_rate;
 pub mod context;

@@ -170,7 +170,12 @@ impl PowerGuard {
         &self,
         role_ids: impl IntoIterator<Item = Uuid>,
     ) -> Result<BTreeSet<Permission>, AppError> {
-        Ok(self.grants(role_ids).await?.into_values().flatten().collect())
+        Ok(self
+            .grants(role_ids)
+            .await?
+            .into_values()
+            .flatten()
+            .collect())
     }
 
     /// What each of `role_ids` grants now; deleted or unknown roles are absent.

@@ -119,11 +119,7 @@ impl RoleCommands {
     ) -> Result<i64, AppError> {
         let outcome = self
             .roles
-            .execute(
-                &role_id.to_string(),
-                command,
-                &context.metadata_by(actor),
-            )
+            .execute(&role_id.to_string(), command, &context.metadata_by(actor))
             .await?;
         Ok(outcome.position)
     }

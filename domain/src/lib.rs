@@ -25,13 +25,14 @@ pub use contract::{
 pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
 pub use redaction::{redact_event_payload, RedactionError, REDACTED, SECRET_PAYLOAD_FIELDS};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
+pub use service_account::{
+    ApiKeyHash, IssuedKey, NewKey, ServiceAccount, ServiceAccountCommand,
+    ServiceAccountDescription, ServiceAccountError, ServiceAccountEvent, ServiceAccountName,
+    ServiceAccountStatus,
+};
 pub use session::{
     ExpiryReason, HistoryUnavailable, RefreshTokenHash, RefreshTokenHistory, RevocationReason,
     Session, SessionCommand, SessionEnd, SessionError, SessionEvent, SessionServices,
-};
-pub use service_account::{
-    ApiKeyHash, IssuedKey, NewKey, ServiceAccount, ServiceAccountCommand, ServiceAccountDescription,
-    ServiceAccountError, ServiceAccountEvent, ServiceAccountName, ServiceAccountStatus,
 };
 pub use snapshot::Snapshotted;
 pub use user::{

@@ -2,8 +2,8 @@
 //! the extractors that authorize every route.
 
 pub mod cookies;
-pub mod machine;
 pub mod csrf;
+pub mod machine;
 pub mod principal;
 
 pub use principal::{Allowed, Principal, SelfOr};

@@ -331,11 +331,8 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_decoded_after_base64() {
-        let value = HeaderValue::from_str(&format!(
-            "Basic {}",
-            STANDARD.encode("a%2Bb:c%3Ad+e")
-        ))
-        .unwrap();
+        let value =
+            HeaderValue::from_str(&format!("Basic {}", STANDARD.encode("a%2Bb:c%3Ad+e"))).unwrap();
         assert_eq!(
             basic_credentials(Some(&value)).unwrap(),
             Some(("a+b".to_owned(), "c:d e".to_owned()))

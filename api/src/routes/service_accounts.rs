@@ -201,7 +201,12 @@ async fn list(
     queries: web::Data<ServiceAccountQueries>,
     _: Allowed<ServiceAccountsRead>,
 ) -> Result<HttpResponse, ApiError> {
-    let items = queries.list().await?.into_iter().map(account_view).collect();
+    let items = queries
+        .list()
+        .await?
+        .into_iter()
+        .map(account_view)
+        .collect();
     Ok(HttpResponse::Ok().json(ServiceAccountList { items }))
 }
 
@@ -394,7 +399,11 @@ async fn issue_key(
             .iter()
             .enumerate()
             .filter_map(|(index, name)| {
-                field(&mut errors, &format!("scope[{index}]"), Permission::parse(name))
+                field(
+                    &mut errors,
+                    &format!("scope[{index}]"),
+                    Permission::parse(name),
+                )
             })
             .collect::<BTreeSet<Permission>>()
     });
@@ -505,7 +514,6 @@ fn key_view(row: ApiKeyRow) -> ApiKeyView {
         last_used_from: row.last_used_from,
     }
 }
-
 
 fn account_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("service account"))

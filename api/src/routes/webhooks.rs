@@ -452,7 +452,6 @@ fn changes(body: UpdateWebhookRequest) -> Result<WebhookChanges, ApiError> {
     })
 }
 
-
 /// Every pattern parsed (each bad one named by its index), then the set's rules.
 fn event_types(raw: &[String], errors: &mut Vec<FieldError>) -> Option<EventTypePatterns> {
     let before = errors.len();

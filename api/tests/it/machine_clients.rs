@@ -69,6 +69,9 @@ async fn issue_key(app: &TestApp, token: &str, account: &str, body: Value) -> (S
     key_of(&body)
 }
 
+/// A token request's form fields.
+type Form<'a> = Vec<(&'a str, &'a str)>;
+
 /// `key` with its last digit changed: a typo, which the checksum catches.
 fn wrong_checksum(key: &str) -> String {
     let last = if key.ends_with('0') { '1' } else { '0' };
@@ -248,8 +251,13 @@ async fn a_revoked_key_or_a_disabled_account_is_refused_at_once_by_every_process
     assert_eq!(enabled.status(), 200);
     assert_eq!(status_with(&app, &other, &token).await, 200);
 
-    let path = format!("/v1/service-accounts/{}/keys/{}", machine.id, machine.key_id);
-    let revoked = app.send(Method::DELETE, &path, &app.admin_token, None).await;
+    let path = format!(
+        "/v1/service-accounts/{}/keys/{}",
+        machine.id, machine.key_id
+    );
+    let revoked = app
+        .send(Method::DELETE, &path, &app.admin_token, None)
+        .await;
     assert_eq!(revoked.status(), 200);
     for address in [&app.address, &other] {
         // The key, and the token granted to it.
@@ -257,7 +265,9 @@ async fn a_revoked_key_or_a_disabled_account_is_refused_at_once_by_every_process
         assert_eq!(status_with(&app, address, &token).await, 401);
         assert_eq!(status_with(&app, address, &spare).await, 200);
     }
-    let again = app.send(Method::DELETE, &path, &app.admin_token, None).await;
+    let again = app
+        .send(Method::DELETE, &path, &app.admin_token, None)
+        .await;
     assert_problem(again, 404, "not-found", None).await;
     assert_eq!(
         token_request(
@@ -296,7 +306,11 @@ async fn a_revoked_key_or_a_disabled_account_is_refused_at_once_by_every_process
             .await;
         assert_problem(response, 422, "validation-failed", Some("expires_at")).await;
     }
-    assert_eq!(status_with(&app, &app.address, &spare).await, 200, "{spare_id}");
+    assert_eq!(
+        status_with(&app, &app.address, &spare).await,
+        200,
+        "{spare_id}"
+    );
 }
 
 #[tokio::test]
@@ -349,7 +363,11 @@ async fn nobody_gives_an_account_or_a_key_a_permission_they_lack() {
     let (_, writer, _) = app
         .user_holding(
             "keeper",
-            &["service_accounts:write", "service_accounts:read", "users:read"],
+            &[
+                "service_accounts:write",
+                "service_accounts:read",
+                "users:read",
+            ],
         )
         .await;
     let own = create_account(&app, &writer, "own").await;
@@ -387,7 +405,11 @@ async fn nobody_gives_an_account_or_a_key_a_permission_they_lack() {
     let strong_keys = format!("/v1/service-accounts/{}/keys", strong.id);
     let key_path = format!("{strong_keys}/{}", strong.key_id);
     let attempts = [
-        (Method::POST, strong_keys.clone(), Some(json!({"scope": ["users:read"]}))),
+        (
+            Method::POST,
+            strong_keys.clone(),
+            Some(json!({"scope": ["users:read"]})),
+        ),
         (Method::POST, format!("{key_path}/rotate"), None),
         (Method::DELETE, key_path.clone(), None),
         (
@@ -411,12 +433,7 @@ async fn nobody_gives_an_account_or_a_key_a_permission_they_lack() {
     assert_eq!(status_with(&app, &app.address, &strong.key).await, 200);
 
     // A key with service_accounts:write acts within its own scope only.
-    let manager = account_holding(
-        &app,
-        "manager",
-        &["service_accounts:write", "users:read"],
-    )
-    .await;
+    let manager = account_holding(&app, "manager", &["service_accounts:write", "users:read"]).await;
     let widened = app
         .send(
             Method::PUT,
@@ -429,10 +446,11 @@ async fn nobody_gives_an_account_or_a_key_a_permission_they_lack() {
 
     // A service account holding every permission does not keep the last
     // administrator: only an active user does.
-    let admin_role: String = sqlx::query_scalar("SELECT role_id::text FROM role_grants WHERE name = 'admin'")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let admin_role: String =
+        sqlx::query_scalar("SELECT role_id::text FROM role_grants WHERE name = 'admin'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     let all_powerful = create_account(&app, &app.admin_token, "root").await;
     let granted = app
         .send(
@@ -477,18 +495,64 @@ async fn bad_input_is_named_and_writes_nothing() {
     let events = app.event_count().await;
     let account = format!("/v1/service-accounts/{id}");
     let cases = [
-        (Method::POST, "/v1/service-accounts".to_owned(), json!({"name": "a b"}), 422, "name"),
-        (Method::POST, "/v1/service-accounts".to_owned(), json!({"name": "x", "description": "\u{7}"}), 422, "description"),
-        (Method::POST, "/v1/service-accounts".to_owned(), json!({}), 400, "name"),
+        (
+            Method::POST,
+            "/v1/service-accounts".to_owned(),
+            json!({"name": "a b"}),
+            422,
+            "name",
+        ),
+        (
+            Method::POST,
+            "/v1/service-accounts".to_owned(),
+            json!({"name": "x", "description": "\u{7}"}),
+            422,
+            "description",
+        ),
+        (
+            Method::POST,
+            "/v1/service-accounts".to_owned(),
+            json!({}),
+            400,
+            "name",
+        ),
         (Method::PATCH, account.clone(), json!({}), 422, "name"),
-        (Method::PATCH, account.clone(), json!({"name": ""}), 422, "name"),
-        (Method::POST, format!("{account}/keys"), json!({"scope": "users:read"}), 400, "scope"),
-        (Method::POST, format!("{account}/keys"), json!({"expires_at": "tomorrow"}), 400, "expires_at"),
-        (Method::POST, format!("{account}/keys"), json!({"description": "x".repeat(501)}), 422, "description"),
+        (
+            Method::PATCH,
+            account.clone(),
+            json!({"name": ""}),
+            422,
+            "name",
+        ),
+        (
+            Method::POST,
+            format!("{account}/keys"),
+            json!({"scope": "users:read"}),
+            400,
+            "scope",
+        ),
+        (
+            Method::POST,
+            format!("{account}/keys"),
+            json!({"expires_at": "tomorrow"}),
+            400,
+            "expires_at",
+        ),
+        (
+            Method::POST,
+            format!("{account}/keys"),
+            json!({"description": "x".repeat(501)}),
+            422,
+            "description",
+        ),
     ];
     for (method, path, body, status, field) in cases {
         let response = app.send(method, &path, &app.admin_token, Some(body)).await;
-        let kind = if status == 400 { "bad-request" } else { "validation-failed" };
+        let kind = if status == 400 {
+            "bad-request"
+        } else {
+            "validation-failed"
+        };
         assert_problem(response, status, kind, Some(field)).await;
     }
     assert_eq!(app.event_count().await, events);
@@ -515,16 +579,27 @@ async fn the_token_endpoint_speaks_rfc_6749() {
     let machine = account_holding(&app, "grant", &["users:read", "roles:read"]).await;
     let basic = |id: &str, secret: &str| {
         use base64::Engine;
-        let encode = |part: &str| form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
+        let encode =
+            |part: &str| form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>();
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            encode(id),
+            encode(secret)
+        ))
     };
 
     // HTTP Basic, narrowed to one permission.
     let response = app
         .client
         .post(app.url("/v1/oauth/token"))
-        .header("authorization", format!("Basic {}", basic(&machine.key_id, &machine.key)))
-        .form(&[("grant_type", "client_credentials"), ("scope", "users:read")])
+        .header(
+            "authorization",
+            format!("Basic {}", basic(&machine.key_id, &machine.key)),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "users:read"),
+        ])
         .send()
         .await
         .unwrap();
@@ -558,14 +633,65 @@ async fn the_token_endpoint_speaks_rfc_6749() {
     let key = machine.key.as_str();
     let wrong = wrong_checksum(key);
     let other = account_holding(&app, "other", &["users:read"]).await;
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
-        (vec![("grant_type", "password"), ("client_id", id), ("client_secret", key)], 400, "unsupported_grant_type"),
-        (vec![("client_id", id), ("client_secret", key)], 400, "invalid_request"),
-        (vec![("grant_type", "client_credentials"), ("client_id", id), ("client_secret", key), ("scope", "users:write")], 400, "invalid_scope"),
-        (vec![("grant_type", "client_credentials"), ("client_id", id), ("client_secret", key), ("scope", "users:read"), ("scope", "roles:read")], 400, "invalid_request"),
-        (vec![("grant_type", "client_credentials"), ("client_id", id), ("client_secret", &wrong)], 401, "invalid_client"),
-        (vec![("grant_type", "client_credentials"), ("client_id", &other.key_id), ("client_secret", key)], 401, "invalid_client"),
-        (vec![("grant_type", "client_credentials"), ("client_id", id)], 401, "invalid_client"),
+    let cases: Vec<(Form, u16, &str)> = vec![
+        (
+            vec![
+                ("grant_type", "password"),
+                ("client_id", id),
+                ("client_secret", key),
+            ],
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            vec![("client_id", id), ("client_secret", key)],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", key),
+                ("scope", "users:write"),
+            ],
+            400,
+            "invalid_scope",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", key),
+                ("scope", "users:read"),
+                ("scope", "roles:read"),
+            ],
+            400,
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", id),
+                ("client_secret", &wrong),
+            ],
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", &other.key_id),
+                ("client_secret", key),
+            ],
+            401,
+            "invalid_client",
+        ),
+        (
+            vec![("grant_type", "client_credentials"), ("client_id", id)],
+            401,
+            "invalid_client",
+        ),
     ];
     for (form, status, error) in cases {
         let response = token_request(&app, &form).await;
@@ -586,7 +712,11 @@ async fn the_token_endpoint_speaks_rfc_6749() {
         .client
         .post(app.url("/v1/oauth/token"))
         .header("authorization", format!("Basic {}", basic(id, key)))
-        .form(&[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", key)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", key),
+        ])
         .send()
         .await
         .unwrap();
@@ -599,7 +729,10 @@ async fn the_token_endpoint_speaks_rfc_6749() {
         .await
         .unwrap();
     assert_eq!(json_body.status(), 400);
-    assert_eq!(json_body.json::<Value>().await.unwrap()["error"], "invalid_request");
+    assert_eq!(
+        json_body.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
 }
 
 #[tokio::test]
@@ -631,7 +764,10 @@ async fn wrong_keys_are_counted_for_their_address_and_the_block_covers_right_one
     )
     .await;
     assert_eq!(grant.status(), 429);
-    assert_eq!(grant.json::<Value>().await.unwrap()["error"], "invalid_client");
+    assert_eq!(
+        grant.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
 }
 
 #[tokio::test]
@@ -648,11 +784,12 @@ async fn an_erased_account_keeps_no_key_and_no_role() {
     assert_problem(app.post_empty(&erase).await, 404, "not-found", None).await;
     let listed: Value = app.get("/v1/service-accounts").await.json().await.unwrap();
     assert!(!listed.to_string().contains(&machine.id));
-    let grants: i64 = sqlx::query_scalar("SELECT count(*) FROM user_role_grants WHERE user_id = $1::uuid")
-        .bind(&machine.id)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let grants: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM user_role_grants WHERE user_id = $1::uuid")
+            .bind(&machine.id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     assert_eq!(grants, 0);
     // `rebuild_grants()` writes the same state again from the events.
     sqlx::query("SELECT rebuild_grants()")
@@ -703,7 +840,15 @@ async fn the_provisioning_command_prints_an_account_and_a_working_key() {
     let key = created["key"].as_str().unwrap();
     assert_eq!(status_with(&app, &app.address, key).await, 200);
     let refused = Command::new(env!("CARGO_BIN_EXE_api"))
-        .args(["admin", "service-account", "create", "--name", "x", "--role", "missing"])
+        .args([
+            "admin",
+            "service-account",
+            "create",
+            "--name",
+            "x",
+            "--role",
+            "missing",
+        ])
         .env("DATABASE_URL", &app.db.url)
         .output()
         .unwrap();
@@ -731,7 +876,10 @@ fn python_with_authlib() -> Option<PathBuf> {
     });
     if found.is_none() {
         let in_ci = std::env::var("CI").is_ok_and(|ci| ci == "true");
-        assert!(!in_ci, "no Python with authlib in CI (scripts/test creates target/oauth-client-venv)");
+        assert!(
+            !in_ci,
+            "no Python with authlib in CI (scripts/test creates target/oauth-client-venv)"
+        );
         eprintln!("\n*** SKIPPED: no Python with authlib; `bash scripts/test` creates target/oauth-client-venv ***\n");
     }
     found

@@ -319,7 +319,8 @@ impl ServiceAccountCommands {
             }),
             Some(at) if at > latest => Err(AppError::Invalid {
                 field: "expires_at",
-                message: "is beyond the longest lifetime a key may have (API_KEY_MAX_LIFETIME_DAYS)",
+                message:
+                    "is beyond the longest lifetime a key may have (API_KEY_MAX_LIFETIME_DAYS)",
             }),
             Some(at) => Ok(at),
         }

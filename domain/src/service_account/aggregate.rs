@@ -201,12 +201,13 @@ impl ServiceAccount {
             .filter(|description| &self.description != description)
             .map(|description| ServiceAccountEvent::DescriptionChanged { description });
         let is_enabled = self.status == ServiceAccountStatus::Active;
-        let enabled = enabled
-            .filter(|enabled| *enabled != is_enabled)
-            .map(|enabled| match enabled {
-                true => ServiceAccountEvent::Enabled,
-                false => ServiceAccountEvent::Disabled,
-            });
+        let enabled =
+            enabled
+                .filter(|enabled| *enabled != is_enabled)
+                .map(|enabled| match enabled {
+                    true => ServiceAccountEvent::Enabled,
+                    false => ServiceAccountEvent::Disabled,
+                });
         [name, description, enabled].into_iter().flatten().collect()
     }
 
@@ -423,7 +424,10 @@ mod tests {
             Ok(vec![issued(KEY, at(100))])
         );
         assert_eq!(
-            when(vec![created(), ServiceAccountEvent::Disabled], issue.clone()),
+            when(
+                vec![created(), ServiceAccountEvent::Disabled],
+                issue.clone()
+            ),
             Err(ServiceAccountError::Disabled)
         );
         assert_eq!(
@@ -482,13 +486,7 @@ mod tests {
 
     #[test]
     fn an_erased_account_refuses_everything() {
-        let history = || {
-            vec![
-                created(),
-                issued(KEY, at(100)),
-                ServiceAccountEvent::Erased,
-            ]
-        };
+        let history = || vec![created(), issued(KEY, at(100)), ServiceAccountEvent::Erased];
         let commands = [
             ServiceAccountCommand::Erase,
             ServiceAccountCommand::AssignRole { role_id: ROLE },

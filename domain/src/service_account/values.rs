@@ -81,7 +81,9 @@ mod tests {
     #[test]
     fn a_name_follows_the_rules_of_a_role_name() {
         assert_eq!(
-            ServiceAccountName::parse("  ci-deployer ").unwrap().as_str(),
+            ServiceAccountName::parse("  ci-deployer ")
+                .unwrap()
+                .as_str(),
             "ci-deployer"
         );
         for bad in ["", "with space", "ü", &"x".repeat(65)] {
