@@ -136,6 +136,14 @@ spec!(
     Target::Report
 );
 spec!(
+    API_KEY_READS,
+    "api_key_reads_vs_jwt",
+    "GET /v1/users/{id} with an API key",
+    "1/s",
+    Some("the same reads with access tokens (JWT)"),
+    Target::Report
+);
+spec!(
     ME_P99,
     "users_me_p99",
     "GET /v1/users/me, p99",
@@ -273,6 +281,7 @@ pub const FIGURES: &[Spec] = &[
     ME_RATE,
     ME_P99,
     ME_CPU,
+    API_KEY_READS,
     RELAY,
     REBUILD,
     VERIFY,

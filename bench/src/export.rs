@@ -581,7 +581,7 @@ fn last_line_of(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Runs a one-off command of the api binary with the service's environment
 /// (stdout and stderr to `log`) and returns its wall time and output; Err
 /// when it fails.
-async fn run_command(
+pub(crate) async fn run_command(
     what: &'static str,
     bin: &Path,
     args: &[&std::ffi::OsStr],

@@ -1,7 +1,8 @@
 //! The HTTP hot paths under load, one phase after another with the same
 //! clients for the same time: the cheap command and, beside it, the
 //! database's raw insert rate; write -> read idle and at half the command
-//! rate; refresh-token rotation; `GET /v1/users/me` with the api's CPU.
+//! rate; refresh-token rotation; `GET /v1/users/me` with the api's CPU;
+//! the same read authenticated by access tokens and by an API key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub struct Setting<'a> {
     pub pids: (u32, u32),
     /// Every process of the service, for the CPU per operation.
     pub processes: Processes,
+    /// A service account's API key allowed `users:read`.
+    pub api_key: &'a str,
 }
 
 pub struct HotPaths {
@@ -57,6 +60,8 @@ pub struct HotPaths {
     pub refresh_cpu: Breakdown,
     pub me: Driven,
     pub me_cpu: cpu::Usage,
+    pub read_by_token: Driven,
+    pub read_by_key: Driven,
 }
 
 impl Setting<'_> {
@@ -144,6 +149,20 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<HotPaths> {
         .api
         .context("the api's CPU time (/proc/<pid>/stat)")?;
 
+    phase.set(format!(
+        "{clients} clients reading their user (GET /v1/users/{{id}}) with their access \
+         tokens for {secs} s"
+    ));
+    let read_by_token = drive(setting.actors(clients)?, duration, None, Actor::read_user).await?;
+    phase.set(format!(
+        "{clients} clients reading the same users with one service account's API key for {secs} s"
+    ));
+    let mut machines = setting.actors(clients)?;
+    for machine in &mut machines {
+        machine.token = setting.api_key.to_owned();
+    }
+    let read_by_key = drive(machines, duration, None, Actor::read_user).await?;
+
     Ok(HotPaths {
         clients,
         commands,
@@ -157,6 +176,8 @@ pub async fn measure(setting: &Setting<'_>) -> anyhow::Result<HotPaths> {
         refresh_cpu,
         me,
         me_cpu,
+        read_by_token,
+        read_by_key,
     })
 }
 

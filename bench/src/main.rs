@@ -14,6 +14,7 @@ mod figures;
 mod hot_paths;
 mod load;
 mod login;
+mod machine;
 mod memory;
 mod profile;
 mod raw_insert;

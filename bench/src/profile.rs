@@ -120,6 +120,17 @@ impl Actor {
     /// `GET /v1/users/me`, timed send -> 200 read.
     pub async fn read_me(self) -> anyhow::Result<(Self, Duration)> {
         let url = format!("{}/v1/users/me", self.base_url);
+        self.read(url).await
+    }
+
+    /// `GET /v1/users/{id}` of the actor's user, with the actor's
+    /// credential (its own access token, or an API key allowed to read it).
+    pub async fn read_user(self) -> anyhow::Result<(Self, Duration)> {
+        let url = format!("{}/v1/users/{}", self.base_url, self.user_id);
+        self.read(url).await
+    }
+
+    async fn read(self, url: String) -> anyhow::Result<(Self, Duration)> {
         let started = Instant::now();
         let response = self
             .http

@@ -21,6 +21,7 @@ use crate::cpu_breakdown;
 use crate::export::{self, Export};
 use crate::failed_logins::{self, FailedLogins};
 use crate::hot_paths::{self, HotPaths};
+use crate::machine;
 use crate::load::{self, Registration};
 use crate::login::{self, Logins};
 use crate::memory::{self, Memory};
@@ -509,6 +510,8 @@ impl Run {
                 })
             })
             .collect::<anyhow::Result<_>>()?;
+        phase.set("a service account's API key with `api admin service-account create`");
+        let api_key = machine::api_key(&self.api_bin, &self.api_env(), &self.log_dir).await?;
         let hot = hot_paths::measure(&hot_paths::Setting {
             base_url: &base_url,
             db_url: &self.db_url,
@@ -521,6 +524,7 @@ impl Run {
                 projector: pids.1,
                 worker: self.worker.as_ref().expect("started").pid(),
             },
+            api_key: &api_key,
         })
         .await?;
 

@@ -168,6 +168,18 @@ fn hot_figures(hot: &HotPaths, cores: usize) -> Vec<Figure> {
             hot.me.per_second(),
             format!("{clients} clients; {}", spread(&hot.me)),
         ),
+        Figure::against(
+            spec::API_KEY_READS,
+            hot.read_by_key.per_second(),
+            hot.read_by_token.per_second(),
+            format!(
+                "{clients} clients each reading one user: with an API key (looked up, with its \
+                 account's grants, on every request) {}; with access tokens (verified, then \
+                 the session and grants looked up) {}",
+                spread(&hot.read_by_key),
+                spread(&hot.read_by_token)
+            ),
+        ),
         Figure::value(
             spec::ME_P99,
             hot.me.percentile_ms(99.0),

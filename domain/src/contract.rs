@@ -147,6 +147,7 @@ pub const PAYLOAD_FIELDS_READ_BY_SQL: &[PayloadField] = &[
     ServiceAccountEvent::KEY_ISSUED_EXPIRES_AT,
     ServiceAccountEvent::KEY_ISSUED_SECRET_HASH,
     ServiceAccountEvent::KEY_ROTATED_KEY_ID,
+    ServiceAccountEvent::KEY_ROTATED_REPLACED_BY,
     ServiceAccountEvent::KEY_ROTATED_VALID_UNTIL,
     ServiceAccountEvent::KEY_REVOKED_KEY_ID,
 ];

@@ -100,6 +100,7 @@ impl ServiceAccountEvent {
     pub const KEY_ISSUED_EXPIRES_AT: PayloadField = Self::KEY_ISSUED.field("expires_at");
     pub const KEY_ISSUED_SECRET_HASH: PayloadField = Self::KEY_ISSUED.field("secret_hash");
     pub const KEY_ROTATED_KEY_ID: PayloadField = Self::KEY_ROTATED.field("key_id");
+    pub const KEY_ROTATED_REPLACED_BY: PayloadField = Self::KEY_ROTATED.field("replaced_by");
     pub const KEY_ROTATED_VALID_UNTIL: PayloadField = Self::KEY_ROTATED.field("valid_until");
     pub const KEY_REVOKED_KEY_ID: PayloadField = Self::KEY_REVOKED.field("key_id");
 
