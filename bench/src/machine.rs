@@ -34,11 +34,17 @@ pub async fn api_key(
         "users:read",
     ]
     .map(std::ffi::OsStr::new);
-    let (_, output) = run_command("api admin service-account create", api_bin, &args, env, &log)
-        .await?;
+    let (_, output) = run_command(
+        "api admin service-account create",
+        api_bin,
+        &args,
+        env,
+        &log,
+    )
+    .await?;
     let line = output
         .lines()
-        .find(|line| line.starts_with('{'))
+        .find(|line| line.starts_with("{\"service_account_id\""))
         .with_context(|| format!("no account printed; see {}", log.display()))?;
     let provisioned: Provisioned =
         serde_json::from_str(line).context("the printed service account")?;

@@ -107,7 +107,7 @@ fn parse(text: Option<String>) -> sqlx::Result<Value> {
 }
 
 /// An event a command decided on, serialized.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct NewEvent {
     pub event_type: String,
     pub event_version: String,
@@ -125,7 +125,8 @@ pub struct StreamHead<'a> {
 
 /// The columns of the events one append writes, one vector per column.
 #[derive(Default)]
-struct Columns {
+pub struct Columns {
+    aggregate_id: Vec<String>,
     sequence: Vec<i64>,
     event_type: Vec<String>,
     event_version: Vec<String>,
@@ -150,22 +151,44 @@ pub async fn append(
     metadata: &Value,
 ) -> sqlx::Result<Vec<i64>> {
     let columns = sealed_columns(head, events, metadata, now_in_microseconds());
+    insert(head.aggregate_type, columns).fetch_all(pool).await
+}
+
+/// Appends the events of many streams of `aggregate_type`, each after its
+/// head, sealed, chained and hashed as [`append`] does, in one statement,
+/// in the order `rows` lists them (a stream's events in sequence order).
+/// For bulk loads (the tests' and the bench's seeds).
+pub async fn append_rows(
+    db: &mut sqlx::PgConnection,
+    aggregate_type: &str,
+    rows: Columns,
+) -> sqlx::Result<Vec<i64>> {
+    insert(aggregate_type, rows).fetch_all(db).await
+}
+
+/// The statement that appends `columns`, answering their global positions.
+fn insert(
+    aggregate_type: &str,
+    columns: Columns,
+) -> sqlx::query::QueryScalar<'_, sqlx::Postgres, i64, sqlx::postgres::PgArguments> {
     sqlx::query_scalar(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
              payload, metadata, event_id, recorded_at, sealed, salts, prev_hash, hash, hash_version) \
-         SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload::json, \
+         SELECT $1, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload::json, \
                 e.metadata::json, e.event_id, e.recorded_at, e.sealed::json, e.salts::jsonb, \
-                e.prev_hash, e.hash, $3 \
-         FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::uuid[], \
-                     $10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::text[]) \
-              WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, \
-                                   event_id, recorded_at, sealed, salts, prev_hash, hash, ord) \
+                e.prev_hash, e.hash, $2 \
+         FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], \
+                     $9::uuid[], $10::timestamptz[], $11::text[], $12::text[], $13::text[], \
+                     $14::text[]) \
+              WITH ORDINALITY AS e(aggregate_id, sequence, event_type, event_version, payload, \
+                                   metadata, event_id, recorded_at, sealed, salts, prev_hash, \
+                                   hash, ord) \
          ORDER BY e.ord \
          RETURNING global_position",
     )
-    .bind(head.aggregate_type)
-    .bind(head.aggregate_id)
+    .bind(aggregate_type)
     .bind(i16::from(HashVersion::CURRENT))
+    .bind(columns.aggregate_id)
     .bind(columns.sequence)
     .bind(columns.event_type)
     .bind(columns.event_version)
@@ -177,8 +200,6 @@ pub async fn append(
     .bind(columns.salts)
     .bind(columns.prev_hash)
     .bind(columns.hash)
-    .fetch_all(pool)
-    .await
 }
 
 /// The time as PostgreSQL keeps it (whole microseconds), so the hash
@@ -188,14 +209,53 @@ fn now_in_microseconds() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
-fn sealed_columns(
+/// `events` after `head`, sealed, chained and hashed, recorded at `recorded_at`.
+pub fn sealed_columns(
     head: &StreamHead<'_>,
     events: &[NewEvent],
     metadata: &Value,
     recorded_at: DateTime<Utc>,
 ) -> Columns {
-    let metadata_text = metadata.to_string();
     let mut columns = Columns::default();
+    columns.push_sealed(head, events, metadata, recorded_at);
+    columns
+}
+
+impl Columns {
+    /// How many events these columns hold.
+    pub fn len(&self) -> usize {
+        self.sequence.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sequence.is_empty()
+    }
+
+    /// The hash of the last event added ("" when none).
+    pub fn last_hash(&self) -> &str {
+        self.hash.last().map_or("", String::as_str)
+    }
+
+    /// Adds `events` after `head`, sealed, chained and hashed.
+    pub fn push_sealed(
+        &mut self,
+        head: &StreamHead<'_>,
+        events: &[NewEvent],
+        metadata: &Value,
+        recorded_at: DateTime<Utc>,
+    ) {
+        push_sealed(self, head, events, metadata, recorded_at);
+    }
+}
+
+fn push_sealed(
+    columns: &mut Columns,
+    head: &StreamHead<'_>,
+    events: &[NewEvent],
+    metadata: &Value,
+    recorded_at: DateTime<Utc>,
+) {
+    let metadata_text = metadata.to_string();
     let mut prev_hash = head.last_hash.to_owned();
     for (offset, event) in events.iter().enumerate() {
         let sequence = i64::try_from(head.last_sequence + offset + 1).unwrap_or(i64::MAX);
@@ -213,6 +273,7 @@ fn sealed_columns(
             sealed: &sealed.sealed,
             recorded_at,
         });
+        columns.aggregate_id.push(head.aggregate_id.to_owned());
         columns.sequence.push(sequence);
         columns.event_type.push(event.event_type.clone());
         columns.event_version.push(event.event_version.clone());
@@ -227,7 +288,6 @@ fn sealed_columns(
             .push(std::mem::replace(&mut prev_hash, hash.clone()));
         columns.hash.push(hash);
     }
-    columns
 }
 
 #[cfg(test)]
