@@ -165,6 +165,10 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "An access token (JWT) from login, refresh or POST /v1/oauth/token, \
+                         or a service account's API key (`idsk_…`) in its place",
+                    ))
                     .build(),
             ),
         );
