@@ -260,8 +260,8 @@ pub async fn current_session(
     freshness: web::Data<Freshness>,
     principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, _) = user_queries::find_own(&pool, &freshness, principal.user_id).await?;
     let session = principal.session()?;
+    let (user, _) = user_queries::find_own(&pool, &freshness, principal.user_id).await?;
     let user = user.ok_or(ApiError::Unauthorized)?;
     Ok(HttpResponse::Ok().json(CurrentSession {
         user,

@@ -517,6 +517,8 @@ async fn me(
     principal: Principal,
     ValidQuery(params): ValidQuery<GetParams>,
 ) -> Result<HttpResponse, ApiError> {
+    // A machine has no session, and no user to wait for.
+    let session = principal.session()?;
     let applied = freshness
         .wait_for(min_position(params.min_position.as_deref())?)
         .await?;
@@ -542,7 +544,7 @@ async fn me(
                 .iter()
                 .map(|permission| permission.as_str().to_owned())
                 .collect(),
-            session_id: principal.session()?.id,
+            session_id: session.id,
         }))
 }
 

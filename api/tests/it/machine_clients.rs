@@ -202,6 +202,16 @@ async fn a_key_acts_as_its_account_and_every_event_names_both() {
     assert_eq!(detail["roles"], json!(["ci-role"]));
     assert!(detail["keys"][0].get("key").is_none() && !detail.to_string().contains("idsk_"));
 
+    // A machine has no session of its own to show or end.
+    for (method, path) in [
+        (Method::GET, "/v1/users/me"),
+        (Method::GET, "/v1/auth/session"),
+        (Method::POST, "/v1/auth/logout"),
+    ] {
+        let response = app.send(method, path, &machine.key, None).await;
+        assert_problem(response, 404, "not-found", None).await;
+    }
+
     // A key that is not one answers exactly as a bad token does.
     let forged = wrong_checksum(&machine.key);
     for bad in [forged.as_str(), "idsk_short", "not-a-jwt"] {
