@@ -7,6 +7,7 @@ pub mod erasure;
 pub mod rbac;
 pub mod redaction;
 pub mod role;
+pub mod second_factor;
 pub mod service_account;
 pub mod session;
 pub mod snapshot;

@@ -19,6 +19,8 @@ pub enum ValidationError {
     RepetitivePassword,
     #[error("must contain only {allowed}")]
     InvalidCharacters { allowed: &'static str },
+    #[error("must be {expected}")]
+    InvalidFormat { expected: &'static str },
     /// The value is quoted and escaped, and cut to its first
     /// [`ValidationError::MAX_ECHOED_CHARS`] characters.
     #[error("unknown permission {value:?}")]

@@ -22,25 +22,7 @@ impl ServiceAccountName {
     }
 }
 
-impl TryFrom<String> for ServiceAccountName {
-    type Error = ValidationError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<ServiceAccountName> for String {
-    fn from(value: ServiceAccountName) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for ServiceAccountName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::validation::string_value!(ServiceAccountName);
 
 /// What an account or a key is for: the rules of a role's description
 /// (trimmed, at most 500 characters, no control characters but line breaks

@@ -1,0 +1,8 @@
+//! Second factors, the parts that are pure rules: time-based one-time
+//! passwords (RFC 6238). The factor's secret is the caller's to keep
+//! (encrypted, outside the event store); the domain only decides whether a
+//! code is right at a moment, and never twice for the same time step.
+
+pub mod totp;
+
+pub use totp::{TotpCode, TotpRejected, TotpSecret};
