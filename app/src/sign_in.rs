@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
+use domain::second_factor::AuthenticationMethod;
 use domain::session::ReuseInterval;
 use domain::{
     Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User,
@@ -150,6 +151,7 @@ impl SignIn {
             session_id,
             refresh_token,
             expires_at: now + self.policy.lifetime,
+            authenticated_at: now,
         };
         self.issue_if_still_allowed(context, session, now).await
     }
@@ -200,6 +202,7 @@ impl SignIn {
             session_id,
             refresh_token: next,
             expires_at: outcome.state.expires_at().unwrap_or(now),
+            authenticated_at: outcome.state.started_at().unwrap_or(now),
         };
         self.issue_if_still_allowed(context, session, now).await
     }
@@ -242,6 +245,7 @@ impl SignIn {
             session_id,
             refresh_token,
             expires_at,
+            authenticated_at,
         } = session;
         let user = self.users.load(&user_id.to_string()).await?;
         if user.check_can_log_in(now).is_err() {
@@ -260,7 +264,11 @@ impl SignIn {
             return Err(AppError::InvalidCredentials);
         }
         let roles = self.role_names(&user).await?;
-        let access = self.tokens.issue(user_id, session_id, roles, now)?;
+        // Every session starts with a password today (issue 24 adds factors).
+        let authenticated = (&[AuthenticationMethod::Password][..], authenticated_at);
+        let access = self
+            .tokens
+            .issue(user_id, session_id, roles, authenticated, now)?;
         Ok(TokenPair {
             access_token: access.token,
             expires_in: access.expires_in,
@@ -325,6 +333,8 @@ struct IssuedSession {
     session_id: Uuid,
     refresh_token: RefreshToken,
     expires_at: DateTime<Utc>,
+    /// When the person proved who they are: the session's start.
+    authenticated_at: DateTime<Utc>,
 }
 
 /// A conflict left after the retries means other refreshes keep winning; a

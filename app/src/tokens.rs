@@ -9,6 +9,8 @@ use jsonwebtoken::{decode, decode_header, encode, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use domain::second_factor::AuthenticationMethod;
+
 use crate::keys::{SigningKeys, ALGORITHM};
 
 /// Seconds of clock skew tolerated on `exp` between processes.
@@ -29,6 +31,13 @@ pub struct AccessClaims {
     /// A machine's granted permissions, space-separated (RFC 6749 §3.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// How the person authenticated (RFC 8176 values); absent for a machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// When the person authenticated (seconds since the epoch, as OpenID
+    /// Connect's `auth_time`): the session's start, kept by every refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
     pub roles: Vec<String>,
     pub exp: i64,
     pub iat: i64,
@@ -70,11 +79,14 @@ impl AccessTokens {
         }
     }
 
+    /// A person's token for `session_id`, in which they authenticated at
+    /// `authenticated_at` with `methods`.
     pub fn issue(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         roles: Vec<String>,
+        (methods, authenticated_at): (&[AuthenticationMethod], DateTime<Utc>),
         now: DateTime<Utc>,
     ) -> anyhow::Result<Issued> {
         let claims = AccessClaims {
@@ -84,6 +96,8 @@ impl AccessTokens {
             sid: Some(session_id),
             client_id: None,
             scope: None,
+            amr: Some(methods.iter().map(|m| m.as_str().to_owned()).collect()),
+            auth_time: Some(authenticated_at.timestamp()),
             roles,
             exp: (now + self.lifetime).timestamp(),
             iat: now.timestamp(),
@@ -110,6 +124,8 @@ impl AccessTokens {
             sid: None,
             client_id: Some(key_id),
             scope: Some(scope.join(" ")),
+            amr: None,
+            auth_time: None,
             roles,
             exp: (now + self.lifetime).timestamp(),
             iat: now.timestamp(),

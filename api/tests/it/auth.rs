@@ -44,6 +44,20 @@ async fn login_issues_a_bearer_pair_that_reads_me() {
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert_eq!(lifetime, 900);
     assert!(claims["jti"].is_string() && claims["roles"].is_array());
+    // How and when the person authenticated (RFC 8176, OpenID Connect).
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    let auth_time = claims["auth_time"].as_i64().unwrap();
+    assert!((auth_time - claims["iat"].as_i64().unwrap()).abs() <= 1);
+
+    // A refresh keeps when the person authenticated: it proves nothing new.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let response = crate::auth::refresh(&app, refresh).await;
+    assert_eq!(response.status(), 200);
+    let refreshed: Value = response.json().await.unwrap();
+    let again = jwt_claims(refreshed["access_token"].as_str().unwrap());
+    assert_eq!(again["auth_time"], auth_time);
+    assert_eq!(again["amr"], json!(["pwd"]));
+    assert!(again["iat"].as_i64().unwrap() > auth_time);
 
     let me = me_when_projected(&app, access).await;
     assert_eq!(me["id"], id);

@@ -6,3 +6,19 @@
 pub mod totp;
 
 pub use totp::{TotpCode, TotpRejected, TotpSecret};
+
+/// How a person proved who they are, as a token's `amr` claim names it
+/// (RFC 8176's registered values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuthenticationMethod {
+    /// A password (`pwd`).
+    Password,
+}
+
+impl AuthenticationMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "pwd",
+        }
+    }
+}
