@@ -19,7 +19,9 @@ use utoipa::{Modify, OpenApi};
 use crate::extract::MAX_ARRAY_ITEMS;
 use crate::problem::{FieldError, Problem, PROBLEM};
 use crate::routes::auth::TokenPair;
-use crate::routes::{audit, auth, oauth, roles, service_accounts, sessions, users, webhooks};
+use crate::routes::{
+    audit, auth, oauth, roles, second_factors, service_accounts, sessions, users, webhooks,
+};
 use crate::user_queries::UserView;
 
 #[derive(OpenApi)]
@@ -82,6 +84,12 @@ use crate::user_queries::UserView;
         service_accounts::rotate_key,
         service_accounts::revoke_key,
         oauth::token,
+        auth::login_second_factor,
+        second_factors::begin_totp,
+        second_factors::confirm,
+        second_factors::list,
+        second_factors::remove,
+        second_factors::recovery_codes,
         health_live,
         health_ready,
         metrics,
@@ -124,6 +132,7 @@ use crate::user_queries::UserView;
         audit::aggregate::WebhookStateView,
         audit::aggregate::ServiceAccountStateView,
         audit::aggregate::ServiceAccountKeyView,
+        audit::aggregate::SecondFactorsStateView,
         audit::aggregate::StateView,
         audit::aggregate::AggregateStateView,
         webhooks::CreateWebhookRequest,
@@ -147,6 +156,14 @@ use crate::user_queries::UserView;
         oauth::TokenRequest,
         oauth::TokenResponse,
         oauth::OAuthError,
+        auth::SecondFactorChallenge,
+        auth::SecondFactorLoginRequest,
+        second_factors::TotpEnrolmentView,
+        second_factors::ConfirmRequest,
+        second_factors::ConfirmedView,
+        second_factors::RecoveryCodesView,
+        second_factors::FactorView,
+        second_factors::FactorList,
         UserView,
         Problem,
         FieldError

@@ -269,7 +269,8 @@ impl From<AppError> for ApiError {
             | AppError::Role(_)
             | AppError::Session(_)
             | AppError::Webhook(_)
-            | AppError::ServiceAccount(_) => Self::Conflict(error.to_string()),
+            | AppError::ServiceAccount(_)
+            | AppError::SecondFactor(_) => Self::Conflict(error.to_string()),
             AppError::ConcurrencyConflict => Self::ConcurrencyConflict,
             AppError::InvalidCredentials => Self::InvalidCredentials,
             AppError::InvalidRefreshToken => Self::InvalidRefreshToken,

@@ -338,6 +338,21 @@ pub struct AuthSettings {
     #[arg(long, env = "JWT_GENERATE_KEY", default_value_t = true, action = clap::ArgAction::Set)]
     pub jwt_generate_key: bool,
 
+    /// 32 random bytes, base64, that encrypt authenticator apps' secrets
+    /// (ChaCha20-Poly1305). Losing it disables every enrolled app: keep it
+    /// out of the database's backups, and backed up itself.
+    #[arg(
+        long,
+        env = "SECOND_FACTOR_KEY_FILE",
+        default_value = ".keys/second-factor.key"
+    )]
+    pub second_factor_key_file: PathBuf,
+
+    /// Generate that key on first start when the file is missing. For
+    /// development; set to false in production.
+    #[arg(long, env = "SECOND_FACTOR_GENERATE_KEY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub second_factor_generate_key: bool,
+
     /// Public keys (SPKI PEM), comma-separated, that still verify tokens but
     /// no longer sign: a retired key during rotation.
     #[arg(long, env = "JWT_RETIRED_KEY_FILES", value_delimiter = ',')]

@@ -27,6 +27,8 @@ use app::integrity::BackgroundVerifier;
 use app::keys::SigningKeys;
 use app::password::Passwords;
 use app::roles::RoleCommands;
+use app::second_factors::secret_box::SecretBox;
+use app::second_factors::SecondFactorService;
 use app::service_accounts::authentication::MachineAuthentication;
 use app::service_accounts::queries::ServiceAccountQueries;
 use app::service_accounts::ServiceAccountCommands;
@@ -122,6 +124,7 @@ struct Services {
     service_accounts: web::Data<ServiceAccountCommands>,
     service_account_queries: web::Data<ServiceAccountQueries>,
     machines: web::Data<MachineAuthentication>,
+    second_factors: web::Data<SecondFactorService>,
 }
 
 impl Services {
@@ -140,12 +143,22 @@ impl Services {
         ));
         let passwords = Passwords::new(auth.password_hash_queue).await?;
         let failed_logins = Arc::new(FailedLogins::new(pool.clone(), auth.address_policy()));
+        let secrets = SecretBox::load(
+            &auth.second_factor_key_file,
+            auth.second_factor_generate_key,
+        )?;
+        let second_factors = Arc::new(SecondFactorService::new(
+            pool.clone(),
+            Arc::new(secrets),
+            auth.jwt_issuer.clone(),
+        ));
         let sign_in = SignIn::new(
             pool.clone(),
             passwords.clone(),
             tokens.clone(),
             auth.session_policy(),
             failed_logins.clone(),
+            second_factors.clone(),
         );
         Ok(Self {
             tokens: web::Data::from(tokens),
@@ -171,6 +184,7 @@ impl Services {
                 pool.clone(),
                 failed_logins.clone(),
             )),
+            second_factors: web::Data::from(second_factors),
             failed_logins,
             command_rate: web::Data::new(CommandRateLimit::new(pool, auth.command_quota())),
         })
@@ -260,6 +274,7 @@ fn http_server(
             .app_data(services.service_accounts.clone())
             .app_data(services.service_account_queries.clone())
             .app_data(services.machines.clone())
+            .app_data(services.second_factors.clone())
             .app_data(services.sign_in.clone())
             .app_data(services.tokens.clone())
             .app_data(services.command_rate.clone())

@@ -4,7 +4,9 @@
 
 use cqrs_es::AggregateError;
 use domain::webhook::WebhookLimitReached;
-use domain::{RoleError, ServiceAccountError, SessionError, UserError, WebhookError};
+use domain::{
+    RoleError, SecondFactorError, ServiceAccountError, SessionError, UserError, WebhookError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -45,6 +47,8 @@ pub enum AppError {
     Webhook(WebhookError),
     #[error(transparent)]
     ServiceAccount(ServiceAccountError),
+    #[error(transparent)]
+    SecondFactor(SecondFactorError),
     /// `WEBHOOKS_MAX` webhooks exist: the one named.
     #[error(transparent)]
     WebhookLimitReached(#[from] WebhookLimitReached),
@@ -126,6 +130,15 @@ impl DomainRule for ServiceAccountError {
             ServiceAccountError::KeyNotFound => AppError::NotFound("API key"),
             ServiceAccountError::RoleNotAssigned => AppError::NotFound("role assignment"),
             rule => AppError::ServiceAccount(rule),
+        }
+    }
+}
+
+impl DomainRule for SecondFactorError {
+    fn into_app_error(self) -> AppError {
+        match self {
+            SecondFactorError::NotFound => AppError::NotFound("second factor"),
+            rule => AppError::SecondFactor(rule),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod password;
 pub mod power;
 pub mod refresh_token;
 pub mod roles;
+pub mod second_factors;
 pub mod service_accounts;
 pub mod sign_in;
 pub mod tokens;

@@ -20,6 +20,7 @@ use crate::claims::Claims;
 use crate::failed_logins::FailedLogins;
 use crate::password::Passwords;
 use crate::refresh_token::RefreshToken;
+use crate::second_factors::{Proof, SecondFactorService, CHALLENGE_LIFETIME};
 use crate::tokens::AccessTokens;
 use crate::AppError;
 use crate::RequestContext;
@@ -52,6 +53,7 @@ pub struct SignIn {
     failed_logins: Arc<FailedLogins>,
     claims: Claims,
     pool: PgPool,
+    second_factors: Arc<SecondFactorService>,
 }
 
 impl SignIn {
@@ -61,8 +63,10 @@ impl SignIn {
         tokens: Arc<AccessTokens>,
         policy: SessionPolicy,
         failed_logins: Arc<FailedLogins>,
+        second_factors: Arc<SecondFactorService>,
     ) -> Self {
         Self {
+            second_factors,
             users: Arc::new(CommandBus::new(pool.clone())),
             sessions: CommandBus::new(pool.clone()),
             passwords,
@@ -80,7 +84,7 @@ impl SignIn {
         context: &RequestContext,
         email: &str,
         password: String,
-    ) -> Result<TokenPair, AppError> {
+    ) -> Result<Login, AppError> {
         self.failed_logins.refuse_if_blocked(context).await?;
         let user_id = self.user_with_email(email).await?;
         // An unknown email loads an empty stream, so both paths do the same reads.
@@ -120,10 +124,65 @@ impl SignIn {
         if let Some(password_hash) = verified.rehashed {
             self.rehash(context, user_id, password_hash).await;
         }
+        if self.second_factors.required(user_id).await? {
+            let challenge = self.second_factors.challenge(user_id).await?;
+            return Ok(Login::SecondFactorRequired {
+                challenge,
+                expires_in: CHALLENGE_LIFETIME.num_seconds(),
+            });
+        }
+        self.start_session(context, user_id, false, now)
+            .await
+            .map(Login::Tokens)
+    }
+
+    /// The second step of a login: a live challenge from the first and a
+    /// right code or recovery code. A wrong one counts toward the account's
+    /// lockout and the address's block like a wrong password; the
+    /// challenge is used up by the step that succeeds.
+    #[tracing::instrument(skip_all, fields(user_id, session_id))]
+    pub async fn complete(
+        &self,
+        context: &RequestContext,
+        challenge: &str,
+        proof: &Proof,
+    ) -> Result<TokenPair, AppError> {
+        self.failed_logins.refuse_if_blocked(context).await?;
+        let now = Utc::now();
+        let Some(user_id) = self.second_factors.challenged(challenge).await? else {
+            self.failed_logins.record(context, None, now).await?;
+            return Err(AppError::InvalidCredentials);
+        };
+        tracing::Span::current().record("user_id", tracing::field::display(user_id));
+        let user = self.users.load(&user_id.to_string()).await?;
+        if user.check_can_log_in(now).is_err() {
+            return Err(AppError::InvalidCredentials);
+        }
+        if !self.second_factors.check(context, user_id, proof).await? {
+            self.failed_logins
+                .record(context, Some(user_id), now)
+                .await?;
+            return Err(AppError::InvalidCredentials);
+        }
+        if !self.second_factors.use_challenge(challenge).await? {
+            return Err(AppError::InvalidCredentials);
+        }
+        self.start_session(context, user_id, true, now).await
+    }
+
+    /// Starts a session for `user_id`, who just proved who they are.
+    async fn start_session(
+        &self,
+        context: &RequestContext,
+        user_id: Uuid,
+        second_factor_used: bool,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AppError> {
         let session_id = Uuid::now_v7();
         tracing::Span::current().record("session_id", tracing::field::display(session_id));
         let refresh_token = RefreshToken::generate(session_id);
         let start = SessionCommand::Start {
+            second_factor_used,
             session_id,
             user_id,
             refresh_token_hash: refresh_token.hash(),
@@ -152,6 +211,7 @@ impl SignIn {
             refresh_token,
             expires_at: now + self.policy.lifetime,
             authenticated_at: now,
+            second_factor_used,
         };
         self.issue_if_still_allowed(context, session, now).await
     }
@@ -203,6 +263,7 @@ impl SignIn {
             refresh_token: next,
             expires_at: outcome.state.expires_at().unwrap_or(now),
             authenticated_at: outcome.state.started_at().unwrap_or(now),
+            second_factor_used: outcome.state.second_factor_used(),
         };
         self.issue_if_still_allowed(context, session, now).await
     }
@@ -246,6 +307,7 @@ impl SignIn {
             refresh_token,
             expires_at,
             authenticated_at,
+            second_factor_used,
         } = session;
         let user = self.users.load(&user_id.to_string()).await?;
         if user.check_can_log_in(now).is_err() {
@@ -264,8 +326,14 @@ impl SignIn {
             return Err(AppError::InvalidCredentials);
         }
         let roles = self.role_names(&user).await?;
-        // Every session starts with a password today (issue 24 adds factors).
-        let authenticated = (&[AuthenticationMethod::Password][..], authenticated_at);
+        let methods: &[AuthenticationMethod] = match second_factor_used {
+            true => &[
+                AuthenticationMethod::Password,
+                AuthenticationMethod::OneTimePassword,
+            ],
+            false => &[AuthenticationMethod::Password],
+        };
+        let authenticated = (methods, authenticated_at);
         let access = self
             .tokens
             .issue(user_id, session_id, roles, authenticated, now)?;
@@ -335,6 +403,18 @@ struct IssuedSession {
     expires_at: DateTime<Utc>,
     /// When the person proved who they are: the session's start.
     authenticated_at: DateTime<Utc>,
+    second_factor_used: bool,
+}
+
+/// What the first step of a login answers.
+pub enum Login {
+    Tokens(TokenPair),
+    /// The password was right and the account has a second factor: the
+    /// second step must present this challenge with a code.
+    SecondFactorRequired {
+        challenge: String,
+        expires_in: i64,
+    },
 }
 
 /// A conflict left after the retries means other refreshes keep winning; a

@@ -870,6 +870,13 @@ impl Run {
                 self.jwt_key.to_string_lossy().into_owned(),
             ),
             ("JWT_GENERATE_KEY", "true".into()),
+            (
+                "SECOND_FACTOR_KEY_FILE",
+                self.jwt_key
+                    .with_file_name("second-factor.key")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
             ("AUTH_RATE_PER_SECOND", AUTH_RATE_UNLIMITED.to_string()),
             ("AUTH_RATE_BURST", AUTH_RATE_UNLIMITED.to_string()),
             // Each phase sends one user's commands as fast as it can.

@@ -10,7 +10,8 @@ use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde::de::DeserializeOwned;
 
 use crate::{
-    AuditSignerEvent, RoleEvent, ServiceAccountEvent, SessionEvent, UserEvent, WebhookEvent,
+    AuditSignerEvent, RoleEvent, SecondFactorEvent, ServiceAccountEvent, SessionEvent, UserEvent,
+    WebhookEvent,
 };
 
 /// One kind of event: its dotted name (`<aggregate>.<event>`, also the
@@ -91,6 +92,7 @@ pub fn all_event_types() -> impl Iterator<Item = EventType> {
         .chain(WebhookEvent::EVENT_TYPES)
         .chain(AuditSignerEvent::EVENT_TYPES)
         .chain(ServiceAccountEvent::EVENT_TYPES)
+        .chain(SecondFactorEvent::EVENT_TYPES)
         .copied()
 }
 
@@ -150,6 +152,10 @@ pub const PAYLOAD_FIELDS_READ_BY_SQL: &[PayloadField] = &[
     ServiceAccountEvent::KEY_ROTATED_REPLACED_BY,
     ServiceAccountEvent::KEY_ROTATED_VALID_UNTIL,
     ServiceAccountEvent::KEY_REVOKED_KEY_ID,
+    SecondFactorEvent::TOTP_ENABLED_FACTOR_ID,
+    SecondFactorEvent::TOTP_REMOVED_FACTOR_ID,
+    SecondFactorEvent::RECOVERY_CODES_GENERATED_CODE_HASHES,
+    SecondFactorEvent::RECOVERY_CODE_USED_CODE_HASH,
 ];
 
 /// A value unique across aggregates (an email across users), claimed in
@@ -191,6 +197,10 @@ impl ContractEvent for WebhookEvent {
 
 impl ContractEvent for AuditSignerEvent {
     const AGGREGATE_TYPE: &'static str = <crate::AuditSigner as cqrs_es::Aggregate>::TYPE;
+}
+
+impl ContractEvent for SecondFactorEvent {
+    const AGGREGATE_TYPE: &'static str = <crate::SecondFactors as cqrs_es::Aggregate>::TYPE;
 }
 
 impl ContractEvent for ServiceAccountEvent {
@@ -322,6 +332,10 @@ mod tests {
                 crate::service_account::test_events(),
                 ServiceAccountEvent::contract_type,
             ))
+            .chain(sample(
+                crate::second_factor::test_events(),
+                SecondFactorEvent::contract_type,
+            ))
             .collect()
     }
 
@@ -350,6 +364,10 @@ mod tests {
             (
                 ServiceAccountEvent::AGGREGATE_TYPE,
                 ServiceAccountEvent::EVENT_TYPES,
+            ),
+            (
+                SecondFactorEvent::AGGREGATE_TYPE,
+                SecondFactorEvent::EVENT_TYPES,
             ),
         ];
         for (aggregate_type, event_types) in all {

@@ -26,6 +26,9 @@ pub use contract::{
 pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
 pub use redaction::{redact_event_payload, RedactionError, REDACTED, SECRET_PAYLOAD_FIELDS};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
+pub use second_factor::{
+    SecondFactorCommand, SecondFactorError, SecondFactorEvent, SecondFactors, TotpCode, TotpSecret,
+};
 pub use service_account::{
     ApiKeyHash, IssuedKey, NewKey, ServiceAccount, ServiceAccountCommand,
     ServiceAccountDescription, ServiceAccountError, ServiceAccountEvent, ServiceAccountName,

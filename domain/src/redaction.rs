@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::audit_signer::{AuditSigner, AuditSignerEvent};
 use crate::contract::{decode, ContractEvent, DecodeError, EventType};
 use crate::role::{Role, RoleEvent};
+use crate::second_factor::{SecondFactorEvent, SecondFactors};
 use crate::service_account::{ServiceAccount, ServiceAccountEvent};
 use crate::session::{Session, SessionEvent};
 use crate::user::{User, UserEvent};
@@ -35,6 +36,8 @@ pub const SECRET_PAYLOAD_FIELDS: &[crate::contract::PayloadField] = &[
     SessionEvent::STARTED_REFRESH_TOKEN_HASH,
     SessionEvent::REFRESHED_REFRESH_TOKEN_HASH,
     ServiceAccountEvent::KEY_ISSUED_SECRET_HASH,
+    SecondFactorEvent::RECOVERY_CODES_GENERATED_CODE_HASHES,
+    SecondFactorEvent::RECOVERY_CODE_USED_CODE_HASH,
 ];
 
 /// Replaces the secrets of a stored event of the aggregate named
@@ -62,6 +65,7 @@ pub fn redact_event_payload(
         ServiceAccount::TYPE => {
             redact(stored, payload, ServiceAccountEvent::redact_secrets).map(Some)
         }
+        SecondFactors::TYPE => redact(stored, payload, SecondFactorEvent::redact_secrets).map(Some),
         _ => Ok(None),
     }
 }
@@ -130,6 +134,7 @@ mod tests {
         check_listed(Webhook::TYPE, crate::webhook::test_events());
         check_listed(AuditSigner::TYPE, crate::audit_signer::test_events());
         check_listed(ServiceAccount::TYPE, crate::service_account::test_events());
+        check_listed(SecondFactors::TYPE, crate::second_factor::test_events());
     }
 
     const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";

@@ -24,7 +24,8 @@ impl Snapshotted for crate::Role {
 
 impl Snapshotted for crate::Session {
     /// 1: the previous refresh token only (the older ones are in the history).
-    const SNAPSHOT_SCHEMA: i32 = 1;
+    /// 2: whether a second factor was used at the start.
+    const SNAPSHOT_SCHEMA: i32 = 2;
 }
 
 impl Snapshotted for crate::Webhook {
@@ -36,5 +37,9 @@ impl Snapshotted for crate::AuditSigner {
 }
 
 impl Snapshotted for crate::ServiceAccount {
+    const SNAPSHOT_SCHEMA: i32 = 1;
+}
+
+impl Snapshotted for crate::SecondFactors {
     const SNAPSHOT_SCHEMA: i32 = 1;
 }

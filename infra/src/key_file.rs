@@ -1,5 +1,6 @@
-//! Ed25519 key files (PKCS#8 PEM): the JWT signing key and the audit
-//! checkpoint signing key are both read, and generated for development, here.
+//! Key files: the Ed25519 keys (PKCS#8 PEM) of the JWT signer and the audit
+//! checkpoint signer, and the symmetric key that encrypts second factors'
+//! secrets, are read, and generated for development, here.
 
 use std::fs;
 use std::io::Write;
@@ -17,8 +18,6 @@ use secrecy::{ExposeSecret, SecretString};
 /// start at once: the key is written to a temporary file and linked into
 /// place, so each one reads either no file or a whole one.
 pub fn generate(private_file: &Path, what: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-
     let key = SigningKey::generate(&mut OsRng);
     // PKCS#8 v1 (no embedded public key), the form jsonwebtoken and openssl
     // `genpkey -algorithm ed25519` use.
@@ -28,29 +27,52 @@ pub fn generate(private_file: &Path, what: &str) -> anyhow::Result<()> {
     }
     .to_pkcs8_pem(LineEnding::LF)?;
     let public_pem = key.verifying_key().to_public_key_pem(LineEnding::LF)?;
-    if let Some(dir) = private_file
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-    {
+    if write_new(private_file, private_pem.as_bytes())? {
+        fs::write(public_file(private_file), public_pem)?;
+        tracing::info!(file = %private_file.display(), "generated a {what}");
+    }
+    Ok(())
+}
+
+/// Writes `bytes` fresh random bytes, base64, to `file` for development
+/// (readable by the owner only), unless another process got there first.
+pub fn generate_secret(file: &Path, bytes: usize, what: &str) -> anyhow::Result<()> {
+    use base64::Engine;
+    use rand_core::RngCore;
+
+    let mut secret = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut secret);
+    let text = SecretString::from(base64::engine::general_purpose::STANDARD.encode(&secret));
+    secret.fill(0);
+    if write_new(file, format!("{}\n", text.expose_secret()).as_bytes())? {
+        tracing::info!(file = %file.display(), "generated a {what}");
+    }
+    Ok(())
+}
+
+/// Writes `contents` to a new file at `path` (owner-only), through a
+/// temporary file linked into place, so that several processes starting at
+/// once each read either no file or a whole one. `false` when the file
+/// already existed (it is left as it is).
+fn write_new(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
     }
-    let temporary = private_file.with_extension(format!("tmp{}", std::process::id()));
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&temporary)?;
-    file.write_all(private_pem.as_bytes())?;
+    file.write_all(contents)?;
     file.sync_all()?;
-    let linked = fs::hard_link(&temporary, private_file);
+    let linked = fs::hard_link(&temporary, path);
     fs::remove_file(&temporary)?;
     match linked {
-        Ok(()) => {
-            fs::write(public_file(private_file), public_pem)?;
-            tracing::info!(file = %private_file.display(), "generated a {what}");
-            Ok(())
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(error) => Err(error.into()),
     }
 }

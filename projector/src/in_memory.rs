@@ -217,6 +217,7 @@ mod tests {
     fn session_start() -> Envelope {
         let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         let event = SessionEvent::Started {
+            second_factor_used: false,
             session_id: SESSION,
             user_id: USER,
             refresh_token_hash: RefreshTokenHash::new("f00d".into()),

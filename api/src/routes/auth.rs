@@ -18,7 +18,9 @@ use crate::freshness::Freshness;
 use crate::problem::{ApiError, Problem, PROBLEM};
 use crate::rate_limit::AuthRateLimit;
 use crate::user_queries::{self, UserView};
-use app::sign_in::SignIn;
+use app::second_factors::recovery_code::RecoveryCode;
+use app::second_factors::Proof;
+use app::sign_in::{Login, SignIn};
 use app::tokens::AccessTokens;
 
 /// What login and refresh hand to a client that asked for tokens.
@@ -73,6 +75,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
         web::resource("/auth/login")
             .wrap(Governor::new(rate_limit))
             .route(web::post().to(login))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/login/second-factor")
+            .wrap(Governor::new(rate_limit))
+            .route(web::post().to(login_second_factor))
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
@@ -137,11 +145,93 @@ pub async fn login(
         // Else another site could sign a visitor in to the attacker's account.
         csrf::check(&req)?;
     }
-    let tokens = sign_in.login(&context, &body.email, body.password).await?;
-    Ok(match body.session {
+    match sign_in.login(&context, &body.email, body.password).await? {
+        Login::Tokens(tokens) => Ok(session_response(body.session, tokens)),
+        Login::SecondFactorRequired {
+            challenge,
+            expires_in,
+        } => Ok(HttpResponse::Ok().json(SecondFactorChallenge {
+            second_factor_required: true,
+            challenge,
+            expires_in,
+            methods: vec!["totp", "recovery_code"],
+        })),
+    }
+}
+
+/// The new session as the client asked for it.
+fn session_response(mode: SessionMode, tokens: app::sign_in::TokenPair) -> HttpResponse {
+    match mode {
         SessionMode::Tokens => HttpResponse::Ok().json(TokenPair::from(tokens)),
         SessionMode::Cookie => CookieSession::response(&tokens),
-    })
+    }
+}
+
+/// The first step's answer for an account with a second factor: no token
+/// yet. The second step (`POST /v1/auth/login/second-factor`) presents
+/// the challenge with a code.
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorChallenge {
+    /// Always true.
+    second_factor_required: bool,
+    /// Single-use; give it to the second step.
+    challenge: String,
+    /// Seconds the challenge stays valid.
+    expires_in: i64,
+    /// What the second step takes: `totp` (`code`) or `recovery_code`.
+    methods: Vec<&'static str>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorLoginRequest {
+    challenge: String,
+    /// The authenticator app's six digits; or give `recovery_code`.
+    code: Option<String>,
+    /// One of the recovery codes (`abcd-efgh-ijkl-mnop`), used up.
+    recovery_code: Option<String>,
+    #[serde(default)]
+    session: SessionMode,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login/second-factor",
+    tag = "auth",
+    request_body = SecondFactorLoginRequest,
+    responses(
+        (status = 200, description = "A new session, as from login: tokens, or (`\"session\": \"cookie\"`) the session cookies", body = TokenPair),
+        (status = 401, description = "A challenge unknown, used or expired, or a wrong code (one answer for all; a wrong code counts toward the lockout)", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Neither or both of `code` and `recovery_code`, or a malformed one (named)", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Rate limit or blocked address; see Retry-After", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn login_second_factor(
+    req: HttpRequest,
+    sign_in: web::Data<SignIn>,
+    context: RequestContext,
+    ValidJson(body): ValidJson<SecondFactorLoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if body.session == SessionMode::Cookie {
+        csrf::check(&req)?;
+    }
+    let proof = match (body.code.as_deref(), body.recovery_code.as_deref()) {
+        (Some(code), None) => Proof::Code(
+            domain::TotpCode::parse(code).map_err(|error| ApiError::invalid("code", error))?,
+        ),
+        (None, Some(code)) => Proof::RecoveryCode(
+            RecoveryCode::parse(code)
+                .ok_or_else(|| ApiError::invalid("recovery_code", "is not a recovery code"))?,
+        ),
+        _ => {
+            return Err(ApiError::invalid(
+                "code",
+                "give exactly one of code and recovery_code",
+            ))
+        }
+    };
+    let tokens = sign_in.complete(&context, &body.challenge, &proof).await?;
+    Ok(session_response(body.session, tokens))
 }
 
 /// Without a body, the refresh cookie is the token.

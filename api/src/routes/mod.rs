@@ -2,6 +2,7 @@ pub mod audit;
 pub mod auth;
 pub mod oauth;
 pub mod roles;
+pub mod second_factors;
 pub mod service_accounts;
 pub mod sessions;
 pub mod users;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, auth_rate_limit: &AuthRateLimit) 
             .configure(audit::configure)
             .configure(webhooks::configure)
             .configure(service_accounts::configure)
+            .configure(second_factors::configure)
             .configure(oauth::configure),
     );
 }

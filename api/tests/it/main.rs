@@ -30,6 +30,7 @@ mod outside_verifier;
 mod protection;
 mod relay;
 mod request_heads;
+mod second_factors;
 mod sessions;
 mod signer;
 mod support;

@@ -24,9 +24,9 @@ use bus::{Envelope, EventMetadata};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use domain::{
-    AuditSigner, AuditSignerEvent, ContractEvent, Permission, Role, RoleEvent, ServiceAccount,
-    ServiceAccountEvent, Session, SessionEnd, SessionEvent, User, UserEvent, UserStatus, Webhook,
-    WebhookEvent,
+    AuditSigner, AuditSignerEvent, ContractEvent, Permission, Role, RoleEvent, SecondFactorEvent,
+    SecondFactors, ServiceAccount, ServiceAccountEvent, Session, SessionEnd, SessionEvent, User,
+    UserEvent, UserStatus, Webhook, WebhookEvent,
 };
 use infra::event_log;
 use sqlx::PgPool;
@@ -81,6 +81,15 @@ pub enum AggregateState {
     Webhook(WebhookState),
     AuditSigner(AuditSignerState),
     ServiceAccount(ServiceAccountState),
+    SecondFactors(SecondFactorsState),
+}
+
+/// A person's second factors by id, and how many recovery codes are left
+/// (never a secret or a code's digest).
+#[derive(Debug, Clone)]
+pub struct SecondFactorsState {
+    pub totp_factors: BTreeSet<Uuid>,
+    pub recovery_codes_left: usize,
 }
 
 /// A service account and its keys (never a key's digest).
@@ -154,6 +163,7 @@ enum Kind {
     Webhook,
     AuditSigner,
     ServiceAccount,
+    SecondFactors,
 }
 
 impl Kind {
@@ -165,6 +175,7 @@ impl Kind {
             Webhook::TYPE => Ok(Self::Webhook),
             AuditSigner::TYPE => Ok(Self::AuditSigner),
             ServiceAccount::TYPE => Ok(Self::ServiceAccount),
+            SecondFactors::TYPE => Ok(Self::SecondFactors),
             other => Err(AppError::UnknownAggregateType(other.to_owned())),
         }
     }
@@ -177,6 +188,7 @@ impl Kind {
             Self::Webhook => Webhook::TYPE,
             Self::AuditSigner => AuditSigner::TYPE,
             Self::ServiceAccount => ServiceAccount::TYPE,
+            Self::SecondFactors => SecondFactors::TYPE,
         }
     }
 }
@@ -326,6 +338,13 @@ impl AuditQueries {
                         .collect(),
                 })
             }
+            Kind::SecondFactors => {
+                let factors: SecondFactors = fold(&envelopes)?;
+                AggregateState::SecondFactors(SecondFactorsState {
+                    totp_factors: factors.totp_factors().clone(),
+                    recovery_codes_left: factors.recovery_codes_left(),
+                })
+            }
         };
         Ok(StateAt {
             sequence,
@@ -378,6 +397,7 @@ fn audited(envelope: Envelope) -> Result<AuditedEvent, AppError> {
         Kind::Webhook => event_log::decode::<WebhookEvent>(&envelope)?.summary(),
         Kind::AuditSigner => event_log::decode::<AuditSignerEvent>(&envelope)?.summary(),
         Kind::ServiceAccount => event_log::decode::<ServiceAccountEvent>(&envelope)?.summary(),
+        Kind::SecondFactors => event_log::decode::<SecondFactorEvent>(&envelope)?.summary(),
     };
     let mut payload = envelope.payload;
     let version = domain::redact_event_payload(

@@ -30,6 +30,13 @@ impl TotpSecret {
         Self(bytes)
     }
 
+    /// A secret as [`TotpSecret::base32`] writes it (what an authenticator
+    /// app is given); `None` for anything else.
+    pub fn from_base32(text: &str) -> Option<Self> {
+        let bytes = BASE32_NOPAD.decode(text.as_bytes()).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+
     pub fn as_bytes(&self) -> &[u8; SECRET_BYTES] {
         &self.0
     }
@@ -251,6 +258,11 @@ mod tests {
     #[test]
     fn the_uri_names_issuer_account_and_the_base32_secret() {
         assert_eq!(secret().base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(
+            TotpSecret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+            Some(secret())
+        );
+        assert_eq!(TotpSecret::from_base32("GEZDGNBV"), None);
         assert_eq!(
             secret().otpauth_uri("Identity service", "ada@example.com"),
             "otpauth://totp/Identity%20service:ada%40example.com?\

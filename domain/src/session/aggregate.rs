@@ -50,6 +50,8 @@ pub struct Session {
     ip: Option<String>,
     user_agent: Option<String>,
     end: Option<SessionEnd>,
+    #[serde(default)]
+    second_factor_used: bool,
 }
 
 /// A refresh token rotated away `at`.
@@ -78,6 +80,11 @@ impl Session {
 
     pub fn started_at(&self) -> Option<DateTime<Utc>> {
         self.started_at
+    }
+
+    /// Whether the person proved a second factor when the session started.
+    pub fn second_factor_used(&self) -> bool {
+        self.second_factor_used
     }
 
     /// The absolute deadline: no refresh extends it.
@@ -174,6 +181,7 @@ impl Session {
                 idle_timeout_seconds,
                 ip,
                 user_agent,
+                second_factor_used,
             } => self.start(SessionEvent::Started {
                 session_id,
                 user_id,
@@ -183,6 +191,7 @@ impl Session {
                 idle_timeout_seconds,
                 ip,
                 user_agent,
+                second_factor_used,
             }),
             SessionCommand::Refresh {
                 presented,
@@ -332,7 +341,9 @@ impl Aggregate for Session {
                 idle_timeout_seconds,
                 ip,
                 user_agent,
+                second_factor_used,
             } => {
+                self.second_factor_used = second_factor_used;
                 self.id = Some(session_id);
                 self.user_id = Some(user_id);
                 self.refresh_token_hash = Some(refresh_token_hash);
@@ -417,6 +428,7 @@ mod tests {
     /// Started at t(0), absolute deadline t(60), idle after 10 minutes, token 1.
     fn started() -> SessionEvent {
         SessionEvent::Started {
+            second_factor_used: false,
             session_id: session_id(),
             user_id: user_id(),
             refresh_token_hash: token(1),
@@ -430,6 +442,7 @@ mod tests {
 
     fn start_command() -> SessionCommand {
         SessionCommand::Start {
+            second_factor_used: false,
             session_id: session_id(),
             user_id: user_id(),
             refresh_token_hash: token(1),
@@ -801,6 +814,7 @@ mod tests {
     fn a_huge_idle_timeout_never_runs_out() {
         let mut session = Session::default();
         session.apply(SessionEvent::Started {
+            second_factor_used: false,
             session_id: session_id(),
             user_id: user_id(),
             refresh_token_hash: token(1),

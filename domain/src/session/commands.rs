@@ -16,6 +16,8 @@ pub enum SessionCommand {
         idle_timeout_seconds: i64,
         ip: Option<String>,
         user_agent: Option<String>,
+        /// The person proved a second factor too (not just a password).
+        second_factor_used: bool,
     },
     /// Rotates the refresh token: `presented` must be the current one, or one
     /// rotated away less than `reuse_interval` ago; `next` replaces the current one.

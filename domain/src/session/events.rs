@@ -19,6 +19,10 @@ pub enum SessionEvent {
         idle_timeout_seconds: i64,
         ip: Option<String>,
         user_agent: Option<String>,
+        /// The person proved a second factor too. Absent (false) in every
+        /// session started with a password alone, and in older events.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        second_factor_used: bool,
     },
     /// The refresh token was rotated: `refresh_token_hash` is the new current one.
     Refreshed {
@@ -134,6 +138,7 @@ pub(crate) mod tests {
 
     fn started() -> SessionEvent {
         SessionEvent::Started {
+            second_factor_used: false,
             session_id: Uuid::nil(),
             user_id: Uuid::from_u128(1),
             refresh_token_hash: RefreshTokenHash::new(DIGEST.into()),

@@ -32,6 +32,7 @@ async fn erased(db: &TestDatabase, user_id: Uuid) {
 fn start(session_id: Uuid, user_id: Uuid) -> SessionCommand {
     let now = Utc::now();
     SessionCommand::Start {
+        second_factor_used: false,
         session_id,
         user_id,
         refresh_token_hash: RefreshTokenHash::new("f00d".into()),

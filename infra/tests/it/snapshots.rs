@@ -203,6 +203,7 @@ async fn rotated_session(sessions: &CommandBus<Session>, rotations: usize) -> St
     let id = Uuid::now_v7();
     let metadata = request_metadata(None, "snapshots");
     let start = SessionCommand::Start {
+        second_factor_used: false,
         session_id: id,
         user_id: Uuid::now_v7(),
         refresh_token_hash: token(0),

@@ -241,6 +241,7 @@ mod tests {
 
     fn start(idle_timeout_seconds: i64) -> SessionEvent {
         SessionEvent::Started {
+            second_factor_used: false,
             session_id: start_context().aggregate_id,
             user_id: Uuid::from_u128(0xada),
             refresh_token_hash: token(),

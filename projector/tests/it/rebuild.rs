@@ -63,6 +63,7 @@ async fn a_rebuild_writes_escaped_text_and_times_as_the_live_projector_does() {
     let session_id = Uuid::now_v7();
     let started_at = infra::testing::now();
     let start = SessionCommand::Start {
+        second_factor_used: false,
         session_id,
         user_id: users[1].id,
         refresh_token_hash: RefreshTokenHash::new("f00d".into()),

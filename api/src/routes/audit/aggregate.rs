@@ -147,6 +147,13 @@ pub struct ServiceAccountStateView {
     keys: Vec<ServiceAccountKeyView>,
 }
 
+/// A person's second factors (never a secret or a code's digest).
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorsStateView {
+    totp_factors: BTreeSet<Uuid>,
+    recovery_codes_left: usize,
+}
+
 /// The aggregate's fields an auditor may see (no password or refresh-token hash).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
@@ -157,6 +164,7 @@ pub enum StateView {
     Webhook(WebhookStateView),
     AuditSigner(AuditSignerStateView),
     ServiceAccount(ServiceAccountStateView),
+    SecondFactors(SecondFactorsStateView),
 }
 
 impl From<AggregateState> for StateView {
@@ -218,6 +226,10 @@ impl From<AggregateState> for StateView {
                     running_hash: point.running_hash,
                     event_count: point.event_count,
                 }),
+            }),
+            AggregateState::SecondFactors(factors) => Self::SecondFactors(SecondFactorsStateView {
+                totp_factors: factors.totp_factors,
+                recovery_codes_left: factors.recovery_codes_left,
             }),
             AggregateState::ServiceAccount(account) => {
                 Self::ServiceAccount(ServiceAccountStateView {

@@ -56,6 +56,7 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
         "--audit-verify-interval-ms=100".into(),
         "--database-max-connections=5".into(),
         format!("--jwt-signing-key-file={}", key_file(db)),
+        format!("--second-factor-key-file={}", second_factor_key_file(db)),
         format!("--audit-signing-key-file={}", audit_key_file(db)),
         format!("--command-rate-per-second={UNLIMITED}"),
         format!("--command-rate-burst={UNLIMITED}"),
@@ -65,6 +66,14 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
     args.retain(|arg| !extra.iter().any(|given| flag(given) == flag(arg)) || arg == "api");
     args.extend(extra.iter().map(|arg| arg.to_string()));
     ApiArgs::parse_from(args).settings
+}
+
+/// The test's second-factor key, generated on first use, one per database.
+pub fn second_factor_key_file(db: &TestDatabase) -> String {
+    std::env::temp_dir()
+        .join(format!("{}-second-factor.key", db.name))
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The test's JWT signing key, generated on first use, one per database.
@@ -622,6 +631,7 @@ pub async fn start_api_with(
         .env("API_ADDR", &address)
         .env("AUDIT_VERIFY_INTERVAL_MS", "100")
         .env("JWT_SIGNING_KEY_FILE", key_file(db))
+        .env("SECOND_FACTOR_KEY_FILE", second_factor_key_file(db))
         .env("AUDIT_SIGNING_KEY_FILE", audit_key_file(db))
         .env("SIGNUP_MODE", "open")
         .env("MIGRATE_ON_START", "false")

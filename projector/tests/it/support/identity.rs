@@ -139,6 +139,7 @@ async fn session(writer: &Writer, user_id: Uuid, variant: usize) -> Uuid {
     let session_id = Uuid::now_v7();
     let started_at = now();
     let start = SessionCommand::Start {
+        second_factor_used: false,
         session_id,
         user_id,
         refresh_token_hash: token(session_id, 0),

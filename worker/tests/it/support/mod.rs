@@ -113,6 +113,7 @@ impl Fixture {
         let session_id = Uuid::new_v4();
         let now = Utc::now();
         let payload = SessionEvent::Started {
+            second_factor_used: false,
             session_id,
             user_id: marker,
             refresh_token_hash: domain::RefreshTokenHash::redacted(),
@@ -191,6 +192,7 @@ impl Fixture {
     ) -> Uuid {
         let session_id = Uuid::now_v7();
         let command = SessionCommand::Start {
+            second_factor_used: false,
             session_id,
             user_id,
             refresh_token_hash: RefreshTokenHash::new(format!("{:064x}", session_id.as_u128())),
@@ -217,6 +219,7 @@ impl Fixture {
         idle_timeout_seconds: i64,
     ) {
         let started = SessionEvent::Started {
+            second_factor_used: false,
             session_id,
             user_id,
             refresh_token_hash: RefreshTokenHash::redacted(),
