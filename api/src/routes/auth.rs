@@ -127,7 +127,7 @@ pub struct LoginRequest {
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new session: tokens, or (`\"session\": \"cookie\"`) the session cookies and no token", body = TokenPair,
+        (status = 200, description = "A new session: tokens, or (`\"session\": \"cookie\"`) the session cookies and no token. For an account with a second factor, no session yet but a `SecondFactorChallenge` (`second_factor_required: true`) for `POST /v1/auth/login/second-factor`", body = TokenPair,
             headers(("Set-Cookie" = String, description = "With `\"session\": \"cookie\"`: `__Host-access_token` and `__Host-refresh_token`"))),
         (status = 401, description = "Wrong email or password, or the account cannot sign in (one answer for all)", body = Problem, content_type = PROBLEM),
         (status = 403, description = "A cookie login from another origin (CSRF check)", body = Problem, content_type = PROBLEM),
