@@ -501,3 +501,59 @@ async fn an_outside_authenticator_reads_the_uri_and_its_codes_sign_in() {
     let signed_in = second_step(&app, json!({"challenge": challenge, "code": code_at(next)})).await;
     assert_eq!(signed_in.status(), 200);
 }
+
+#[tokio::test]
+async fn a_browser_signs_in_with_both_steps_in_cookies() {
+    let app = spawn_app().await;
+    let sam = enrolled(&app, "sam").await;
+    let first = app
+        .request(Method::POST, "/v1/auth/login", None)
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({"email": sam.email, "password": GOOD_PASSWORD, "session": "cookie"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(
+        first.headers().get("set-cookie").is_none(),
+        "no session yet"
+    );
+    let first: Value = first.json().await.unwrap();
+    let challenge = first["challenge"].as_str().unwrap().to_owned();
+    let body = json!({
+        "challenge": challenge,
+        "recovery_code": sam.recovery_codes[0],
+        "session": "cookie",
+    });
+    // From another site: refused before the code is looked at.
+    let forged = app
+        .request(Method::POST, "/v1/auth/login/second-factor", None)
+        .header("sec-fetch-site", "cross-site")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let second = app
+        .request(Method::POST, "/v1/auth/login/second-factor", None)
+        .header("sec-fetch-site", "same-origin")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let cookies: Vec<&str> = second
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-access_token=")),
+        "{cookies:?}"
+    );
+    let session: Value = second.json().await.unwrap();
+    assert!(session.get("access_token").is_none() && session["session_id"].is_string());
+}
