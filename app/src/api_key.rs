@@ -10,6 +10,7 @@
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use domain::ApiKeyHash;
+use infra::integrity::HexDigest;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -90,7 +91,7 @@ impl ApiKey {
 
     /// The lowercase hex SHA-256 of the whole key: what is stored.
     pub fn digest(&self) -> ApiKeyHash {
-        ApiKeyHash::new(hex(&Sha256::digest(self.value.expose_secret().as_bytes())))
+        ApiKeyHash::new(HexDigest::of(self.value.expose_secret().as_bytes()).to_string())
     }
 
     /// The key itself, to hand to the client once.

@@ -6,7 +6,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use domain::RefreshTokenHash;
-use sha2::{Digest, Sha256};
+use infra::integrity::HexDigest;
 use uuid::Uuid;
 
 pub struct RefreshToken {
@@ -40,8 +40,7 @@ impl RefreshToken {
     }
 
     pub fn hash(&self) -> RefreshTokenHash {
-        let digest = Sha256::digest(self.value.as_bytes());
-        RefreshTokenHash::new(digest.iter().map(|byte| format!("{byte:02x}")).collect())
+        RefreshTokenHash::new(HexDigest::of(self.value.as_bytes()).to_string())
     }
 
     /// The token itself, to hand to the client once.

@@ -2,7 +2,6 @@
 //! credentials and as the client secret of the client-credentials grant,
 //! and the rules of who may give them what.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -866,38 +865,9 @@ async fn the_provisioning_command_prints_an_account_and_a_working_key() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no role is named \"missing\""));
 }
 
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The Python with authlib: `OAUTH_CLIENT_PYTHON`, else
-/// target/oauth-client-venv (scripts/test creates it). Missing: skipped,
-/// except in CI, where it fails.
-fn python_with_authlib() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("OAUTH_CLIENT_PYTHON").map(PathBuf::from),
-        Some(repository().join("target/oauth-client-venv/bin/python3")),
-    ];
-    let found = candidates.into_iter().flatten().find(|python| {
-        Command::new(python)
-            .args(["-c", "import authlib, requests"])
-            .output()
-            .is_ok_and(|output| output.status.success())
-    });
-    if found.is_none() {
-        let in_ci = std::env::var("CI").is_ok_and(|ci| ci == "true");
-        assert!(
-            !in_ci,
-            "no Python with authlib in CI (scripts/test creates target/oauth-client-venv)"
-        );
-        eprintln!("\n*** SKIPPED: no Python with authlib; `bash scripts/test` creates target/oauth-client-venv ***\n");
-    }
-    found
-}
-
 #[tokio::test]
 async fn a_standard_oauth_library_gets_and_uses_a_token() {
-    let Some(python) = python_with_authlib() else {
+    let Some(python) = support::outside_python("authlib, requests") else {
         return;
     };
     let app = spawn_app().await;
@@ -906,7 +876,7 @@ async fn a_standard_oauth_library_gets_and_uses_a_token() {
     let (key_id, key) = (machine.key_id.clone(), machine.key.clone());
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
-            .arg(repository().join("examples/oauth-client/client_credentials.py"))
+            .arg(support::repository().join("examples/oauth-client/client_credentials.py"))
             .args([&address, &key_id, &key, "users:read"])
             .output()
             .expect("run the Python client")

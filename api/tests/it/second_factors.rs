@@ -2,7 +2,6 @@
 //! or a recovery code, and what must not work (a replayed code, a code two
 //! steps off, a challenge used twice or late, wrong codes past the lockout).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -418,37 +417,9 @@ async fn factors_are_removed_by_their_owner_or_an_administrator_holding_more_and
     }
 }
 
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The Python with pyotp (target/oauth-client-venv, made by scripts/test;
-/// `OAUTH_CLIENT_PYTHON` overrides). Missing: skipped, except in CI.
-fn python_with_pyotp() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("OAUTH_CLIENT_PYTHON").map(PathBuf::from),
-        Some(repository().join("target/oauth-client-venv/bin/python3")),
-    ];
-    let found = candidates.into_iter().flatten().find(|python| {
-        Command::new(python)
-            .args(["-c", "import pyotp"])
-            .output()
-            .is_ok_and(|output| output.status.success())
-    });
-    if found.is_none() {
-        let in_ci = std::env::var("CI").is_ok_and(|ci| ci == "true");
-        assert!(
-            !in_ci,
-            "no Python with pyotp in CI (scripts/test installs it)"
-        );
-        eprintln!("\n*** SKIPPED: no Python with pyotp; `bash scripts/test` installs it ***\n");
-    }
-    found
-}
-
 #[tokio::test]
 async fn an_outside_authenticator_reads_the_uri_and_its_codes_sign_in() {
-    let Some(python) = python_with_pyotp() else {
+    let Some(python) = support::outside_python("pyotp") else {
         return;
     };
     let app = spawn_app().await;
@@ -556,4 +527,32 @@ async fn a_browser_signs_in_with_both_steps_in_cookies() {
     );
     let session: Value = second.json().await.unwrap();
     assert!(session.get("access_token").is_none() && session["session_id"].is_string());
+}
+
+/// The same code, or the same recovery code, sent twice at once with two
+/// challenges: exactly one signs in.
+#[tokio::test]
+async fn a_code_raced_against_itself_signs_in_once() {
+    let app = spawn_app().await;
+    let ray = enrolled(&app, "ray").await;
+    away_from_a_step_edge().await;
+    let code = code_at_step(&ray.secret, ray.used_step + 2);
+    for proof in [
+        json!({"code": code}),
+        json!({"recovery_code": ray.recovery_codes[0]}),
+    ] {
+        let mut bodies = Vec::new();
+        for _ in 0..2 {
+            let mut body = proof.clone();
+            body["challenge"] = json!(challenge(&app, &ray.email).await);
+            bodies.push(body);
+        }
+        let (a, b) = tokio::join!(
+            second_step(&app, bodies[0].clone()),
+            second_step(&app, bodies[1].clone())
+        );
+        let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 401], "{proof}");
+    }
 }

@@ -17,8 +17,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use domain::second_factor::totp::SECRET_BYTES;
 use domain::{SecondFactorCommand, SecondFactorError, SecondFactors, TotpCode, TotpSecret, User};
 use infra::commands::CommandBus;
+use infra::integrity::HexDigest;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -371,10 +371,7 @@ fn step_of(stored: i64) -> u64 {
 }
 
 fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    HexDigest::of(text.as_bytes()).to_string()
 }
 
 fn wrong_code() -> AppError {

@@ -5,7 +5,7 @@
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use data_encoding::BASE32_NOPAD;
-use sha2::{Digest, Sha256};
+use infra::integrity::HexDigest;
 
 /// Codes in a set.
 pub const CODES_PER_SET: usize = 10;
@@ -44,10 +44,7 @@ impl RecoveryCode {
 
     /// The lowercase hex SHA-256 of the code: what is stored.
     pub fn digest(&self) -> String {
-        Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        HexDigest::of(self.0.as_bytes()).to_string()
     }
 
     /// The code in groups of four, to show once.

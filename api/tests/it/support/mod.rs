@@ -68,6 +68,40 @@ pub fn api_settings(db: &TestDatabase, topology: &TestTopology, extra: &[&str]) 
     ApiArgs::parse_from(args).settings
 }
 
+/// The repository's root.
+pub fn repository() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Python of the outside clients (target/oauth-client-venv, which
+/// scripts/test makes; `OAUTH_CLIENT_PYTHON` overrides) if it can
+/// `import {modules}`. Missing: the test is skipped, except in CI, where it
+/// fails.
+pub fn outside_python(modules: &str) -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var_os("OAUTH_CLIENT_PYTHON").map(std::path::PathBuf::from),
+        Some(repository().join("target/oauth-client-venv/bin/python3")),
+    ];
+    let found = candidates.into_iter().flatten().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", &format!("import {modules}")])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    });
+    if found.is_none() {
+        let in_ci = std::env::var("CI").is_ok_and(|ci| ci == "true");
+        assert!(
+            !in_ci,
+            "no Python with {modules} in CI (scripts/test makes target/oauth-client-venv)"
+        );
+        eprintln!(
+            "\n*** SKIPPED: no Python with {modules}; `bash scripts/test` makes \
+             target/oauth-client-venv ***\n"
+        );
+    }
+    found
+}
+
 /// The test's second-factor key, generated on first use, one per database.
 pub fn second_factor_key_file(db: &TestDatabase) -> String {
     std::env::temp_dir()
