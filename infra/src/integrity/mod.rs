@@ -1,8 +1,9 @@
 //! The log's proof, as pure functions over the formats the integrity
 //! migration's trigger writes (docs/audit-log-specification.md spells them
-//! out byte for byte): each event's hash chained in its stream over its sealed form, the salted
-//! commitments of the sealed form, the running hash over the whole log in
-//! publishing order, and the signed checkpoints of that running hash.
+//! out byte for byte): each event's hash chained in its stream over its
+//! sealed form, the salted commitments of the sealed form, the running hash
+//! over the whole log in publishing order, and the signed checkpoints of that
+//! running hash.
 
 mod checkpoint;
 mod digest;
