@@ -626,10 +626,7 @@ fn the_binaries_chapter_describes_every_command() {
         let prefix = format!("`{} ", parents.join(" "));
         text.match_indices(&prefix).any(|(at, _)| {
             let after = &text[at + prefix.len()..];
-            let word = after
-                .split(|c: char| c == ' ' || c == '`' || c == '\n')
-                .next()
-                .unwrap_or("");
+            let word = after.split([' ', '`', '\n']).next().unwrap_or("");
             word.split('|').any(|alternative| alternative == leaf)
         })
     };
