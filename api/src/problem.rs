@@ -88,6 +88,20 @@ pub enum ApiError {
     InvalidRefreshToken,
     #[error("this needs the permission {0}")]
     Forbidden(&'static str),
+    /// RFC 9470's `insufficient_user_authentication`: a sensitive command
+    /// from a person who has not proved their second factor recently.
+    #[error(
+        "this command needs a second factor proved within the last {max_age_seconds} s: \
+         prove it with POST /v1/auth/step-up, then send the command again"
+    )]
+    StepUpRequired { max_age_seconds: i64 },
+    /// A person holding the permission named, who must enrol a second
+    /// factor before anything else (`SECOND_FACTOR_REQUIRED_FOR`).
+    #[error(
+        "holders of {0} must enrol a second factor first: \
+         POST /v1/users/{{id}}/second-factors/totp (or /passkeys) with your own id"
+    )]
+    SecondFactorEnrolmentRequired(&'static str),
     #[error("too many requests; retry in {retry_after_seconds} s")]
     TooManyRequests { retry_after_seconds: u64 },
     #[error("the service is busy; retry in {retry_after_seconds} s")]
@@ -186,6 +200,8 @@ impl ApiError {
             Self::InvalidCredentials => "invalid-credentials",
             Self::InvalidRefreshToken => "invalid-refresh-token",
             Self::Forbidden(_) => "forbidden",
+            Self::StepUpRequired { .. } => "step-up-required",
+            Self::SecondFactorEnrolmentRequired(_) => "second-factor-enrolment-required",
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable { .. } => "unavailable",
@@ -218,6 +234,8 @@ impl ApiError {
             Self::InvalidCredentials => "Invalid credentials",
             Self::InvalidRefreshToken => "Invalid refresh token",
             Self::Forbidden(_) => "Forbidden",
+            Self::StepUpRequired { .. } => "Step-up required",
+            Self::SecondFactorEnrolmentRequired(_) => "Second factor enrolment required",
             Self::TooManyRequests { .. } => "Too many requests",
             Self::Overloaded { .. } => "Service overloaded",
             Self::Unavailable { .. } => "Service unavailable",
@@ -234,6 +252,10 @@ impl ApiError {
             status: self.status_code().as_u16(),
             detail: self.to_string(),
             errors: self.field_errors().map(<[FieldError]>::to_vec),
+            max_age: match self {
+                Self::StepUpRequired { max_age_seconds } => Some(*max_age_seconds),
+                _ => None,
+            },
         };
         serde_json::to_string(&problem).unwrap_or_default()
     }
@@ -310,6 +332,10 @@ pub struct Problem {
     /// The fields that broke a rule, for 400 and 422.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<FieldError>>,
+    /// For `step-up-required`: how recent, in seconds, the proof of a
+    /// second factor must be (RFC 9470's `max_age`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age: Option<i64>,
 }
 
 impl ResponseError for ApiError {
@@ -332,8 +358,11 @@ impl ResponseError for ApiError {
             Self::Unauthorized
             | Self::InvalidToken
             | Self::InvalidCredentials
-            | Self::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::OriginRefused(_) => StatusCode::FORBIDDEN,
+            | Self::InvalidRefreshToken
+            | Self::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_)
+            | Self::OriginRefused(_)
+            | Self::SecondFactorEnrolmentRequired(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -366,6 +395,12 @@ impl ResponseError for ApiError {
             Self::InvalidToken => {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
+            }
+            Self::StepUpRequired { max_age_seconds } => {
+                let challenge = format!(
+                    r#"Bearer error="insufficient_user_authentication", max_age={max_age_seconds}"#
+                );
+                response.insert_header((header::WWW_AUTHENTICATE, challenge));
             }
             _ => {}
         }

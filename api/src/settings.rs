@@ -302,6 +302,21 @@ fn header_value(raw: &str) -> Result<HeaderValue, InvalidHeaderValue> {
     HeaderValue::from_str(raw.trim())
 }
 
+/// Permissions named in a setting.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PermissionList(pub std::collections::BTreeSet<domain::Permission>);
+
+/// Names (`roles:write`) separated by commas, spaces around each ignored;
+/// empty: none.
+fn permission_list(raw: &str) -> Result<PermissionList, domain::ValidationError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(domain::Permission::parse)
+        .collect::<Result<_, _>>()
+        .map(PermissionList)
+}
+
 /// `10.0.0.1` or `10.0.0.0/8` (IPv6 alike).
 fn trusted_proxy(raw: &str) -> Result<ipnet::IpNet, ipnet::AddrParseError> {
     let raw = raw.trim();
@@ -352,6 +367,24 @@ pub struct AuthSettings {
     /// development; set to false in production.
     #[arg(long, env = "SECOND_FACTOR_GENERATE_KEY", default_value_t = true, action = clap::ArgAction::Set)]
     pub second_factor_generate_key: bool,
+
+    /// Seconds a proved second factor lets a person run sensitive commands
+    /// (changing a password or an email, granting, erasing, creating
+    /// webhooks or API keys, removing a factor); after that they step up
+    /// (`POST /v1/auth/step-up`). Applies to people who have a factor.
+    #[arg(
+        long,
+        env = "STEP_UP_MAX_AGE_SECONDS",
+        default_value_t = 900,
+        value_parser = clap::value_parser!(u32).range(1..=86_400)
+    )]
+    pub step_up_max_age_seconds: u32,
+
+    /// Permissions, comma-separated, whose holders must enrol a second
+    /// factor: until they do, every other request answers
+    /// `second-factor-enrolment-required` (empty: nobody must).
+    #[arg(long, env = "SECOND_FACTOR_REQUIRED_FOR", default_value = "", value_parser = permission_list)]
+    pub second_factor_required_for: PermissionList,
 
     /// Public keys (SPKI PEM), comma-separated, that still verify tokens but
     /// no longer sign: a retired key during rotation.
@@ -469,6 +502,13 @@ fn bounded(seconds: i64) -> chrono::Duration {
 }
 
 impl AuthSettings {
+    pub fn second_factor_policy(&self) -> app::second_factors::policy::SecondFactorPolicy {
+        app::second_factors::policy::SecondFactorPolicy {
+            step_up_max_age: chrono::Duration::seconds(self.step_up_max_age_seconds.into()),
+            required_for: self.second_factor_required_for.0.clone(),
+        }
+    }
+
     pub fn session_policy(&self) -> app::sign_in::SessionPolicy {
         app::sign_in::SessionPolicy {
             lifetime: bounded(self.session_lifetime_seconds),
@@ -531,6 +571,25 @@ mod tests {
     fn auth(args: &[&str]) -> Result<AuthSettings, clap::Error> {
         let args = std::iter::once("api").chain(args.iter().copied());
         Cli::try_parse_from(args).map(|cli| cli.settings.auth)
+    }
+
+    #[test]
+    fn the_permissions_that_require_a_second_factor_are_a_comma_separated_list() {
+        let required = |args: &[&str]| auth(args).map(|a| a.second_factor_policy().required_for);
+        assert!(required(&[]).unwrap().is_empty());
+        assert!(required(&["--second-factor-required-for="])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            required(&["--second-factor-required-for= roles:write, users:erase "]).unwrap(),
+            [
+                domain::Permission::RolesWrite,
+                domain::Permission::UsersErase
+            ]
+            .into()
+        );
+        let refused = required(&["--second-factor-required-for=roles:fly"]).unwrap_err();
+        assert!(refused.to_string().contains("roles:fly"), "{refused}");
     }
 
     #[test]

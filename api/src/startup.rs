@@ -27,6 +27,7 @@ use app::integrity::BackgroundVerifier;
 use app::keys::SigningKeys;
 use app::password::Passwords;
 use app::roles::RoleCommands;
+use app::second_factors::policy::SecondFactorPolicy;
 use app::second_factors::secret_box::SecretBox;
 use app::second_factors::SecondFactorService;
 use app::service_accounts::authentication::MachineAuthentication;
@@ -125,6 +126,7 @@ struct Services {
     service_account_queries: web::Data<ServiceAccountQueries>,
     machines: web::Data<MachineAuthentication>,
     second_factors: web::Data<SecondFactorService>,
+    second_factor_policy: web::Data<SecondFactorPolicy>,
 }
 
 impl Services {
@@ -185,6 +187,7 @@ impl Services {
                 failed_logins.clone(),
             )),
             second_factors: web::Data::from(second_factors),
+            second_factor_policy: web::Data::new(auth.second_factor_policy()),
             failed_logins,
             command_rate: web::Data::new(CommandRateLimit::new(pool, auth.command_quota())),
         })
@@ -275,6 +278,7 @@ fn http_server(
             .app_data(services.service_account_queries.clone())
             .app_data(services.machines.clone())
             .app_data(services.second_factors.clone())
+            .app_data(services.second_factor_policy.clone())
             .app_data(services.sign_in.clone())
             .app_data(services.tokens.clone())
             .app_data(services.command_rate.clone())

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use domain::second_factor::AuthenticationMethod;
 use domain::session::ReuseInterval;
+use domain::ProofMethod;
 use domain::{
     Email, RevocationReason, Session, SessionCommand, SessionError, SessionEvent, User,
     UserCommand, UserStatus,
@@ -21,7 +22,7 @@ use crate::failed_logins::FailedLogins;
 use crate::password::Passwords;
 use crate::refresh_token::RefreshToken;
 use crate::second_factors::{Proof, SecondFactorService, CHALLENGE_LIFETIME};
-use crate::tokens::AccessTokens;
+use crate::tokens::{AccessTokens, Issued};
 use crate::AppError;
 use crate::RequestContext;
 
@@ -131,7 +132,7 @@ impl SignIn {
                 expires_in: CHALLENGE_LIFETIME.num_seconds(),
             });
         }
-        self.start_session(context, user_id, false, now)
+        self.start_session(context, user_id, None, now)
             .await
             .map(Login::Tokens)
     }
@@ -167,17 +168,62 @@ impl SignIn {
         if !self.second_factors.use_challenge(challenge).await? {
             return Err(AppError::InvalidCredentials);
         }
-        self.start_session(context, user_id, true, now).await
+        self.start_session(context, user_id, Some(proof.method()), now)
+            .await
     }
 
-    /// Starts a session for `user_id`, who just proved who they are.
+    /// A person in session `session_id` proves a second factor again, so
+    /// that sensitive commands run for a while (`STEP_UP_MAX_AGE`): the
+    /// proof is recorded, and a new access token says so (`amr`,
+    /// `auth_time`). A wrong code counts toward the lockout like a wrong
+    /// password, and answers which field was wrong.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id, session_id = %session_id))]
+    pub async fn step_up(
+        &self,
+        context: &RequestContext,
+        user_id: Uuid,
+        session_id: Uuid,
+        proof: &Proof,
+    ) -> Result<Issued, AppError> {
+        self.failed_logins.refuse_if_blocked(context).await?;
+        let now = Utc::now();
+        if !self.second_factors.required(user_id).await? {
+            return Err(AppError::NotFound("second factor"));
+        }
+        if !self.second_factors.check(context, user_id, proof).await? {
+            self.failed_logins
+                .record(context, Some(user_id), now)
+                .await?;
+            return Err(AppError::Invalid {
+                field: proof.field(),
+                message: "is not a valid second factor for this person now",
+            });
+        }
+        self.second_factors
+            .record_verification(context, user_id, session_id, proof.method())
+            .await?;
+        let user = self.users.load(&user_id.to_string()).await?;
+        let roles = self.role_names(&user).await?;
+        let proved = (Some(proof.method()), now);
+        Ok(self.tokens.issue(
+            user_id,
+            session_id,
+            roles,
+            (&methods(proved.0), proved.1),
+            now,
+        )?)
+    }
+
+    /// Starts a session for `user_id`, who just proved who they are, with
+    /// a second factor too when `second_factor` says how.
     async fn start_session(
         &self,
         context: &RequestContext,
         user_id: Uuid,
-        second_factor_used: bool,
+        second_factor: Option<ProofMethod>,
         now: DateTime<Utc>,
     ) -> Result<TokenPair, AppError> {
+        let second_factor_used = second_factor.is_some();
         let session_id = Uuid::now_v7();
         tracing::Span::current().record("session_id", tracing::field::display(session_id));
         let refresh_token = RefreshToken::generate(session_id);
@@ -211,8 +257,13 @@ impl SignIn {
             refresh_token,
             expires_at: now + self.policy.lifetime,
             authenticated_at: now,
-            second_factor_used,
+            second_factor,
         };
+        if let Some(method) = second_factor {
+            self.second_factors
+                .record_verification(context, user_id, session_id, method)
+                .await?;
+        }
         self.issue_if_still_allowed(context, session, now).await
     }
 
@@ -257,13 +308,20 @@ impl SignIn {
             tracing::warn!(%session_id, "a rotated refresh token was presented again; session revoked");
             return Err(AppError::InvalidRefreshToken);
         }
+        let started_at = outcome.state.started_at().unwrap_or(now);
+        let (second_factor, authenticated_at) =
+            match self.second_factors.verification(session_id).await? {
+                Some((method, at)) => (Some(method), at.max(started_at)),
+                None if outcome.state.second_factor_used() => (Some(ProofMethod::Totp), started_at),
+                None => (None, started_at),
+            };
         let session = IssuedSession {
             user_id,
             session_id,
             refresh_token: next,
             expires_at: outcome.state.expires_at().unwrap_or(now),
-            authenticated_at: outcome.state.started_at().unwrap_or(now),
-            second_factor_used: outcome.state.second_factor_used(),
+            authenticated_at,
+            second_factor,
         };
         self.issue_if_still_allowed(context, session, now).await
     }
@@ -307,7 +365,7 @@ impl SignIn {
             refresh_token,
             expires_at,
             authenticated_at,
-            second_factor_used,
+            second_factor,
         } = session;
         let user = self.users.load(&user_id.to_string()).await?;
         if user.check_can_log_in(now).is_err() {
@@ -326,17 +384,14 @@ impl SignIn {
             return Err(AppError::InvalidCredentials);
         }
         let roles = self.role_names(&user).await?;
-        let methods: &[AuthenticationMethod] = match second_factor_used {
-            true => &[
-                AuthenticationMethod::Password,
-                AuthenticationMethod::OneTimePassword,
-            ],
-            false => &[AuthenticationMethod::Password],
-        };
-        let authenticated = (methods, authenticated_at);
-        let access = self
-            .tokens
-            .issue(user_id, session_id, roles, authenticated, now)?;
+        let methods = methods(second_factor);
+        let access = self.tokens.issue(
+            user_id,
+            session_id,
+            roles,
+            (&methods, authenticated_at),
+            now,
+        )?;
         Ok(TokenPair {
             access_token: access.token,
             expires_in: access.expires_in,
@@ -401,9 +456,18 @@ struct IssuedSession {
     session_id: Uuid,
     refresh_token: RefreshToken,
     expires_at: DateTime<Utc>,
-    /// When the person proved who they are: the session's start.
+    /// When the person last proved who they are: the session's start, or
+    /// a later step-up.
     authenticated_at: DateTime<Utc>,
-    second_factor_used: bool,
+    /// The second factor proved, if any.
+    second_factor: Option<ProofMethod>,
+}
+
+/// The `amr` of a session: the password, and the second factor if proved.
+fn methods(second_factor: Option<ProofMethod>) -> Vec<AuthenticationMethod> {
+    std::iter::once(AuthenticationMethod::Password)
+        .chain(second_factor.map(ProofMethod::authentication_method))
+        .collect()
 }
 
 /// What the first step of a login answers.

@@ -156,6 +156,10 @@ pub const PAYLOAD_FIELDS_READ_BY_SQL: &[PayloadField] = &[
     SecondFactorEvent::TOTP_REMOVED_FACTOR_ID,
     SecondFactorEvent::RECOVERY_CODES_GENERATED_CODE_HASHES,
     SecondFactorEvent::RECOVERY_CODE_USED_CODE_HASH,
+    SecondFactorEvent::PASSKEY_REGISTERED_FACTOR_ID,
+    SecondFactorEvent::PASSKEY_REMOVED_FACTOR_ID,
+    SecondFactorEvent::VERIFIED_SESSION_ID,
+    SecondFactorEvent::VERIFIED_METHOD,
 ];
 
 /// A value unique across aggregates (an email across users), claimed in

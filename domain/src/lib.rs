@@ -27,7 +27,8 @@ pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
 pub use redaction::{redact_event_payload, RedactionError, REDACTED, SECRET_PAYLOAD_FIELDS};
 pub use role::{Permission, Role, RoleCommand, RoleDescription, RoleError, RoleEvent, RoleName};
 pub use second_factor::{
-    SecondFactorCommand, SecondFactorError, SecondFactorEvent, SecondFactors, TotpCode, TotpSecret,
+    ProofMethod, SecondFactorCommand, SecondFactorError, SecondFactorEvent, SecondFactors,
+    TotpCode, TotpSecret,
 };
 pub use service_account::{
     ApiKeyHash, IssuedKey, NewKey, ServiceAccount, ServiceAccountCommand,

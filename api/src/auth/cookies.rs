@@ -4,7 +4,8 @@
 //! it) and `SameSite=Strict` (no other site's page sends it).
 
 use actix_web::cookie::{time, Cookie, SameSite};
-use actix_web::HttpResponseBuilder;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponseBuilder};
 use chrono::Utc;
 
 use app::sign_in::TokenPair;
@@ -24,6 +25,17 @@ pub fn set_session(response: &mut HttpResponseBuilder, tokens: &TokenPair) {
         tokens.expires_in,
     ));
     response.cookie(cookie(REFRESH_COOKIE, &tokens.refresh_token, session_left));
+}
+
+/// Replaces the access cookie (a step-up's new token), for its lifetime.
+pub fn set_access(response: &mut HttpResponseBuilder, token: &str, expires_in: i64) {
+    response.cookie(cookie(ACCESS_COOKIE, token, expires_in));
+}
+
+/// Whether the request's access token came in the cookie (no
+/// `Authorization` header).
+pub fn in_cookie(req: &HttpRequest) -> bool {
+    !req.headers().contains_key(header::AUTHORIZATION) && req.cookie(ACCESS_COOKIE).is_some()
 }
 
 /// Tells the browser to drop both cookies.

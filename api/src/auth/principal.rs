@@ -26,6 +26,7 @@ use super::{cookies, csrf, machine};
 use crate::problem::ApiError;
 use app::api_key::ApiKey;
 use app::command_rate::CommandRateLimit;
+use app::second_factors::policy::{SecondFactorPolicy, StepUp};
 use app::tokens::AccessTokens;
 
 /// An authenticated caller: a person with an active session, or a service
@@ -48,6 +49,11 @@ pub struct ActiveSession {
     /// When the session ends unless refreshed: the earlier of its absolute
     /// and idle deadlines.
     pub ends_at: DateTime<Utc>,
+    /// Whether sensitive commands run now, or need a step-up first.
+    pub step_up: StepUp,
+    /// A permission the person holds that obliges them to enrol a second
+    /// factor, which they have not (`SECOND_FACTOR_REQUIRED_FOR`).
+    pub must_enrol_for: Option<Permission>,
 }
 
 impl Principal {
@@ -72,6 +78,18 @@ impl Principal {
         }
     }
 
+    /// Sensitive commands (see `STEP_UP_MAX_AGE_SECONDS`) need a person who
+    /// has a second factor to have proved it recently. A machine has no
+    /// second factor: its key is the whole of its proof.
+    pub fn require_step_up(&self) -> Result<(), ApiError> {
+        match self.session.map(|session| session.step_up) {
+            Some(StepUp::Required { max_age }) => Err(ApiError::StepUpRequired {
+                max_age_seconds: max_age.num_seconds(),
+            }),
+            Some(StepUp::Satisfied) | None => Ok(()),
+        }
+    }
+
     /// The caller's session: a machine, which has none, is told so (404).
     pub fn session(&self) -> Result<ActiveSession, ApiError> {
         self.session.ok_or(ApiError::NotFound("session"))
@@ -86,9 +104,15 @@ impl Principal {
         }
     }
 
-    /// The caller, with a command charged to their command budget.
+    /// The caller, with a command charged to their command budget. A
+    /// person who must enrol a second factor may do only that.
     pub async fn authenticate(req: &HttpRequest) -> Result<Self, ApiError> {
         let principal = Self::identify(req).await?;
+        if let Some(permission) = principal.session.and_then(|s| s.must_enrol_for) {
+            if !enrolling(req, principal.user_id) {
+                return Err(ApiError::SecondFactorEnrolmentRequired(permission.as_str()));
+            }
+        }
         if is_command(req.method()) {
             let limit = req
                 .app_data::<web::Data<CommandRateLimit>>()
@@ -125,28 +149,64 @@ impl Principal {
         let Some(session_id) = claims.sid else {
             return machine::with_token(req, &claims).await?.ok_or_else(refused);
         };
-        let (first, last, permissions) = session_and_permissions(pool, session_id, claims.sub)
+        let policy = req
+            .app_data::<web::Data<SecondFactorPolicy>>()
+            .ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("SecondFactorPolicy not configured"))
+            })?;
+        let standing = session_and_permissions(pool, session_id, claims.sub)
             .await
             .map_err(ApiError::internal)?;
-        let Some(session_ends_at) = live_until(first, last, claims.sub) else {
+        let Some(live) = live_until(standing.first, standing.last, claims.sub) else {
             tracing::debug!(%session_id, "access token of an ended session, or of another user's, refused");
             return Err(refused());
         };
         tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
+        let permissions: BTreeSet<Permission> = standing
+            .permissions
+            .iter()
+            .filter_map(|name| Permission::parse(name).ok())
+            .collect();
+        let proved_at = live.second_factor_at.max(standing.verified_at);
         Ok(Self {
             user_id: claims.sub,
-            permissions: permissions
-                .iter()
-                .filter_map(|name| Permission::parse(name).ok())
-                .collect(),
             session: Some(ActiveSession {
                 id: session_id,
-                ends_at: session_ends_at,
+                ends_at: live.ends_at,
+                step_up: policy.step_up(standing.enrolled, proved_at, Utc::now()),
+                must_enrol_for: policy.enrolment_required_by(&permissions, standing.enrolled),
             }),
+            permissions,
             api_key_id: None,
         })
     }
 }
+
+/// Whether the request only enrols the caller's own second factor (or
+/// lists their factors, or reads who they are): what a person who must
+/// enrol may still do.
+fn enrolling(req: &HttpRequest, user_id: Uuid) -> bool {
+    let Some(pattern) = req.match_pattern() else {
+        return false;
+    };
+    if SELF_PATHS.contains(&pattern.as_str()) {
+        return true;
+    }
+    let own = path_id(req, "user").is_ok_and(|id| id == user_id);
+    own && ENROLMENT_PATHS.contains(&pattern.as_str())
+}
+
+/// The caller's own session and account, open to a person who must enrol.
+const SELF_PATHS: &[&str] = &["/v1/auth/session", "/v1/users/me"];
+
+/// The routes that enrol a second factor (see `routes::second_factors`).
+pub const ENROLMENT_PATHS: &[&str] = &[
+    "/v1/users/{id}/second-factors",
+    "/v1/users/{id}/second-factors/totp",
+    "/v1/users/{id}/second-factors/{factor_id}/confirm",
+    "/v1/users/{id}/second-factors/passkeys",
+    "/v1/users/{id}/second-factors/passkeys/{ceremony}",
+];
 
 fn is_command(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -201,19 +261,35 @@ impl Credential {
 /// A stored event as `(event_type, event_version, payload)`.
 type StoredEvent = (String, String, serde_json::Value);
 
+/// What a request needs to know of a person's session.
+struct SessionStanding {
+    first: Option<StoredEvent>,
+    last: Option<StoredEvent>,
+    /// The permissions the user's roles grant, as of the last committed
+    /// grant or revocation.
+    permissions: Vec<String>,
+    /// Whether the person has a second factor enabled.
+    enrolled: bool,
+    /// When the person last proved a second factor in this session.
+    verified_at: Option<DateTime<Utc>>,
+}
+
 /// One round trip: the session's first and last events (liveness is then
-/// decided by [`Session::is_live`]) and the permissions the user's roles
-/// grant, as of the last committed grant or revocation.
+/// decided by [`Session::is_live`]), the user's permissions and their
+/// second factor's standing.
 async fn session_and_permissions(
     pool: &PgPool,
     session_id: Uuid,
     user_id: Uuid,
-) -> sqlx::Result<(Option<StoredEvent>, Option<StoredEvent>, Vec<String>)> {
-    let (first, last, permissions): (
+) -> sqlx::Result<SessionStanding> {
+    type Row = (
         Option<sqlx::types::Json<StoredEvent>>,
         Option<sqlx::types::Json<StoredEvent>>,
         Vec<String>,
-    ) = sqlx::query_as(
+        bool,
+        Option<DateTime<Utc>>,
+    );
+    let (first, last, permissions, enrolled, verified_at): Row = sqlx::query_as(
         // Each end is one probe of the primary key, however long the stream.
         "SELECT (SELECT jsonb_build_array(event_type, event_version, payload) FROM events \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT 1), \
@@ -222,18 +298,30 @@ async fn session_and_permissions(
          ARRAY(SELECT DISTINCT permission \
                FROM user_role_grants ur JOIN role_grants r USING (role_id) \
                CROSS JOIN LATERAL unnest(r.permissions) AS permission \
-               WHERE ur.user_id = $3)",
+               WHERE ur.user_id = $3), \
+         EXISTS (SELECT 1 FROM enabled_second_factors WHERE user_id = $3), \
+         (SELECT verified_at FROM second_factor_verifications \
+          WHERE session_id = $4 AND user_id = $3)",
     )
     .bind(Session::TYPE)
     .bind(session_id.to_string())
     .bind(user_id)
+    .bind(session_id)
     .fetch_one(pool)
     .await?;
-    Ok((
-        first.map(|json| json.0),
-        last.map(|json| json.0),
+    Ok(SessionStanding {
+        first: first.map(|json| json.0),
+        last: last.map(|json| json.0),
         permissions,
-    ))
+        enrolled,
+        verified_at,
+    })
+}
+
+/// A live session's deadline, and when a second factor was proved at its start.
+struct Live {
+    ends_at: DateTime<Utc>,
+    second_factor_at: Option<DateTime<Utc>>,
 }
 
 /// When the session whose first and last events these are ends, if it is
@@ -243,7 +331,7 @@ fn live_until(
     first: Option<StoredEvent>,
     last: Option<StoredEvent>,
     subject: Uuid,
-) -> Option<DateTime<Utc>> {
+) -> Option<Live> {
     let decode = |(event_type, version, payload): StoredEvent| {
         domain::decode::<SessionEvent>(&event_type, &version, payload)
     };
@@ -260,10 +348,16 @@ fn live_until(
     if session.user_id() != Some(subject) || !session.is_live(Utc::now()) {
         return None;
     }
-    [session.expires_at(), session.idle_deadline()]
+    let ends_at = [session.expires_at(), session.idle_deadline()]
         .into_iter()
         .flatten()
-        .min()
+        .min()?;
+    Some(Live {
+        ends_at,
+        second_factor_at: session
+            .started_at()
+            .filter(|_| session.second_factor_used()),
+    })
 }
 
 impl FromRequest for Principal {

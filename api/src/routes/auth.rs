@@ -18,6 +18,7 @@ use crate::freshness::Freshness;
 use crate::problem::{ApiError, Problem, PROBLEM};
 use crate::rate_limit::AuthRateLimit;
 use crate::user_queries::{self, UserView};
+use app::second_factors::policy::SecondFactorPolicy;
 use app::second_factors::recovery_code::RecoveryCode;
 use app::second_factors::Proof;
 use app::sign_in::{Login, SignIn};
@@ -92,6 +93,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
     .service(
         web::resource("/auth/logout")
             .route(web::post().to(logout))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/step-up")
+            .wrap(Governor::new(rate_limit))
+            .route(web::post().to(step_up))
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
@@ -215,23 +222,97 @@ pub async fn login_second_factor(
     if body.session == SessionMode::Cookie {
         csrf::check(&req)?;
     }
-    let proof = match (body.code.as_deref(), body.recovery_code.as_deref()) {
-        (Some(code), None) => Proof::Code(
-            domain::TotpCode::parse(code).map_err(|error| ApiError::invalid("code", error))?,
-        ),
-        (None, Some(code)) => Proof::RecoveryCode(
-            RecoveryCode::parse(code)
-                .ok_or_else(|| ApiError::invalid("recovery_code", "is not a recovery code"))?,
-        ),
-        _ => {
-            return Err(ApiError::invalid(
-                "code",
-                "give exactly one of code and recovery_code",
-            ))
-        }
-    };
+    let proof = proof(body.code.as_deref(), body.recovery_code.as_deref())?;
     let tokens = sign_in.complete(&context, &body.challenge, &proof).await?;
     Ok(session_response(body.session, tokens))
+}
+
+/// Exactly one of an authenticator app's code and a recovery code.
+fn proof(code: Option<&str>, recovery_code: Option<&str>) -> Result<Proof, ApiError> {
+    match (code, recovery_code) {
+        (Some(code), None) => Ok(Proof::Code(
+            domain::TotpCode::parse(code).map_err(|error| ApiError::invalid("code", error))?,
+        )),
+        (None, Some(code)) => Ok(Proof::RecoveryCode(
+            RecoveryCode::parse(code)
+                .ok_or_else(|| ApiError::invalid("recovery_code", "is not a recovery code"))?,
+        )),
+        _ => Err(ApiError::invalid(
+            "code",
+            "give exactly one of code and recovery_code",
+        )),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// The authenticator app's six digits; or give `recovery_code`.
+    code: Option<String>,
+    /// One of the recovery codes (`abcd-efgh-ijkl-mnop`), used up.
+    recovery_code: Option<String>,
+}
+
+/// A step-up proved: a new access token that says so. A session in
+/// cookies gets it as its access cookie instead, and no token here.
+#[derive(Serialize, ToSchema)]
+pub struct SteppedUp {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_token: Option<String>,
+    /// `Bearer`, with an `access_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// Seconds until the access token (or cookie) expires.
+    expires_in: i64,
+    /// Seconds for which sensitive commands now run without another step-up.
+    step_up_valid_for: i64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/step-up",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = StepUpRequest,
+    responses(
+        (status = 200, description = "The second factor is proved in this session (`second_factor.verified`): sensitive commands run for `step_up_valid_for` seconds; a new access token (or cookie) carries `amr` and `auth_time`", body = SteppedUp,
+            headers(("Set-Cookie" = String, description = "For a session in cookies: a new `__Host-access_token`"))),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "The person has no second factor, or the caller is a machine", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "A wrong or malformed code, or neither or both of `code` and `recovery_code` (named; a wrong code counts toward the lockout)", body = Problem, content_type = PROBLEM),
+        (status = 429, description = "Rate limit or blocked address; see Retry-After", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn step_up(
+    req: HttpRequest,
+    sign_in: web::Data<SignIn>,
+    policy: web::Data<SecondFactorPolicy>,
+    context: RequestContext,
+    principal: Principal,
+    ValidJson(body): ValidJson<StepUpRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let session = principal.session()?;
+    let proof = proof(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let access = sign_in
+        .step_up(&context, principal.user_id, session.id, &proof)
+        .await?;
+    let step_up_valid_for = policy.step_up_max_age.num_seconds();
+    if cookies::in_cookie(&req) {
+        let mut response = HttpResponse::Ok();
+        cookies::set_access(&mut response, &access.token, access.expires_in);
+        return Ok(response.json(SteppedUp {
+            access_token: None,
+            token_type: None,
+            expires_in: access.expires_in,
+            step_up_valid_for,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(SteppedUp {
+        access_token: Some(access.token),
+        token_type: Some("Bearer"),
+        expires_in: access.expires_in,
+        step_up_valid_for,
+    }))
 }
 
 /// Without a body, the refresh cookie is the token.
@@ -334,6 +415,8 @@ pub struct CurrentSession {
     /// When the session ends unless refreshed (the earlier of its absolute
     /// and idle deadlines).
     expires_at: DateTime<Utc>,
+    /// Whether sensitive commands need a step-up first (`POST /v1/auth/step-up`).
+    step_up_required: bool,
 }
 
 #[utoipa::path(
@@ -357,6 +440,7 @@ pub async fn current_session(
         user,
         session_id: session.id,
         expires_at: session.ends_at,
+        step_up_required: principal.require_step_up().is_err(),
     }))
 }
 

@@ -96,6 +96,7 @@ const COLUMNS: &str = "role_id AS id, name, description, permissions, created_at
     request_body = CreateRoleRequest,
     responses(
         (status = 201, description = "Created; Location names the role", body = CommandAccepted),
+        (status = 401, description = "No valid access token, or (`step-up-required`, for a role granting permissions) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs roles:write", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The name is taken", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Bad name or description, or an unknown permission (named)", body = Problem, content_type = PROBLEM),
@@ -118,6 +119,9 @@ async fn create(
     let (Some(name), Some(description), true) = (name, description, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    if !permissions.is_empty() {
+        principal.require_step_up()?;
+    }
     let (id, position) = commands
         .create(
             &context,
@@ -141,6 +145,7 @@ async fn create(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "The role now grants exactly these permissions", body = CommandAccepted),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs roles:write", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or deleted role", body = Problem, content_type = PROBLEM),
         (status = 422, description = "An unknown permission (named)", body = Problem, content_type = PROBLEM),
@@ -159,6 +164,7 @@ async fn set_permissions(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    principal.require_step_up()?;
     let position = commands
         .set_permissions(&context, &principal.actor(), id, permissions)
         .await?;

@@ -103,6 +103,7 @@ fn own(principal: &Principal, user_id: Uuid) -> Result<(), ApiError> {
     params(("id" = Uuid, Path)),
     responses(
         (status = 201, description = "Enrolment begun: the secret and its otpauth URI, shown once; confirm with a code", body = TotpEnrolmentView),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a person adding a factor beside one they have not proved recently", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Not the caller's own account", body = Problem, content_type = PROBLEM),
     )
 )]
@@ -113,6 +114,7 @@ async fn begin_totp(
 ) -> Result<HttpResponse, ApiError> {
     let user_id = path_id(&req, "user")?;
     own(&principal, user_id)?;
+    principal.require_step_up()?;
     let enrolment = factors.begin_totp(user_id).await?;
     Ok(HttpResponse::Created()
         .insert_header((
@@ -134,7 +136,8 @@ async fn begin_totp(
     request_body = ConfirmRequest,
     params(("id" = Uuid, Path), ("factor_id" = Uuid, Path)),
     responses(
-        (status = 200, description = "Enabled: logins now ask for a code; the first factor comes with recovery codes, shown once", body = ConfirmedView),
+        (status = 200, description = "Enabled: logins now ask for a code; the first factor comes with recovery codes, shown once. The code also proves the factor in this session, as a step-up", body = ConfirmedView),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a person adding a factor beside one they have not proved recently", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Not the caller's own account, or no such enrolment waiting", body = Problem, content_type = PROBLEM),
         (status = 422, description = "`code` malformed, or not the app's current code", body = Problem, content_type = PROBLEM),
     )
@@ -148,9 +151,18 @@ async fn confirm(
 ) -> Result<HttpResponse, ApiError> {
     let (user_id, factor_id) = user_and_factor(&path)?;
     own(&principal, user_id)?;
+    // A second factor is added only by someone who proved the first.
+    principal.require_step_up()?;
     let code = domain::TotpCode::parse(&body.code).map_err(|e| ApiError::invalid("code", e))?;
+    let session_id = principal.session()?.id;
     let confirmed = factors
-        .confirm_totp(&context, &principal.actor(), user_id, factor_id, code)
+        .confirm_totp(
+            &context,
+            &principal.actor(),
+            (user_id, session_id),
+            factor_id,
+            code,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(ConfirmedView {
         id: user_id,
@@ -189,6 +201,7 @@ async fn list(
     params(("id" = Uuid, Path), ("factor_id" = Uuid, Path)),
     responses(
         (status = 200, description = "Removed (`second_factor.totp_removed`); an unconfirmed enrolment is only forgotten (position 0)", body = CommandAccepted),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Someone else's, without users:write or a permission they hold", body = Problem, content_type = PROBLEM),
         (status = 404, description = "No such factor", body = Problem, content_type = PROBLEM),
     )
@@ -204,6 +217,7 @@ async fn remove(
         .get("factor_id")
         .and_then(|id| Uuid::parse_str(id).ok())
         .ok_or(ApiError::NotFound("second factor"))?;
+    access.principal.require_step_up()?;
     let position = factors
         .remove_totp(
             &context,
@@ -223,6 +237,7 @@ async fn remove(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Ten new recovery codes, shown once; the old ones no longer work", body = RecoveryCodesView),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Not the caller's own account", body = Problem, content_type = PROBLEM),
     )
 )]
@@ -234,6 +249,7 @@ async fn recovery_codes(
 ) -> Result<HttpResponse, ApiError> {
     let user_id = path_id(&req, "user")?;
     own(&principal, user_id)?;
+    principal.require_step_up()?;
     let (codes, position) = factors
         .new_recovery_codes(&context, &principal.actor(), user_id)
         .await?;

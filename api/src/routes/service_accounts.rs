@@ -298,6 +298,7 @@ async fn update(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Erased for good: its keys and tokens stop working at once and its roles are taken", body = CommandAccepted),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs service_accounts:write and every permission the account holds", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or already erased account", body = Problem, content_type = PROBLEM),
     )
@@ -309,6 +310,7 @@ async fn erase(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
+    principal.require_step_up()?;
     let position = commands.erase(&context, &principal.actor(), id).await?;
     Ok(HttpResponse::Ok().json(CommandAccepted::new(id, position)))
 }
@@ -321,6 +323,7 @@ async fn erase(
     params(("id" = Uuid, Path), ("role_id" = Uuid, Path)),
     responses(
         (status = 200, description = "Assigned: its keys may use the role's permissions at once", body = CommandAccepted),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs service_accounts:write and every permission the role grants", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or erased account", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The role is already assigned", body = Problem, content_type = PROBLEM),
@@ -334,6 +337,7 @@ async fn assign_role(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, role_id) = account_and(&path, "role")?;
+    principal.require_step_up()?;
     let position = commands
         .assign_role(&context, Some(&principal.actor()), id, role_id)
         .await?;
@@ -374,6 +378,7 @@ async fn unassign_role(
     params(("id" = Uuid, Path)),
     responses(
         (status = 201, description = "Issued; the key is shown this once", body = KeyIssued),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs service_accounts:write, every permission the account holds and every one of the scope", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or erased account", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The account is disabled", body = Problem, content_type = PROBLEM),
@@ -388,6 +393,7 @@ async fn issue_key(
     ValidJson(body): ValidJson<IssueKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
+    principal.require_step_up()?;
     let mut errors = Vec::new();
     let description = field(
         &mut errors,
@@ -430,6 +436,7 @@ async fn issue_key(
     params(("id" = Uuid, Path), ("key_id" = Uuid, Path)),
     responses(
         (status = 201, description = "A new key of the same scope, shown this once; the old one works until the overlap ends", body = KeyIssued),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs service_accounts:write, every permission the account holds and the key's scope", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown account, or a key revoked, replaced or unknown", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The account is disabled", body = Problem, content_type = PROBLEM),
@@ -444,6 +451,7 @@ async fn rotate_key(
     body: Option<ValidJson<RotateKeyRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, key_id) = account_and(&path, "API key")?;
+    principal.require_step_up()?;
     let body = body.map(|ValidJson(body)| body).unwrap_or_default();
     let overlap = body.overlap_seconds.map(TimeDelta::seconds);
     let issued = commands

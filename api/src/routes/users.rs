@@ -217,7 +217,7 @@ async fn register(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Changed (both fields, or neither)", body = CommandAccepted),
-        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "No valid access token, or (`step-up-required`, for a new email) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Lacks the permission", body = Problem, content_type = PROBLEM),
         (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
@@ -232,6 +232,9 @@ async fn update_profile(
     ValidJson(body): ValidJson<UpdateProfileRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = access.user_id;
+    if body.email.is_some() {
+        access.principal.require_step_up()?;
+    }
     if body.email.is_none() && body.display_name.is_none() {
         return Err(ApiError::Validation(vec![
             FieldError::new("email", "give email, display_name or both"),
@@ -356,7 +359,7 @@ impl Needs for UsersErase {
         (status = 200, description = "Erased (or erased already): the user's personal values in \
             the event store, read models and uniqueness claims read \"[erased]\", their sessions \
             are revoked and their email may be registered again", body = CommandAccepted),
-        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs users:erase, and every permission the user holds", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
         (status = 409, description = "The last active user holding every permission, or a concurrent change", body = Problem, content_type = PROBLEM),
@@ -369,6 +372,7 @@ async fn erase(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&id)?;
+    principal.require_step_up()?;
     let position = commands.erase(&context, &principal.actor(), id).await?;
     Ok(HttpResponse::Ok().json(CommandAccepted { id, position }))
 }
@@ -392,6 +396,7 @@ pub struct ChangePasswordRequest {
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Changed; the user's other sessions (all, when set by an administrator) are revoked", body = CommandAccepted),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Another user's password without users:write", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Weak new password, or a wrong or missing current_password", body = Problem, content_type = PROBLEM),
     )
@@ -402,6 +407,7 @@ async fn change_password(
     access: SelfOr<UsersWrite>,
     ValidJson(body): ValidJson<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    access.principal.require_step_up()?;
     let own = access.user_id == access.principal.user_id;
     let mut errors = Vec::new();
     let new_password = validated(
@@ -455,6 +461,7 @@ pub struct AssignRoleRequest {
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Assigned (or already held)", body = CommandAccepted),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs roles:write", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown user", body = Problem, content_type = PROBLEM),
         (status = 422, description = "role_id names no role", body = Problem, content_type = PROBLEM),
@@ -468,6 +475,7 @@ async fn assign_role(
     ValidJson(body): ValidJson<AssignRoleRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&id)?;
+    principal.require_step_up()?;
     let position = commands
         .assign_role(&context, &principal.actor(), id, body.role_id)
         .await?;

@@ -163,6 +163,7 @@ pub struct DeliveryParams {
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Registered; Location names it; the secret is shown this once", body = SecretIssued),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs webhooks:write and audit:read", body = Problem, content_type = PROBLEM),
         (status = 409, description = "`webhook-limit-reached`: WEBHOOKS_MAX webhooks exist; delete one first", body = Problem, content_type = PROBLEM),
         (status = 422, description = "A bad or internal url, an unknown event type, too many or none, a long description (named)", body = Problem, content_type = PROBLEM),
@@ -188,6 +189,7 @@ async fn create(
     let (Some(url), Some(event_types), Some(description)) = (url, event_types, description) else {
         return Err(ApiError::Validation(errors));
     };
+    principal.require_step_up()?;
     let issued = commands
         .register(&context, &principal.actor(), url, event_types, description)
         .await?;
@@ -261,6 +263,7 @@ async fn delete(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "A new secret, shown this once; the old one keeps signing beside it for the rotation overlap", body = SecretIssued),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs webhooks:write", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or deleted webhook", body = Problem, content_type = PROBLEM),
     )
@@ -272,6 +275,7 @@ async fn rotate_secret(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = webhook_id(&id)?;
+    principal.require_step_up()?;
     let issued = commands
         .rotate_secret(&context, &principal.actor(), id)
         .await?;

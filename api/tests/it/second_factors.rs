@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use infra::testing::eventually;
 
 use crate::support::{
-    self, assert_problem, login, spawn_app, spawn_app_with_worker, TestApp, GOOD_PASSWORD, SHORT,
+    self, assert_problem, login, spawn_app, spawn_app_with, spawn_app_with_worker, TestApp,
+    GOOD_PASSWORD, SHORT,
 };
 
 /// A person with a session and an enabled authenticator app: its secret,
@@ -48,10 +49,9 @@ async fn away_from_a_step_edge() {
     }
 }
 
-async fn enrolled(app: &TestApp, name: &str) -> Enrolled {
-    let email = format!("{name}@example.com");
-    let (user_id, tokens) = app.user_with_session(&email).await;
-    let access = tokens["access_token"].as_str().unwrap();
+/// Begins enrolling an authenticator app for `user_id`: its secret (the
+/// URI checked to carry it) and the path that confirms it.
+async fn begin(app: &TestApp, user_id: &str, access: &str) -> (TotpSecret, String) {
     let begun = app
         .send(
             Method::POST,
@@ -68,6 +68,14 @@ async fn enrolled(app: &TestApp, name: &str) -> Enrolled {
     assert!(uri.contains(&format!("secret={}", secret.base32())));
     let factor = begun["factor_id"].as_str().unwrap();
     let confirm = format!("/v1/users/{user_id}/second-factors/{factor}/confirm");
+    (secret, confirm)
+}
+
+async fn enrolled(app: &TestApp, name: &str) -> Enrolled {
+    let email = format!("{name}@example.com");
+    let (user_id, tokens) = app.user_with_session(&email).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (secret, confirm) = begin(app, &user_id, access).await;
 
     // Until confirmed, logins ask for nothing more.
     let plain = login(&app.client, &app.address, &email, GOOD_PASSWORD).await;
@@ -291,7 +299,11 @@ async fn a_recovery_code_works_once_and_the_set_can_be_replaced() {
         [
             domain::SecondFactorEvent::TOTP_ENABLED.name(),
             domain::SecondFactorEvent::RECOVERY_CODES_GENERATED.name(),
+            // The enrolment's code proved the factor in that session.
+            domain::SecondFactorEvent::VERIFIED.name(),
             domain::SecondFactorEvent::RECOVERY_CODE_USED.name(),
+            // The login's second step.
+            domain::SecondFactorEvent::VERIFIED.name(),
             domain::SecondFactorEvent::RECOVERY_CODES_GENERATED.name(),
         ]
     );
@@ -555,4 +567,246 @@ async fn a_code_raced_against_itself_signs_in_once() {
         statuses.sort();
         assert_eq!(statuses, [200, 401], "{proof}");
     }
+}
+
+/// Enrols an authenticator app for `user_id` from the session of `access`
+/// (which the confirming code proves): its secret.
+async fn enrol(app: &TestApp, user_id: &str, access: &str) -> TotpSecret {
+    let (secret, confirm) = begin(app, user_id, access).await;
+    away_from_a_step_edge().await;
+    let confirmed = app
+        .send(
+            Method::POST,
+            &confirm,
+            access,
+            Some(json!({"code": code_at_step(&secret, now_step())})),
+        )
+        .await;
+    assert_eq!(confirmed.status(), 200);
+    secret
+}
+
+async fn assert_step_up_required(response: reqwest::Response, max_age: i64) {
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        challenge,
+        format!(r#"Bearer error="insufficient_user_authentication", max_age={max_age}"#)
+    );
+    let problem = assert_problem(response, 401, "step-up-required", None).await;
+    assert_eq!(problem["max_age"], max_age);
+}
+
+async fn step_up_required(app: &TestApp, access: &str) -> bool {
+    let session: Value = app
+        .get_as("/v1/auth/session", access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    session["step_up_required"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn sensitive_commands_need_a_second_factor_proved_in_the_session_recently() {
+    let app = spawn_app_with(&[
+        "--webhooks-allow-http=true",
+        "--webhooks-allow-private-networks=true",
+    ])
+    .await;
+    // The administrator's second session starts before their factor exists,
+    // so nothing was proved in it; the first proves it by enrolling.
+    let stale = login(
+        &app.client,
+        &app.address,
+        support::ADMIN_EMAIL,
+        GOOD_PASSWORD,
+    )
+    .await;
+    let stale = stale["access_token"].as_str().unwrap().to_owned();
+    assert!(!step_up_required(&app, &stale).await);
+    let secret = enrol(&app, &app.admin_id, &app.admin_token).await;
+    assert!(step_up_required(&app, &stale).await);
+    assert!(!step_up_required(&app, &app.admin_token).await);
+
+    let (someone, _) = app.register("someone@example.com", "Someone").await;
+    let role = app.create_role("viewers", &["users:read"]).await;
+    let account: Value = app
+        .post_json(
+            "/v1/service-accounts",
+            &json!({"name": "crm", "description": "test"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let account = account["id"].as_str().unwrap().to_owned();
+    let factors: Value = app
+        .get(&format!("/v1/users/{}/second-factors", app.admin_id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let factor = factors["items"][0]["factor_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sensitive = [
+        (
+            Method::POST,
+            format!("/v1/users/{someone}/password"),
+            Some(json!({"new_password": "a brand new passphrase 7"})),
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/users/{someone}"),
+            Some(json!({"email": "someone.else@example.com"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/users/{someone}/roles"),
+            Some(json!({"role_id": role})),
+        ),
+        (
+            Method::POST,
+            "/v1/roles".to_owned(),
+            Some(json!({"name": "auditors", "description": "", "permissions": ["audit:read"]})),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/roles/{role}/permissions"),
+            Some(json!({"permissions": ["users:read", "users:write"]})),
+        ),
+        (
+            Method::POST,
+            "/v1/webhooks".to_owned(),
+            Some(
+                json!({"url": "http://127.0.0.1:9/in", "event_types": ["user.*"], "description": "CRM"}),
+            ),
+        ),
+        (
+            Method::POST,
+            format!("/v1/service-accounts/{account}/keys"),
+            Some(json!({"description": "sync"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/users/{}/recovery-codes", app.admin_id),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/users/{}/second-factors/totp", app.admin_id),
+            None,
+        ),
+        (Method::POST, format!("/v1/users/{someone}/erase"), None),
+        (
+            Method::DELETE,
+            format!("/v1/users/{}/second-factors/{factor}", app.admin_id),
+            None,
+        ),
+    ];
+    let before = app.event_count().await;
+    for (method, path, body) in &sensitive {
+        let refused = app.send(method.clone(), path, &stale, body.clone()).await;
+        assert_step_up_required(refused, 900).await;
+    }
+    assert_eq!(app.event_count().await, before, "a refused command wrote");
+    // What is not sensitive runs as before.
+    let renamed = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/users/{someone}"),
+            &stale,
+            Some(json!({"display_name": "Some One"})),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200);
+
+    // A wrong code is named and proves nothing; the right one steps up.
+    let step_up = |code: String| {
+        app.request(Method::POST, "/v1/auth/step-up", Some(&stale))
+            .json(&json!({"code": code}))
+            .send()
+    };
+    away_from_a_step_edge().await;
+    let wrong = step_up(code_at_step(&secret, now_step() + 2))
+        .await
+        .unwrap();
+    assert_problem(wrong, 422, "validation-failed", Some("code")).await;
+    let code = code_at_step(&secret, now_step() + 1);
+    let stepped: Value = step_up(code.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(stepped["step_up_valid_for"], 900);
+    let claims = claims(stepped["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["pwd", "otp"]));
+    assert!((claims["auth_time"].as_i64().unwrap() - chrono::Utc::now().timestamp()).abs() < 30);
+    // The same code again is a replay.
+    let replayed = step_up(code).await.unwrap();
+    assert_problem(replayed, 422, "validation-failed", Some("code")).await;
+    assert_eq!(
+        support::count_events(&app.db, domain::SecondFactorEvent::VERIFIED.name()).await,
+        2,
+        "the enrolment's proof and the step-up"
+    );
+
+    // The session, not the token, holds the proof: the old token now runs
+    // every sensitive command.
+    assert!(!step_up_required(&app, &stale).await);
+    for (method, path, body) in sensitive {
+        let done = app.send(method.clone(), &path, &stale, body).await;
+        assert!(
+            done.status().is_success(),
+            "{method} {path}: {}",
+            done.status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn holders_of_a_chosen_permission_must_enrol_before_anything_else() {
+    let app = spawn_app_with(&[
+        "--second-factor-required-for=roles:write,audit:read",
+        "--step-up-max-age-seconds=2",
+    ])
+    .await;
+    let admin = app.admin_token.clone();
+    let own = format!("/v1/users/{}", app.admin_id);
+    for path in ["/v1/users", "/v1/roles", own.as_str()] {
+        let refused = app.get_as(path, &admin).await;
+        let problem = assert_problem(refused, 403, "second-factor-enrolment-required", None).await;
+        assert!(problem["detail"].as_str().unwrap().contains("roles:write"));
+    }
+    // Enrolling someone else is not enrolling.
+    let other = app
+        .send(
+            Method::POST,
+            &format!("/v1/users/{}/second-factors/totp", uuid::Uuid::new_v4()),
+            &admin,
+            None,
+        )
+        .await;
+    assert_problem(other, 403, "second-factor-enrolment-required", None).await;
+    // Their own session, account and enrolment are open.
+    assert_eq!(app.get_as("/v1/auth/session", &admin).await.status(), 200);
+    assert_eq!(app.get_as("/v1/users/me", &admin).await.status(), 200);
+    enrol(&app, &app.admin_id, &admin).await;
+    assert_eq!(app.get_as("/v1/users", &admin).await.status(), 200);
+
+    // A person without those permissions is not asked to enrol.
+    let (_, reader, _) = app.user_holding("reader", &["users:read"]).await;
+    assert_eq!(app.get_as("/v1/users", &reader).await.status(), 200);
+
+    // The enrolment's proof lasts STEP_UP_MAX_AGE_SECONDS.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let late = app
+        .send(
+            Method::POST,
+            "/v1/roles",
+            &admin,
+            Some(json!({"name": "late", "description": "", "permissions": ["users:read"]})),
+        )
+        .await;
+    assert_step_up_required(late, 2).await;
 }

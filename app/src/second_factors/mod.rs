@@ -5,6 +5,7 @@
 //! (`SecretBox`) in `totp_factors`, which `second_factor.totp_enabled`
 //! enables in its own transaction.
 
+pub mod policy;
 pub mod recovery_code;
 pub mod secret_box;
 
@@ -15,7 +16,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::second_factor::totp::SECRET_BYTES;
-use domain::{SecondFactorCommand, SecondFactorError, SecondFactors, TotpCode, TotpSecret, User};
+use domain::{
+    ProofMethod, SecondFactorCommand, SecondFactorError, SecondFactors, TotpCode, TotpSecret, User,
+};
 use infra::commands::CommandBus;
 use infra::integrity::HexDigest;
 use serde::Serialize;
@@ -46,10 +49,28 @@ pub struct Confirmed {
     pub recovery_codes: Option<Vec<RecoveryCode>>,
 }
 
-/// What the second step of a login presents.
+/// What the second step of a login, or a step-up, presents.
 pub enum Proof {
     Code(TotpCode),
     RecoveryCode(RecoveryCode),
+}
+
+impl Proof {
+    /// How the factor was proved, as recorded.
+    pub fn method(&self) -> ProofMethod {
+        match self {
+            Self::Code(_) => ProofMethod::Totp,
+            Self::RecoveryCode(_) => ProofMethod::RecoveryCode,
+        }
+    }
+
+    /// The request field that carries it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Code(_) => "code",
+            Self::RecoveryCode(_) => "recovery_code",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -109,12 +130,13 @@ impl SecondFactorService {
     }
 
     /// Enables the factor when `code` is its current one; the person's
-    /// first factor also gets a set of recovery codes.
+    /// first factor also gets a set of recovery codes. The code proves the
+    /// factor in `session_id`, the person's own session, as a step-up would.
     pub async fn confirm_totp(
         &self,
         context: &RequestContext,
         actor: &Actor,
-        user_id: Uuid,
+        (user_id, session_id): (Uuid, Uuid),
         factor_id: Uuid,
         code: TotpCode,
     ) -> Result<Confirmed, AppError> {
@@ -151,6 +173,18 @@ impl SecondFactorService {
             position = generated;
             recovery_codes = Some(codes);
         }
+        // The factor is enabled and the codes are to be shown: a failure to
+        // record the proof only means a step-up later.
+        let position = match self
+            .record_verification(context, user_id, session_id, ProofMethod::Totp)
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                tracing::warn!(%user_id, %error, "an enrolment's proof was not recorded");
+                position
+            }
+        };
         Ok(Confirmed {
             position,
             recovery_codes,
@@ -233,11 +267,46 @@ impl SecondFactorService {
     /// Whether a login of `user_id` needs a second step.
     pub async fn required(&self, user_id: Uuid) -> Result<bool, AppError> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM totp_factors WHERE user_id = $1 AND enabled)",
+            "SELECT EXISTS (SELECT 1 FROM enabled_second_factors WHERE user_id = $1)",
         )
         .bind(user_id)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// Records that `user_id` proved a factor with `method` in
+    /// `session_id` (at a login's second step, or a step-up).
+    pub async fn record_verification(
+        &self,
+        context: &RequestContext,
+        user_id: Uuid,
+        session_id: Uuid,
+        method: ProofMethod,
+    ) -> Result<i64, AppError> {
+        let command = SecondFactorCommand::RecordVerification { session_id, method };
+        let outcome = self
+            .factors
+            .execute_retrying_conflicts(
+                &user_id.to_string(),
+                || command.clone(),
+                &context.metadata_as(Some(user_id)),
+            )
+            .await?;
+        Ok(outcome.position)
+    }
+
+    /// How and when a second factor was last proved in `session_id`.
+    pub async fn verification(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<(ProofMethod, DateTime<Utc>)>, AppError> {
+        let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT method, verified_at FROM second_factor_verifications WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(method, at)| Some((ProofMethod::parse(&method)?, at))))
     }
 
     /// Whether `proof` is right for `user_id` now. A right one is used up:

@@ -5,16 +5,36 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::events::SecondFactorEvent;
+use super::events::{ProofMethod, SecondFactorEvent};
 
 /// Requests to change a person's second factors. Digests arrive computed.
 #[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
 #[strum(serialize_all = "snake_case")]
 pub enum SecondFactorCommand {
-    EnableTotp { factor_id: Uuid },
-    RemoveTotp { factor_id: Uuid },
-    GenerateRecoveryCodes { code_hashes: Vec<String> },
-    UseRecoveryCode { code_hash: String },
+    EnableTotp {
+        factor_id: Uuid,
+    },
+    RemoveTotp {
+        factor_id: Uuid,
+    },
+    GenerateRecoveryCodes {
+        code_hashes: Vec<String>,
+    },
+    UseRecoveryCode {
+        code_hash: String,
+    },
+    RegisterPasskey {
+        factor_id: Uuid,
+    },
+    RemovePasskey {
+        factor_id: Uuid,
+    },
+    /// Records that the person proved a factor in `session_id` (checked
+    /// by the application: a code, a recovery code, a passkey assertion).
+    RecordVerification {
+        session_id: Uuid,
+        method: ProofMethod,
+    },
 }
 
 /// Business-rule rejections of a [`SecondFactorCommand`].
@@ -27,12 +47,16 @@ pub enum SecondFactorError {
     /// Unknown or already used; one answer for both.
     #[error("the recovery code is not valid")]
     RecoveryCodeNotValid,
+    #[error("the person has no second factor to prove")]
+    NoFactor,
 }
 
 /// A person's second factors: one stream per person, its id the user's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SecondFactors {
     totp: BTreeSet<Uuid>,
+    #[serde(default)]
+    passkeys: BTreeSet<Uuid>,
     /// Each recovery code's digest, and whether it was used.
     recovery_codes: BTreeMap<String, bool>,
 }
@@ -43,9 +67,14 @@ impl SecondFactors {
         &self.totp
     }
 
+    /// The registered passkeys.
+    pub fn passkeys(&self) -> &BTreeSet<Uuid> {
+        &self.passkeys
+    }
+
     /// Whether login asks for a second factor.
     pub fn any_enabled(&self) -> bool {
-        !self.totp.is_empty()
+        !self.totp.is_empty() || !self.passkeys.is_empty()
     }
 
     pub fn recovery_codes_left(&self) -> usize {
@@ -73,6 +102,18 @@ impl SecondFactors {
             C::UseRecoveryCode { code_hash } => match self.recovery_codes.get(&code_hash) {
                 Some(false) => Ok(vec![E::RecoveryCodeUsed { code_hash }]),
                 _ => Err(SecondFactorError::RecoveryCodeNotValid),
+            },
+            C::RegisterPasskey { factor_id } => match self.passkeys.contains(&factor_id) {
+                true => Err(SecondFactorError::AlreadyEnabled),
+                false => Ok(vec![E::PasskeyRegistered { factor_id }]),
+            },
+            C::RemovePasskey { factor_id } => match self.passkeys.contains(&factor_id) {
+                true => Ok(vec![E::PasskeyRemoved { factor_id }]),
+                false => Err(SecondFactorError::NotFound),
+            },
+            C::RecordVerification { session_id, method } => match self.any_enabled() {
+                true => Ok(vec![E::Verified { session_id, method }]),
+                false => Err(SecondFactorError::NoFactor),
             },
         }
     }
@@ -116,6 +157,13 @@ impl Aggregate for SecondFactors {
                     *used = true;
                 }
             }
+            SecondFactorEvent::PasskeyRegistered { factor_id } => {
+                self.passkeys.insert(factor_id);
+            }
+            SecondFactorEvent::PasskeyRemoved { factor_id } => {
+                self.passkeys.remove(&factor_id);
+            }
+            SecondFactorEvent::Verified { .. } => {}
         }
     }
 }
@@ -158,6 +206,52 @@ mod tests {
         assert_eq!(
             when(vec![enabled], remove),
             Ok(vec![SecondFactorEvent::TotpRemoved { factor_id: FACTOR }])
+        );
+    }
+
+    #[test]
+    fn a_passkey_is_registered_once_and_counts_as_a_factor() {
+        let registered = SecondFactorEvent::PasskeyRegistered { factor_id: FACTOR };
+        let register = SecondFactorCommand::RegisterPasskey { factor_id: FACTOR };
+        assert_eq!(when(vec![], register.clone()), Ok(vec![registered.clone()]));
+        assert_eq!(
+            when(vec![registered.clone()], register),
+            Err(SecondFactorError::AlreadyEnabled)
+        );
+        assert_eq!(
+            when(
+                vec![registered.clone()],
+                SecondFactorCommand::RemoveTotp { factor_id: FACTOR }
+            ),
+            Err(SecondFactorError::NotFound)
+        );
+        let mut factors = SecondFactors::default();
+        factors.apply(registered);
+        assert!(factors.any_enabled());
+        factors.apply(SecondFactorEvent::PasskeyRemoved { factor_id: FACTOR });
+        assert!(!factors.any_enabled());
+    }
+
+    #[test]
+    fn a_verification_is_recorded_only_for_a_person_with_a_factor() {
+        let session_id = Uuid::from_u128(9);
+        let record = SecondFactorCommand::RecordVerification {
+            session_id,
+            method: ProofMethod::Totp,
+        };
+        assert_eq!(
+            when(vec![], record.clone()),
+            Err(SecondFactorError::NoFactor)
+        );
+        assert_eq!(
+            when(
+                vec![SecondFactorEvent::TotpEnabled { factor_id: FACTOR }],
+                record
+            ),
+            Ok(vec![SecondFactorEvent::Verified {
+                session_id,
+                method: ProofMethod::Totp
+            }])
         );
     }
 

@@ -5,9 +5,10 @@ use uuid::Uuid;
 use crate::contract::{EventType, PayloadField};
 
 /// What happened to a person's [`SecondFactors`](super::SecondFactors).
-/// A TOTP factor is named by its id only: its secret is stored encrypted
-/// outside the event store. Recovery codes are carried as SHA-256 digests
-/// (redacted on the way out), as refresh tokens are.
+/// A factor is named by its id only: a TOTP secret is stored encrypted,
+/// a passkey's public key beside it, both outside the event store.
+/// Recovery codes are carried as SHA-256 digests (redacted on the way
+/// out), as refresh tokens are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SecondFactorEvent {
     /// Enrolment confirmed with a right code: the factor is asked for at login.
@@ -26,6 +27,39 @@ pub enum SecondFactorEvent {
     RecoveryCodeUsed {
         code_hash: String,
     },
+    /// A passkey (a WebAuthn credential) registered with a right attestation.
+    PasskeyRegistered {
+        factor_id: Uuid,
+    },
+    PasskeyRemoved {
+        factor_id: Uuid,
+    },
+    /// The person proved a second factor in a session: at its login, or
+    /// later (a step-up), so that the session may run sensitive commands
+    /// for a while.
+    Verified {
+        session_id: Uuid,
+        method: ProofMethod,
+    },
+}
+
+/// What a second factor was proved with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProofMethod {
+    Totp,
+    RecoveryCode,
+    Passkey,
+}
+
+impl ProofMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::RecoveryCode => "recovery_code",
+            Self::Passkey => "passkey",
+        }
+    }
 }
 
 impl SecondFactorEvent {
@@ -38,12 +72,21 @@ impl SecondFactorEvent {
     pub const RECOVERY_CODE_USED: EventType =
         EventType::new("second_factor.recovery_code_used", "RecoveryCodeUsed");
 
+    pub const PASSKEY_REGISTERED: EventType =
+        EventType::new("second_factor.passkey_registered", "PasskeyRegistered");
+    pub const PASSKEY_REMOVED: EventType =
+        EventType::new("second_factor.passkey_removed", "PasskeyRemoved");
+    pub const VERIFIED: EventType = EventType::new("second_factor.verified", "Verified");
+
     /// Every value [`DomainEvent::event_type`] can return.
     pub const EVENT_TYPES: &'static [EventType] = &[
         Self::TOTP_ENABLED,
         Self::TOTP_REMOVED,
         Self::RECOVERY_CODES_GENERATED,
         Self::RECOVERY_CODE_USED,
+        Self::PASSKEY_REGISTERED,
+        Self::PASSKEY_REMOVED,
+        Self::VERIFIED,
     ];
 
     /// Payload fields SQL reads (see [`crate::contract::PAYLOAD_FIELDS_READ_BY_SQL`]).
@@ -53,6 +96,11 @@ impl SecondFactorEvent {
         Self::RECOVERY_CODES_GENERATED.field("code_hashes");
     pub const RECOVERY_CODE_USED_CODE_HASH: PayloadField =
         Self::RECOVERY_CODE_USED.field("code_hash");
+    pub const PASSKEY_REGISTERED_FACTOR_ID: PayloadField =
+        Self::PASSKEY_REGISTERED.field("factor_id");
+    pub const PASSKEY_REMOVED_FACTOR_ID: PayloadField = Self::PASSKEY_REMOVED.field("factor_id");
+    pub const VERIFIED_SESSION_ID: PayloadField = Self::VERIFIED.field("session_id");
+    pub const VERIFIED_METHOD: PayloadField = Self::VERIFIED.field("method");
 
     pub fn contract_type(&self) -> EventType {
         match self {
@@ -60,6 +108,9 @@ impl SecondFactorEvent {
             Self::TotpRemoved { .. } => Self::TOTP_REMOVED,
             Self::RecoveryCodesGenerated { .. } => Self::RECOVERY_CODES_GENERATED,
             Self::RecoveryCodeUsed { .. } => Self::RECOVERY_CODE_USED,
+            Self::PasskeyRegistered { .. } => Self::PASSKEY_REGISTERED,
+            Self::PasskeyRemoved { .. } => Self::PASSKEY_REMOVED,
+            Self::Verified { .. } => Self::VERIFIED,
         }
     }
 
@@ -73,6 +124,12 @@ impl SecondFactorEvent {
                 code_hashes.split_whitespace().count()
             ),
             Self::RecoveryCodeUsed { .. } => "a recovery code used".to_owned(),
+            Self::PasskeyRegistered { factor_id } => format!("passkey {factor_id} registered"),
+            Self::PasskeyRemoved { factor_id } => format!("passkey {factor_id} removed"),
+            Self::Verified { session_id, method } => format!(
+                "second factor ({}) proved in session {session_id}",
+                method.as_str()
+            ),
         }
     }
 
@@ -81,7 +138,11 @@ impl SecondFactorEvent {
         match self {
             Self::RecoveryCodesGenerated { code_hashes: hash }
             | Self::RecoveryCodeUsed { code_hash: hash } => *hash = crate::REDACTED.to_owned(),
-            Self::TotpEnabled { .. } | Self::TotpRemoved { .. } => {}
+            Self::TotpEnabled { .. }
+            | Self::TotpRemoved { .. }
+            | Self::PasskeyRegistered { .. }
+            | Self::PasskeyRemoved { .. }
+            | Self::Verified { .. } => {}
         }
     }
 }
@@ -113,6 +174,16 @@ pub(crate) mod tests {
             },
             SecondFactorEvent::RecoveryCodeUsed {
                 code_hash: "0a08".repeat(16),
+            },
+            SecondFactorEvent::PasskeyRegistered {
+                factor_id: Uuid::from_u128(2),
+            },
+            SecondFactorEvent::PasskeyRemoved {
+                factor_id: Uuid::from_u128(2),
+            },
+            SecondFactorEvent::Verified {
+                session_id: Uuid::from_u128(3),
+                method: ProofMethod::Totp,
             },
         ]
     }

@@ -9,7 +9,7 @@ mod events;
 pub mod totp;
 
 pub use aggregate::{SecondFactorCommand, SecondFactorError, SecondFactors};
-pub use events::SecondFactorEvent;
+pub use events::{ProofMethod, SecondFactorEvent};
 pub use totp::{TotpCode, TotpRejected, TotpSecret};
 
 #[cfg(test)]
@@ -24,6 +24,8 @@ pub enum AuthenticationMethod {
     /// A one-time password: an authenticator app's code or a recovery
     /// code (`otp`).
     OneTimePassword,
+    /// A proof of possession of a hardware-bound key: a passkey (`hwk`).
+    HardwareKey,
 }
 
 impl AuthenticationMethod {
@@ -31,6 +33,24 @@ impl AuthenticationMethod {
         match self {
             Self::Password => "pwd",
             Self::OneTimePassword => "otp",
+            Self::HardwareKey => "hwk",
         }
+    }
+}
+
+impl ProofMethod {
+    /// The `amr` value a session proved this way carries beside `pwd`.
+    pub fn authentication_method(self) -> AuthenticationMethod {
+        match self {
+            Self::Totp | Self::RecoveryCode => AuthenticationMethod::OneTimePassword,
+            Self::Passkey => AuthenticationMethod::HardwareKey,
+        }
+    }
+
+    /// The method an `amr` value names, for a token's claims.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Totp, Self::RecoveryCode, Self::Passkey]
+            .into_iter()
+            .find(|method| method.as_str() == name)
     }
 }
