@@ -368,6 +368,22 @@ pub struct AuthSettings {
     #[arg(long, env = "SECOND_FACTOR_GENERATE_KEY", default_value_t = true, action = clap::ArgAction::Set)]
     pub second_factor_generate_key: bool,
 
+    /// The WebAuthn relying party's id: the registrable domain passkeys are
+    /// bound to (`example.com`). Changing it later orphans every passkey.
+    #[arg(long, env = "WEBAUTHN_RP_ID", default_value = "localhost")]
+    pub webauthn_rp_id: String,
+
+    /// Origins, comma-separated, of the pages that register and use
+    /// passkeys (`https://app.example.com`); each must be the relying
+    /// party's id or under it.
+    #[arg(
+        long,
+        env = "WEBAUTHN_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:8080"
+    )]
+    pub webauthn_origins: Vec<url::Url>,
+
     /// Seconds a proved second factor lets a person run sensitive commands
     /// (changing a password or an email, granting, erasing, creating
     /// webhooks or API keys, removing a factor); after that they step up
@@ -502,6 +518,16 @@ fn bounded(seconds: i64) -> chrono::Duration {
 }
 
 impl AuthSettings {
+    /// Who passkeys are registered with; its name is `JWT_ISSUER`, as
+    /// authenticator apps show it.
+    pub fn relying_party(&self) -> app::second_factors::passkeys::RelyingParty {
+        app::second_factors::passkeys::RelyingParty {
+            id: self.webauthn_rp_id.clone(),
+            origins: self.webauthn_origins.clone(),
+            name: self.jwt_issuer.clone(),
+        }
+    }
+
     pub fn second_factor_policy(&self) -> app::second_factors::policy::SecondFactorPolicy {
         app::second_factors::policy::SecondFactorPolicy {
             step_up_max_age: chrono::Duration::seconds(self.step_up_max_age_seconds.into()),

@@ -1,6 +1,8 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App};
 use infra::broker::BrokerLink;
@@ -149,11 +151,15 @@ impl Services {
             &auth.second_factor_key_file,
             auth.second_factor_generate_key,
         )?;
-        let second_factors = Arc::new(SecondFactorService::new(
-            pool.clone(),
-            Arc::new(secrets),
-            auth.jwt_issuer.clone(),
-        ));
+        let second_factors = Arc::new(
+            SecondFactorService::new(
+                pool.clone(),
+                Arc::new(secrets),
+                auth.jwt_issuer.clone(),
+                &auth.relying_party(),
+            )
+            .context("WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS")?,
+        );
         let sign_in = SignIn::new(
             pool.clone(),
             passwords.clone(),

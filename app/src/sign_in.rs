@@ -21,7 +21,7 @@ use crate::claims::Claims;
 use crate::failed_logins::FailedLogins;
 use crate::password::Passwords;
 use crate::refresh_token::RefreshToken;
-use crate::second_factors::{Proof, SecondFactorService, CHALLENGE_LIFETIME};
+use crate::second_factors::{Challenge, Proof, SecondFactorService, CHALLENGE_LIFETIME};
 use crate::tokens::{AccessTokens, Issued};
 use crate::AppError;
 use crate::RequestContext;
@@ -150,7 +150,8 @@ impl SignIn {
     ) -> Result<TokenPair, AppError> {
         self.failed_logins.refuse_if_blocked(context).await?;
         let now = Utc::now();
-        let Some(user_id) = self.second_factors.challenged(challenge).await? else {
+        let Some((user_id, passkey_state)) = self.second_factors.challenged(challenge).await?
+        else {
             self.failed_logins.record(context, None, now).await?;
             return Err(AppError::InvalidCredentials);
         };
@@ -159,7 +160,11 @@ impl SignIn {
         if user.check_can_log_in(now).is_err() {
             return Err(AppError::InvalidCredentials);
         }
-        if !self.second_factors.check(context, user_id, proof).await? {
+        if !self
+            .second_factors
+            .check(context, user_id, proof, passkey_state)
+            .await?
+        {
             self.failed_logins
                 .record(context, Some(user_id), now)
                 .await?;
@@ -176,21 +181,40 @@ impl SignIn {
     /// that sensitive commands run for a while (`STEP_UP_MAX_AGE`): the
     /// proof is recorded, and a new access token says so (`amr`,
     /// `auth_time`). A wrong code counts toward the lockout like a wrong
-    /// password, and answers which field was wrong.
+    /// password, and answers which field was wrong. A passkey answers the
+    /// step-up ceremony `ceremony` names (`begin_passkey_step_up`).
     #[tracing::instrument(skip_all, fields(user_id = %user_id, session_id = %session_id))]
     pub async fn step_up(
         &self,
         context: &RequestContext,
-        user_id: Uuid,
-        session_id: Uuid,
+        (user_id, session_id): (Uuid, Uuid),
         proof: &Proof,
+        ceremony: Option<&str>,
     ) -> Result<Issued, AppError> {
         self.failed_logins.refuse_if_blocked(context).await?;
         let now = Utc::now();
         if !self.second_factors.required(user_id).await? {
             return Err(AppError::NotFound("second factor"));
         }
-        if !self.second_factors.check(context, user_id, proof).await? {
+        let passkey_state = match (proof, ceremony) {
+            (Proof::Passkey(_), Some(ceremony)) => {
+                self.second_factors
+                    .passkey_step_up(user_id, ceremony)
+                    .await?
+            }
+            (Proof::Passkey(_), None) => {
+                return Err(AppError::Invalid {
+                    field: "ceremony",
+                    message: "is required with a passkey: POST /v1/auth/step-up/passkey first",
+                })
+            }
+            _ => None,
+        };
+        if !self
+            .second_factors
+            .check(context, user_id, proof, passkey_state)
+            .await?
+        {
             self.failed_logins
                 .record(context, Some(user_id), now)
                 .await?;
@@ -476,7 +500,7 @@ pub enum Login {
     /// The password was right and the account has a second factor: the
     /// second step must present this challenge with a code.
     SecondFactorRequired {
-        challenge: String,
+        challenge: Challenge,
         expires_in: i64,
     },
 }

@@ -3,6 +3,11 @@
 // `credentials: "include"`. Served from another origin, that origin must be
 // in the api's CORS_ALLOWED_ORIGINS (the browser sends Origin, which also
 // satisfies the api's CSRF check).
+//
+// An account with a second factor signs in in two steps: the password
+// answers a challenge, and the second step presents it with a code, a
+// recovery code or a passkey (WebAuthn, through the browser's own JSON
+// helpers: `PublicKeyCredential.parse…OptionsFromJSON` and `toJSON()`).
 "use strict";
 
 const api = new URLSearchParams(location.search).get("api") || location.origin;
@@ -34,6 +39,9 @@ async function showSession() {
   }
 }
 
+// The first step's answer while a second step is due.
+let pending = null;
+
 $("login").addEventListener("submit", async (event) => {
   event.preventDefault();
   const result = await call("POST", "/v1/auth/login", {
@@ -42,10 +50,71 @@ $("login").addEventListener("submit", async (event) => {
     session: "cookie",
   });
   $("password").value = "";
-  if (result.status === 200) {
+  if (result.status === 200 && result.body.second_factor_required) {
+    pending = result.body;
+    $("second-step").hidden = false;
+    $("passkey-login-button").hidden = !pending.methods.includes("passkey");
+    show("second factor required", result);
+  } else if (result.status === 200) {
     await showSession();
   } else {
     show("login refused (" + result.status + ")", result);
+  }
+});
+
+async function secondStep(proof) {
+  const result = await call("POST", "/v1/auth/login/second-factor", {
+    challenge: pending.challenge,
+    session: "cookie",
+    ...proof,
+  });
+  if (result.status === 200) {
+    pending = null;
+    $("second-step").hidden = true;
+    await showSession();
+  } else {
+    show("second factor refused (" + result.status + ")", result);
+  }
+}
+
+$("second-step").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const code = $("code").value.trim();
+  $("code").value = "";
+  // Six digits come from the app; anything else is a recovery code.
+  await secondStep(/^[0-9]{6}$/.test(code) ? { code } : { recovery_code: code });
+});
+
+$("passkey-login-button").addEventListener("click", async () => {
+  try {
+    const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(pending.passkey.publicKey);
+    const credential = await navigator.credentials.get({ publicKey });
+    await secondStep({ passkey: credential.toJSON() });
+  } catch (error) {
+    show("passkey failed: " + error.name, null);
+  }
+});
+
+$("add-passkey-button").addEventListener("click", async () => {
+  const session = await call("GET", "/v1/auth/session");
+  if (session.status !== 200) {
+    return show("signed out", session);
+  }
+  const passkeys = "/v1/users/" + session.body.user.id + "/second-factors/passkeys";
+  const begun = await call("POST", passkeys);
+  if (begun.status !== 201) {
+    return show("passkey refused (" + begun.status + ")", begun);
+  }
+  try {
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(begun.body.passkey.publicKey);
+    const credential = await navigator.credentials.create({ publicKey });
+    const finished = await call("POST", passkeys + "/" + begun.body.ceremony, {
+      credential: credential.toJSON(),
+      name: "this browser",
+    });
+    show(finished.status === 200 ? "passkey added" : "passkey refused (" + finished.status + ")", finished);
+  } catch (error) {
+    show("passkey failed: " + error.name, null);
   }
 });
 

@@ -20,7 +20,7 @@ use crate::rate_limit::AuthRateLimit;
 use crate::user_queries::{self, UserView};
 use app::second_factors::policy::SecondFactorPolicy;
 use app::second_factors::recovery_code::RecoveryCode;
-use app::second_factors::Proof;
+use app::second_factors::{Proof, SecondFactorService};
 use app::sign_in::{Login, SignIn};
 use app::tokens::AccessTokens;
 
@@ -96,6 +96,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, rate_limit: &AuthRateLimit) {
             .default_service(web::to(super::method_not_allowed)),
     )
     .service(
+        web::resource("/auth/step-up/passkey")
+            .route(web::post().to(begin_passkey_step_up))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
         web::resource("/auth/step-up")
             .wrap(Governor::new(rate_limit))
             .route(web::post().to(step_up))
@@ -159,9 +164,10 @@ pub async fn login(
             expires_in,
         } => Ok(HttpResponse::Ok().json(SecondFactorChallenge {
             second_factor_required: true,
-            challenge,
+            methods: challenge.methods,
+            passkey: challenge.passkey,
+            challenge: challenge.challenge,
             expires_in,
-            methods: vec!["totp", "recovery_code"],
         })),
     }
 }
@@ -185,8 +191,15 @@ pub struct SecondFactorChallenge {
     challenge: String,
     /// Seconds the challenge stays valid.
     expires_in: i64,
-    /// What the second step takes: `totp` (`code`) or `recovery_code`.
+    /// What the second step takes, of the factors the person has: `totp`
+    /// (`code`), `passkey` and `recovery_code`.
     methods: Vec<&'static str>,
+    /// With a passkey: the options for `navigator.credentials.get`
+    /// (`{"publicKey": …}`, base64url for binary values, as
+    /// `PublicKeyCredential.parseRequestOptionsFromJSON` reads them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    passkey: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -197,6 +210,10 @@ pub struct SecondFactorLoginRequest {
     code: Option<String>,
     /// One of the recovery codes (`abcd-efgh-ijkl-mnop`), used up.
     recovery_code: Option<String>,
+    /// The passkey's assertion for the first step's `passkey` options, as
+    /// `PublicKeyCredential.toJSON()` gives it.
+    #[schema(value_type = Option<Object>)]
+    passkey: Option<serde_json::Value>,
     #[serde(default)]
     session: SessionMode,
 }
@@ -222,24 +239,38 @@ pub async fn login_second_factor(
     if body.session == SessionMode::Cookie {
         csrf::check(&req)?;
     }
-    let proof = proof(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let proof = proof(
+        body.code.as_deref(),
+        body.recovery_code.as_deref(),
+        body.passkey,
+    )?;
     let tokens = sign_in.complete(&context, &body.challenge, &proof).await?;
     Ok(session_response(body.session, tokens))
 }
 
-/// Exactly one of an authenticator app's code and a recovery code.
-fn proof(code: Option<&str>, recovery_code: Option<&str>) -> Result<Proof, ApiError> {
-    match (code, recovery_code) {
-        (Some(code), None) => Ok(Proof::Code(
+/// Exactly one of an authenticator app's code, a recovery code and a
+/// passkey's assertion.
+fn proof(
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+    passkey: Option<serde_json::Value>,
+) -> Result<Proof, ApiError> {
+    match (code, recovery_code, passkey) {
+        (Some(code), None, None) => Ok(Proof::Code(
             domain::TotpCode::parse(code).map_err(|error| ApiError::invalid("code", error))?,
         )),
-        (None, Some(code)) => Ok(Proof::RecoveryCode(
+        (None, Some(code), None) => Ok(Proof::RecoveryCode(
             RecoveryCode::parse(code)
                 .ok_or_else(|| ApiError::invalid("recovery_code", "is not a recovery code"))?,
         )),
+        (None, None, Some(passkey)) if passkey.is_object() => Ok(Proof::Passkey(passkey)),
+        (None, None, Some(_)) => Err(ApiError::invalid(
+            "passkey",
+            "must be an object: PublicKeyCredential.toJSON()",
+        )),
         _ => Err(ApiError::invalid(
             "code",
-            "give exactly one of code and recovery_code",
+            "give exactly one of code, recovery_code and passkey",
         )),
     }
 }
@@ -247,10 +278,54 @@ fn proof(code: Option<&str>, recovery_code: Option<&str>) -> Result<Proof, ApiEr
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpRequest {
-    /// The authenticator app's six digits; or give `recovery_code`.
+    /// The authenticator app's six digits; or give `recovery_code`, or
+    /// `passkey` with `ceremony`.
     code: Option<String>,
     /// One of the recovery codes (`abcd-efgh-ijkl-mnop`), used up.
     recovery_code: Option<String>,
+    /// A passkey's assertion for the options `POST /v1/auth/step-up/passkey`
+    /// answered, as `PublicKeyCredential.toJSON()` gives it.
+    #[schema(value_type = Option<Object>)]
+    passkey: Option<serde_json::Value>,
+    /// The `ceremony` that answer named.
+    ceremony: Option<String>,
+}
+
+/// A passkey step-up begun: answer the options, then send the assertion
+/// with the ceremony to `POST /v1/auth/step-up`.
+#[derive(Serialize, ToSchema)]
+pub struct PasskeyStepUp {
+    /// Single-use, valid for 5 minutes.
+    ceremony: String,
+    /// For `navigator.credentials.get` (`{"publicKey": …}`).
+    #[schema(value_type = Object)]
+    passkey: serde_json::Value,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/step-up/passkey",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A step-up with a passkey begun: the options for the browser and the ceremony to send back", body = PasskeyStepUp),
+        (status = 401, description = "No valid access token", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "The person has no passkey, or the caller is a machine", body = Problem, content_type = PROBLEM),
+    )
+)]
+pub async fn begin_passkey_step_up(
+    factors: web::Data<SecondFactorService>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    principal.session()?;
+    let ceremony = factors
+        .begin_passkey_step_up(principal.user_id)
+        .await?
+        .ok_or(ApiError::NotFound("passkey"))?;
+    Ok(HttpResponse::Ok().json(PasskeyStepUp {
+        ceremony: ceremony.handle,
+        passkey: ceremony.options,
+    }))
 }
 
 /// A step-up proved: a new access token that says so. A session in
@@ -292,9 +367,18 @@ pub async fn step_up(
     ValidJson(body): ValidJson<StepUpRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let session = principal.session()?;
-    let proof = proof(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let proof = proof(
+        body.code.as_deref(),
+        body.recovery_code.as_deref(),
+        body.passkey,
+    )?;
     let access = sign_in
-        .step_up(&context, principal.user_id, session.id, &proof)
+        .step_up(
+            &context,
+            (principal.user_id, session.id),
+            &proof,
+            body.ceremony.as_deref(),
+        )
         .await?;
     let step_up_valid_for = policy.step_up_max_age.num_seconds();
     if cookies::in_cookie(&req) {

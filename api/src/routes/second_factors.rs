@@ -1,5 +1,5 @@
-//! `/v1/users/{id}/second-factors`: a person's authenticator apps (TOTP)
-//! and recovery codes. Enrolling, confirming and new recovery codes are the
+//! `/v1/users/{id}/second-factors`: a person's authenticator apps (TOTP),
+//! passkeys (WebAuthn) and recovery codes. Enrolling, confirming and new recovery codes are the
 //! person's own business, from a session of their own; reading needs
 //! `users:read` for someone else, removing `users:write` and everything the
 //! person holds (an administrator helping someone locked out).
@@ -25,6 +25,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     };
     cfg.service(resource("/users/{id}/second-factors").route(web::get().to(list)))
         .service(resource("/users/{id}/second-factors/totp").route(web::post().to(begin_totp)))
+        .service(
+            resource("/users/{id}/second-factors/passkeys").route(web::post().to(begin_passkey)),
+        )
+        .service(
+            resource("/users/{id}/second-factors/passkeys/{ceremony}")
+                .route(web::post().to(finish_passkey)),
+        )
         .service(
             resource("/users/{id}/second-factors/{factor_id}/confirm")
                 .route(web::post().to(confirm)),
@@ -71,8 +78,11 @@ pub struct RecoveryCodesView {
 #[derive(Serialize, ToSchema)]
 pub struct FactorView {
     factor_id: Uuid,
-    /// `totp`.
-    kind: &'static str,
+    /// `totp` or `passkey`.
+    kind: String,
+    /// A passkey's name; absent for an app.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
     /// False while enrolment waits for its first code.
     enabled: bool,
     created_at: DateTime<Utc>,
@@ -93,6 +103,115 @@ fn own(principal: &Principal, user_id: Uuid) -> Result<(), ApiError> {
         true => Ok(()),
         false => Err(ApiError::NotFound("user")),
     }
+}
+
+/// A passkey registration begun.
+#[derive(Serialize, ToSchema)]
+pub struct PasskeyRegistrationView {
+    /// Single-use, valid for 5 minutes: the path of the second request.
+    ceremony: String,
+    /// For `navigator.credentials.create` (`{"publicKey": …}`, base64url
+    /// for binary values, as `PublicKeyCredential.parseCreationOptionsFromJSON`
+    /// reads them).
+    #[schema(value_type = Object)]
+    passkey: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinishPasskeyRequest {
+    /// The browser's answer, as `PublicKeyCredential.toJSON()` gives it.
+    #[schema(value_type = Object)]
+    credential: serde_json::Value,
+    /// Up to 100 characters, to tell passkeys apart; default `passkey`.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A passkey registered; the recovery codes are shown here only.
+#[derive(Serialize, ToSchema)]
+pub struct PasskeyRegistered {
+    id: Uuid,
+    factor_id: Uuid,
+    position: i64,
+    /// Ten one-time codes, when this is the person's first factor; else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_codes: Option<Vec<String>>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/second-factors/passkeys",
+    tag = "second-factors",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 201, description = "Registration begun: the options for the browser, and the ceremony that finishes it", body = PasskeyRegistrationView),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a person adding a factor beside one they have not proved recently", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Not the caller's own account", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn begin_passkey(
+    factors: web::Data<SecondFactorService>,
+    principal: Principal,
+    req: actix_web::HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = path_id(&req, "user")?;
+    own(&principal, user_id)?;
+    principal.require_step_up()?;
+    let ceremony = factors.begin_passkey(user_id).await?;
+    Ok(HttpResponse::Created().json(PasskeyRegistrationView {
+        ceremony: ceremony.handle,
+        passkey: ceremony.options,
+    }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/users/{id}/second-factors/passkeys/{ceremony}",
+    tag = "second-factors",
+    security(("bearer" = [])),
+    request_body = FinishPasskeyRequest,
+    params(("id" = Uuid, Path), ("ceremony" = String, Path)),
+    responses(
+        (status = 200, description = "Registered (`second_factor.passkey_registered`): logins now ask for a second factor; the first factor comes with recovery codes, shown once. The passkey is also proved in this session, as a step-up", body = PasskeyRegistered),
+        (status = 401, description = "No valid access token, or (`step-up-required`) a person adding a factor beside one they have not proved recently", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "Not the caller's own account, or no such ceremony waiting (unknown, used or older than 5 minutes)", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "`credential` malformed, registered already, or not verifying against the ceremony's challenge and origin; `name` too long", body = Problem, content_type = PROBLEM),
+    )
+)]
+async fn finish_passkey(
+    factors: web::Data<SecondFactorService>,
+    context: RequestContext,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+    ValidJson(body): ValidJson<FinishPasskeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = Uuid::parse_str(&path.0).map_err(|_| ApiError::NotFound("user"))?;
+    own(&principal, user_id)?;
+    principal.require_step_up()?;
+    let name = body.name.as_deref().unwrap_or("passkey").trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1 to 100 characters, none of them control characters",
+        ));
+    }
+    let session_id = principal.session()?.id;
+    let (factor_id, confirmed) = factors
+        .finish_passkey(
+            &context,
+            &principal.actor(),
+            (user_id, session_id),
+            (&path.1, body.credential, name),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(PasskeyRegistered {
+        id: user_id,
+        factor_id,
+        position: confirmed.position,
+        recovery_codes: confirmed.recovery_codes.map(|codes| shown(&codes)),
+    }))
 }
 
 #[utoipa::path(
@@ -219,7 +338,7 @@ async fn remove(
         .ok_or(ApiError::NotFound("second factor"))?;
     access.principal.require_step_up()?;
     let position = factors
-        .remove_totp(
+        .remove(
             &context,
             &access.principal.actor(),
             access.user_id,
@@ -267,7 +386,8 @@ fn shown(codes: &[RecoveryCode]) -> Vec<String> {
 fn factor_view(row: FactorRow) -> FactorView {
     FactorView {
         factor_id: row.factor_id,
-        kind: "totp",
+        kind: row.kind,
+        name: row.name,
         enabled: row.enabled,
         created_at: row.created_at,
         enabled_at: row.enabled_at,

@@ -23,7 +23,7 @@ use infra::testing::eventually;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::support::{spawn_app_with, GOOD_PASSWORD};
+use crate::support::{login, spawn_app_with, TestApp, GOOD_PASSWORD};
 
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 /// How long one protocol call, or one wait for the page, may take.
@@ -468,35 +468,40 @@ impl Drop for Browser {
     }
 }
 
-#[tokio::test]
-async fn the_example_page_logs_in_with_cookies_shows_the_session_refreshes_and_logs_out() {
+/// Chromium's binary; `None` (the test then skips, saying so) when it is
+/// missing outside CI.
+fn chromium_or_skip() -> Option<PathBuf> {
     let binary = chromium();
-    if !binary.is_file() {
-        let in_ci = std::env::var("CI").is_ok_and(|ci| ci == "true");
-        assert!(
-            !in_ci,
-            "Chromium ({}) is missing in CI; scripts/test installs it (apt-get install chromium)",
-            binary.display()
-        );
-        eprintln!(
-            "\n*** SKIPPED: the example page's browser test needs Chromium at {} \
-             ($CHROMIUM, default {DEFAULT_CHROMIUM}): apt-get install chromium, or run \
-             `bash scripts/services.sh chromium` ***\n",
-            binary.display()
-        );
-        return;
+    if binary.is_file() {
+        return Some(binary);
     }
+    let in_ci = std::env::var("CI").is_ok_and(|ci| ci == "true");
+    assert!(
+        !in_ci,
+        "Chromium ({}) is missing in CI; scripts/test installs it (apt-get install chromium)",
+        binary.display()
+    );
+    eprintln!(
+        "\n*** SKIPPED: the example page's browser test needs Chromium at {} \
+         ($CHROMIUM, default {DEFAULT_CHROMIUM}): apt-get install chromium, or run \
+         `bash scripts/services.sh chromium` ***\n",
+        binary.display()
+    );
+    None
+}
+
+/// The example page's origin: `http://localhost:<port>` of a server of its files.
+fn serve_example_page() -> String {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cookie-session");
-    let page_port = serve_static(examples);
-    let page_origin = format!("http://localhost:{page_port}");
-    let app = spawn_app_with(&[&format!("--cors-allowed-origins={page_origin}")]).await;
+    format!("http://localhost:{}", serve_static(examples))
+}
+
+/// A browser showing the example page from `page_origin`, against `app`.
+async fn open_example_page(binary: &Path, app: &TestApp, page_origin: &str) -> Browser {
     // localhost, like the page: a secure context, so the Secure __Host-
     // cookies are kept; another port, so the page calls it with CORS.
     let api = app.address.replace("127.0.0.1", "localhost");
-    let email = "browser@example.com";
-    let (user_id, _) = app.register(email, "Browser").await;
-
-    let mut browser = Browser::launch(&binary, &app.db.name);
+    let mut browser = Browser::launch(binary, &app.db.name);
     browser.open(&format!("{page_origin}/?api={api}")).await;
     browser
         .wait_for(
@@ -508,6 +513,19 @@ async fn the_example_page_logs_in_with_cookies_shows_the_session_refreshes_and_l
         )
         .await;
     assert_eq!(browser.text("status").await, "signed out");
+    browser
+}
+
+#[tokio::test]
+async fn the_example_page_logs_in_with_cookies_shows_the_session_refreshes_and_logs_out() {
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let page_origin = serve_example_page();
+    let app = spawn_app_with(&[&format!("--cors-allowed-origins={page_origin}")]).await;
+    let email = "browser@example.com";
+    let (user_id, _) = app.register(email, "Browser").await;
+    let mut browser = open_example_page(&binary, &app, &page_origin).await;
 
     // A wrong password: refused, nobody signed in.
     browser.type_into("email", email).await;
@@ -614,4 +632,221 @@ async fn the_example_page_logs_in_with_cookies_shows_the_session_refreshes_and_l
         (session["status"] != "active").then_some(())
     })
     .await;
+}
+
+/// Signs in on the page with the password; a second step is then due.
+async fn first_step(browser: &mut Browser, email: &str) {
+    browser.type_into("email", email).await;
+    browser.type_into("password", GOOD_PASSWORD).await;
+    browser.click("login-button").await;
+    browser.wait_for_status("second factor required").await;
+}
+
+async fn log_out(browser: &mut Browser) {
+    browser.click("logout-button").await;
+    browser.wait_for_status("signed out").await;
+}
+
+/// How the person last proved a second factor, as the api recorded it.
+async fn proved_with(app: &TestApp, user_id: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT method FROM second_factor_verifications WHERE user_id = $1::uuid \
+         ORDER BY verified_at",
+    )
+    .bind(user_id)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_example_page_adds_a_passkey_and_signs_in_with_it_or_with_an_apps_code() {
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let page_origin = serve_example_page();
+    let app = spawn_app_with(&[
+        &format!("--cors-allowed-origins={page_origin}"),
+        "--webauthn-rp-id=localhost",
+        &format!("--webauthn-origins={page_origin}"),
+    ])
+    .await;
+    let email = "passkey@example.com";
+    let (user_id, _) = app.register(email, "Passkey").await;
+    let mut browser = open_example_page(&binary, &app, &page_origin).await;
+    // The authenticator the browser talks to: a platform one, with user
+    // verification (what passkeys ask for), answering at once.
+    browser.command(true, "WebAuthn.enable", json!({})).await;
+    browser
+        .command(
+            true,
+            "WebAuthn.addVirtualAuthenticator",
+            json!({"options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserVerified": true,
+                "automaticPresenceSimulation": true,
+            }}),
+        )
+        .await;
+
+    // Signed in with the password alone, the person adds a passkey: the
+    // first factor comes with ten recovery codes.
+    browser.type_into("email", email).await;
+    browser.type_into("password", GOOD_PASSWORD).await;
+    browser.click("login-button").await;
+    browser
+        .wait_for_status(&format!("signed in as {email}"))
+        .await;
+    browser.click("add-passkey-button").await;
+    browser.wait_for_status("passkey added").await;
+    let added: Value = serde_json::from_str(&browser.text("output").await).unwrap();
+    let recovery_codes = added["recovery_codes"].as_array().unwrap().clone();
+    assert_eq!(recovery_codes.len(), 10, "{added}");
+    let listed: Value = app
+        .get(&format!("/v1/users/{user_id}/second-factors"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["kind"], "passkey", "{listed}");
+    assert_eq!(listed["items"][0]["name"], "this browser", "{listed}");
+    log_out(&mut browser).await;
+
+    // The password now answers a challenge; the passkey completes it.
+    first_step(&mut browser, email).await;
+    let offered = browser
+        .eval("!document.getElementById('passkey-login-button').hidden")
+        .await;
+    assert_eq!(offered, true, "the page offers the passkey");
+    browser.click("passkey-login-button").await;
+    browser
+        .wait_for_status(&format!("signed in as {email}"))
+        .await;
+    assert_eq!(proved_with(&app, &user_id).await.last().unwrap(), "passkey");
+
+    // A step-up with the passkey, from the page's session; the same
+    // assertion sent again finds its ceremony used up.
+    let statuses = browser
+        .eval(
+            "(async () => { \
+               const api = document.getElementById('api').textContent; \
+               const post = (path, body) => fetch(api + path, {method: 'POST', \
+                 credentials: 'include', headers: {'content-type': 'application/json'}, \
+                 body: JSON.stringify(body)}); \
+               const begun = await (await post('/v1/auth/step-up/passkey', {})).json(); \
+               const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(begun.passkey.publicKey); \
+               const passkey = (await navigator.credentials.get({publicKey})).toJSON(); \
+               const first = await post('/v1/auth/step-up', {ceremony: begun.ceremony, passkey}); \
+               const again = await post('/v1/auth/step-up', {ceremony: begun.ceremony, passkey}); \
+               return [first.status, (await first.json()).step_up_valid_for, again.status]; \
+             })()",
+        )
+        .await;
+    assert_eq!(statuses, json!([200, 900, 422]));
+    log_out(&mut browser).await;
+
+    // An authenticator app beside it, enrolled from a bearer session that
+    // proved a recovery code; the page's second step takes its code.
+    let first = login(&app.client, &app.address, email, GOOD_PASSWORD).await;
+    assert_eq!(
+        first["methods"],
+        json!(["passkey", "recovery_code"]),
+        "{first}"
+    );
+    let second: Value = app
+        .request(reqwest::Method::POST, "/v1/auth/login/second-factor", None)
+        .json(&json!({"challenge": first["challenge"], "recovery_code": recovery_codes[0]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = second["access_token"].as_str().unwrap();
+    let begun: Value = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/users/{user_id}/second-factors/totp"),
+            access,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = domain::TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    let code = || {
+        let step = domain::second_factor::totp::step_at(chrono::Utc::now().timestamp());
+        secret.code_at_step(step).to_string()
+    };
+    let confirmed = app
+        .send(
+            reqwest::Method::POST,
+            &format!(
+                "/v1/users/{user_id}/second-factors/{}/confirm",
+                begun["factor_id"].as_str().unwrap()
+            ),
+            access,
+            Some(json!({"code": code()})),
+        )
+        .await;
+    assert_eq!(confirmed.status(), 200);
+    first_step(&mut browser, email).await;
+    // The code just used confirmed the enrolment: the page's must be a
+    // later step's (one step of skew is allowed, a replay is not).
+    let step = domain::second_factor::totp::step_at(chrono::Utc::now().timestamp());
+    browser
+        .type_into("code", &secret.code_at_step(step + 1).to_string())
+        .await;
+    browser.click("code-button").await;
+    browser
+        .wait_for_status(&format!("signed in as {email}"))
+        .await;
+    assert_eq!(proved_with(&app, &user_id).await.last().unwrap(), "totp");
+
+    // An administrator holding more removes the passkey; erasure takes
+    // the rest, with every ceremony and proof.
+    let passkey = listed["items"][0]["factor_id"].as_str().unwrap();
+    let removed = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/{user_id}/second-factors/{passkey}"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 200);
+    assert_eq!(
+        crate::support::count_events(&app.db, domain::SecondFactorEvent::PASSKEY_REMOVED.name())
+            .await,
+        1
+    );
+    let erased = app.post_empty(&format!("/v1/users/{user_id}/erase")).await;
+    assert_eq!(erased.status(), 200);
+    for table in [
+        "passkeys",
+        "webauthn_ceremonies",
+        "second_factor_verifications",
+        "totp_factors",
+    ] {
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {table} WHERE user_id = $1::uuid"
+        ))
+        .bind(&user_id)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+    assert!(
+        browser
+            .console
+            .iter()
+            .all(|line| !line.starts_with("uncaught")),
+        "{:#?}",
+        browser.console
+    );
 }

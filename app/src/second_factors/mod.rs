@@ -1,10 +1,12 @@
-//! A person's second factors: enrolling an authenticator app (TOTP),
-//! checking a code or a recovery code at the second step of a login, and
-//! the challenges that carry a login from its first step to its second.
+//! A person's second factors: enrolling an authenticator app (TOTP) or a
+//! passkey, checking a code, a recovery code or a passkey's assertion at
+//! the second step of a login or a step-up, and the challenges that carry
+//! a login from its first step to its second.
 //! The factor's secret never enters an event: it is stored encrypted
 //! (`SecretBox`) in `totp_factors`, which `second_factor.totp_enabled`
 //! enables in its own transaction.
 
+pub mod passkeys;
 pub mod policy;
 pub mod recovery_code;
 pub mod secret_box;
@@ -27,6 +29,7 @@ use uuid::Uuid;
 
 use crate::power::{Actor, PowerGuard};
 use crate::{AppError, RequestContext};
+use passkeys::{Ceremony, Holder, InvalidRelyingParty, Passkeys, RelyingParty};
 use recovery_code::RecoveryCode;
 use secret_box::SecretBox;
 
@@ -53,6 +56,9 @@ pub struct Confirmed {
 pub enum Proof {
     Code(TotpCode),
     RecoveryCode(RecoveryCode),
+    /// A passkey's assertion, as `PublicKeyCredential.toJSON()` gives it,
+    /// for the ceremony the login's challenge (or a step-up's) began.
+    Passkey(serde_json::Value),
 }
 
 impl Proof {
@@ -61,6 +67,7 @@ impl Proof {
         match self {
             Self::Code(_) => ProofMethod::Totp,
             Self::RecoveryCode(_) => ProofMethod::RecoveryCode,
+            Self::Passkey(_) => ProofMethod::Passkey,
         }
     }
 
@@ -69,13 +76,28 @@ impl Proof {
         match self {
             Self::Code(_) => "code",
             Self::RecoveryCode(_) => "recovery_code",
+            Self::Passkey(_) => "passkey",
         }
     }
+}
+
+/// The first step of a login with a second factor: the challenge for the
+/// second, what it may present, and a passkey ceremony's options when
+/// the person has a passkey.
+pub struct Challenge {
+    pub challenge: String,
+    /// `totp`, `passkey`, `recovery_code`: of the factors the person has.
+    pub methods: Vec<&'static str>,
+    pub passkey: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct FactorRow {
     pub factor_id: Uuid,
+    /// `totp` or `passkey`.
+    pub kind: String,
+    /// A passkey's name; an app has none.
+    pub name: Option<String>,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub enabled_at: Option<DateTime<Utc>>,
@@ -88,19 +110,82 @@ pub struct SecondFactorService {
     power: PowerGuard,
     secrets: Arc<SecretBox>,
     issuer: String,
+    passkeys: Passkeys,
 }
 
 impl SecondFactorService {
-    /// `issuer` names the service in authenticator apps.
-    pub fn new(pool: PgPool, secrets: Arc<SecretBox>, issuer: String) -> Self {
-        Self {
+    /// `issuer` names the service in authenticator apps; `party` is who
+    /// passkeys are registered with.
+    pub fn new(
+        pool: PgPool,
+        secrets: Arc<SecretBox>,
+        issuer: String,
+        party: &RelyingParty,
+    ) -> Result<Self, InvalidRelyingParty> {
+        Ok(Self {
             factors: CommandBus::new(pool.clone()),
             users: CommandBus::new(pool.clone()),
             power: PowerGuard::new(pool.clone()),
+            passkeys: Passkeys::new(pool.clone(), party)?,
             pool,
             secrets,
             issuer,
-        }
+        })
+    }
+
+    /// Begins registering a passkey for `user_id`: the ceremony's handle
+    /// and the browser's options.
+    pub async fn begin_passkey(&self, user_id: Uuid) -> Result<Ceremony, AppError> {
+        let user = self.users.load(&user_id.to_string()).await?;
+        let (Some(email), true) = (user.email(), user.is_registered()) else {
+            return Err(AppError::NotFound("user"));
+        };
+        let display_name = user
+            .display_name()
+            .map(|name| name.as_str())
+            .unwrap_or(email.as_str());
+        self.passkeys
+            .begin_registration(Holder {
+                user_id,
+                email: email.as_str(),
+                display_name,
+            })
+            .await
+    }
+
+    /// Finishes a passkey's registration with the browser's `credential`
+    /// and enables it; like an app's confirmation, it proves the factor in
+    /// `session_id`, and a first factor comes with recovery codes.
+    pub async fn finish_passkey(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        (user_id, session_id): (Uuid, Uuid),
+        (handle, credential, name): (&str, serde_json::Value, &str),
+    ) -> Result<(Uuid, Confirmed), AppError> {
+        let factor_id = self
+            .passkeys
+            .finish_registration(user_id, handle, credential, name)
+            .await?;
+        let command = SecondFactorCommand::RegisterPasskey { factor_id };
+        let confirmed = self
+            .enabled_with(context, actor, (user_id, session_id), command)
+            .await?;
+        Ok((factor_id, confirmed))
+    }
+
+    /// A step-up with a passkey begun, if the person has one.
+    pub async fn begin_passkey_step_up(&self, user_id: Uuid) -> Result<Option<Ceremony>, AppError> {
+        self.passkeys.begin_step_up(user_id).await
+    }
+
+    /// The state of `user_id`'s step-up ceremony `handle`, used up.
+    pub async fn passkey_step_up(
+        &self,
+        user_id: Uuid,
+        handle: &str,
+    ) -> Result<Option<serde_json::Value>, AppError> {
+        self.passkeys.take_step_up(user_id, handle).await
     }
 
     /// Starts enrolling an authenticator app for `user_id` (labelled with
@@ -158,15 +243,26 @@ impl SecondFactorService {
         if !self.mark_used(factor_id, step).await? {
             return Err(wrong_code());
         }
+        let command = SecondFactorCommand::EnableTotp { factor_id };
+        self.enabled_with(context, actor, (user_id, session_id), command)
+            .await
+    }
+
+    /// Runs `command`, which enables a factor the person just proved in
+    /// `session_id`; their first factor also gets recovery codes.
+    async fn enabled_with(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        (user_id, session_id): (Uuid, Uuid),
+        command: SecondFactorCommand,
+    ) -> Result<Confirmed, AppError> {
+        let method = match command {
+            SecondFactorCommand::RegisterPasskey { .. } => ProofMethod::Passkey,
+            _ => ProofMethod::Totp,
+        };
         let factors = self.factors.load(&user_id.to_string()).await?;
-        let mut position = self
-            .execute(
-                context,
-                actor,
-                user_id,
-                SecondFactorCommand::EnableTotp { factor_id },
-            )
-            .await?;
+        let mut position = self.execute(context, actor, user_id, command).await?;
         let mut recovery_codes = None;
         if factors.recovery_codes_left() == 0 {
             let (codes, generated) = self.new_recovery_codes(context, actor, user_id).await?;
@@ -176,7 +272,7 @@ impl SecondFactorService {
         // The factor is enabled and the codes are to be shown: a failure to
         // record the proof only means a step-up later.
         let position = match self
-            .record_verification(context, user_id, session_id, ProofMethod::Totp)
+            .record_verification(context, user_id, session_id, method)
             .await
         {
             Ok(recorded) => recorded,
@@ -191,9 +287,9 @@ impl SecondFactorService {
         })
     }
 
-    /// Removes a factor: the person's own, or another's by an actor who
-    /// holds everything that person holds.
-    pub async fn remove_totp(
+    /// Removes a factor (an app or a passkey): the person's own, or
+    /// another's by an actor who holds everything that person holds.
+    pub async fn remove(
         &self,
         context: &RequestContext,
         actor: &Actor,
@@ -202,27 +298,29 @@ impl SecondFactorService {
     ) -> Result<i64, AppError> {
         self.power.require_outranks(actor, user_id).await?;
         let enabled = self.factors.load(&user_id.to_string()).await?;
-        if !enabled.totp_factors().contains(&factor_id) {
+        let command = if enabled.totp_factors().contains(&factor_id) {
+            SecondFactorCommand::RemoveTotp { factor_id }
+        } else if enabled.passkeys().contains(&factor_id) {
+            SecondFactorCommand::RemovePasskey { factor_id }
+        } else {
             // An enrolment never confirmed is only forgotten.
-            let forgotten = sqlx::query(
-                "DELETE FROM totp_factors WHERE factor_id = $1 AND user_id = $2 AND NOT enabled",
+            let forgotten: i64 = sqlx::query_scalar(
+                "WITH app AS (DELETE FROM totp_factors \
+                              WHERE factor_id = $1 AND user_id = $2 AND NOT enabled RETURNING 1), \
+                      key AS (DELETE FROM passkeys \
+                              WHERE factor_id = $1 AND user_id = $2 AND NOT enabled RETURNING 1) \
+                 SELECT (SELECT count(*) FROM app) + (SELECT count(*) FROM key)",
             )
             .bind(factor_id)
             .bind(user_id)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-            return match forgotten.rows_affected() {
+            return match forgotten {
                 0 => Err(AppError::NotFound("second factor")),
                 _ => Ok(0),
             };
-        }
-        self.execute(
-            context,
-            actor,
-            user_id,
-            SecondFactorCommand::RemoveTotp { factor_id },
-        )
-        .await
+        };
+        self.execute(context, actor, user_id, command).await
     }
 
     /// A new set of recovery codes, replacing the old ones.
@@ -249,8 +347,12 @@ impl SecondFactorService {
     /// recovery codes are left.
     pub async fn list(&self, user_id: Uuid) -> Result<(Vec<FactorRow>, i64), AppError> {
         let factors = sqlx::query_as(
-            "SELECT factor_id, enabled, created_at, enabled_at FROM totp_factors \
-             WHERE user_id = $1 ORDER BY created_at, factor_id",
+            "SELECT factor_id, 'totp' AS kind, NULL::text AS name, enabled, created_at, enabled_at \
+             FROM totp_factors WHERE user_id = $1 \
+             UNION ALL \
+             SELECT factor_id, 'passkey', name, enabled, created_at, enabled_at \
+             FROM passkeys WHERE user_id = $1 \
+             ORDER BY created_at, factor_id",
         )
         .bind(user_id)
         .fetch_all(&self.pool)
@@ -311,14 +413,21 @@ impl SecondFactorService {
 
     /// Whether `proof` is right for `user_id` now. A right one is used up:
     /// an app's code for its time step, a recovery code for good.
+    /// `passkey_state` is the state of the passkey ceremony the proof
+    /// answers (a login's challenge, or a step-up's), if one was begun.
     pub async fn check(
         &self,
         context: &RequestContext,
         user_id: Uuid,
         proof: &Proof,
+        passkey_state: Option<serde_json::Value>,
     ) -> Result<bool, AppError> {
         match proof {
             Proof::Code(code) => self.check_code(user_id, code).await,
+            Proof::Passkey(credential) => match passkey_state {
+                Some(state) => self.passkeys.verify(user_id, state, credential).await,
+                None => Ok(false),
+            },
             Proof::RecoveryCode(code) => {
                 let command = SecondFactorCommand::UseRecoveryCode {
                     code_hash: code.digest(),
@@ -374,27 +483,51 @@ impl SecondFactorService {
     }
 
     /// A challenge for the second step of `user_id`'s login: the text to
-    /// hand to the client, which the service keeps only as a digest.
-    pub async fn challenge(&self, user_id: Uuid) -> Result<String, AppError> {
+    /// hand to the client, which the service keeps only as a digest (with
+    /// a passkey ceremony's state, when the person has a passkey).
+    pub async fn challenge(&self, user_id: Uuid) -> Result<Challenge, AppError> {
         let mut bytes = [0u8; 32];
         OsRng.fill_bytes(&mut bytes);
         let challenge = URL_SAFE_NO_PAD.encode(bytes);
+        let ceremony = self.passkeys.authentication(user_id).await?;
+        let (passkey, state) = ceremony.unzip();
         sqlx::query(
-            "INSERT INTO login_challenges (challenge_hash, user_id, expires_at) \
-             VALUES ($1, $2, now() + $3::interval)",
+            "INSERT INTO login_challenges (challenge_hash, user_id, expires_at, passkey_state) \
+             VALUES ($1, $2, now() + $3::interval, $4)",
         )
         .bind(digest(&challenge))
         .bind(user_id)
         .bind(format!("{} seconds", CHALLENGE_LIFETIME.num_seconds()))
+        .bind(state)
         .execute(&self.pool)
         .await?;
-        Ok(challenge)
+        let kinds: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT kind FROM enabled_second_factors WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let methods = [ProofMethod::Totp, ProofMethod::Passkey]
+            .into_iter()
+            .filter(|method| kinds.iter().any(|kind| kind == method.as_str()))
+            .chain([ProofMethod::RecoveryCode])
+            .map(ProofMethod::as_str)
+            .collect();
+        Ok(Challenge {
+            challenge,
+            methods,
+            passkey,
+        })
     }
 
-    /// The person a live, unused `challenge` was issued to.
-    pub async fn challenged(&self, challenge: &str) -> Result<Option<Uuid>, AppError> {
-        Ok(sqlx::query_scalar(
-            "SELECT user_id FROM login_challenges \
+    /// The person a live, unused `challenge` was issued to, and its
+    /// passkey ceremony's state.
+    pub async fn challenged(
+        &self,
+        challenge: &str,
+    ) -> Result<Option<(Uuid, Option<serde_json::Value>)>, AppError> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, passkey_state FROM login_challenges \
              WHERE challenge_hash = $1 AND used_at IS NULL AND expires_at > now()",
         )
         .bind(digest(challenge))
