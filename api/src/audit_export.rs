@@ -99,10 +99,18 @@ fn partial_path(output: &Path) -> PathBuf {
 /// Drawn on standard error only when it is a terminal.
 fn progress_bar(total: u64) -> ProgressBar {
     let progress = ProgressBar::new(total);
+    // indicatif's own {per_sec} prints four decimals of a rate in the
+    // thousands; whole events per second are what a person reads.
     let style = ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} events  {per_sec}  eta {eta}  {elapsed_precise}",
+        "{bar:40} {pos}/{len} events  {rate}  eta {eta}  {elapsed_precise}",
     )
-    .expect("a valid progress template");
+    .expect("a valid progress template")
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+            let _ = write!(out, "{:.0} events/s", state.per_sec());
+        },
+    );
     progress.set_style(style);
     progress
 }

@@ -57,6 +57,33 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     }
 }
 
+/// A JSON request body that may be left out altogether: no body is `None`;
+/// a body that is there is checked as [`ValidJson`] checks it (a body with
+/// an unknown field is refused, not taken for no body).
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if !has_body(req) {
+            return Box::pin(async { Ok(OptionalJson(None)) });
+        }
+        let body = ValidJson::<T>::from_request(req, payload);
+        Box::pin(async move { body.await.map(|ValidJson(body)| OptionalJson(Some(body))) })
+    }
+}
+
+/// Whether the request says a body follows (a length above zero, or chunks).
+pub fn has_body(req: &HttpRequest) -> bool {
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    length.is_some_and(|length| length > 0) || req.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
 fn is_json_content_type(req: &HttpRequest) -> bool {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return false;

@@ -7,6 +7,7 @@ pub mod audit_export;
 pub mod audit_verify;
 pub mod auth;
 pub mod client_address;
+pub mod closed_sets;
 pub mod correlation;
 pub mod cors;
 pub mod extract;

@@ -1,10 +1,9 @@
 use api::settings::{AdminCommand, AuditCommand, Cli, Command, ServiceAccountAdmin};
 use api::startup::Application;
-use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     match cli.command {
         // A provisioning script reads the command's result off stdout.
         Some(Command::Admin { .. }) => {
@@ -66,7 +65,6 @@ async fn main() -> anyhow::Result<()> {
                             roles,
                             scope,
                             expires_in_days,
-                            api_key_max_lifetime_days,
                         },
                 },
         } => {
@@ -76,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
                 roles: &roles,
                 scope: &scope,
                 expires_in_days,
-                max_lifetime_days: api_key_max_lifetime_days,
+                max_lifetime_days: cli.settings.auth.api_key_max_lifetime_days,
             };
             let created = api::admin::create_service_account(common, request).await?;
             println!("{}", serde_json::to_string(&created)?);

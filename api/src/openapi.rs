@@ -164,6 +164,9 @@ use crate::user_queries::UserView;
         auth::SecondFactorLoginRequest,
         auth::StepUpRequest,
         auth::SteppedUp,
+        auth::LoginAnswer,
+        auth::SessionAnswer,
+        crate::closed_sets::EventTypeSelector,
         auth::PasskeyStepUp,
         second_factors::TotpEnrolmentView,
         second_factors::PasskeyRegistrationView,
@@ -213,6 +216,11 @@ impl Modify for Conventions {
                 name_uniquely(operation);
                 let charged = method != "get" && !UNCHARGED.contains(&(method, path.as_str()));
                 add_common_problems(path, operation, charged);
+                if OPTIONAL_BODIES.contains(&(method, path.as_str())) {
+                    if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+                        body.required = Some(utoipa::openapi::Required::False);
+                    }
+                }
             }
         }
     }
@@ -221,6 +229,13 @@ impl Modify for Conventions {
 /// The commands that end a session, which are not charged to the caller's
 /// command budget (`Principal::identify`).
 const UNCHARGED: [(&str, &str); 2] = [("post", "/v1/auth/logout"), ("delete", "/v1/sessions/{id}")];
+
+/// The commands whose body may be left out altogether (a refresh from the
+/// cookie, a rotation with the default overlap).
+const OPTIONAL_BODIES: [(&str, &str); 2] = [
+    ("post", "/v1/auth/refresh"),
+    ("post", "/v1/service-accounts/{id}/keys/{key_id}/rotate"),
+];
 
 /// Each operation of the path, with its method.
 fn operations(

@@ -75,6 +75,11 @@ pub enum ApiError {
         "authentication is required: send a valid access token as `Authorization: Bearer <token>`"
     )]
     Unauthorized,
+    /// The session cookie was sent and refused. No `WWW-Authenticate:
+    /// Bearer` challenge: a browser's page signs in again, it does not
+    /// switch to sending a bearer token.
+    #[error("the session cookie is not valid: the session has ended or expired; log in again")]
+    SessionCookieRefused,
     /// A bearer token was sent and refused (RFC 6750 `error="invalid_token"`).
     #[error("the access token is not valid: it is malformed, expired, or its session has ended")]
     InvalidToken,
@@ -195,7 +200,7 @@ impl ApiError {
             Self::LastAdministrator => "last-administrator",
             Self::WebhookLimitReached(_) => "webhook-limit-reached",
             Self::NotYetProjected { .. } => "projection-timeout",
-            Self::Unauthorized | Self::InvalidToken => "unauthorized",
+            Self::Unauthorized | Self::InvalidToken | Self::SessionCookieRefused => "unauthorized",
             Self::OriginRefused(_) => "origin-refused",
             Self::InvalidCredentials => "invalid-credentials",
             Self::InvalidRefreshToken => "invalid-refresh-token",
@@ -229,7 +234,7 @@ impl ApiError {
             Self::LastAdministrator => "Last administrator",
             Self::WebhookLimitReached(_) => "Webhook limit reached",
             Self::NotYetProjected { .. } => "Read model not yet up to date",
-            Self::Unauthorized | Self::InvalidToken => "Unauthorized",
+            Self::Unauthorized | Self::InvalidToken | Self::SessionCookieRefused => "Unauthorized",
             Self::OriginRefused(_) => "Origin refused",
             Self::InvalidCredentials => "Invalid credentials",
             Self::InvalidRefreshToken => "Invalid refresh token",
@@ -357,6 +362,7 @@ impl ResponseError for ApiError {
             Self::NotYetProjected { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthorized
             | Self::InvalidToken
+            | Self::SessionCookieRefused
             | Self::InvalidCredentials
             | Self::InvalidRefreshToken
             | Self::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,

@@ -147,8 +147,6 @@ pub enum ServiceAccountAdmin {
         /// The key's lifetime in days; default and maximum API_KEY_MAX_LIFETIME_DAYS.
         #[arg(long)]
         expires_in_days: Option<i64>,
-        #[arg(long, env = "API_KEY_MAX_LIFETIME_DAYS", default_value_t = app::service_accounts::KeyPolicy::DEFAULT.max_lifetime.num_days(), value_parser = clap::value_parser!(i64).range(1..=3660))]
-        api_key_max_lifetime_days: i64,
     },
 }
 
@@ -517,6 +515,14 @@ fn bounded(seconds: i64) -> chrono::Duration {
     chrono::Duration::seconds(seconds.clamp(1, MAX_SECONDS))
 }
 
+impl Cli {
+    /// The command line, with the settings before or after the subcommand
+    /// (`api --api-addr … serve` or `api serve --api-addr …`).
+    pub fn parse_args() -> Self {
+        infra::settings::parse_cli()
+    }
+}
+
 impl AuthSettings {
     /// Who passkeys are registered with; its name is `JWT_ISSUER`, as
     /// authenticator apps show it.
@@ -597,6 +603,33 @@ mod tests {
     fn auth(args: &[&str]) -> Result<AuthSettings, clap::Error> {
         let args = std::iter::once("api").chain(args.iter().copied());
         Cli::try_parse_from(args).map(|cli| cli.settings.auth)
+    }
+
+    #[test]
+    fn settings_come_before_or_after_the_subcommand() {
+        let parse = |args: &[&str]| infra::settings::parse_cli_from::<Cli>(args.iter().copied());
+        for args in [
+            &["api", "serve", "--api-addr", "127.0.0.1:9"][..],
+            &["api", "--api-addr", "127.0.0.1:9", "serve"],
+        ] {
+            let cli = parse(args).unwrap();
+            assert!(matches!(cli.command, Some(Command::Serve)));
+            assert_eq!(cli.settings.api_addr, "127.0.0.1:9");
+        }
+        let cli = parse(&[
+            "api",
+            "admin",
+            "service-account",
+            "create",
+            "--name",
+            "crm",
+            "--api-key-max-lifetime-days",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(cli.settings.auth.api_key_max_lifetime_days, 7);
+        let refused = parse(&["api", "admin", "erase-user", "--user-id", "42"]).unwrap_err();
+        assert!(refused.to_string().contains("--user-id"), "{refused}");
     }
 
     #[test]

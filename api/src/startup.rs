@@ -68,7 +68,8 @@ impl Application {
                 shutdown.clone(),
             ))
         });
-        let listener = TcpListener::bind(&settings.api_addr)?;
+        let listener = TcpListener::bind(&settings.api_addr)
+            .with_context(|| format!("binding API_ADDR {:?}", settings.api_addr))?;
         let port = listener.local_addr()?.port();
         let services = Services::build(pool.clone(), &settings).await?;
         let recovery = tokio::spawn(FailedLogins::clone(&services.failed_logins).recover_until(

@@ -14,7 +14,7 @@ pub struct UserView {
     pub id: Uuid,
     pub email: String,
     pub display_name: String,
-    /// `active` or `deactivated`.
+    /// `active`, `deactivated` or `erased`.
     pub status: String,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

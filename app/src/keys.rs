@@ -36,8 +36,12 @@ impl SigningKeys {
         let pem: SecretSlice<u8> = fs::read(signing_key_file)
             .with_context(|| format!("reading JWT signing key {}", signing_key_file.display()))?
             .into();
-        let encoding = EncodingKey::from_ed_pem(pem.expose_secret())
-            .context("JWT signing key is not Ed25519 PEM")?;
+        let encoding = EncodingKey::from_ed_pem(pem.expose_secret()).with_context(|| {
+            format!(
+                "JWT_SIGNING_KEY_FILE {} is not an Ed25519 private key in PKCS#8 PEM",
+                signing_key_file.display()
+            )
+        })?;
         let mut signing_jwk = Jwk::from_encoding_key(&encoding, ALGORITHM)?;
         let signing_kid = identify(&mut signing_jwk)?;
         let mut keys = SigningKeys {
@@ -59,8 +63,12 @@ impl SigningKeys {
 
     fn add_retired(&mut self, file: &Path) -> anyhow::Result<()> {
         let pem = fs::read(file).with_context(|| format!("reading JWT key {}", file.display()))?;
-        let decoding =
-            DecodingKey::from_ed_pem(&pem).context("retired JWT key is not Ed25519 PEM")?;
+        let decoding = DecodingKey::from_ed_pem(&pem).with_context(|| {
+            format!(
+                "JWT_RETIRED_KEY_FILES: {} is not an Ed25519 public key in SPKI PEM",
+                file.display()
+            )
+        })?;
         let mut jwk = Jwk::from_decoding_key(&decoding, Some(ALGORITHM))?;
         let kid = identify(&mut jwk)?;
         if let std::collections::hash_map::Entry::Vacant(entry) = self.decoding.entry(kid) {

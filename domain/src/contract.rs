@@ -96,6 +96,17 @@ pub fn all_event_types() -> impl Iterator<Item = EventType> {
         .copied()
 }
 
+/// Every aggregate type of the contract, once each, in the same order.
+pub fn aggregate_types() -> Vec<&'static str> {
+    let mut types: Vec<&'static str> = Vec::new();
+    for event_type in all_event_types() {
+        if !types.contains(&event_type.aggregate_type()) {
+            types.push(event_type.aggregate_type());
+        }
+    }
+    types
+}
+
 /// A top-level field of one event type's payload. SQL reads it with
 /// [`PayloadField::json_text`]; the domain's tests check the path exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -21,7 +21,8 @@ pub use audit_signer::{
 };
 pub use command_name::CommandName;
 pub use contract::{
-    all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType, PayloadField,
+    aggregate_types, all_event_types, decode, ClaimScope, ContractEvent, DecodeError, EventType,
+    PayloadField,
 };
 pub use erasure::{PersonalMetadata, ERASED, PERSONAL_PAYLOAD_FIELDS};
 pub use redaction::{redact_event_payload, RedactionError, REDACTED, SECRET_PAYLOAD_FIELDS};

@@ -30,8 +30,17 @@ function show(status, result) {
   $("output").textContent = result ? JSON.stringify(result.body, null, 2) : "";
 }
 
+// The login form is for someone signed out; the second step only while due.
+function signedIn(yes) {
+  $("login").hidden = yes;
+  if (yes) {
+    $("second-step").hidden = true;
+  }
+}
+
 async function showSession() {
   const result = await call("GET", "/v1/auth/session");
+  signedIn(result.status === 200);
   if (result.status === 200) {
     show("signed in as " + result.body.user.email, result);
   } else {
@@ -131,5 +140,8 @@ $("refresh-button").addEventListener("click", async () => {
 
 $("logout-button").addEventListener("click", async () => {
   const result = await call("POST", "/v1/auth/logout");
+  if (result.status === 204) {
+    signedIn(false);
+  }
   show(result.status === 204 ? "signed out" : "logout refused (" + result.status + ")", null);
 });

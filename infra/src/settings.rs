@@ -62,6 +62,23 @@ impl CommonSettings {
 }
 
 /// Parses a command-line value that must not show in `Debug` output.
+/// Parses a binary's command line, its top-level settings accepted before
+/// or after the subcommand (`api serve --api-addr …`), as an operator types
+/// them: they are made global.
+pub fn parse_cli<C: clap::Parser>() -> C {
+    parse_cli_from(std::env::args_os()).unwrap_or_else(|error| error.exit())
+}
+
+/// [`parse_cli`] of the arguments given (the binary's name first).
+pub fn parse_cli_from<C: clap::Parser>(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<C, clap::Error> {
+    let matches = C::command()
+        .mut_args(|arg| arg.global(true))
+        .try_get_matches_from(args)?;
+    C::from_arg_matches(&matches)
+}
+
 pub fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value.to_owned()))
 }

@@ -1,10 +1,9 @@
-use clap::Parser;
 use worker::settings::{Cli, Command};
 use worker::startup::Application;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = infra::settings::parse_cli();
     infra::telemetry::init(cli.settings.common.log_format);
     if let Some(Command::DeadLetters(dead_letters)) = &cli.command {
         let groups = [

@@ -253,7 +253,7 @@ impl Credential {
     fn refusal(&self) -> fn() -> ApiError {
         match self {
             Self::Bearer(_) => || ApiError::InvalidToken,
-            Self::Cookie(_) => || ApiError::Unauthorized,
+            Self::Cookie(_) => || ApiError::SessionCookieRefused,
         }
     }
 }

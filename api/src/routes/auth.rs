@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::auth::principal::EndingSession;
 use crate::auth::{cookies, csrf, Principal};
-use crate::extract::{RequestContext, ValidJson};
+use crate::extract::{has_body, RequestContext, ValidJson};
 use crate::freshness::Freshness;
 use crate::problem::{ApiError, Problem, PROBLEM};
 use crate::rate_limit::AuthRateLimit;
@@ -46,6 +46,26 @@ impl From<app::sign_in::TokenPair> for TokenPair {
             session_id: tokens.session_id,
         }
     }
+}
+
+/// What a new or refreshed session answers, as the client asked for it
+/// (for the OpenAPI document: a generated client decodes either).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SessionAnswer {
+    Tokens(TokenPair),
+    Cookie(CookieSession),
+}
+
+/// What login answers: a session, or a second step to take.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LoginAnswer {
+    Tokens(TokenPair),
+    Cookie(CookieSession),
+    SecondFactor(SecondFactorChallenge),
 }
 
 /// What login and refresh answer when the session is in cookies: no token.
@@ -139,7 +159,7 @@ pub struct LoginRequest {
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new session: tokens, or (`\"session\": \"cookie\"`) the session cookies and no token. For an account with a second factor, no session yet but a `SecondFactorChallenge` (`second_factor_required: true`) for `POST /v1/auth/login/second-factor`", body = TokenPair,
+        (status = 200, description = "A new session: tokens, or (`\"session\": \"cookie\"`) the session cookies and no token. For an account with a second factor, no session yet but a `SecondFactorChallenge` (`second_factor_required: true`) for `POST /v1/auth/login/second-factor`", body = LoginAnswer,
             headers(("Set-Cookie" = String, description = "With `\"session\": \"cookie\"`: `__Host-access_token` and `__Host-refresh_token`"))),
         (status = 401, description = "Wrong email or password, or the account cannot sign in (one answer for all)", body = Problem, content_type = PROBLEM),
         (status = 403, description = "A cookie login from another origin (CSRF check)", body = Problem, content_type = PROBLEM),
@@ -207,8 +227,13 @@ pub struct SecondFactorChallenge {
 pub struct SecondFactorLoginRequest {
     challenge: String,
     /// The authenticator app's six digits; or give `recovery_code`.
+    #[schema(pattern = "^\\s*([0-9]\\s*){6}$", nullable = false)]
     code: Option<String>,
     /// One of the recovery codes (`abcd-efgh-ijkl-mnop`), used up.
+    #[schema(
+        pattern = "^([-\\sA-Za-z2-7]*[A-Za-z2-7]){16}[-\\s]*$",
+        nullable = false
+    )]
     recovery_code: Option<String>,
     /// The passkey's assertion for the first step's `passkey` options, as
     /// `PublicKeyCredential.toJSON()` gives it.
@@ -224,8 +249,9 @@ pub struct SecondFactorLoginRequest {
     tag = "auth",
     request_body = SecondFactorLoginRequest,
     responses(
-        (status = 200, description = "A new session, as from login: tokens, or (`\"session\": \"cookie\"`) the session cookies", body = TokenPair),
+        (status = 200, description = "A new session, as from login: tokens, or (`\"session\": \"cookie\"`) the session cookies", body = SessionAnswer),
         (status = 401, description = "A challenge unknown, used or expired, or a wrong code (one answer for all; a wrong code counts toward the lockout)", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "`\"session\": \"cookie\"` from another origin (CSRF check)", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Neither or both of `code` and `recovery_code`, or a malformed one (named)", body = Problem, content_type = PROBLEM),
         (status = 429, description = "Rate limit or blocked address; see Retry-After", body = Problem, content_type = PROBLEM),
     )
@@ -280,8 +306,13 @@ fn proof(
 pub struct StepUpRequest {
     /// The authenticator app's six digits; or give `recovery_code`, or
     /// `passkey` with `ceremony`.
+    #[schema(pattern = "^\\s*([0-9]\\s*){6}$", nullable = false)]
     code: Option<String>,
     /// One of the recovery codes (`abcd-efgh-ijkl-mnop`), used up.
+    #[schema(
+        pattern = "^([-\\sA-Za-z2-7]*[A-Za-z2-7]){16}[-\\s]*$",
+        nullable = false
+    )]
     recovery_code: Option<String>,
     /// A passkey's assertion for the options `POST /v1/auth/step-up/passkey`
     /// answered, as `PublicKeyCredential.toJSON()` gives it.
@@ -410,10 +441,10 @@ pub struct RefreshRequest {
     post,
     path = "/v1/auth/refresh",
     tag = "auth",
-    request_body(content = Option<RefreshRequest>, description = "The refresh token; none (no body) to refresh the session in cookies"),
+    request_body(content = RefreshRequest, description = "The refresh token; none (no body at all) to refresh the session in cookies"),
     responses(
-        (status = 200, description = "New tokens (or new cookies, for a cookie session); the presented refresh token is dead", body = TokenPair),
-        (status = 401, description = "Unknown, rotated (the session is then revoked) or expired refresh token", body = Problem, content_type = PROBLEM),
+        (status = 200, description = "New tokens (or new cookies and no token, for a cookie session); the presented refresh token is dead", body = SessionAnswer),
+        (status = 401, description = "Unknown, rotated (the session is then revoked) or expired refresh token, or neither a body nor the refresh cookie", body = Problem, content_type = PROBLEM),
         (status = 403, description = "A cookie refresh from another origin (CSRF check)", body = Problem, content_type = PROBLEM),
         (status = 409, description = "A concurrent refresh of the same session", body = Problem, content_type = PROBLEM),
         (status = 429, description = "Rate limit; see Retry-After", body = Problem, content_type = PROBLEM),
@@ -425,6 +456,9 @@ pub async fn refresh(
     sign_in: web::Data<SignIn>,
     context: RequestContext,
 ) -> Result<HttpResponse, ApiError> {
+    if !has_body(&req) && req.cookie(cookies::REFRESH_COOKIE).is_none() {
+        return Err(ApiError::Unauthorized);
+    }
     if let Some(cookie) = refresh_cookie_without_body(&req) {
         csrf::check(&req)?;
         return Ok(match sign_in.refresh(&context, cookie.value()).await {
@@ -444,13 +478,7 @@ pub async fn refresh(
 
 /// The refresh cookie, when the request has no body (and so no token of its own).
 fn refresh_cookie_without_body(req: &HttpRequest) -> Option<actix_web::cookie::Cookie<'static>> {
-    let length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
-    let has_body = length.is_some_and(|length| length > 0)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
-    if has_body {
+    if has_body(req) {
         return None;
     }
     req.cookie(cookies::REFRESH_COOKIE)

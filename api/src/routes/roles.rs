@@ -48,7 +48,10 @@ pub struct CreateRoleRequest {
     name: String,
     /// Up to 500 characters.
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     description: String,
     /// Permission names, e.g. `users:read`.
     #[schema(schema_with = crate::openapi::permission_names)]
@@ -148,6 +151,7 @@ async fn create(
         (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Needs roles:write", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or deleted role", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "`last-administrator`: no active user would hold every permission any more; or a concurrent change", body = Problem, content_type = PROBLEM),
         (status = 422, description = "An unknown permission (named)", body = Problem, content_type = PROBLEM),
     )
 )]
@@ -181,6 +185,7 @@ async fn set_permissions(
         (status = 200, description = "Deleted; its name is free again and it grants nothing", body = CommandAccepted),
         (status = 403, description = "Needs roles:write", body = Problem, content_type = PROBLEM),
         (status = 404, description = "Unknown or already deleted role", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "`last-administrator`: no active user would hold every permission any more; or a concurrent change", body = Problem, content_type = PROBLEM),
     )
 )]
 async fn delete(

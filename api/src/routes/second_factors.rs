@@ -54,6 +54,7 @@ pub struct TotpEnrolmentView {
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     /// The app's current six digits.
+    #[schema(pattern = "^\\s*([0-9]\\s*){6}$")]
     code: String,
 }
 

@@ -19,7 +19,7 @@ use super::field;
 use super::users::CommandAccepted;
 use crate::auth::principal::{ServiceAccountsRead, ServiceAccountsWrite};
 use crate::auth::Allowed;
-use crate::extract::{RequestContext, ValidJson};
+use crate::extract::{OptionalJson, RequestContext, ValidJson};
 use crate::problem::{ApiError, FieldError, Problem, PROBLEM};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -53,11 +53,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct CreateServiceAccountRequest {
     /// 1 to 64 ASCII letters, digits, '-', '_', '.' and ':'.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:-]+$")]
     name: String,
     /// Up to 500 characters.
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     description: String,
 }
 
@@ -66,11 +69,21 @@ pub struct CreateServiceAccountRequest {
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct UpdateServiceAccountRequest {
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_.:-]+$",
+        nullable = false
+    )]
     name: Option<String>,
-    #[schema(max_length = 500)]
+    #[schema(
+        nullable = false,
+        max_length = 500,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     description: Option<String>,
     /// `false` disables the account: its keys and tokens stop working at once.
+    #[schema(nullable = false)]
     enabled: Option<bool>,
 }
 
@@ -79,7 +92,10 @@ pub struct UpdateServiceAccountRequest {
 pub struct IssueKeyRequest {
     /// Up to 500 characters: where the key is used.
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     description: String,
     /// Permissions the key may use, of those the account holds (and the
     /// caller too); absent: all the account holds now.
@@ -448,11 +464,11 @@ async fn rotate_key(
     context: RequestContext,
     Allowed(principal, _): Allowed<ServiceAccountsWrite>,
     path: web::Path<(String, String)>,
-    body: Option<ValidJson<RotateKeyRequest>>,
+    OptionalJson(body): OptionalJson<RotateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, key_id) = account_and(&path, "API key")?;
     principal.require_step_up()?;
-    let body = body.map(|ValidJson(body)| body).unwrap_or_default();
+    let body = body.unwrap_or_default();
     let overlap = body.overlap_seconds.map(TimeDelta::seconds);
     let issued = commands
         .rotate_key(&context, &principal.actor(), id, key_id, overlap)

@@ -131,7 +131,11 @@ pub struct RegisterRequest {
     #[schema(min_length = 12, max_length = 128)]
     password: String,
     /// Trimmed, 1 to 100 characters, no control characters.
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     display_name: String,
 }
 
@@ -140,9 +144,14 @@ pub struct RegisterRequest {
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct UpdateProfileRequest {
-    #[schema(format = Email, max_length = 254)]
+    #[schema(format = Email, max_length = 254, nullable = false)]
     email: Option<String>,
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*\S[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     display_name: Option<String>,
 }
 
@@ -398,6 +407,7 @@ pub struct ChangePasswordRequest {
         (status = 200, description = "Changed; the user's other sessions (all, when set by an administrator) are revoked", body = CommandAccepted),
         (status = 401, description = "No valid access token, or (`step-up-required`) a second factor not proved recently: `POST /v1/auth/step-up`", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Another user's password without users:write", body = Problem, content_type = PROBLEM),
+        (status = 409, description = "The user is deactivated, or a concurrent change", body = Problem, content_type = PROBLEM),
         (status = 422, description = "Weak new password, or a wrong or missing current_password", body = Problem, content_type = PROBLEM),
     )
 )]
@@ -612,6 +622,7 @@ async fn get(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `active`, `deactivated` or `erased`.
+    #[param(value_type = Option<crate::closed_sets::UserStatusName>, inline)]
     status: Option<String>,
     /// Exact address, in any case.
     #[param(format = Email, max_length = 254)]
@@ -619,8 +630,7 @@ pub struct ListParams {
     /// 1 to 200, default 50.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page (a user id).
-    #[param(value_type = Option<Uuid>)]
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Wait until the read model has applied this global position.
     #[param(value_type = Option<i64>, minimum = 0)]

@@ -51,15 +51,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct CreateWebhookRequest {
     /// `https://…` (plain `http` only with WEBHOOKS_ALLOW_HTTP); its host
     /// must not resolve to an internal address.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, format = "uri")]
     url: String,
     /// Event types (`session.revoked`), every type of an aggregate
     /// (`user.*`) or `*`; 1 to 20.
-    #[schema(min_items = 1, max_items = 20)]
+    #[schema(min_items = 1, max_items = 20, value_type = Vec<crate::closed_sets::EventTypeSelector>)]
     event_types: Vec<String>,
     /// Up to 500 characters.
     #[serde(default)]
-    #[schema(max_length = 500)]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     description: String,
 }
 
@@ -68,12 +71,17 @@ pub struct CreateWebhookRequest {
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct UpdateWebhookRequest {
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, format = "uri", nullable = false)]
     url: Option<String>,
-    #[schema(min_items = 1, max_items = 20)]
+    #[schema(min_items = 1, max_items = 20, nullable = false, value_type = Option<Vec<crate::closed_sets::EventTypeSelector>>)]
     event_types: Option<Vec<String>>,
-    #[schema(max_length = 500)]
+    #[schema(
+        nullable = false,
+        max_length = 500,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     description: Option<String>,
+    #[schema(nullable = false)]
     enabled: Option<bool>,
 }
 

@@ -551,6 +551,13 @@ async fn the_example_page_logs_in_with_cookies_shows_the_session_refreshes_and_l
         .await;
     let (status, seen) = browser.wait_for_fetch(seen, "POST", "/v1/auth/login").await;
     assert_eq!(status, 200, "cookie login");
+    assert_eq!(
+        browser
+            .eval("document.getElementById('login').hidden")
+            .await,
+        true,
+        "the login form is hidden while signed in"
+    );
     let (status, _) = browser
         .wait_for_fetch(seen, "GET", "/v1/auth/session")
         .await;
@@ -596,6 +603,13 @@ async fn the_example_page_logs_in_with_cookies_shows_the_session_refreshes_and_l
         .wait_for_fetch(seen, "POST", "/v1/auth/logout")
         .await;
     assert_eq!(status, 204, "logout");
+    assert_eq!(
+        browser
+            .eval("document.getElementById('login').hidden")
+            .await,
+        false,
+        "the login form is back once signed out"
+    );
     assert_eq!(browser.text("output").await, "");
     let seen = browser.fetches.len();
     browser.click("session-button").await;

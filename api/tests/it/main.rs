@@ -3,6 +3,7 @@
 //! a database and broker names of its own.
 
 mod access;
+mod api_clients;
 mod audit;
 mod audit_log;
 mod auth;

@@ -74,8 +74,8 @@ impl AuditFilter {
             aggregate_id: id("aggregate_id", params.aggregate_id.as_deref())?,
             event_types: params.event_type.as_deref().map(event_types).transpose()?,
             event_type: params.event_type.clone(),
-            actor_id: id("actor_id", params.actor_id.as_deref())?,
-            api_key_id: id("api_key_id", params.api_key_id.as_deref())?,
+            actor_id: uuid_id("actor_id", params.actor_id.as_deref())?,
+            api_key_id: uuid_id("api_key_id", params.api_key_id.as_deref())?,
             correlation_id: id("correlation_id", params.correlation_id.as_deref())?,
             from,
             to,
@@ -139,6 +139,17 @@ fn id(parameter: &'static str, raw: Option<&str>) -> Result<Option<String>, AppE
     }
 }
 
+/// An id that is always a UUID (a user's, a key's), in the form metadata
+/// carries it (lowercase, hyphenated), however it was written.
+fn uuid_id(parameter: &'static str, raw: Option<&str>) -> Result<Option<String>, AppError> {
+    raw.map(|raw| {
+        uuid::Uuid::parse_str(raw)
+            .map(|id| id.to_string())
+            .map_err(|_| bad(parameter, "must be a UUID"))
+    })
+    .transpose()
+}
+
 fn time(parameter: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, AppError> {
     raw.map(|raw| {
         DateTime::parse_from_rfc3339(raw)
@@ -193,7 +204,7 @@ mod tests {
     #[test]
     fn each_malformed_filter_is_refused_naming_its_parameter() {
         type Change = fn(&mut FilterParams);
-        let cases: [(&str, Change); 8] = [
+        let cases: [(&str, Change); 10] = [
             ("aggregate_type", |p| {
                 p.aggregate_type = Some("order".into())
             }),
@@ -201,6 +212,8 @@ mod tests {
             ("event_type", |p| p.event_type = Some("nothing.".into())),
             ("aggregate_id", |p| p.aggregate_id = Some(String::new())),
             ("actor_id", |p| p.actor_id = Some("x".repeat(201))),
+            ("actor_id", |p| p.actor_id = Some("null".into())),
+            ("api_key_id", |p| p.api_key_id = Some("42".into())),
             ("from", |p| p.from = Some("yesterday".into())),
             ("to", |p| p.to = Some("2026-13-01T00:00:00Z".into())),
             ("from", |p| {
@@ -211,6 +224,13 @@ mod tests {
         for (parameter, change) in cases {
             assert_eq!(refused_parameter(parsed(change)), parameter);
         }
+    }
+
+    #[test]
+    fn an_actor_is_found_however_its_uuid_is_written() {
+        let id = "0194F3A0-5C1E-7000-8000-00000000000A";
+        let filter = parsed(|p| p.actor_id = Some(id.into())).unwrap();
+        assert_eq!(filter.actor_id.as_deref(), Some(id.to_lowercase().as_str()));
     }
 
     #[test]

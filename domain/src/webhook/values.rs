@@ -92,6 +92,19 @@ impl EventTypePattern {
     const ALL: &'static str = "*";
     const ANY_OF_AGGREGATE: &'static str = ".*";
 
+    /// Every pattern [`EventTypePattern::parse`] accepts: `*`, each
+    /// aggregate's `<type>.*`, each event type.
+    pub fn every() -> Vec<String> {
+        std::iter::once(Self::ALL.to_owned())
+            .chain(
+                crate::contract::aggregate_types()
+                    .into_iter()
+                    .map(|aggregate| format!("{aggregate}{}", Self::ANY_OF_AGGREGATE)),
+            )
+            .chain(all_event_types().map(|event_type| event_type.name().to_owned()))
+            .collect()
+    }
+
     pub fn parse(input: &str) -> Result<Self, WebhookInputError> {
         let known = input == Self::ALL
             || all_event_types().any(|event_type| {
@@ -238,6 +251,16 @@ mod tests {
 
     fn pattern(value: &str) -> EventTypePattern {
         EventTypePattern::parse(value).unwrap()
+    }
+
+    #[test]
+    fn every_pattern_listed_is_accepted_and_names_each_aggregate() {
+        let every = EventTypePattern::every();
+        assert!(every.iter().all(|p| EventTypePattern::parse(p).is_ok()));
+        for expected in ["*", "user.*", "second_factor.*", "session.revoked"] {
+            assert!(every.iter().any(|p| p == expected), "{expected}");
+        }
+        assert!(EventTypePattern::parse("").is_err());
     }
 
     #[test]

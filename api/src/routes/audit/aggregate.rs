@@ -56,19 +56,26 @@ pub struct StateParams {
 
 #[derive(Serialize, ToSchema)]
 pub struct UserStateView {
+    #[schema(required = true)]
     id: Option<Uuid>,
+    #[schema(required = true)]
     email: Option<String>,
+    #[schema(required = true)]
     display_name: Option<String>,
     /// `active` or `deactivated`.
     status: String,
     roles: BTreeSet<Uuid>,
+    #[schema(required = true)]
     locked_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct RoleStateView {
+    #[schema(required = true)]
     id: Option<Uuid>,
+    #[schema(required = true)]
     name: Option<String>,
+    #[schema(required = true)]
     description: Option<String>,
     permissions: Vec<String>,
     deleted: bool,
@@ -85,20 +92,30 @@ pub struct SessionEnded {
 
 #[derive(Serialize, ToSchema)]
 pub struct SessionStateView {
+    #[schema(required = true)]
     id: Option<Uuid>,
+    #[schema(required = true)]
     user_id: Option<Uuid>,
+    #[schema(required = true)]
     started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     expires_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     last_activity_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     ip: Option<String>,
+    #[schema(required = true)]
     user_agent: Option<String>,
+    #[schema(required = true)]
     ended: Option<SessionEnded>,
 }
 
 /// A webhook's subscription (its signing secrets are not state an auditor sees).
 #[derive(Serialize, ToSchema)]
 pub struct WebhookStateView {
+    #[schema(required = true)]
     id: Option<Uuid>,
+    #[schema(required = true)]
     url: Option<String>,
     event_types: Vec<String>,
     description: String,
@@ -121,6 +138,7 @@ pub struct AuditSignerStateView {
     acknowledgements: u64,
     /// Where the last acknowledgement let the signer go on from; null: the
     /// start of the log.
+    #[schema(required = true)]
     adopted: Option<SignedPointView>,
 }
 
@@ -138,7 +156,9 @@ pub struct ServiceAccountKeyView {
 /// A machine client's identity.
 #[derive(Serialize, ToSchema)]
 pub struct ServiceAccountStateView {
+    #[schema(required = true)]
     id: Option<Uuid>,
+    #[schema(required = true)]
     name: Option<String>,
     description: String,
     /// `active`, `disabled` or `erased`.
@@ -262,6 +282,7 @@ pub struct AggregateStateView {
     aggregate_type: String,
     aggregate_id: String,
     /// The `as_of` asked for, if any.
+    #[schema(required = true)]
     as_of: Option<DateTime<Utc>>,
     /// Of the last event folded.
     sequence: i64,
@@ -278,7 +299,7 @@ pub struct AggregateStateView {
     tag = "audit",
     security(("bearer" = [])),
     params(
-        ("aggregate_type" = String, Path, description = "`user`, `role` or `session`"),
+        ("aggregate_type" = inline(crate::closed_sets::AggregateTypeName), Path, description = "An aggregate type of the event contract"),
         ("id" = String, Path, description = "The aggregate id"),
         HistoryParams,
     ),
@@ -314,7 +335,7 @@ pub async fn history(
     tag = "audit",
     security(("bearer" = [])),
     params(
-        ("aggregate_type" = String, Path, description = "`user`, `role` or `session`"),
+        ("aggregate_type" = inline(crate::closed_sets::AggregateTypeName), Path, description = "An aggregate type of the event contract"),
         ("id" = String, Path, description = "The aggregate id"),
         StateParams,
     ),

@@ -32,7 +32,7 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 pub struct PagingQuery {
     /// `newest` (default) or `oldest` first.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<crate::closed_sets::AuditOrderName>, inline)]
     order: Option<String>,
     /// 1 to 1000, default 100.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]

@@ -35,8 +35,10 @@ pub struct AuditEvent {
     sequence: i64,
     global_position: i64,
     recorded_at: DateTime<Utc>,
-    /// As stored, with password and refresh-token hashes replaced by `[redacted]`.
-    #[schema(value_type = Object)]
+    /// As stored, with password and refresh-token hashes replaced by
+    /// `[redacted]`: `{"<Variant>": {fields}}`, or `"<Variant>"` for an
+    /// event without fields (`user.erased` is `"Erased"`).
+    #[schema(value_type = serde_json::Value)]
     payload: serde_json::Value,
     metadata: AuditMetadata,
     /// One readable line, e.g. `email changed to bob@example.com (was ada@example.com)`.

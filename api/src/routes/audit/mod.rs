@@ -55,8 +55,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize, IntoParams, clap::Args, Debug, Default)]
 #[into_params(parameter_in = Query)]
 pub struct FilterQuery {
-    /// `user`, `role` or `session`.
-    #[arg(long)]
+    /// An aggregate type of the event contract.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(domain::aggregate_types()))]
+    #[param(value_type = Option<crate::closed_sets::AggregateTypeName>, inline)]
     aggregate_type: Option<String>,
     #[arg(long)]
     aggregate_id: Option<String>,
@@ -65,6 +66,7 @@ pub struct FilterQuery {
     event_type: Option<String>,
     /// Who caused the event (`metadata.actor_id`).
     #[arg(long)]
+    #[param(value_type = Option<uuid::Uuid>)]
     actor_id: Option<String>,
     /// The API key a machine client acted with (`metadata.api_key_id`).
     #[arg(long)]
