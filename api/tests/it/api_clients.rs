@@ -54,7 +54,11 @@ async fn schemathesis_finds_no_server_error_and_nothing_the_document_does_not_sa
     // that a password is not a common one or that a role id names a role.
     // Logging out would end the administrator's session for the rest of
     // the run.
+    // Its cache (`.schemathesis/`) goes to the working directory: not the tree.
+    let scratch = std::env::temp_dir().join(format!("{}-schemathesis", app.db.name));
+    std::fs::create_dir_all(&scratch).expect("a scratch directory");
     let mut schemathesis = Command::new(beside(&python, "schemathesis"));
+    schemathesis.current_dir(&scratch);
     schemathesis.args([
         "run",
         &format!("{}/openapi.json", app.address),
@@ -75,6 +79,7 @@ async fn schemathesis_finds_no_server_error_and_nothing_the_document_does_not_sa
         "--no-color",
     ]);
     let output = run(schemathesis).await;
+    let _ = std::fs::remove_dir_all(&scratch);
     assert!(
         output.status.success(),
         "{}",
