@@ -9,6 +9,7 @@ use actix_web::{web, HttpResponse};
 use app::second_factors::recovery_code::RecoveryCode;
 use app::second_factors::{FactorRow, SecondFactorService};
 use chrono::{DateTime, Utc};
+use domain::DisplayName;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -106,6 +107,15 @@ fn own(principal: &Principal, user_id: Uuid) -> Result<(), ApiError> {
     }
 }
 
+/// The person adding a factor to their own account: from their own
+/// session and, when they have a factor already, having proved it
+/// recently (a stolen session must not enrol the thief's). Their session.
+fn adding_a_factor(principal: &Principal, user_id: Uuid) -> Result<Uuid, ApiError> {
+    own(principal, user_id)?;
+    principal.require_step_up()?;
+    Ok(principal.session()?.id)
+}
+
 /// A passkey registration begun.
 #[derive(Serialize, ToSchema)]
 pub struct PasskeyRegistrationView {
@@ -158,8 +168,7 @@ async fn begin_passkey(
     req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = path_id(&req, "user")?;
-    own(&principal, user_id)?;
-    principal.require_step_up()?;
+    adding_a_factor(&principal, user_id)?;
     let ceremony = factors.begin_passkey(user_id).await?;
     Ok(HttpResponse::Created().json(PasskeyRegistrationView {
         ceremony: ceremony.handle,
@@ -189,22 +198,16 @@ async fn finish_passkey(
     ValidJson(body): ValidJson<FinishPasskeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = Uuid::parse_str(&path.0).map_err(|_| ApiError::NotFound("user"))?;
-    own(&principal, user_id)?;
-    principal.require_step_up()?;
-    let name = body.name.as_deref().unwrap_or("passkey").trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name",
-            "must be 1 to 100 characters, none of them control characters",
-        ));
-    }
-    let session_id = principal.session()?.id;
+    let session_id = adding_a_factor(&principal, user_id)?;
+    // A passkey's name follows a display name's rules.
+    let name = DisplayName::parse(body.name.as_deref().unwrap_or("passkey"))
+        .map_err(|error| ApiError::invalid("name", error))?;
     let (factor_id, confirmed) = factors
         .finish_passkey(
             &context,
             &principal.actor(),
             (user_id, session_id),
-            (&path.1, body.credential, name),
+            (&path.1, body.credential, name.as_str()),
         )
         .await?;
     Ok(HttpResponse::Ok().json(PasskeyRegistered {
@@ -233,8 +236,7 @@ async fn begin_totp(
     req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = path_id(&req, "user")?;
-    own(&principal, user_id)?;
-    principal.require_step_up()?;
+    adding_a_factor(&principal, user_id)?;
     let enrolment = factors.begin_totp(user_id).await?;
     Ok(HttpResponse::Created()
         .insert_header((
@@ -270,11 +272,8 @@ async fn confirm(
     ValidJson(body): ValidJson<ConfirmRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (user_id, factor_id) = user_and_factor(&path)?;
-    own(&principal, user_id)?;
-    // A second factor is added only by someone who proved the first.
-    principal.require_step_up()?;
+    let session_id = adding_a_factor(&principal, user_id)?;
     let code = domain::TotpCode::parse(&body.code).map_err(|e| ApiError::invalid("code", e))?;
-    let session_id = principal.session()?.id;
     let confirmed = factors
         .confirm_totp(
             &context,

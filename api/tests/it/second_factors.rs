@@ -810,3 +810,59 @@ async fn holders_of_a_chosen_permission_must_enrol_before_anything_else() {
         .await;
     assert_step_up_required(late, 2).await;
 }
+
+#[tokio::test]
+async fn a_passkey_registration_refuses_a_bad_name_a_malformed_credential_and_a_used_ceremony() {
+    let app = spawn_app().await;
+    let (user_id, tokens) = app.user_with_session("pat@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let passkeys = format!("/v1/users/{user_id}/second-factors/passkeys");
+    let begun = app.send(Method::POST, &passkeys, access, None).await;
+    assert_eq!(begun.status(), 201);
+    let begun: Value = begun.json().await.unwrap();
+    let options = &begun["passkey"]["publicKey"];
+    assert_eq!(options["rp"]["id"], "localhost", "{begun}");
+    assert_eq!(
+        options["authenticatorSelection"]["userVerification"],
+        "required"
+    );
+    let finish = format!("{passkeys}/{}", begun["ceremony"].as_str().unwrap());
+    let before = app.event_count().await;
+
+    let named = app
+        .send(
+            Method::POST,
+            &finish,
+            access,
+            Some(json!({"credential": {}, "name": "bell\u{7}"})),
+        )
+        .await;
+    assert_problem(named, 422, "validation-failed", Some("name")).await;
+    let malformed = app
+        .send(
+            Method::POST,
+            &finish,
+            access,
+            Some(json!({"credential": {"id": "x"}})),
+        )
+        .await;
+    assert_problem(malformed, 422, "validation-failed", Some("credential")).await;
+    // The ceremony was used up by the attempt: it cannot be tried again.
+    let again = app
+        .send(
+            Method::POST,
+            &finish,
+            access,
+            Some(json!({"credential": {"id": "x"}})),
+        )
+        .await;
+    assert_problem(again, 404, "not-found", None).await;
+    assert_eq!(app.event_count().await, before, "nothing was registered");
+    let listed: Value = app
+        .get(&format!("/v1/users/{user_id}/second-factors"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"], json!([]));
+}
