@@ -252,7 +252,7 @@ pub struct SecondFactorLoginRequest {
         (status = 200, description = "A new session, as from login: tokens, or (`\"session\": \"cookie\"`) the session cookies", body = SessionAnswer),
         (status = 401, description = "A challenge unknown, used or expired, or a wrong code (one answer for all; a wrong code counts toward the lockout)", body = Problem, content_type = PROBLEM),
         (status = 403, description = "`\"session\": \"cookie\"` from another origin (CSRF check)", body = Problem, content_type = PROBLEM),
-        (status = 422, description = "Neither or both of `code` and `recovery_code`, or a malformed one (named)", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "Not exactly one of `code`, `recovery_code` and `passkey`, or a malformed one (named)", body = Problem, content_type = PROBLEM),
         (status = 429, description = "Rate limit or blocked address; see Retry-After", body = Problem, content_type = PROBLEM),
     )
 )]

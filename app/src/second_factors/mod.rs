@@ -169,7 +169,12 @@ impl SecondFactorService {
             .await?;
         let command = SecondFactorCommand::RegisterPasskey { factor_id };
         let confirmed = self
-            .enabled_with(context, actor, (user_id, session_id), command)
+            .enabled_with(
+                context,
+                actor,
+                (user_id, session_id),
+                (command, ProofMethod::Passkey),
+            )
             .await?;
         Ok((factor_id, confirmed))
     }
@@ -244,23 +249,24 @@ impl SecondFactorService {
             return Err(wrong_code());
         }
         let command = SecondFactorCommand::EnableTotp { factor_id };
-        self.enabled_with(context, actor, (user_id, session_id), command)
-            .await
+        self.enabled_with(
+            context,
+            actor,
+            (user_id, session_id),
+            (command, ProofMethod::Totp),
+        )
+        .await
     }
 
     /// Runs `command`, which enables a factor the person just proved in
-    /// `session_id`; their first factor also gets recovery codes.
+    /// `session_id` with `method`; their first factor also gets recovery codes.
     async fn enabled_with(
         &self,
         context: &RequestContext,
         actor: &Actor,
         (user_id, session_id): (Uuid, Uuid),
-        command: SecondFactorCommand,
+        (command, method): (SecondFactorCommand, ProofMethod),
     ) -> Result<Confirmed, AppError> {
-        let method = match command {
-            SecondFactorCommand::RegisterPasskey { .. } => ProofMethod::Passkey,
-            _ => ProofMethod::Totp,
-        };
         let factors = self.factors.load(&user_id.to_string()).await?;
         let mut position = self.execute(context, actor, user_id, command).await?;
         let mut recovery_codes = None;
